@@ -60,7 +60,11 @@ def _extension():
                         extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_args)
 
 
+# CIRCUITS_VISION_SKIP_EXT=1 installs the Python package alone (the Makefile's editable
+# install does this and then builds the extension in place, incrementally).
+_SKIP_EXT = os.environ.get("CIRCUITS_VISION_SKIP_EXT", "0") == "1"
+
 setup(
-    ext_modules=[_extension()],
+    ext_modules=[] if _SKIP_EXT else [_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

@@ -8,6 +8,8 @@ import os
 import pytest
 import torch
 
+from support import devices  # noqa: F401  (re-exported for tests that import it from here)
+
 
 def cuda_ready() -> bool:
     if not torch.cuda.is_available():
@@ -31,11 +33,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_weights)
         if "needs_lucent" in item.keywords and not have_lucent:
             item.add_marker(skip_lucent)
-
-
-def devices() -> list[str]:
-    """Devices to parametrise op tests over: cpu always, cuda marked needs_cuda."""
-    return ["cpu", pytest.param("cuda", marks=pytest.mark.needs_cuda)]
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,53 @@
+# The two commands of the README:
+#   make demo   install everything and build the atlas + circuit report of the shipped model
+#   make test   install everything and run the tests
+# Both create and reuse the virtual environment in $(VENV).
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+OUT ?= atlas
+
+# The CUDA kernels are built when a CUDA toolkit is found and a GPU is visible or FORCE_CUDA=1.
+NVCC := $(shell command -v nvcc 2>/dev/null)
+ifneq ($(NVCC),)
+export CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
+endif
+export MAX_JOBS ?= 2
+
+CSRC := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu')
+
+.PHONY: demo test install build clean
+
+$(VENV)/.deps:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q torch torchvision
+	$(PIP) install -q numpy pillow tqdm scikit-learn matplotlib ninja pytest hypothesis nbformat nbclient ipykernel selenium
+	# lucent is the reference we measure against; its pinned kornia is installed without its stale dependency pins.
+	$(PIP) install -q --no-deps "torch-lucent==0.1.8" "kornia<=0.4.1"
+	$(PIP) install -q decorator
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.deps pyproject.toml setup.py
+	CIRCUITS_VISION_SKIP_EXT=1 $(PIP) install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+# The extension is rebuilt in place, incrementally, whenever a source changes.
+$(VENV)/.built: $(VENV)/.installed $(CSRC) setup.py
+	$(PY) setup.py -q build_ext --inplace
+	touch $@
+
+install: $(VENV)/.built
+
+build: $(VENV)/.built
+
+demo: install
+	$(PY) -m circuits_vision.cli demo --out $(OUT)
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf build $(VENV) circuits_vision/_C*.so

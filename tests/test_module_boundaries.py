@@ -1,0 +1,68 @@
+"""The package's dependency rules (see the layout notes): imports run one way.
+
+ops and hooks are leaves; models may use hooks; optvis reaches activations through hooks and never
+imports models or analysis; weights uses hooks and ops; nothing in the core imports viz.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "circuits_vision"
+
+# subpackage -> subpackages it must not import
+FORBIDDEN = {
+    "ops": {"hooks", "models", "optvis", "weights", "analysis", "stimuli", "atlas", "viz"},
+    "hooks": {"ops", "models", "optvis", "weights", "analysis", "stimuli", "atlas", "viz"},
+    "models": {"optvis", "weights", "analysis", "atlas", "viz"},
+    "optvis": {"models", "weights", "analysis", "atlas", "viz"},
+    "weights": {"models", "optvis", "analysis", "atlas", "viz"},
+    "stimuli": {"models", "optvis", "weights", "analysis", "atlas", "viz"},
+    "analysis": {"atlas", "viz"},
+}
+
+
+def _absolute_module(path: Path, node: ast.ImportFrom, package_root: Path) -> str:
+    """The absolute dotted name a (possibly relative) `from ... import` refers to."""
+    if node.level == 0:
+        return node.module or ""
+    parts = ["circuits_vision", *path.relative_to(package_root).parent.parts]
+    base = parts[: len(parts) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _imported_subpackages(path: Path, package_root: Path = PACKAGE) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute_module(path, node, package_root)
+            names = [module] + [f"{module}.{alias.name}" for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "circuits_vision" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+@pytest.mark.parametrize("subpackage", sorted(FORBIDDEN))
+def test_imports_run_one_way(subpackage):
+    offenders = []
+    for path in sorted((PACKAGE / subpackage).rglob("*.py")):
+        bad = _imported_subpackages(path) & FORBIDDEN[subpackage]
+        if bad:
+            offenders.append(f"{path.relative_to(PACKAGE)} imports {sorted(bad)}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_checker_sees_imports(tmp_path):
+    (tmp_path / "optvis").mkdir()
+    sample = tmp_path / "optvis" / "sample.py"
+    sample.write_text("import circuits_vision.viz.grid\nfrom circuits_vision.models import load\nfrom ..analysis import tuning\nfrom . import x\n")
+    assert _imported_subpackages(sample, tmp_path) == {"viz", "models", "analysis", "optvis"}
