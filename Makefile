@@ -10,9 +10,13 @@ PIP := $(PY) -m pip --disable-pip-version-check
 OUT ?= atlas
 
 # The CUDA kernels are built when a CUDA toolkit is found and a GPU is visible or FORCE_CUDA=1.
+# CUDA_HOME: as given, else the conventional /usr/local/cuda, else the folder above nvcc.
 NVCC := $(shell command -v nvcc 2>/dev/null)
-ifneq ($(NVCC),)
-export CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
+ifeq ($(CUDA_HOME),)
+CUDA_HOME := $(firstword $(wildcard /usr/local/cuda) $(patsubst %/bin/nvcc,%,$(NVCC)))
+endif
+ifneq ($(CUDA_HOME),)
+export CUDA_HOME
 endif
 export MAX_JOBS ?= 2
 
@@ -39,6 +43,19 @@ $(VENV)/.built: $(VENV)/.installed $(CSRC) setup.py
 	$(PY) setup.py -q build_ext --inplace
 	touch $@
 
+# The atlas viewer's end-to-end test drives Debian's headless Chromium through chromedriver.
+$(VENV)/.browser: $(VENV)/.deps
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	    || echo "could not install chromium; the browser test will be skipped"; \
+	else \
+	  echo "chromium and chromedriver are missing (install Debian's chromium chromium-driver); the browser test will be skipped"; \
+	fi
+	touch $@
+
 install: $(VENV)/.built
 
 build: $(VENV)/.built
@@ -46,7 +63,7 @@ build: $(VENV)/.built
 demo: install
 	$(PY) -m circuits_vision.cli demo --out $(OUT)
 
-test: install
+test: install $(VENV)/.browser
 	$(PY) -m pytest -q
 
 clean:
