@@ -1,1 +1,138 @@
-"""circuits_vision.models."""
+"""Models: lucid's InceptionV1, the shipped ``shapes`` model, planted models, torchvision models.
+
+Every model takes RGB images in [0, 1], ``[N, 3, H, W]``, and owns its preprocessing::
+
+    import circuits_vision as cv
+    model = cv.models.inceptionv1(weights="inception5h.pth")   # lucent's/captum's file, path or URL
+    model = cv.models.load("resnet50")                          # random init, torchvision's layer names
+    cv.models.available_models()                                # ['inceptionv1', 'shapes', ...]
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+
+from circuits_vision.models.inception import (
+    BlockSpec,
+    ConvSpec,
+    InceptionNet,
+    InceptionSpec,
+    LRNSpec,
+    MaxPoolSpec,
+    Preprocess,
+)
+from circuits_vision.models.inceptionv1 import InceptionV1, inceptionv1
+from circuits_vision.models.layers import Concat, LocalResponseNormLucent, LocalResponseNormTF
+from circuits_vision.models.loading import WeightsError, inceptionv1_weights_from_env, load_weights
+from circuits_vision.models.torchvision_models import torchvision_model
+
+__all__ = [
+    "BlockSpec",
+    "Concat",
+    "ConvSpec",
+    "InceptionNet",
+    "InceptionSpec",
+    "InceptionV1",
+    "LRNSpec",
+    "LocalResponseNormLucent",
+    "LocalResponseNormTF",
+    "MaxPoolSpec",
+    "Preprocess",
+    "UnknownModelError",
+    "WeightsError",
+    "available_models",
+    "inceptionv1",
+    "inceptionv1_weights_from_env",
+    "load",
+    "load_weights",
+    "torchvision_model",
+]
+
+_SUBMODULES = ("facts", "loading", "planted", "shapes", "torchvision_models")
+
+
+class UnknownModelError(KeyError, ValueError):
+    """A model name that :func:`load` does not know; the message lists the closest valid names."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+def _optional_module(name: str):
+    """``circuits_vision.models.<name>``, or None when that module does not exist (yet)."""
+    full = f"circuits_vision.models.{name}"
+    try:
+        return importlib.import_module(full)
+    except ModuleNotFoundError as error:
+        if error.name == full:
+            return None
+        raise  # the module exists but one of its own imports failed: show that error
+
+
+def _planted_names() -> list[str]:
+    """Planted model names: ``planted.MODELS`` when defined, else its public PlantedModel factories."""
+    planted = _optional_module("planted")
+    if planted is None:
+        return []
+    names = getattr(planted, "MODELS", None)
+    if names is None:  # public functions declared to return a PlantedModel
+        names = [
+            name
+            for name in getattr(planted, "__all__", ())
+            if getattr(getattr(planted, name), "__annotations__", {}).get("return")
+            in ("PlantedModel", getattr(planted, "PlantedModel", None))
+        ]
+    return list(names)
+
+
+def available_models() -> list[str]:
+    """Every name :func:`load` accepts: "inceptionv1", "shapes", planted models, torchvision models."""
+    from circuits_vision.models.torchvision_models import torchvision_model_names
+
+    return ["inceptionv1", "shapes", *_planted_names(), *torchvision_model_names()]
+
+
+def load(name: str, weights: str | os.PathLike | None = None, **kwargs):
+    """Build model ``name`` (see :func:`available_models`), with ``weights`` from a path or URL.
+
+    - ``"inceptionv1"``: :func:`inceptionv1` (``kwargs``: ``lrn``, ``sha256``, ``generator``).
+    - ``"shapes"``: the small InceptionV1-style model shipped with the package (its weights by default).
+    - planted model names: hand-built models with known ground truth (``circuits_vision.models.planted``).
+    - torchvision names ("googlenet", "alexnet", "vgg16", "resnet50", ...): random init unless
+      ``weights`` is given; input [0, 1] with ImageNet normalisation inside.
+    """
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key == "inceptionv1":
+        return inceptionv1(weights, **kwargs)
+    if key == "shapes":
+        shapes = _optional_module("shapes")
+        if shapes is None:
+            raise RuntimeError(
+                "the 'shapes' model is not available in this installation "
+                "(circuits_vision/models/shapes.py is missing); use 'inceptionv1' or a torchvision model"
+            )
+        return shapes.shapes(weights=weights, **kwargs)
+    if key in _planted_names():
+        factory = getattr(_optional_module("planted"), key)
+        return factory(**kwargs) if weights is None else factory(weights=weights, **kwargs)
+    from circuits_vision.models.torchvision_models import torchvision_model_names
+
+    if key in torchvision_model_names():
+        return torchvision_model(key, weights, **kwargs)
+    valid = available_models()
+    close = difflib.get_close_matches(str(key), valid, n=5, cutoff=0.5)
+    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    raise UnknownModelError(
+        f"unknown model {name!r}: {hint}valid names: 'inceptionv1', 'shapes', planted models "
+        f"{_planted_names()}, or a torchvision model name (see circuits_vision.models.available_models())"
+    )
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        module = _optional_module(name)
+        if module is not None:
+            return module
+    raise AttributeError(f"module 'circuits_vision.models' has no attribute {name!r}")
