@@ -1,1 +1,33 @@
-"""circuits_vision.hooks."""
+"""circuits_vision.hooks: any layer of any ``nn.Module`` by name.
+
+- :func:`layer_names`, :func:`get_layer`: flat lucid names for our models (``"mixed3a"``), dotted
+  paths elsewhere (``"layer1.0.conv1"``), lucent's underscore aliases (``"layer1_0_conv1"``) accepted.
+- :func:`run_with_cache`: one forward, the outputs of the named layers, stopping after the deepest.
+- :func:`hooked`: forward hooks by name inside a ``with`` block.
+- :func:`layer_shape`, :func:`check_channel`: layer widths from a cached probe forward.
+- :func:`branches`, :func:`branch_of`: which channel range of a concatenated layer comes from which branch.
+- :func:`probe_input`, :func:`eval_mode`: a probe image on the model's device, and eval mode for a block
+  with every module's own mode restored afterwards.
+"""
+
+from circuits_vision.hooks.branches import Branch, NotABranchLayerError, branch_of, branches
+from circuits_vision.hooks.capture import check_channel, eval_mode, hooked, layer_shape, probe_input, run_with_cache
+from circuits_vision.hooks.names import UnknownLayerError, get_layer, layer_names, resolve_layer, resolve_layers
+
+__all__ = [
+    "Branch",
+    "NotABranchLayerError",
+    "UnknownLayerError",
+    "branch_of",
+    "branches",
+    "check_channel",
+    "eval_mode",
+    "get_layer",
+    "hooked",
+    "layer_names",
+    "layer_shape",
+    "probe_input",
+    "resolve_layer",
+    "resolve_layers",
+    "run_with_cache",
+]
