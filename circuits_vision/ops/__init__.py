@@ -6,5 +6,6 @@ functions here fall back to it (warning once) when the compiled extension is mis
 
 from circuits_vision.ops._extension import extension_available
 from circuits_vision.ops.compose_kernels import compose_kernels
+from circuits_vision.ops.image_pipeline import image_pipeline
 
-__all__ = ["compose_kernels", "extension_available"]
+__all__ = ["compose_kernels", "extension_available", "image_pipeline"]

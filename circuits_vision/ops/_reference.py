@@ -21,3 +21,28 @@ def compose_kernels(outer: torch.Tensor, inner: torch.Tensor, stride: Sequence[i
     convolution of the outer kernel (batch O, channels M) by the inner one.
     """
     return F.conv_transpose2d(outer, inner, stride=tuple(stride), dilation=tuple(dilation))
+
+
+def image_pipeline(
+    x: torch.Tensor,
+    color: torch.Tensor,
+    theta: torch.Tensor,
+    pad_value: float,
+    out_size: Sequence[int],
+    norm_scale: torch.Tensor,
+    norm_shift: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour, sigmoid, affine resample and normalise a batch of decorrelated images.
+
+    x: [N, 3, H, W] pre-colour image; color: [3, 3]; theta: [N, 2, 3] (F.affine_grid convention,
+    align_corners=False); out_size: (h, w); norm_scale, norm_shift: [3].
+    Returns ``(out [N, 3, h, w], image [N, 3, H, W])`` with ``image = sigmoid(color @ x)`` per pixel and
+    ``out = (grid_sample(image - pad_value, grid) + pad_value) * norm_scale + norm_shift``, bilinear with
+    zero padding, so a tap outside the image reads ``pad_value``.
+    """
+    image = torch.sigmoid(torch.einsum("ij,njhw->nihw", color, x))
+    h, w = (int(v) for v in out_size)
+    grid = F.affine_grid(theta, [x.shape[0], 3, h, w], align_corners=False)
+    sampled = F.grid_sample(image - pad_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = (sampled + pad_value) * norm_scale.view(1, 3, 1, 1) + norm_shift.view(1, 3, 1, 1)
+    return out, image
