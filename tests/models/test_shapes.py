@@ -1,0 +1,113 @@
+"""The shipped ``shapes`` model: checkpoint, recorded accuracy, training script, and its curve detectors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from circuits_vision.analysis.tuning import find_curve_detectors
+from circuits_vision.models import shapes as shapes_module
+from circuits_vision.models.inception import BlockSpec, ConvSpec, InceptionNet, InceptionSpec, MaxPoolSpec
+from circuits_vision.models.loading import WeightsError
+from circuits_vision.models.shapes import ShapesNet, default_weights_path, metadata_path, shapes
+from circuits_vision.models.train_shapes import evaluate, train
+
+CURVE_LAYER = "mixed3b"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return shapes()
+
+
+@pytest.fixture(scope="module")
+def metadata():
+    return json.loads(metadata_path().read_text())
+
+
+def test_checkpoint_is_a_plain_state_dict_loaded_with_weights_only(model):
+    state = torch.load(default_weights_path(), map_location="cpu", weights_only=True)
+    assert set(state) == set(model.state_dict())
+    assert not model.training and model.input_size == 64
+    logits = model(torch.rand(2, 3, 64, 64))
+    assert logits.shape == (2, 32)
+    assert {k: v.shape for k, v in ShapesNet.split_logits(logits).items()} == {
+        "shape": (2, 24), "color": (2, 8)}
+
+
+def test_reaches_its_recorded_heldout_accuracy_on_freshly_drawn_scenes(model, metadata):
+    recorded = metadata["heldout"]["accuracy"]
+    # A seed the training and the recorded held-out set never used; 512 scenes -> ~2% standard error.
+    fresh = evaluate(model, 512, seed=424242)
+    for head in ("shape", "color"):
+        assert fresh[head] >= recorded[head] - 0.07, (head, fresh, recorded)
+    assert recorded["shape"] > 0.5 and recorded["color"] > 0.5  # far above chance (1/24, 1/8)
+
+
+def test_metadata_describes_the_training(metadata):
+    assert metadata["command"].startswith("python -m circuits_vision.models.train_shapes")
+    for key in ("seed", "steps", "batch_size", "dataset", "heads"):
+        assert key in metadata
+    assert len(metadata["heads"]["shape"]) == 24
+
+
+def test_shipped_model_has_a_curve_detector_family(model):
+    """>= 6 curve detectors in one mixed layer, preferring >= 4 distinct 45-degree sectors."""
+    search = find_curve_detectors(model, CURVE_LAYER)
+    assert len(search.detectors) >= 6, search.detectors
+    assert len(search.sectors()) >= 4, search.detectors
+
+
+def test_an_untrained_network_has_no_such_family():
+    """Control: the same search on the seed-0 initialisation finds no family, so the criterion is not free."""
+    search = find_curve_detectors(shapes(pretrained=False), CURVE_LAYER)
+    assert len(search.detectors) < 6 or len(search.sectors()) < 4
+
+
+def test_short_training_run_writes_a_loadable_checkpoint(tmp_path):
+    out = tmp_path / "tiny.pt"
+    metadata = train(steps=2, batch_size=4, heldout=8, out=out, checkpoint_every=1, log=lambda line: None)
+    assert out.is_file() and out.with_suffix(".json").is_file()
+    assert json.loads(out.with_suffix(".json").read_text())["steps"] == 2 == metadata["steps"]
+    trained = shapes(out)
+    initial = shapes(pretrained=False)
+    changed = [k for k, v in trained.state_dict().items() if not torch.equal(v, initial.state_dict()[k])]
+    assert changed  # the optimiser steps changed the weights
+    # The seed fixes the run: training again gives the same weights.
+    again = tmp_path / "again.pt"
+    train(steps=2, batch_size=4, heldout=8, out=again, log=lambda line: None)
+    assert all(torch.equal(v, shapes(again).state_dict()[k]) for k, v in trained.state_dict().items())
+
+
+def test_half_precision_checkpoint_is_upcast(tmp_path, model):
+    path = tmp_path / "half.pt"
+    torch.save({k: v.half() for k, v in model.state_dict().items()}, path)
+    half = shapes(path)
+    assert all(p.dtype == torch.float32 for p in half.parameters())
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(half(x), model(x), atol=0.05, rtol=0.02)
+
+
+def test_checkpoint_of_another_architecture_names_the_differing_keys(tmp_path):
+    other = InceptionNet(InceptionSpec(
+        stem=[ConvSpec("conv2d0", 8, 7, stride=2), MaxPoolSpec("maxpool0")],
+        blocks=[BlockSpec("mixed3a", 4, 4, 4, 4, 4, 4)],
+        num_classes=32, input_size=64, softmax_name=None,
+    ))
+    path = tmp_path / "other.pt"
+    torch.save(other.state_dict(), path)
+    with pytest.raises(WeightsError) as error:
+        shapes(path)
+    message = str(error.value)
+    assert "conv2d0_pre_relu_conv.weight: file [8, 3, 7, 7], model [16, 3, 7, 7]" in message
+    assert "missing keys" in message and "mixed3b_1x1_pre_relu_conv.weight" in message
+
+
+def test_spec_is_an_inceptionv1_style_network():
+    spec = shapes_module.shapes_spec()
+    assert [b.name for b in spec.blocks] == ["mixed3a", "mixed3b", "mixed4a"]
+    model = ShapesNet()
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params < 1_000_000  # a few MB at most
