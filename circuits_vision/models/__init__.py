@@ -99,7 +99,8 @@ def load(name: str, weights: str | os.PathLike | None = None, **kwargs):
 
     - ``"inceptionv1"``: :func:`inceptionv1` (``kwargs``: ``lrn``, ``sha256``, ``generator``).
     - ``"shapes"``: the small InceptionV1-style model shipped with the package (its weights by default).
-    - planted model names: hand-built models with known ground truth (``circuits_vision.models.planted``).
+    - planted model names: hand-built models with known ground truth (``circuits_vision.models.planted``);
+      the module is returned, its ground truth is ``model.truth``.
     - torchvision names ("googlenet", "alexnet", "vgg16", "resnet50", ...): random init unless
       ``weights`` is given; input [0, 1] with ImageNet normalisation inside.
     """
@@ -115,8 +116,11 @@ def load(name: str, weights: str | os.PathLike | None = None, **kwargs):
             )
         return shapes.shapes(weights=weights, **kwargs)
     if key in _planted_names():
+        # Like every other name, a planted name gives the nn.Module; its ground truth rides along
+        # as ``model.truth`` (the factories in ``planted`` return the PlantedModel pair).
         factory = getattr(_optional_module("planted"), key)
-        return factory(**kwargs) if weights is None else factory(weights=weights, **kwargs)
+        planted = factory(**kwargs) if weights is None else factory(weights=weights, **kwargs)
+        return getattr(planted, "model", planted)
     from circuits_vision.models.torchvision_models import torchvision_model_names
 
     if key in torchvision_model_names():
