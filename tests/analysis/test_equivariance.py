@@ -1,0 +1,324 @@
+"""Equivariance detectors: exact transforms on analytic kernels, planted ground truth, controls, bad input."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from circuits_vision.analysis import _equivariance_transforms as T
+from circuits_vision.analysis import equivariance as eq
+from circuits_vision.models import planted
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread avoids oversubscription on a shared machine (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def grid(size: int):
+    c = (size - 1) / 2
+    idx = torch.arange(size, dtype=torch.float64) - c
+    return idx.view(1, -1).expand(size, size), (-idx).view(-1, 1).expand(size, size)  # x right, y up
+
+
+def hook_kernel(size: int, angle_deg: float, scale: float = 1.0) -> torch.Tensor:
+    """An asymmetric analytic pattern (a bright arc plus a dark blob off-axis) turned by ``angle_deg``: [size, size]."""
+    x, y = grid(size)
+    a = math.radians(angle_deg)
+    u, v = (x * math.cos(a) + y * math.sin(a)) / scale, (-x * math.sin(a) + y * math.cos(a)) / scale
+    arc = torch.exp(-((torch.hypot(u + 3, v) - 3) ** 2) / 2.0) * torch.exp(-(v**2) / 8)
+    blob = torch.exp(-((u + 1) ** 2 + (v - 2.5) ** 2) / 2.0)
+    return (arc - 0.8 * blob) * torch.exp(-(u**2 + v**2) / 40)
+
+
+def precision_recall(found: set, truth: set) -> tuple[float, float]:
+    hit = len(found & truth)
+    return hit / max(len(found), 1), hit / max(len(truth), 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Transforms
+
+
+def test_rotation_matches_analytic_rotation_and_is_counter_clockwise():
+    base = hook_kernel(21, 0.0)[None, None]
+    for angle in (30.0, 45.0, 200.0):
+        rotated = T.rotate(base, angle)[0, 0]
+        truth = hook_kernel(21, angle)
+        cos = float((rotated * truth).sum() / (rotated.norm() * truth.norm()))
+        assert cos > 0.97, (angle, cos)
+    # a bright pixel right of centre moves up (y up) under +90
+    dot = torch.zeros(1, 1, 5, 5)
+    dot[0, 0, 2, 4] = 1
+    assert T.rotate(dot, 90.0)[0, 0, 0, 2] == 1
+    assert torch.equal(T.rotate(dot, 90.0), torch.rot90(dot, 1, (-2, -1)))
+
+
+def test_hue_rotation_turns_red_to_green_and_keeps_grey():
+    red = torch.tensor([2.0, -1.0, -1.0], dtype=torch.float64) / math.sqrt(6)
+    green = planted.chroma_vector(120.0)
+    h = T.hue_matrix(120.0, red)
+    assert torch.allclose(h @ red, green, atol=1e-9)
+    assert torch.allclose(h @ torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(h @ h.T, torch.eye(3, dtype=torch.float64), atol=1e-9)
+
+
+def test_zoom_doubles_a_gaussian():
+    x, y = grid(25)
+    small = torch.exp(-(x**2 + y**2) / (2 * 2.0**2))[None, None]
+    big = torch.exp(-(x**2 + y**2) / (2 * 4.0**2))
+    zoomed = T.zoom(small, 1.0)[0, 0]
+    assert float((zoomed - big).abs().max()) < 0.06  # bilinear interpolation between pixels
+    assert float((zoomed * big).sum() / (zoomed.norm() * big.norm())) > 0.999
+    assert float((small[0, 0] * big).sum() / (small.norm() * big.norm())) < 0.85  # the test can tell the sizes apart
+
+
+def test_similarity_shortcut_equals_one_product_per_angle():
+    g = torch.Generator().manual_seed(0)
+    k = torch.randn(6, 3, 11, 11, generator=g, dtype=torch.float64)
+    mask = T.disk_mask(11, k)
+    angles = torch.arange(24, dtype=torch.float64) * 15
+    fast = T.transform_similarity(k, angles, T.rotate, mask=mask, period=360.0)
+    direct = torch.stack([T.normalised_flat(T.rotate(k, a / 2), mask) @ T.normalised_flat(T.rotate(k, -a / 2), mask).T
+                          for a in angles.tolist()])
+    assert torch.allclose(fast, direct, atol=1e-12)
+    assert fast[0].diagonal().sub(1).abs().max() < 1e-12  # every kernel equals itself unrotated
+
+
+# --------------------------------------------------------------------------------------------------
+# Families on analytic kernels
+
+
+def test_rotation_family_found_among_distractors_with_orientations():
+    g = torch.Generator().manual_seed(1)
+    angles = [7.0, 52.0, 101.0, 143.0, 188.0, 236.0, 290.0, 331.0]
+    family = torch.stack([hook_kernel(21, a) for a in angles])[:, None]
+    noise = torch.randn(6, 1, 21, 21, generator=g, dtype=torch.float64)
+    x, y = grid(21)
+    blob = torch.exp(-(x**2 + y**2) / 10)[None, None]  # rotation invariant
+    kernels = torch.cat([noise[:3], family, noise[3:], blob]).float()
+    report = eq.families_from_kernels(kernels)
+    assert len(report.families) == 1
+    fam = report.families[0]
+    assert set(fam.members) == set(range(3, 11))
+    truth = {3 + i: a for i, a in enumerate(angles)}
+    assert eq.orientation_error(fam.values, truth) <= 3.0
+    assert fam.period == 360.0 and fam.score > 0.9
+    assert report.invariant == [14]
+
+
+def test_copies_at_one_angle_are_look_alikes_not_a_family():
+    same = hook_kernel(21, 30.0)[None, None].expand(3, 1, 21, 21).float()
+    report = eq.families_from_kernels(same, units=[10, 11, 12])
+    assert not report.families and "[10, 11, 12]" in report.explanation
+
+
+def test_scale_family_recovers_relative_scales():
+    kernels = torch.stack([hook_kernel(31, 0.0, s) for s in (1.0, 2**0.5, 2.0)])[:, None].float()
+    report = eq.families_from_kernels(kernels, "scale", steps=17)
+    assert len(report.families) == 1
+    values = report.families[0].values
+    assert abs(values[0] - 0.0) < 0.15 and abs(values[1] - 0.5) < 0.15 and abs(values[2] - 1.0) < 0.15
+
+
+def test_tuning_curve_families_from_circular_cross_correlation():
+    theta = torch.arange(72, dtype=torch.float64) * 5
+    prefs = [10.0, 95.0, 170.0, 260.0, 300.0]
+    curves = torch.stack([torch.exp(3 * (torch.cos(torch.deg2rad(theta - p)) - 1)) for p in prefs])
+    flat = torch.full((1, 72), 2.0)
+    silent = torch.zeros(1, 72)
+    report = eq.families_from_tuning(torch.cat([curves, flat, silent]))
+    assert len(report.families) == 1 and sorted(report.families[0].members) == [0, 1, 2, 3, 4]
+    assert eq.orientation_error(report.families[0].values, dict(enumerate(prefs))) <= 2.0
+    assert report.invariant == [5]
+
+
+# --------------------------------------------------------------------------------------------------
+# Planted ground truth
+
+
+def test_planted_edges_and_curves_families():
+    pm = planted.curve_circuit()
+    edges = eq.report(pm.model, "edges")
+    truth_orient = pm.truth["edges"]["orientation_deg"]
+    found = set().union(*(f.members for f in edges.families))
+    p, r = precision_recall(found, set(pm.truth["edges"]["units"]))
+    assert p >= 0.95 and r >= 0.95
+    for fam in edges.families:  # bright and dark lines: two families of 8, 180-periodic
+        assert len(fam) == 8 and fam.period == 180.0
+        assert {pm.truth["edges"]["polarity"][u] for u in fam.members} in ({"bright"}, {"dark"})
+        assert eq.orientation_error(fam.values, truth_orient, period=180.0) <= 10.0
+
+    curves = eq.report(pm.model, "curves", source="edges", source_families="auto")
+    assert len(curves.families) == 1
+    fam = curves.families[0]
+    p, r = precision_recall(set(fam.members), set(pm.truth["curves"]["units"]))
+    assert p >= 0.95 and r >= 0.95
+    assert eq.orientation_error(fam.values, pm.truth["curves"]["orientation_deg"]) <= 10.0
+    # without moving the inputs between edge channels, spatial rotation alone cannot see the family
+    assert not eq.report(pm.model, "curves", source="edges").families
+
+
+def test_planted_curves_from_tuning_curves():
+    pm = planted.curve_circuit()
+    report = eq.report(pm.model, "curves", method="tuning", steps=36)
+    assert len(report.families) == 1 and set(report.families[0].members) == set(range(8))
+    assert eq.orientation_error(report.families[0].values, pm.truth["curves"]["orientation_deg"]) <= 10.0
+
+
+def test_planted_hue_family():
+    pm = planted.hue_family()
+    report = eq.hue_families(pm.model, "hues")
+    truth = pm.truth["hues"]
+    assert len(report.families) == 1
+    p, r = precision_recall(set(report.families[0].members), set(truth["units"]))
+    assert p >= 0.95 and r >= 0.95
+    assert eq.orientation_error(report.families[0].values, truth["hue_deg"]) <= 10.0
+    # Gaussian colour blobs are rotation invariant, and nothing is a rotation family
+    rotation = eq.report(pm.model, "hues")
+    assert rotation.invariant == truth["units"] and not rotation.families
+
+
+@pytest.mark.parametrize("layer", ["lines", "corners"])
+def test_planted_reflection_pairs(layer):
+    pm = planted.reflection_pairs()
+    report = eq.reflection_pairs(pm.model, layer)
+    truth = pm.truth[layer]
+    assert {(p.a, p.b) for p in report.pairs} == {tuple(sorted(p)) for p in truth["pairs"]}
+    assert report.invariant == truth["self_symmetric"]
+
+
+def test_visualization_method_compares_rotated_images():
+    """Given images (rendering is slow; see the module doc for how it fares on rendered ones)."""
+    pm = planted.curve_circuit()
+    angles = pm.truth["curves"]["orientation_deg"]
+    colour = torch.tensor([0.9, 0.3, 0.1], dtype=torch.float64)[:, None, None]
+    images = torch.stack([0.5 + 0.4 * colour * hook_kernel(33, angles[u]) for u in range(8)]).float()
+    report = eq.report(pm.model, "curves", method="visualization", images=images)
+    assert len(report.families) == 1 and sorted(report.families[0].members) == list(range(8))
+    assert eq.orientation_error(report.families[0].values, angles) <= 10.0
+    with pytest.raises(ValueError, match="images must be"):
+        eq.report(pm.model, "curves", method="visualization", images=images[:3])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_control_reports_nothing_at_default_thresholds(seed):
+    model = planted.random_control(seed).model
+    for layer in ("edges", "curves"):
+        for kind in ("rotation", "hue", "scale", "reflection"):
+            report = eq.report(model, layer, kind=kind)
+            assert report.empty, (layer, kind, str(report))
+            assert report.explanation
+    assert eq.report(model, "curves", source="edges", source_families="auto").empty
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_layer_without_spatial_extent_gives_explained_empty_result():
+    pm = planted.union_unit()
+    report = eq.report(pm.model, pm.truth["union"]["layer"], source=pm.truth["curves"]["layer"])
+    assert report.empty and "no spatial extent" in report.explanation
+
+
+def test_too_few_units_and_bad_indices():
+    pm = planted.curve_circuit()
+    report = eq.report(pm.model, "curves", units=[0, 1])
+    assert report.empty and "at least 3" in report.explanation
+    with pytest.raises(IndexError, match="8 channels"):
+        eq.report(pm.model, "curves", units=[0, 8])
+    with pytest.raises(ValueError, match="kind must be"):
+        eq.report(pm.model, "curves", kind="shear")
+    with pytest.raises(ValueError, match="source=None"):
+        eq.report(pm.model, "curves", source="edges", kind="hue")
+
+
+def test_table_rows_are_ordered_by_angle():
+    pm = planted.curve_circuit()
+    report = eq.report(pm.model, "edges")
+    rows = [row for row in report.table() if row["family"] == 0]
+    assert len(rows) == 8 and [r["value"] for r in rows] == sorted(r["value"] for r in rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# The shipped model and real InceptionV1
+
+SHAPES_CHECKPOINT = Path(__file__).resolve().parents[2] / "circuits_vision" / "data" / "shapes.pt"
+FACTS = Path(__file__).resolve().parents[2] / "circuits_vision" / "data" / "inceptionv1_circuits_facts.json"
+
+
+@pytest.mark.skipif(not SHAPES_CHECKPOINT.exists(), reason="the shipped shapes checkpoint is not built yet")
+def test_shapes_curve_detectors_weights_agree_with_tuning():
+    """The agreement is weak, and these are the measured numbers (checkpoint of 4000 steps, 36 and 72 angles
+    alike). Tuning curves find 10 curve detectors in mixed3b. The weights (expanded weights from mixed3a,
+    threshold 0.5) find a 6-unit rotation family sharing 2 of them: Jaccard 0.14. Pair by pair, the best
+    rotation between two detectors' kernels matches the difference of their preferred orientations to a
+    median 61 deg over all 45 pairs, against 85-89 deg with the orientations shuffled, and to 29 deg over the
+    7 pairs whose kernels match at >= 0.5. (Kernels on the RGB input do no better than chance here: 95 vs 89.)
+    The bounds sit just outside these figures."""
+    from circuits_vision import models
+
+    agreement = eq.weights_vs_tuning(models.load("shapes"), "mixed3b", source="mixed3a", steps=36)
+    assert len(agreement["detectors"]) >= 6, agreement
+    assert agreement["jaccard"] >= 0.1, agreement
+    assert agreement["pair_null_median_deg"] >= 75.0, agreement
+    assert agreement["pair_median_error_deg"] <= 70.0, agreement
+    assert agreement["pair_median_error_deg"] <= agreement["pair_null_median_deg"] - 15.0, agreement
+    assert agreement["strong_pairs"] >= 3 and agreement["strong_pair_median_error_deg"] <= 40.0, agreement
+
+
+@pytest.mark.needs_weights
+@pytest.mark.slow
+def test_inceptionv1_mixed3b_curves_and_mixed3a_high_low_families():
+    import json
+
+    from circuits_vision.models import inceptionv1
+
+    facts = json.loads(FACTS.read_text())
+    model = inceptionv1(os.environ["CIRCUITS_VISION_INCEPTIONV1"])
+    curves_3b = facts["families"]["mixed3b"]["Curves"]
+    others_3b = facts["families"]["mixed3b"]["Lines"] + facts["families"]["mixed3b"]["Eyes"]
+    sources = eq.report(model, "mixed3a", units=facts["families"]["mixed3a"]["Curves"] + facts["families"]["mixed3a"]["Lines"],
+                        threshold=0.6)
+    report = eq.report(model, "mixed3b", source="mixed3a", units=curves_3b + others_3b, threshold=0.6,
+                       source_families=sources.families)
+    best = max(report.families, key=lambda f: len(set(f.members) & set(curves_3b)), default=None)
+    assert best is not None, str(report)
+    p, r = precision_recall(set(best.members), set(curves_3b))
+    assert p >= 0.7 and r >= 0.7, str(report)
+    truth = {int(u): a for u, a in facts["curve_preferred_orientation_deg"]["mixed3b"].items()}
+    assert eq.orientation_error(best.values, truth) <= 45.0
+
+    high_low = facts["equivariance_examples"]["rotational_feature_examples"]["mixed3a_high_low_frequency_detectors"]
+    others_3a = facts["families"]["mixed3a"]["Color Contrast"] + facts["families"]["mixed3a"]["Lines"]
+    report = eq.report(model, "mixed3a", units=high_low + others_3a, threshold=0.6)
+    best = max(report.families, key=lambda f: len(set(f.members) & set(high_low)), default=None)
+    assert best is not None, str(report)
+    p, r = precision_recall(set(best.members), set(high_low))
+    assert p >= 0.7 and r >= 0.7, str(report)
+
+
+def test_family_figure_orders_members_by_angle():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from circuits_vision.viz.families import family_figure
+
+    pm = planted.curve_circuit()
+    report = eq.report(pm.model, "edges")
+    fam = report.families[0]
+    kernels = eq.unit_kernels(pm.model, "edges")
+    fig = family_figure(fam, kernels, columns=4)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == [f"{u} @ {fam.values[u]:.0f}\N{DEGREE SIGN}" for u in sorted(fam.members, key=fam.values.get)]
+    matplotlib.pyplot.close(fig)
