@@ -1,0 +1,445 @@
+"""``render``: optimise N images for N objectives in one batch (feature visualization).
+
+Objective ``i`` sees only its own image(s), and the loss is the sum over objectives, so every
+image gets exactly the gradient it would get alone; one forward/backward serves all of them.
+The forward stops at the deepest layer any objective reads, the weights are frozen, and on the
+default path colour, sigmoid and all geometric transforms are a single resampling per step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from circuits_vision import hooks
+from circuits_vision.optvis import transforms as T_
+from circuits_vision.optvis._batching import choose_batch_size
+from circuits_vision.optvis._session import forward_autocast, model_device, precision, prepared_model
+from circuits_vision.optvis._validate import check_channels_and_size, objective_layers
+from circuits_vision.optvis.adam import Adam
+from circuits_vision.optvis.objectives import INPUT, Objective, as_objective
+from circuits_vision.optvis.param import CPPN, FFT, ImageFunction, Pixel
+from circuits_vision.optvis.pipeline import fused_image_pipeline, image_pipeline_torch
+from circuits_vision.optvis.redirect import redirected_relus
+
+__all__ = ["render", "RenderResult", "NonFiniteError", "PRESETS", "Preset"]
+
+
+class NonFiniteError(FloatingPointError):
+    """An image, objective value or gradient became NaN or infinite during rendering."""
+
+
+@dataclass
+class RenderResult:
+    """What :func:`render` returns (all tensors on the CPU).
+
+    Attributes:
+        images: ``[N, 3, H, W]`` in [0, 1] (``[N, 4, H, W]`` with an alpha channel), image
+            ``i * images_per_objective + j`` belongs to objective ``i``.
+        history: ``[steps, num_objectives]`` objective (loss) values at every step, as computed on
+            that step's transformed images before the update.
+        snapshots: ``{step: images}`` after each step listed in ``thresholds``.
+        objectives: each objective's description.
+    """
+
+    images: torch.Tensor
+    history: torch.Tensor
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+    objectives: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Defaults that make ``render`` behave like lucid or like lucent.
+
+    ``model_input`` maps the render size to a fixed size every transformed image is resized to
+    (``None``: the transforms decide).
+    """
+
+    name: str
+    param: Callable
+    transforms: Callable[[], T_.Compose]
+    redirect_relu: str | None
+    model_input: Callable[[int], int | None]
+    learning_rate: float = 0.05
+
+
+PRESETS = {
+    # lucid.optvis.render.render_vis: FFT + decorrelated colour, standard_transforms, model at the
+    # transformed size, redirected ReLU gradients for 16 steps, Adam(0.05).
+    "lucid": Preset("lucid", FFT(), T_.standard_transforms, "lucid", lambda size: None),
+    # lucent.optvis.render.render_vis: same parameterization, lucent's transforms (shift jitter),
+    # upsampled to 224 px when smaller, leaky ReLU gradient at every step, Adam(5e-2).
+    "lucent": Preset("lucent", FFT(), T_.lucent_transforms, "lucent", lambda size: 224 if size < 224 else None),
+}
+
+_PARAMS = {"fft": FFT, "pixel": Pixel, "cppn": CPPN}
+
+
+def _image_generator(seed: int, index: int) -> torch.Generator:
+    """Image ``index``'s own generator: its start and random transforms depend on nothing else."""
+    digest = hashlib.blake2b(f"{int(seed)}:{int(index)}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+
+
+def _resolve_param(param, preset: Preset):
+    if param is None:
+        return preset.param
+    if isinstance(param, str):
+        if param not in _PARAMS:
+            raise ValueError(f"param must be one of {sorted(_PARAMS)}, a factory or a function, got {param!r}")
+        return _PARAMS[param]()
+    if callable(param):
+        return param
+    raise TypeError(f"param must be a name, a factory or a function, got {type(param).__name__}")
+
+
+def _takes_no_arguments(fn: Callable) -> bool:
+    try:
+        return not any(
+            p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            for p in inspect.signature(fn).parameters.values()
+        )
+    except (TypeError, ValueError):
+        return False
+
+
+def _default_optimizer(lr: float) -> Callable[[list[torch.Tensor]], Adam]:
+    return lambda params: Adam(params, lr=lr)
+
+
+def _progress_enabled(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    stream = sys.stderr
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def render(
+    model: nn.Module,
+    objectives,
+    *,
+    steps: int = 512,
+    size: int = 128,
+    seed: int = 0,
+    thresholds: Sequence[int] = (),
+    batch_size: int | None = None,
+    device: torch.device | str | None = None,
+    param=None,
+    transforms=None,
+    preset: str = "lucid",
+    optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer] | None = None,
+    progress: bool | None = None,
+    channels_last: bool | None = None,
+    autocast: bool | str | None = None,
+    images_per_objective: int = 1,
+    redirect_relu: str | None = "preset",
+    fused: bool | None = None,
+    memory_budget: int | None = None,
+    cuda_graphs: bool = False,
+) -> RenderResult:
+    """Feature visualization of every objective, optimised together.
+
+    Args:
+        model: any ``nn.Module`` taking ``[N, 3, H, W]`` images in [0, 1]; put in eval mode with
+            frozen weights for the render, then restored.
+        objectives: one objective or a list: :class:`~circuits_vision.optvis.objectives.Objective`,
+            ``"layer:channel"`` strings (``"mixed4a:476"``) or functions ``T -> loss``.
+        steps: optimisation steps.
+        size: image height and width in pixels.
+        seed: everything random (start images, transforms) comes from generators seeded by
+            ``(seed, image index)``: the same seed and ``batch_size`` give bit-identical images on the CPU.
+        thresholds: steps after which to store a snapshot of the images (``RenderResult.snapshots``).
+        batch_size: images optimised together; ``None`` picks the largest batch under ``memory_budget``.
+        device: where to render; must be the model's device (default: the model's).
+        param: ``"fft"`` (default), ``"pixel"``, ``"cppn"``, a factory such as ``param.FFT(decay_power=1.5)``
+            called as ``factory(batch=, height=, width=, generator=, device=)``, or a lucent-style
+            function of no arguments returning ``(params, image_f)`` for all the images.
+        transforms: a list or ``compose(...)`` of transforms (default: the preset's). Geometric
+            transforms with constant padding are fused into one resample per image and step;
+            others run sequentially, image by image, each with its own draws.
+        preset: ``"lucid"`` (default) or ``"lucent"``: see :data:`PRESETS`.
+        optimizer: ``params -> optimizer`` (default Adam, lr 0.05: ``torch.optim.Adam``'s update,
+            see :class:`~circuits_vision.optvis.adam.Adam`).
+        progress: show a tqdm bar with ETA (default: only when stderr is a terminal).
+        channels_last: channels-last memory format for the model (default: on).
+        autocast: ``None`` (TF32 on CUDA, exact fp32 on CPU), ``False`` (fp32 everywhere), ``True``
+            or ``"bf16"`` (bfloat16 autocast of the forward), ``"tf32"``.
+        images_per_objective: images per objective; the objective sees all of them (``batch=i``
+            picks one; ``diversity`` works across them).
+        redirect_relu: ``"lucid"``, ``"lucent"``, ``None`` (off), or ``"preset"`` (the preset's).
+        fused: use the fused image pipeline (default: whenever the parameterization and transforms allow).
+        memory_budget: bytes the automatic batch size may use (default: half the free GPU memory,
+            or a quarter of RAM capped at 4 GiB on the CPU).
+        cuda_graphs: not implemented; must be False.
+
+    Returns:
+        :class:`RenderResult`.
+
+    Raises:
+        UnknownLayerError / IndexError: an unknown layer or channel, before the first step.
+        RenderInputError: images too small for the layers (the message gives the minimum size).
+        NonFiniteError: NaN/Inf in an image, objective value or gradient (says step and objective).
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    if cuda_graphs:
+        raise NotImplementedError("cuda_graphs=True is not implemented; render runs eagerly")
+    config = PRESETS[preset]
+    single = isinstance(objectives, (str, Objective)) or callable(objectives)
+    objective_list = [as_objective(o) for o in ([objectives] if single else list(objectives))]
+    if not objective_list:
+        raise ValueError("render needs at least one objective")
+    steps, size, group = int(steps), int(size), int(images_per_objective)
+    if steps < 1 or size < 1 or group < 1:
+        raise ValueError(f"steps, size and images_per_objective must be >= 1, got {steps}, {size}, {group}")
+    thresholds = sorted({int(t) for t in thresholds})
+    if thresholds and not 1 <= thresholds[0] <= thresholds[-1] <= steps:
+        raise ValueError(f"thresholds must lie in 1..steps={steps}, got {thresholds}")
+
+    model_dev = model_device(model)
+    device = torch.device(device) if device is not None else model_dev
+    if device != model_dev and not (device.type == model_dev.type and device.index is None):
+        raise ValueError(f"the model is on {model_dev} but device={device}: move it first with model.to({str(device)!r})")
+    if channels_last is None:
+        channels_last = True
+    mode = {None: "tf32", False: "fp32", True: "bf16"}.get(autocast, autocast) if not isinstance(autocast, str) else autocast
+    redirect = config.redirect_relu if redirect_relu == "preset" else redirect_relu
+
+    transform = config.transforms() if transforms is None else (
+        transforms if isinstance(transforms, T_.Compose) else T_.compose(list(transforms))
+    )
+    plan = _Plan(
+        model=model, objectives=objective_list, steps=steps, size=size, seed=seed, thresholds=thresholds,
+        group=group, device=device, param=_resolve_param(param, config), transform=transform,
+        model_input=config.model_input(size), optimizer=optimizer or _default_optimizer(config.learning_rate),
+        redirect=redirect, fused=fused, precision=mode, channels_last=bool(channels_last),
+    )
+    with prepared_model(model, plan.channels_last), precision(device, mode):
+        plan.validate()
+        total = len(objective_list) * group
+        if plan.lucent_style_param:
+            batch_size = total
+        elif batch_size is None:
+            batch_size = choose_batch_size(model, plan.layers, plan.input_size, group, total, device, memory_budget)
+        batch_size = max(group, (int(batch_size) // group) * group)
+        bar = tqdm(total=steps * -(-total // batch_size), disable=not _progress_enabled(progress), desc="render", unit="step")
+        try:
+            chunks = [plan.run_chunk(start, min(total, start + batch_size), bar) for start in range(0, total, batch_size)]
+        finally:
+            bar.close()
+    return RenderResult(
+        images=torch.cat([c.images for c in chunks]),
+        history=torch.cat([c.history for c in chunks], dim=1),
+        snapshots={t: torch.cat([c.snapshots[t] for c in chunks]) for t in thresholds},
+        objectives=[o.description or o.name for o in objective_list],
+    )
+
+
+@dataclass
+class _ChunkResult:
+    images: torch.Tensor
+    history: torch.Tensor
+    snapshots: dict[int, torch.Tensor]
+
+
+@dataclass
+class _Plan:
+    """Everything fixed for one render call; :meth:`run_chunk` optimises one batch of images."""
+
+    model: nn.Module
+    objectives: list[Objective]
+    steps: int
+    size: int
+    seed: int
+    thresholds: list[int]
+    group: int
+    device: torch.device
+    param: Callable
+    transform: T_.Compose
+    model_input: int | None
+    optimizer: Callable
+    redirect: str | None
+    fused: bool | None
+    precision: str
+    channels_last: bool
+    layers: list[str] | None = None
+    input_size: int = 0
+
+    @property
+    def lucent_style_param(self) -> bool:
+        return _takes_no_arguments(self.param) and not isinstance(self.param, (FFT, Pixel, CPPN))
+
+    def _use_fused(self, image_f) -> bool:
+        possible = isinstance(image_f, ImageFunction) and image_f.fusable and self.transform.fusable and self.model_input is None
+        if self.fused and not possible:
+            raise ValueError(
+                "fused=True needs a colour-decorrelated image parameterization without alpha, geometric "
+                "transforms with constant padding (pad, jitter, random_scale, random_rotate, crop_or_pad_to) "
+                "and a preset without a fixed model input size"
+            )
+        return possible if self.fused is None else bool(self.fused)
+
+    def validate(self) -> None:
+        """Layers, channels and image size, before any optimisation."""
+        if self.transform.fusable and self.model_input is None:
+            self.input_size = self.transform.output_size((self.size, self.size))[0]
+            margin = self.input_size - self.size
+        elif self.model_input is not None:
+            self.input_size, margin = self.model_input, None
+        else:
+            probe = torch.full((1, 3, self.size, self.size), 0.5, device=self.device)
+            self.input_size = int(self.transform(probe, torch.Generator().manual_seed(0)).shape[-1])
+            margin = self.input_size - self.size
+        if self.input_size < 1:
+            raise ValueError(f"size={self.size} leaves no image after the transforms {self.transform!r}")
+        self.layers = objective_layers(self.objectives, self.model, self.input_size, self.group)
+        check_channels_and_size(self.objectives, self.model, self.layers, self.input_size, self.size, margin)
+
+    def _make_param(self, count: int, generators: list[torch.Generator]):
+        if self.lucent_style_param:
+            params, image_f = self.param()
+            made = image_f().shape[0]
+            if made != count:
+                raise ValueError(f"param() made {made} images but {len(self.objectives)} objectives x "
+                                 f"{self.group} images_per_objective need {count}")
+            return params, image_f
+        return self.param(batch=count, height=self.size, width=self.size, generator=generators, device=self.device)
+
+    def run_chunk(self, start: int, stop: int, bar) -> _ChunkResult:
+        count = stop - start
+        generators = [_image_generator(self.seed, i) for i in range(start, stop)]
+        params, image_f = self._make_param(count, generators)
+        optimizer = self.optimizer(params)
+        step_inputs = _StepInputs(self, image_f, generators, count)
+        first_objective = start // self.group
+        objectives = self.objectives[first_objective : first_objective + count // self.group]
+        history = torch.empty(self.steps, len(objectives))
+        snapshots = {}
+        with redirected_relus(self.model, self.redirect) as redirect:
+            for step in range(self.steps):
+                if redirect is not None:
+                    redirect.step(step)
+                optimizer.zero_grad(set_to_none=False)
+                image, model_input = step_inputs(step)
+                _check_finite(image, step, "image", first_objective, self.group, objectives)
+                losses = self._losses(image, model_input, objectives)
+                _check_finite(losses, step, "objective value", first_objective, 1, objectives)
+                losses.sum().backward()
+                for p in params:
+                    if p.grad is not None:
+                        _check_finite(p.grad, step, "gradient", first_objective, self.group, objectives)
+                optimizer.step()
+                history[step] = losses.detach().float().cpu()
+                if step + 1 in self.thresholds:
+                    with torch.no_grad():
+                        snapshots[step + 1] = image_f().detach().float().cpu()
+                bar.update(1)
+        with torch.no_grad():
+            images = image_f().detach().float().cpu()
+        return _ChunkResult(images, history, snapshots)
+
+    def _losses(self, image: torch.Tensor, model_input: torch.Tensor, objectives: list[Objective]) -> torch.Tensor:
+        """``[num_objectives]`` losses, objective ``g`` evaluated on its own images only."""
+        if self.layers is None:
+            names = hooks.layer_names(self.model)
+            truncate = False
+        else:
+            names, truncate = self.layers, True
+        acts = {}
+        if names:
+            with forward_autocast(self.device, self.precision):
+                acts = hooks.run_with_cache(self.model, model_input, names, truncate=truncate)
+        values = []
+        for g, objective in enumerate(objectives):
+            lo, hi = g * self.group, (g + 1) * self.group
+
+            def T(name: str, lo: int = lo, hi: int = hi) -> torch.Tensor:
+                if name == INPUT:
+                    return image[lo:hi]
+                if name not in acts:
+                    acts[name] = acts[hooks.resolve_layer(self.model, name)[0]]
+                return acts[name][lo:hi].float()
+
+            value = objective(T)
+            if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                raise TypeError(f"objective {objective!r} must return a scalar tensor, got {value!r}")
+            values.append(value.reshape(()))
+        return torch.stack(values)
+
+
+class _StepInputs:
+    """Per step: ``(image [n, 3, H, W] in [0, 1], model input [n, 3, h, w])``."""
+
+    def __init__(self, plan: _Plan, image_f, generators: list[torch.Generator], count: int):
+        self.plan, self.image_f, self.generators = plan, image_f, generators
+        self.fused = plan._use_fused(image_f)
+        self.memory_format = torch.channels_last if plan.channels_last else torch.contiguous_format
+        if self.fused:
+            size = (plan.size, plan.size)
+            self.out_size = plan.transform.output_size(size)
+            matrices = [plan.transform.sample(plan.steps, size, g) for g in generators]
+            thetas = [T_.affine_to_theta(m, size, self.out_size) for m in matrices]
+            # [steps, n, 2, 3]: one row of per-image resampling maps per step
+            self.thetas = torch.stack(thetas, dim=1).float().to(plan.device).contiguous()
+            self.pad_value = float(plan.transform.pad_value)
+            self.scale = torch.ones(3, device=plan.device)
+            self.shift = torch.zeros(3, device=plan.device)
+            self.pipeline = fused_image_pipeline() or image_pipeline_torch
+            self.color = None
+            self.alpha = None
+        else:
+            self.alpha = T_.collapse_alpha() if getattr(image_f, "alpha", False) else None
+            self.resize = T_.resize(plan.model_input) if plan.model_input is not None else None
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.fused:
+            x = self.image_f.raw()
+            if self.color is None:  # moved to the device once, not every step
+                self.color = self.image_f.matrix(x)
+            out, image = self.pipeline(x, self.color, self.thetas[step], self.pad_value, self.out_size, self.scale, self.shift)
+            return image, out.contiguous(memory_format=self.memory_format)
+        image = self.image_f()
+        outs = []
+        for i, generator in enumerate(self.generators):
+            x = image[i : i + 1]
+            if self.alpha is not None:
+                x = self.alpha(x, generator)
+            x = self.plan.transform(x, generator)
+            if self.resize is not None:
+                x = self.resize(x)
+            outs.append(x)
+        height = max(o.shape[-2] for o in outs)
+        width = max(o.shape[-1] for o in outs)
+        if any(o.shape[-2:] != (height, width) for o in outs):
+            outs = [T_.crop_or_pad_to(height, width, value=0.5)(o) for o in outs]
+        return image, torch.cat(outs).contiguous(memory_format=self.memory_format)
+
+
+def _check_finite(values: torch.Tensor, step: int, what: str, first: int, per_objective: int, objectives: list[Objective]) -> None:
+    """Raise :class:`NonFiniteError` naming the step and the objective whose values are NaN/Inf.
+
+    ``values`` is batch-first with ``per_objective`` rows per objective; ``first`` is the index of
+    ``objectives[0]`` in the render call.
+    """
+    flat = values.detach().reshape(values.shape[0], -1) if values.dim() else values.detach().reshape(1, 1)
+    # one reduction per row: NaN and Inf survive a sum
+    finite = torch.isfinite(flat.sum(1))
+    if bool(finite.all()):
+        return
+    if flat.shape[0] != len(objectives) * per_objective:  # not batch-first: the image is unknown
+        raise NonFiniteError(f"step {step + 1}: a {what} is NaN or infinite (objectives {first}..)")
+    g = int((~finite).nonzero()[0, 0]) // per_objective
+    objective = objectives[g]
+    raise NonFiniteError(
+        f"step {step + 1}: the {what} of objective {first + g} ({objective.description or objective.name}) "
+        "is NaN or infinite; lower the learning rate, check the objective for divisions by zero, "
+        "or use preset='lucid' transforms that keep the image bounded"
+    )
