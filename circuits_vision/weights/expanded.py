@@ -1,0 +1,325 @@
+"""Expanded weights: the linear map between two (not necessarily adjacent) layers as one kernel.
+
+"Visualizing Weights" (Voss et al., Distill 2021) defines the expanded weights from layer A to
+layer B as the product of the weight matrices in between, once every non-linearity is replaced
+by a linear approximation. They equal the gradient of a B unit with respect to the A activations
+in that linearised model (see :func:`circuits_vision.weights.linearized`), but cost one chain of
+kernel compositions instead of one backward pass per B channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from circuits_vision.hooks import resolve_layer
+from circuits_vision.ops import compose_kernels
+from circuits_vision.weights import _kernel
+from circuits_vision.weights._kernel import Kernel, Pair
+from circuits_vision.weights._trace import Graph, Node, ancestors, descendants, record
+
+MAXPOOL_APPROXIMATIONS = ("avg", "center")
+
+# Layers and torch functions (by name, as a TorchFunctionMode sees them) that are linear or get the
+# identity as linear approximation.
+_IDENTITY_MODULES = (nn.ReLU, nn.ReLU6, nn.Identity, nn.Dropout, nn.Dropout2d, nn.Dropout1d, nn.AlphaDropout)
+_IDENTITY_FUNCTIONS = {"relu", "relu_", "relu6", "hardtanh", "hardtanh_", "contiguous", "clone", "detach"}
+_IDENTITY_FUNCTIONS |= {"dropout", "dropout2d", "feature_dropout"}
+_ADD = {"add", "add_", "__add__", "__radd__", "__iadd__"}
+_SUB = {"sub", "sub_", "__sub__", "__isub__", "subtract"}
+_RSUB = {"__rsub__", "rsub"}
+_MUL = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"}
+_DIV = {"div", "div_", "__truediv__", "__itruediv__", "true_divide", "divide"}
+_NEG = {"neg", "neg_", "__neg__", "negative"}
+_CAT = {"cat", "concat", "concatenate"}
+
+
+@dataclass
+class Expansion:
+    """Expanded weights with their placement on the source layer.
+
+    ``weights [C_target, C_source, kh, kw]``: target unit ``(c, y, x)`` reads source pixels
+    ``[y*stride[0] - offset[0], ... + kh) x [x*stride[1] - offset[1], ... + kw)`` with these weights
+    (away from the borders, in the linearised model, biases dropped).
+    """
+
+    weights: torch.Tensor
+    stride: Pair
+    offset: Pair
+
+    def source_window(self, y: int, x: int) -> tuple[slice, slice]:
+        """The source rows and columns that target pixel ``(y, x)`` reads."""
+        top, left = y * self.stride[0] - self.offset[0], x * self.stride[1] - self.offset[1]
+        return slice(top, top + self.weights.shape[2]), slice(left, left + self.weights.shape[3])
+
+
+def expanded_weights(
+    model: nn.Module,
+    source: str,
+    target: str,
+    *,
+    crop: int | None = None,
+    source_channels: Sequence[int] | None = None,
+    maxpool: str = "avg",
+    dtype: torch.dtype | None = None,
+    differentiable: bool = False,
+    compose: Callable[..., torch.Tensor] = compose_kernels,
+) -> torch.Tensor:
+    """Expanded weights from layer ``source`` to layer ``target``: ``[C_target, C_source, kh, kw]``.
+
+    ``E[t, s, u, v]`` is how much target channel ``t`` at a pixel changes per unit of source channel
+    ``s`` at offset ``(u, v)`` inside its receptive field, in the linearised model (see
+    :func:`expand` for the placement). Linear approximations used:
+
+    - ReLU / ReLU6 / hardtanh (modules or functions): the identity (every unit on its linear side);
+    - max pooling: an average pool of the same kernel, stride and padding (``maxpool="avg"``, as in
+      "Visualizing Weights"), or ``maxpool="center"``: the centre tap of each window (a strided identity);
+    - modules defining ``linear_approximation()`` (e.g. the TF local response norm): the scale it returns;
+    - BatchNorm (its running statistics): the per-channel scale ``gamma / sqrt(var + eps)``;
+    - average pooling, convolutions (any stride, dilation, groups), concatenation along channels,
+      residual additions/subtractions, multiplication by a number, explicit ``F.pad``, Identity and
+      Dropout are already linear (Dropout: eval mode). All biases and constants drop out.
+
+    Args:
+        model: a conv net; its dataflow graph is recorded from one forward on meta tensors (any Python
+            control flow is fine), so it must accept ``[1, C_in, S, S]`` with ``S = model.input_size`` or 224.
+        source, target: layer names (any alias :func:`circuits_vision.hooks.get_layer` accepts).
+        crop: keep the central ``crop x crop`` taps.
+        source_channels: only these source channels (``C_source`` becomes their count, in this order);
+            the cost scales with their number.
+        maxpool: ``"avg"`` or ``"center"``.
+        dtype: compute in this dtype (e.g. ``torch.float64``); default the model's.
+        differentiable: keep the autograd graph to the model's weights (default: computed under no_grad).
+        compose: the kernel-composition function (default the compiled op; its pure-PyTorch twin gives
+            the same numbers).
+
+    Raises:
+        UnknownLayerError: a name that is not a layer (the message lists close names).
+        ValueError: ``target`` does not depend on ``source``, or a layer on the path has no linear
+            approximation here (the message names it).
+    """
+    options = dict(crop=crop, source_channels=source_channels, maxpool=maxpool, dtype=dtype, differentiable=differentiable)
+    return expand(model, source, target, compose=compose, **options).weights
+
+
+def expand(
+    model: nn.Module,
+    source: str,
+    target: str,
+    *,
+    crop: int | None = None,
+    source_channels: Sequence[int] | None = None,
+    maxpool: str = "avg",
+    dtype: torch.dtype | None = None,
+    differentiable: bool = False,
+    compose: Callable[..., torch.Tensor] = compose_kernels,
+) -> Expansion:
+    """Like :func:`expanded_weights`, with the kernel's stride and offset on the source layer."""
+    if maxpool not in MAXPOOL_APPROXIMATIONS:
+        raise ValueError(f"maxpool must be one of {MAXPOOL_APPROXIMATIONS}, got {maxpool!r}")
+    if crop is not None and crop < 1:
+        raise ValueError(f"crop must be a positive kernel size, got {crop}")
+    source_path, _ = resolve_layer(model, source)  # unknown names: UnknownLayerError listing close names
+    target_path, target_module = resolve_layer(model, target)
+    graph = record(model, target_module, _is_leaf)
+    like = _reference_tensor(model, dtype)
+    with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+        target_node = graph.output_of(
+            target_path, "target", f"target layer '{target}' produced no tensor output in the model's forward"
+        )
+        source_node = graph.output_of(
+            source_path,
+            "source",
+            f"layer '{target}' does not depend on layer '{source}': '{source}' does not run before '{target}' in the "
+            "model's forward (swap them?)",
+        )
+        kernel = _Walker(graph, like, maxpool, compose, source_channels).run(source_node, target_node, source, target)
+        if crop is not None:
+            kernel = _kernel.crop(kernel, crop, like)
+        return Expansion(kernel.dense(like), kernel.stride, kernel.offset)
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    """Modules recorded as one graph node: torch.nn layers (not containers) and linear_approximation owners."""
+    if callable(getattr(module, "linear_approximation", None)):
+        return True
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+    return type(module).__module__.startswith("torch.nn") and not isinstance(module, containers)
+
+
+def _reference_tensor(model: nn.Module, dtype: torch.dtype | None) -> torch.Tensor:
+    """An empty tensor carrying the dtype and device the kernels are computed in."""
+    parameter = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if parameter is None:
+        return torch.empty(0, dtype=dtype or torch.get_default_dtype())
+    return parameter.new_empty(0, dtype=dtype or parameter.dtype)
+
+
+class _Walker:
+    """Propagates the source's kernel through the recorded graph in execution order."""
+
+    def __init__(self, graph: Graph, like: torch.Tensor, maxpool: str, compose, source_channels=None) -> None:
+        self.graph, self.like, self.maxpool, self.compose = graph, like, maxpool, compose
+        self.source_channels = source_channels
+
+    def run(self, source: Node, target: Node, source_name: str, target_name: str) -> Kernel:
+        on_path = descendants(source) & ancestors(target)
+        if target not in on_path:
+            raise ValueError(
+                f"layer '{target_name}' does not depend on layer '{source_name}' (it is computed before it or on "
+                "another path), so there are no expanded weights from the source to the target; swap them?"
+            )
+        columns = None
+        if self.source_channels is not None:
+            columns = torch.as_tensor(list(self.source_channels), dtype=torch.long)
+            bad = [int(c) for c in columns if not 0 <= c < source.channels]
+            if bad or columns.numel() == 0:
+                raise IndexError(
+                    f"source_channels {bad or '[]'} out of range: layer '{source_name}' has {source.channels} channels "
+                    f"(0..{source.channels - 1})"
+                )
+        values: dict[Node, Kernel] = {source: _kernel.identity(source.channels, columns)}
+        for node in self.graph.nodes:
+            if node in on_path and node is not source:
+                values[node] = self._step(node, values)
+        return values[target]
+
+    # -- one node ---------------------------------------------------------------------------------
+    def _step(self, node: Node, values: dict[Node, Kernel]) -> Kernel:
+        if node.op == "module":
+            inputs = [values[n] for n in node.inputs if n in values]
+            first = node.args[0] if node.args else None
+            if len(inputs) != 1 or not isinstance(first, Node) or first not in values:
+                raise self._unsupported(node, "a layer whose first argument is not the only input depending on the source")
+            return self._module(node, node.module, inputs[0])
+        if node.op == "function":
+            return self._function(node, values)
+        raise self._unsupported(node)
+
+    def _module(self, node: Node, module: nn.Module, kernel: Kernel) -> Kernel:
+        if isinstance(module, _IDENTITY_MODULES):
+            return kernel
+        if callable(getattr(module, "linear_approximation", None)):
+            factor = module.linear_approximation()
+            return _kernel.scale(kernel, factor if isinstance(factor, torch.Tensor) else float(factor), self.like)
+        if isinstance(module, nn.Conv2d):
+            return self._conv(module, kernel)
+        if isinstance(module, nn.BatchNorm2d):
+            return _kernel.scale(kernel, _batchnorm_scale(module), self.like)
+        if isinstance(module, nn.MaxPool2d):
+            if module.return_indices:
+                raise self._unsupported(node, "a max pool that returns indices")
+            return self._pool(kernel, module.kernel_size, module.stride, module.padding, module.dilation, "max")
+        if isinstance(module, nn.AvgPool2d):
+            return self._pool(kernel, module.kernel_size, module.stride, module.padding, 1, "avg", module.divisor_override)
+        raise self._unsupported(node)
+
+    def _function(self, node: Node, values: dict[Node, Kernel]) -> Kernel:
+        name, args, kwargs = node.target, node.args, node.kwargs
+        first = args[0] if args else None
+        if name in _IDENTITY_FUNCTIONS and first in values:
+            return values[first]
+        if name == "pad" and first in values:
+            return self._pad(node, values[first], args[1] if len(args) > 1 else kwargs["pad"])
+        if name in _CAT:
+            return self._cat(node, values)
+        if name in _ADD | _SUB | _RSUB:
+            return self._add(node, values)
+        if name in _MUL | _DIV and first in values and len(args) == 2 and _is_number(args[1]):
+            factor = float(args[1]) if name in _MUL else 1.0 / float(args[1])
+            return _kernel.scale(values[first], factor, self.like)
+        if name in _NEG and first in values:
+            return _kernel.scale(values[first], -1.0, self.like)
+        if name in ("max_pool2d", "avg_pool2d") and first in values:
+            return self._functional_pool(node, values)
+        raise self._unsupported(node)
+
+    # -- rules ------------------------------------------------------------------------------------
+    def _conv(self, conv: nn.Conv2d, kernel: Kernel) -> Kernel:
+        weight = conv.weight.to(self.like)
+        if conv.groups > 1:  # block-diagonal dense weight [O, C_in, kh, kw]
+            out_channels, per_group, kh, kw = weight.shape
+            dense = weight.new_zeros((out_channels, per_group * conv.groups, kh, kw))
+            rows_per_group = out_channels // conv.groups
+            for g in range(conv.groups):
+                rows = slice(g * rows_per_group, (g + 1) * rows_per_group)
+                dense[rows, g * per_group : (g + 1) * per_group] = weight[rows]
+            weight = dense
+        padding = conv.padding
+        if isinstance(padding, str):  # 'valid': none; 'same': PyTorch puts the odd pixel after
+            padding = tuple(0 if padding == "valid" else d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size))
+        pair = _kernel.pair
+        return _kernel.convolve(kernel, weight, pair(conv.stride), pair(padding), pair(conv.dilation), self.compose)
+
+    def _pool(self, kernel: Kernel, size, stride, padding, dilation, kind: str, divisor: int | None = None) -> Kernel:
+        size = _kernel.pair(size)
+        stride = _kernel.pair(stride if stride not in (None, (), []) else size)
+        taps = self.like.new_zeros(size)
+        if kind == "max" and self.maxpool == "center":
+            taps[(size[0] - 1) // 2, (size[1] - 1) // 2] = 1.0
+        else:
+            taps.fill_(1.0 / (divisor or size[0] * size[1]))
+        return _kernel.depthwise(kernel, taps, stride, _kernel.pair(padding), _kernel.pair(dilation), self.compose)
+
+    def _functional_pool(self, node: Node, values: dict[Node, Kernel]) -> Kernel:
+        kind = "max" if node.target == "max_pool2d" else "avg"
+        names = ["input", "kernel_size", "stride", "padding"] + (["dilation"] if kind == "max" else [])
+        bound = dict(zip(names, node.args)) | dict(node.kwargs)
+        if bound.get("return_indices") or bound.get("divisor_override"):
+            raise self._unsupported(node, "pooling with return_indices or divisor_override")
+        kernel = values[bound["input"]]
+        stride, padding, dilation = bound.get("stride"), bound.get("padding", 0), bound.get("dilation", 1)
+        return self._pool(kernel, bound["kernel_size"], stride, padding, dilation, kind)
+
+    def _pad(self, node: Node, kernel: Kernel, pad) -> Kernel:
+        pad = tuple(pad)
+        if len(pad) not in (2, 4) or not all(isinstance(p, int) for p in pad):
+            raise self._unsupported(node, f"padding {pad}: only spatial pads (left, right[, top, bottom]) are supported")
+        return _kernel.shift(kernel, (pad[2] if len(pad) == 4 else 0, pad[0]))
+
+    def _cat(self, node: Node, values: dict[Node, Kernel]) -> Kernel:
+        tensors = node.args[0] if node.args else node.kwargs["tensors"]
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if dim not in (1, -3):
+            raise self._unsupported(node, f"concatenation along dim {dim} (only channels, dim=1, is supported)")
+        parts: list[Kernel | int] = []
+        for t in tensors:
+            if isinstance(t, Node) and t in values:
+                parts.append(values[t])
+            else:  # a branch that does not depend on the source: zero rows
+                parts.append(t.channels if isinstance(t, Node) else int(t.shape[1]))
+        return _kernel.concatenate(parts, self.like)
+
+    def _add(self, node: Node, values: dict[Node, Kernel]) -> Kernel:
+        name, args = node.target, node.args
+        a, b = (args[1], args[0]) if name in _RSUB else (args[0], args[1])  # rsub(x, y) = y - x
+        alpha = node.kwargs.get("alpha", args[2] if len(args) > 2 else 1)
+        sign_b = (-1.0 if name in _SUB | _RSUB else 1.0) * float(alpha)
+        terms = [(x, sign) for x, sign in ((a, 1.0), (b, sign_b)) if isinstance(x, Node) and x in values]
+        if len(terms) == 1:  # adding a constant; subtracting from a constant negates
+            (x, sign), = terms
+            return values[x] if sign == 1.0 else _kernel.scale(values[x], sign, self.like)
+        return _kernel.add([values[a], values[b]], [1.0, sign_b], self.like)
+
+    def _unsupported(self, node: Node, why: str = "") -> ValueError:
+        reason = f" ({why})" if why else ""
+        return ValueError(
+            f"expanded weights cannot pass {node.describe()} on the path from source to target{reason}. Supported: "
+            f"Conv2d, ReLU (-> identity), MaxPool2d (-> {self.maxpool}), AvgPool2d, BatchNorm2d, concatenation along "
+            "channels, addition, multiplication by a number, F.pad, Identity/Dropout and modules with a "
+            "linear_approximation() method; give this layer such a method, or choose layers on either side of it."
+        )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _batchnorm_scale(bn: nn.BatchNorm2d) -> torch.Tensor:
+    if bn.running_var is None:
+        raise ValueError("BatchNorm2d without running statistics (track_running_stats=False) is not linear in its input")
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    return scale * bn.weight if bn.weight is not None else scale
