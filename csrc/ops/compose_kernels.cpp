@@ -6,6 +6,9 @@
 // one's. `stride` is the spacing of the outer taps measured in input pixels (the inner
 // layer's stride times the outer layer's dilation) and `dilation` the inner layer's
 // dilation. The result has size (k2 - 1) * stride + (k1 - 1) * dilation + 1 per axis.
+//
+// Work: one GEMM per tap of the smaller kernel (e.g. 25 for a 5x5 outer after a 1x1 inner), each
+// followed by a strided accumulation of its patch into the composed kernel (compose_kernels_math.h).
 #include "compose_kernels.h"
 
 #include <torch/library.h>
@@ -62,31 +65,55 @@ ComposeGeometry make_geometry(const at::Tensor& outer, const at::Tensor& inner, 
 
 namespace {
 
-// outer [O, M, k2h, k2w] -> [k2h*k2w*O, M]
-at::Tensor outer_matrix(const at::Tensor& outer) {
-  return outer.permute({2, 3, 0, 1}).reshape({-1, outer.size(1)});
+// The GEMMs run tap by tap over the kernel with fewer taps: each yields a patch of products with
+// every tap of the other kernel, so no intermediate ever holds all tap pairs at once.
+bool loop_over_outer_taps(const ComposeGeometry& g) { return g.k2h * g.k2w <= g.k1h * g.k1w; }
+
+// Patch from outer tap (vy, vx): mm(outer[:, :, vy, vx], inner as [M, k1h*k1w*I]) -> [O, k1h, k1w, I].
+PatchWindow outer_tap_window(const ComposeGeometry& g, int64_t vy, int64_t vx) {
+  return PatchWindow{g.k1h, g.k1w, vy * g.sh, vx * g.sw, g.dh, g.dw, g.k1h * g.k1w * g.I, g.k1w * g.I, g.I};
 }
 
-// inner [M, I, k1h, k1w] -> [M, k1h*k1w*I]
-at::Tensor inner_matrix(const at::Tensor& inner) {
-  return inner.permute({0, 2, 3, 1}).reshape({inner.size(0), -1});
+// Patch from inner tap (uy, ux): mm(outer as [k2h*k2w*O, M], inner[:, :, uy, ux]) -> [k2h, k2w, O, I].
+PatchWindow inner_tap_window(const ComposeGeometry& g, int64_t uy, int64_t ux) {
+  return PatchWindow{g.k2h, g.k2w, uy * g.dh, ux * g.dw, g.sh, g.sw, g.I, g.k2w * g.O * g.I, g.O * g.I};
 }
+
+// outer [O, M, k2h, k2w] -> [k2h*k2w*O, M]
+at::Tensor outer_matrix(const at::Tensor& outer) { return outer.permute({2, 3, 0, 1}).reshape({-1, outer.size(1)}); }
+
+// inner [M, I, k1h, k1w] -> [M, k1h*k1w*I]
+at::Tensor inner_matrix(const at::Tensor& inner) { return inner.permute({0, 2, 3, 1}).reshape({inner.size(0), -1}); }
 
 }  // namespace
 
 at::Tensor compose_kernels_forward(const at::Tensor& outer, const at::Tensor& inner, at::IntArrayRef stride,
-                                   at::IntArrayRef dilation, GatherFn gather) {
+                                   at::IntArrayRef dilation, AccumulateFn accumulate) {
   const ComposeGeometry g = make_geometry(outer, inner, stride, dilation);
-  // Every tap product in one GEMM: [k2h*k2w*O, M] @ [M, k1h*k1w*I].
-  const at::Tensor products = at::mm(outer_matrix(outer), inner_matrix(inner));
-  at::Tensor composed = at::empty({g.O, g.I, g.kh, g.kw}, outer.options());
-  gather(products, composed, g);
-  return composed;
+  at::Tensor composed = at::zeros({g.O, g.kh, g.kw, g.I}, outer.options());  // channels-last while accumulating
+  if (loop_over_outer_taps(g)) {
+    const at::Tensor b = inner_matrix(inner);
+    for (int64_t vy = 0; vy < g.k2h; ++vy) {
+      for (int64_t vx = 0; vx < g.k2w; ++vx) {
+        const at::Tensor patch = at::mm(outer.select(3, vx).select(2, vy), b);
+        accumulate(patch, composed, g, outer_tap_window(g, vy, vx));
+      }
+    }
+  } else {
+    const at::Tensor a = outer_matrix(outer);
+    for (int64_t uy = 0; uy < g.k1h; ++uy) {
+      for (int64_t ux = 0; ux < g.k1w; ++ux) {
+        const at::Tensor patch = at::mm(a, inner.select(3, ux).select(2, uy));
+        accumulate(patch, composed, g, inner_tap_window(g, uy, ux));
+      }
+    }
+  }
+  return composed.permute({0, 3, 1, 2}).contiguous();
 }
 
 std::tuple<at::Tensor, at::Tensor> compose_kernels_backward(const at::Tensor& grad, const at::Tensor& outer,
                                                             const at::Tensor& inner, at::IntArrayRef stride,
-                                                            at::IntArrayRef dilation, SpreadFn spread) {
+                                                            at::IntArrayRef dilation, ReadWindowFn read_window) {
   const ComposeGeometry g = make_geometry(outer, inner, stride, dilation);
   TORCH_CHECK(grad.dim() == 4 && grad.size(0) == g.O && grad.size(1) == g.I && grad.size(2) == g.kh &&
                   grad.size(3) == g.kw,
@@ -94,18 +121,38 @@ std::tuple<at::Tensor, at::Tensor> compose_kernels_backward(const at::Tensor& gr
               "], got ", grad.sizes());
   TORCH_CHECK(grad.device() == outer.device() && grad.scalar_type() == outer.scalar_type(),
               "_compose_kernels_backward: `grad` must match `outer` in device and dtype");
-  const at::Tensor grad_contig = grad.contiguous();
-  at::Tensor grad_products = at::empty({g.k2h * g.k2w * g.O, g.k1h * g.k1w * g.I}, outer.options());
-  spread(grad_contig, grad_products, g);
+  const at::Tensor grad_cl = grad.permute({0, 2, 3, 1}).contiguous();  // [O, kh, kw, I]
+  const int64_t M = outer.size(1);
+  if (loop_over_outer_taps(g)) {
+    // dE read at outer tap v gives G_v [O, k1h*k1w*I]:
+    //   d outer[:, :, v] = G_v @ inner_matrix^T,   d inner_matrix += outer[:, :, v]^T @ G_v
+    const at::Tensor b = inner_matrix(inner);
+    at::Tensor grad_outer = at::empty_like(outer, at::MemoryFormat::Contiguous);
+    at::Tensor grad_b = at::zeros({M, g.k1h * g.k1w * g.I}, outer.options());
+    at::Tensor window = at::empty({g.O, g.k1h * g.k1w * g.I}, outer.options());
+    for (int64_t vy = 0; vy < g.k2h; ++vy) {
+      for (int64_t vx = 0; vx < g.k2w; ++vx) {
+        read_window(grad_cl, window, g, outer_tap_window(g, vy, vx));
+        grad_outer.select(3, vx).select(2, vy).copy_(at::mm(window, b.t()));
+        grad_b.addmm_(outer.select(3, vx).select(2, vy).t(), window);
+      }
+    }
+    return {grad_outer, grad_b.reshape({M, g.k1h, g.k1w, g.I}).permute({0, 3, 1, 2}).contiguous()};
+  }
+  // dE read at inner tap u gives G_u [k2h*k2w*O, I]:
+  //   d inner[:, :, u] = outer_matrix^T @ G_u,   d outer_matrix += G_u @ inner[:, :, u]^T
   const at::Tensor a = outer_matrix(outer);
-  const at::Tensor b = inner_matrix(inner);
-  // dA = dP @ B^T -> [k2h*k2w*O, M] -> outer's layout [O, M, k2h, k2w]
-  const at::Tensor grad_outer =
-      at::mm(grad_products, b.t()).reshape({g.k2h, g.k2w, g.O, outer.size(1)}).permute({2, 3, 0, 1}).contiguous();
-  // dB = A^T @ dP -> [M, k1h*k1w*I] -> inner's layout [M, I, k1h, k1w]
-  const at::Tensor grad_inner =
-      at::mm(a.t(), grad_products).reshape({inner.size(0), g.k1h, g.k1w, g.I}).permute({0, 3, 1, 2}).contiguous();
-  return {grad_outer, grad_inner};
+  at::Tensor grad_inner = at::empty_like(inner, at::MemoryFormat::Contiguous);
+  at::Tensor grad_a = at::zeros({g.k2h * g.k2w * g.O, M}, outer.options());
+  at::Tensor window = at::empty({g.k2h * g.k2w * g.O, g.I}, outer.options());
+  for (int64_t uy = 0; uy < g.k1h; ++uy) {
+    for (int64_t ux = 0; ux < g.k1w; ++ux) {
+      read_window(grad_cl, window, g, inner_tap_window(g, uy, ux));
+      grad_inner.select(3, ux).select(2, uy).copy_(at::mm(a.t(), window));
+      grad_a.addmm_(window, inner.select(3, ux).select(2, uy).t());
+    }
+  }
+  return {grad_a.reshape({g.k2h, g.k2w, g.O, M}).permute({2, 3, 0, 1}).contiguous(), grad_inner};
 }
 
 TORCH_LIBRARY_FRAGMENT(circuits_vision, m) {

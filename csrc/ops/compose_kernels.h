@@ -1,7 +1,7 @@
 #pragma once
 // Host-side pieces of compose_kernels shared by the CPU and CUDA registrations:
-// argument checks, the geometry, and the GEMMs around the device-specific
-// gather (forward) and spread (backward) passes.
+// argument checks, the geometry, and the GEMM loop around the device-specific
+// window passes (accumulate a patch into the composed kernel; read a window back out).
 #include <ATen/ATen.h>
 
 #include <tuple>
@@ -11,17 +11,19 @@
 namespace circuits_vision {
 namespace ops {
 
-// Gather pass: products [k2h*k2w*O, k1h*k1w*I] -> composed kernel [O, I, kh, kw].
-using GatherFn = void (*)(const at::Tensor& products, at::Tensor& composed, const ComposeGeometry& g);
-// Spread pass: grad of composed kernel [O, I, kh, kw] -> grad of products [k2h*k2w*O, k1h*k1w*I].
-using SpreadFn = void (*)(const at::Tensor& grad_composed, at::Tensor& grad_products, const ComposeGeometry& g);
+// composed[o, y0 + a*step_y, x0 + b*step_x, :] += patch[o, a, b, :]   (composed: [O, kh, kw, I] contiguous)
+using AccumulateFn = void (*)(const at::Tensor& patch, at::Tensor& composed, const ComposeGeometry& g,
+                              const PatchWindow& w);
+// patch[o, a, b, :] = composed[o, y0 + a*step_y, x0 + b*step_x, :]
+using ReadWindowFn = void (*)(const at::Tensor& composed, at::Tensor& patch, const ComposeGeometry& g,
+                              const PatchWindow& w);
 
 at::Tensor compose_kernels_forward(const at::Tensor& outer, const at::Tensor& inner, at::IntArrayRef stride,
-                                   at::IntArrayRef dilation, GatherFn gather);
+                                   at::IntArrayRef dilation, AccumulateFn accumulate);
 
 std::tuple<at::Tensor, at::Tensor> compose_kernels_backward(const at::Tensor& grad, const at::Tensor& outer,
                                                             const at::Tensor& inner, at::IntArrayRef stride,
-                                                            at::IntArrayRef dilation, SpreadFn spread);
+                                                            at::IntArrayRef dilation, ReadWindowFn read_window);
 
 }  // namespace ops
 }  // namespace circuits_vision

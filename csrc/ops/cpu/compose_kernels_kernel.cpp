@@ -1,4 +1,5 @@
-// CPU kernels of compose_kernels: the gather and spread passes, parallel over output elements.
+// CPU kernels of compose_kernels: strided window passes between a GEMM patch and the composed
+// kernel, parallel over (o, a) rows, contiguous (vectorisable) along the input channels.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -10,32 +11,39 @@ namespace ops {
 
 namespace {
 
-void gather_cpu(const at::Tensor& products, at::Tensor& composed, const ComposeGeometry& g) {
-  AT_DISPATCH_FLOATING_TYPES(products.scalar_type(), "compose_kernels_cpu", [&] {
-    const scalar_t* src = products.const_data_ptr<scalar_t>();
+void accumulate_cpu(const at::Tensor& patch, at::Tensor& composed, const ComposeGeometry& g, const PatchWindow& w) {
+  AT_DISPATCH_FLOATING_TYPES(patch.scalar_type(), "compose_kernels_cpu", [&] {
+    const scalar_t* src = patch.const_data_ptr<scalar_t>();
     scalar_t* dst = composed.data_ptr<scalar_t>();
-    const int64_t taps = g.kh * g.kw;
-    at::parallel_for(0, g.O * g.I, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t oi = begin; oi < end; ++oi) {
-        const int64_t o = oi / g.I;
-        const int64_t i = oi % g.I;
-        for (int64_t ty = 0; ty < g.kh; ++ty) {
-          for (int64_t tx = 0; tx < g.kw; ++tx) {
-            dst[oi * taps + ty * g.kw + tx] = gather_composed_tap<scalar_t, double>(src, g, o, i, ty, tx);
-          }
+    const int64_t channels = g.I;
+    at::parallel_for(0, g.O * w.A, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t o = row / w.A;
+        const int64_t a = row % w.A;
+        for (int64_t b = 0; b < w.B; ++b) {
+          const scalar_t* from = src + patch_offset(w, o, a, b);
+          scalar_t* to = dst + window_offset(g, w, o, a, b);
+          for (int64_t i = 0; i < channels; ++i) to[i] += from[i];
         }
       }
     });
   });
 }
 
-void spread_cpu(const at::Tensor& grad_composed, at::Tensor& grad_products, const ComposeGeometry& g) {
-  AT_DISPATCH_FLOATING_TYPES(grad_composed.scalar_type(), "compose_kernels_backward_cpu", [&] {
-    const scalar_t* src = grad_composed.const_data_ptr<scalar_t>();
-    scalar_t* dst = grad_products.data_ptr<scalar_t>();
-    at::parallel_for(0, grad_products.numel(), 4096, [&](int64_t begin, int64_t end) {
-      for (int64_t index = begin; index < end; ++index) {
-        dst[index] = spread_composed_grad<scalar_t>(src, g, index);
+void read_window_cpu(const at::Tensor& composed, at::Tensor& patch, const ComposeGeometry& g, const PatchWindow& w) {
+  AT_DISPATCH_FLOATING_TYPES(composed.scalar_type(), "compose_kernels_backward_cpu", [&] {
+    const scalar_t* src = composed.const_data_ptr<scalar_t>();
+    scalar_t* dst = patch.data_ptr<scalar_t>();
+    const int64_t channels = g.I;
+    at::parallel_for(0, g.O * w.A, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t o = row / w.A;
+        const int64_t a = row % w.A;
+        for (int64_t b = 0; b < w.B; ++b) {
+          const scalar_t* from = src + window_offset(g, w, o, a, b);
+          scalar_t* to = dst + patch_offset(w, o, a, b);
+          for (int64_t i = 0; i < channels; ++i) to[i] = from[i];
+        }
       }
     });
   });
@@ -43,13 +51,13 @@ void spread_cpu(const at::Tensor& grad_composed, at::Tensor& grad_products, cons
 
 at::Tensor compose_kernels_cpu(const at::Tensor& outer, const at::Tensor& inner, at::IntArrayRef stride,
                                at::IntArrayRef dilation) {
-  return compose_kernels_forward(outer, inner, stride, dilation, gather_cpu);
+  return compose_kernels_forward(outer, inner, stride, dilation, accumulate_cpu);
 }
 
 std::tuple<at::Tensor, at::Tensor> compose_kernels_backward_cpu(const at::Tensor& grad, const at::Tensor& outer,
                                                                 const at::Tensor& inner, at::IntArrayRef stride,
                                                                 at::IntArrayRef dilation) {
-  return compose_kernels_backward(grad, outer, inner, stride, dilation, spread_cpu);
+  return compose_kernels_backward(grad, outer, inner, stride, dilation, read_window_cpu);
 }
 
 }  // namespace
