@@ -69,11 +69,6 @@ def hue_rotate(kernels: torch.Tensor, hue_deg: float) -> torch.Tensor:
     return torch.einsum("ij,njhw->nihw", hue_matrix(hue_deg, kernels), kernels)
 
 
-def flip_lr(kernels: torch.Tensor, _unused: float = 0.0) -> torch.Tensor:
-    """``kernels`` mirrored left/right (x -> -x)."""
-    return kernels.flip(-1)
-
-
 def disk_mask(size: int, like: torch.Tensor) -> torch.Tensor:
     """[size, size] with 1 inside the disk inscribed in the kernel, 0 in the corners rotation drops."""
     c = (size - 1) / 2

@@ -80,9 +80,6 @@ class DatasetExamples:
                    skipped=meta["skipped"])
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
-
-
 def _load_image(path: Path, size: int) -> torch.Tensor:
     """An image file -> [3, size, size] in [0, 1]: shorter side resized to ``size``, centre crop."""
     from PIL import Image  # only folder inputs need pillow

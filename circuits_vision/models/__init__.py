@@ -72,19 +72,9 @@ def _optional_module(name: str):
 
 
 def _planted_names() -> list[str]:
-    """Planted model names: ``planted.MODELS`` when defined, else its public PlantedModel factories."""
+    """Planted model names (``planted.MODELS``)."""
     planted = _optional_module("planted")
-    if planted is None:
-        return []
-    names = getattr(planted, "MODELS", None)
-    if names is None:  # public functions declared to return a PlantedModel
-        names = [
-            name
-            for name in getattr(planted, "__all__", ())
-            if getattr(getattr(planted, name), "__annotations__", {}).get("return")
-            in ("PlantedModel", getattr(planted, "PlantedModel", None))
-        ]
-    return list(names)
+    return [] if planted is None else list(planted.MODELS)
 
 
 def available_models() -> list[str]:

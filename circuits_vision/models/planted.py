@@ -167,7 +167,9 @@ def chroma_vector(hue_deg: float) -> torch.Tensor:
     return red * math.cos(a) + red_to_green * math.sin(a)
 
 
-_LUMINANCE = torch.full((3,), 1.0 / 3.0, dtype=torch.float64)
+def _luminance() -> torch.Tensor:
+    """Equal RGB weights summing to 1 (brightness along the grey axis): [3], float64."""
+    return torch.full((3,), 1.0 / 3.0, dtype=torch.float64)
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, weight: torch.Tensor, bias=None) -> nn.Conv2d:
@@ -215,7 +217,7 @@ def _edge_layer(n_orientations: int) -> tuple[nn.Conv2d, dict]:
         kernel = _line_kernel(size, i * 180.0 / n_orientations)
         kernel = kernel / kernel.clamp(min=0).sum()
         for sign, offset, label in ((1.0, 0, "bright"), (-1.0, n_orientations, "dark")):
-            weight[i + offset] = sign * kernel[None] * _LUMINANCE[:, None, None]
+            weight[i + offset] = sign * kernel[None] * _luminance()[:, None, None]
             orientation[i + offset] = i * 180.0 / n_orientations
             polarity[i + offset] = label
     edges = {"layer": "edges", "units": list(range(2 * n_orientations)), "orientation_deg": orientation,
@@ -331,7 +333,7 @@ def reflection_pairs() -> PlantedModel:
     mirror map), and one symmetric "peak". Input size 31.
     """
     normals = [30.0 * i for i in range(12)]
-    lines = torch.stack([_edge_kernel(5, t)[None] * _LUMINANCE[:, None, None] * 3 for t in normals])
+    lines = torch.stack([_edge_kernel(5, t)[None] * _luminance()[:, None, None] * 3 for t in normals])
     mirror_of = [normals.index((180.0 - t) % 360.0) for t in normals]
     line_pairs = sorted({tuple(sorted((i, j))) for i, j in enumerate(mirror_of) if i != j})
     line_self = [i for i, j in enumerate(mirror_of) if i == j]
@@ -441,12 +443,12 @@ def branch_block(specialized: bool = True, seed: int = 0) -> PlantedModel:
                 spatial = _gaussian(size, 1.0) if size > 1 else torch.ones(1, 1, dtype=torch.float64)
                 weight[unit - start] = 2.0 * chroma_vector(float(hues[unit]))[:, None, None] * spatial[None]
             elif size > 1:
-                weight[unit - start] = 3.0 * _edge_kernel(size, float(normals[unit]))[None] * _LUMINANCE[:, None, None]
+                weight[unit - start] = 3.0 * _edge_kernel(size, float(normals[unit]))[None] * _luminance()[:, None, None]
             else:  # 1x1 black-and-white units: brightness above (even units) or below (odd) a threshold
                 # After the max pool only darkness units: a channel-wise max of a colour pattern raises
                 # the luminance, so a pooled brightness unit would also answer colour.
                 sign = 1.0 if unit % 2 == 0 and name != "pool" else -1.0
-                weight[unit - start, :, 0, 0] = sign * _LUMINANCE * 2.0
+                weight[unit - start, :, 0, 0] = sign * _luminance() * 2.0
                 bias[unit - start] = -0.1
         convs[name] = _conv(3, stop - start, size, weight, bias)
         biases[name] = bias

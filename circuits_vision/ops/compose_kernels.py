@@ -12,18 +12,10 @@ from collections.abc import Sequence
 import torch
 
 from circuits_vision.ops import _reference
+from circuits_vision.ops._args import int_pair
 from circuits_vision.ops._extension import extension_available, use_fallback
 
 _OP = "circuits_vision::compose_kernels"
-
-
-def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        value = (value, value)
-    value = tuple(int(v) for v in value)
-    if len(value) != 2:
-        raise ValueError(f"compose_kernels: `{name}` must be an int or a pair (y, x), got {value}")
-    return value  # type: ignore[return-value]
 
 
 def compose_kernels(
@@ -45,7 +37,8 @@ def compose_kernels(
         ``[O, I, kh, kw]`` with ``kh = (k2h - 1) * stride + (k1h - 1) * dilation + 1``.
         Float32 and float64, CPU and CUDA, differentiable in both arguments.
     """
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    stride = int_pair(stride, "compose_kernels: `stride` must be an int or a pair (y, x)")
+    dilation = int_pair(dilation, "compose_kernels: `dilation` must be an int or a pair (y, x)")
     if use_fallback("compose_kernels"):
         return _reference.compose_kernels(outer, inner, stride, dilation)
     return torch.ops.circuits_vision.compose_kernels(outer, inner, list(stride), list(dilation))

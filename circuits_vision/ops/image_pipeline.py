@@ -13,19 +13,11 @@ from collections.abc import Sequence
 import torch
 
 from circuits_vision.ops import _reference
+from circuits_vision.ops._args import int_pair
 from circuits_vision.ops._extension import extension_available, use_fallback
 
 _OP = "circuits_vision::image_pipeline"
 _BACKWARD_OP = "circuits_vision::_image_pipeline_backward"
-
-
-def _size_pair(out_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(out_size, int):
-        out_size = (out_size, out_size)
-    out_size = tuple(int(v) for v in out_size)
-    if len(out_size) != 2:
-        raise ValueError(f"image_pipeline: `out_size` must be an int or (h, w), got {out_size}")
-    return out_size  # type: ignore[return-value]
 
 
 def _check_fallback_args(x, color, theta, out_size, norm_scale, norm_shift) -> None:
@@ -92,7 +84,7 @@ def image_pipeline(
         A source point more than a pixel outside the image reads ``pad_value`` with zero gradient, at
         any distance (the compiled kernels also read ``pad_value`` for a NaN theta).
     """
-    out_size = _size_pair(out_size)
+    out_size = int_pair(out_size, "image_pipeline: `out_size` must be an int or (h, w)")
     if norm_scale is None:
         norm_scale = torch.ones(3, dtype=x.dtype, device=x.device)
     if norm_shift is None:

@@ -9,51 +9,26 @@
     out = out * scale + shift                     per channel
 
 This is the contract of the fused C++/CUDA op ``circuits_vision.ops.image_pipeline``; when the
-compiled op is there ``render`` uses it, otherwise :func:`image_pipeline_torch`, the same maths
-in plain PyTorch. One resample replaces lucid's pad, jitter, scale, rotate and jitter.
+compiled op is there ``render`` uses it, otherwise :func:`image_pipeline_torch`, the op's
+pure-PyTorch twin. One resample replaces lucid's pad, jitter, scale, rotate and jitter.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
+
+from circuits_vision import ops
+from circuits_vision.ops._reference import image_pipeline as image_pipeline_torch
 
 __all__ = ["image_pipeline_torch", "fused_image_pipeline"]
 
 Pipeline = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
-def image_pipeline_torch(
-    x: torch.Tensor,
-    color: torch.Tensor,
-    theta: torch.Tensor,
-    pad_value: float,
-    out_size: tuple[int, int],
-    scale: torch.Tensor,
-    shift: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pure-PyTorch image pipeline (see module doc). Returns ``(out [N,3,h,w], img [N,3,H,W])``."""
-    img = torch.sigmoid(torch.einsum("ij,njhw->nihw", color, x))
-    grid = F.affine_grid(theta, [x.shape[0], 3, *out_size], align_corners=False)
-    # grid_sample reads zeros outside; shifting by the pad value makes the outside read pad_value,
-    # with the same bilinear blend at the border as a padded image would give.
-    out = F.grid_sample(img - pad_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + pad_value
-    return out * scale.view(1, 3, 1, 1) + shift.view(1, 3, 1, 1), img
-
-
 def fused_image_pipeline() -> Pipeline | None:
     """The compiled ``image_pipeline`` op when the extension provides it, else ``None``."""
-    try:
-        ops = importlib.import_module("circuits_vision.ops")
-        from circuits_vision.ops._extension import extension_available
-    except ImportError:
+    if not ops.extension_available() or not hasattr(torch.ops.circuits_vision, "image_pipeline"):
         return None
-    op = getattr(ops, "image_pipeline", None)
-    if op is None or not extension_available():
-        return None
-    if not hasattr(torch.ops.circuits_vision, "image_pipeline"):
-        return None
-    return op
+    return ops.image_pipeline

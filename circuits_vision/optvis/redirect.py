@@ -30,11 +30,17 @@ LUCID_REDIRECT_STEPS = 16
 LUCENT_NEGATIVE_SLOPE = 0.1
 
 
-class _LucidRedirectedReLU(torch.autograd.Function):
+class _RedirectedReLU(torch.autograd.Function):
+    """``relu(x)`` forward; subclasses say which gradient the backward passes on."""
+
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
         return torch.relu(x)
+
+
+class _LucidRedirectedReLU(_RedirectedReLU):
+    """lucid: per image with no true gradient, pass on the gradient that would raise a negative input."""
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
@@ -49,11 +55,8 @@ class _LucidRedirectedReLU(torch.autograd.Function):
         return torch.where(has_true_gradient.view(-1, *[1] * (grad.dim() - 1)), relu_grad, redirected)
 
 
-class _LucentRedirectedReLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return torch.relu(x)
+class _LucentRedirectedReLU(_RedirectedReLU):
+    """lucent: a leaky gradient, scaled by LUCENT_NEGATIVE_SLOPE below zero."""
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:

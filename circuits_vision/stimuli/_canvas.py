@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -147,3 +148,45 @@ def composite(coverage: torch.Tensor, color: torch.Tensor, background: torch.Ten
     """``coverage`` [N, H, W] and colours [N, 3] -> images [N, 3, H, W] in [0, 1]."""
     a = coverage.unsqueeze(1)
     return (background[:, :, None, None] * (1 - a) + color[:, :, None, None] * a).clamp(0, 1)
+
+
+class Canvas(NamedTuple):
+    """A batch of N drawings: the pixel grid with each drawing's centre and colours, validated."""
+
+    x: torch.Tensor  # [1, H, W] pixel-centre x, right of the image centre
+    y: torch.Tensor  # [1, H, W] pixel-centre y, above the image centre
+    center: torch.Tensor  # [N, 2] (x, y) of each drawing's centre
+    color: torch.Tensor  # [N, 3]
+    background: torch.Tensor  # [N, 3]
+
+    @property
+    def cx(self) -> torch.Tensor:
+        """Centre x as [N, 1, 1]."""
+        return col(self.center[:, 0])
+
+    @property
+    def cy(self) -> torch.Tensor:
+        """Centre y as [N, 1, 1]."""
+        return col(self.center[:, 1])
+
+    def paint(self, coverage: torch.Tensor) -> torch.Tensor:
+        """Coverage [N, H, W] of ``color`` over ``background`` -> images [N, 3, H, W] in [0, 1]."""
+        return composite(coverage, self.color, self.background)
+
+
+def make_canvas(
+    n: int,
+    size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    color: ParamLike,
+    background: ParamLike,
+    center: ParamLike = (0.0, 0.0),
+) -> Canvas:
+    """Check ``center`` ((2,) or (N, 2) pixels), then ``color`` and ``background`` ((3,) or (N, 3) RGB in
+    [0, 1]) and lay out the ``size`` x ``size`` pixel grid for N drawings."""
+    center_t = batch_vectors("center", center, 2, n, device, dtype)
+    fg, bg = check_colors(n, device, dtype, color=color, background=background)
+    x, y = pixel_grid(size, device, dtype)
+    return Canvas(x, y, center_t, fg, bg)

@@ -15,14 +15,11 @@ from ._canvas import (
     ParamLike,
     as_device,
     batch_params,
-    batch_vectors,
     check_antialias,
-    check_colors,
     check_size,
     col,
-    composite,
     fill_coverage,
-    pixel_grid,
+    make_canvas,
     radians,
     require,
     segment_distance,
@@ -103,13 +100,12 @@ def curves(
     length = p["radius"] * radians(p["angular_width"]) + 2 * p["arm_length"]
     require(length > 0, "radius", "> 0 (or arm_length > 0 for an angle): the curve has zero length",
             p["radius"])
-    c = batch_vectors("center", center, 2, n, dev, dtype)
-    fg, bg = check_colors(n, dev, dtype, color=color, background=background)
-    x, y = pixel_grid(size, dev, dtype)
+    canvas = make_canvas(n, size, dev, dtype, center=center, color=color, background=background)
     d = rounded_corner_distance(
-        x, y, p["orientation"], p["radius"], p["angular_width"], p["arm_length"], c[:, 0], c[:, 1]
+        canvas.x, canvas.y, p["orientation"], p["radius"], p["angular_width"], p["arm_length"],
+        canvas.center[:, 0], canvas.center[:, 1],
     )
-    return composite(stroke_coverage(d, p["thickness"], antialias), fg, bg)
+    return canvas.paint(stroke_coverage(d, p["thickness"], antialias))
 
 
 def angles(
@@ -160,14 +156,11 @@ def lines(
     n, p = batch_params(dev, dtype, orientation=orientation, length=length, thickness=thickness)
     require(p["length"] > 0, "length", "> 0 pixels", p["length"])
     require(p["thickness"] > 0, "thickness", "> 0 pixels", p["thickness"])
-    c = batch_vectors("center", center, 2, n, dev, dtype)
-    fg, bg = check_colors(n, dev, dtype, color=color, background=background)
-    x, y = pixel_grid(size, dev, dtype)
+    canvas = make_canvas(n, size, dev, dtype, center=center, color=color, background=background)
     theta = col(radians(p["orientation"]))
     hx, hy = col(p["length"]) / 2 * torch.cos(theta), col(p["length"]) / 2 * torch.sin(theta)
-    cx, cy = col(c[:, 0]), col(c[:, 1])
-    d = segment_distance(x, y, cx - hx, cy - hy, cx + hx, cy + hy)
-    return composite(stroke_coverage(d, p["thickness"], antialias), fg, bg)
+    d = segment_distance(canvas.x, canvas.y, canvas.cx - hx, canvas.cy - hy, canvas.cx + hx, canvas.cy + hy)
+    return canvas.paint(stroke_coverage(d, p["thickness"], antialias))
 
 
 def edges(
@@ -190,12 +183,10 @@ def edges(
     dev = as_device(device)
     size, antialias = check_size(size), check_antialias(antialias)
     n, p = batch_params(dev, dtype, orientation=orientation)
-    c = batch_vectors("center", center, 2, n, dev, dtype)
-    fg, bg = check_colors(n, dev, dtype, color=color, background=background)
-    x, y = pixel_grid(size, dev, dtype)
+    canvas = make_canvas(n, size, dev, dtype, center=center, color=color, background=background)
     theta = col(radians(p["orientation"]))
-    along_normal = (x - col(c[:, 0])) * torch.cos(theta) + (y - col(c[:, 1])) * torch.sin(theta)
-    return composite(fill_coverage(-along_normal, antialias), fg, bg)
+    along_normal = (canvas.x - canvas.cx) * torch.cos(theta) + (canvas.y - canvas.cy) * torch.sin(theta)
+    return canvas.paint(fill_coverage(-along_normal, antialias))
 
 
 def circles(
@@ -216,11 +207,9 @@ def circles(
     params = {"radius": radius} if thickness is None else {"radius": radius, "thickness": thickness}
     n, p = batch_params(dev, dtype, **params)
     require(p["radius"] > 0, "radius", "> 0 pixels", p["radius"])
-    c = batch_vectors("center", center, 2, n, dev, dtype)
-    fg, bg = check_colors(n, dev, dtype, color=color, background=background)
-    x, y = pixel_grid(size, dev, dtype)
-    from_centre = torch.hypot(x - col(c[:, 0]), y - col(c[:, 1])) - col(p["radius"])
+    canvas = make_canvas(n, size, dev, dtype, center=center, color=color, background=background)
+    from_centre = torch.hypot(canvas.x - canvas.cx, canvas.y - canvas.cy) - col(p["radius"])
     if thickness is None:
-        return composite(fill_coverage(from_centre, antialias), fg, bg)
+        return canvas.paint(fill_coverage(from_centre, antialias))
     require(p["thickness"] > 0, "thickness", "> 0 pixels (or None for a filled disc)", p["thickness"])
-    return composite(stroke_coverage(from_centre.abs(), p["thickness"], antialias), fg, bg)
+    return canvas.paint(stroke_coverage(from_centre.abs(), p["thickness"], antialias))

@@ -15,14 +15,12 @@ from ._canvas import (
     ParamLike,
     as_device,
     batch_params,
-    batch_vectors,
     check_antialias,
     check_colors,
     check_size,
     col,
-    composite,
     fill_coverage,
-    pixel_grid,
+    make_canvas,
     radians,
     require,
 )
@@ -59,10 +57,9 @@ def gratings(
     n, p = batch_params(dev, dtype, orientation=orientation, frequency=frequency, phase=phase, contrast=contrast)
     require((p["frequency"] > 0) & (p["frequency"] <= 0.5), "frequency", "in (0, 0.5] cycles/pixel", p["frequency"])
     require((p["contrast"] >= 0) & (p["contrast"] <= 1), "contrast", "in [0, 1]", p["contrast"])
-    fg, bg = check_colors(n, dev, dtype, color=color, background=background)
-    x, y = pixel_grid(size, dev, dtype)
+    canvas = make_canvas(n, size, dev, dtype, color=color, background=background)
     # The wave is the foreground coverage: 1 on crests (``color``), 0 in troughs (``background``).
-    return composite(_wave(x, y, p["orientation"], p["frequency"], p["phase"], p["contrast"]), fg, bg)
+    return canvas.paint(_wave(canvas.x, canvas.y, p["orientation"], p["frequency"], p["phase"], p["contrast"]))
 
 
 def high_low(
@@ -91,17 +88,15 @@ def high_low(
     n, p = batch_params(dev, dtype, orientation=orientation, ratio=ratio, frequency=frequency, phase=phase)
     require(p["ratio"] >= 1, "ratio", ">= 1 (high frequency / low frequency)", p["ratio"])
     require((p["frequency"] > 0) & (p["frequency"] <= 0.5), "frequency", "in (0, 0.5] cycles/pixel", p["frequency"])
-    c = batch_vectors("center", center, 2, n, dev, dtype)
-    fg, bg = check_colors(n, dev, dtype, color=color, background=background)
-    x, y = pixel_grid(size, dev, dtype)
+    canvas = make_canvas(n, size, dev, dtype, center=center, color=color, background=background)
     theta = col(radians(p["orientation"]))
-    dx, dy = x - col(c[:, 0]), y - col(c[:, 1])
+    dx, dy = canvas.x - canvas.cx, canvas.y - canvas.cy
     high_side = fill_coverage(-(dx * torch.cos(theta) + dy * torch.sin(theta)), antialias)
     tangent = p["orientation"] + 90.0
     ones = torch.ones_like(p["ratio"])
     high = _wave(dx, dy, tangent, p["frequency"], p["phase"], ones)
     low = _wave(dx, dy, tangent, p["frequency"] / p["ratio"], p["phase"], ones)
-    return composite(high_side * high + (1 - high_side) * low, fg, bg)
+    return canvas.paint(high_side * high + (1 - high_side) * low)
 
 
 def blobs(
@@ -119,11 +114,9 @@ def blobs(
     size = check_size(size)
     n, p = batch_params(dev, dtype, radius=radius)
     require(p["radius"] > 0, "radius", "> 0 pixels", p["radius"])
-    c = batch_vectors("center", center, 2, n, dev, dtype)
-    fg, bg = check_colors(n, dev, dtype, color=color, background=background)
-    x, y = pixel_grid(size, dev, dtype)
-    d2 = (x - col(c[:, 0])) ** 2 + (y - col(c[:, 1])) ** 2
-    return composite(torch.exp(-d2 / (2 * col(p["radius"]) ** 2)), fg, bg)
+    canvas = make_canvas(n, size, dev, dtype, center=center, color=color, background=background)
+    d2 = (canvas.x - canvas.cx) ** 2 + (canvas.y - canvas.cy) ** 2
+    return canvas.paint(torch.exp(-d2 / (2 * col(p["radius"]) ** 2)))
 
 
 def solid(

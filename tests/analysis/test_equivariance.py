@@ -14,15 +14,8 @@ from circuits_vision.analysis import equivariance as eq
 from circuits_vision.models import planted
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription on a shared machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+# Tiny tensors: one thread avoids oversubscription on a shared machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def grid(size: int):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support import one_torch_thread
 from torch import nn
 
 
@@ -42,11 +43,8 @@ def make_tiny_net(seed: int = 0) -> TinyNet:
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    """These models are tiny: one thread is faster, and immune to a busy machine's other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture
