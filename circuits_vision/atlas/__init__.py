@@ -1,1 +1,30 @@
-"""circuits_vision.atlas."""
+"""Whole-model atlases (like OpenAI Microscope): every channel of the chosen layers, browsable offline.
+
+    import circuits_vision as cv
+    result = cv.atlas.build(model, layers=["mixed3a", "mixed3b"], out="atlas/", steps=256, size=96)
+    print(result.index)      # atlas/index.html: open it in a browser (file://, no server needed)
+
+- :func:`build`: render all units (batched, resumable, ``torchrun``-shardable), gather per unit its
+  strongest inputs/outputs with weight pictures, family, branch, tuning and dataset examples, and write
+  the viewer and the circuit report.
+- :func:`circuit_report`: families, equivariant circuits and branch specialization of a layer pair.
+- :func:`default_layers`: the main layers of a model (ReLU outputs and concatenations outside blocks).
+- :func:`serve`: serve an atlas directory on 127.0.0.1.
+"""
+
+from circuits_vision.atlas.build import AtlasResult, build, weights_fingerprint
+from circuits_vision.atlas.layers import default_layers
+from circuits_vision.atlas.report import circuit_report
+from circuits_vision.atlas.serve import serve
+from circuits_vision.atlas.store import AtlasLockedError, SettingsMismatchError
+
+__all__ = [
+    "AtlasLockedError",
+    "AtlasResult",
+    "SettingsMismatchError",
+    "build",
+    "circuit_report",
+    "default_layers",
+    "serve",
+    "weights_fingerprint",
+]

@@ -1,0 +1,212 @@
+"""Per-layer facts an atlas shows for each unit, each computed once and cached on disk.
+
+For every chosen layer: the strongest inputs (expanded weights from the previous chosen layer, or
+the RGB kernel for the first layer) and outputs (into the next chosen layer) with weight pictures,
+the rotation family, the branch, a tuning summary and, when an image folder is given, dataset
+examples. Each part is stored as ``analysis/<layer>.<part>.json`` (atomically), so an interrupted
+run does not redo it. A part that fails is recorded as ``"not computed: <reason>"`` for its units
+instead of failing the atlas.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from circuits_vision import hooks
+from circuits_vision.atlas.layers import slug
+from circuits_vision.atlas.store import atomic_write_text, png_bytes, save_png
+
+PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples")
+ANALYSIS_DIR = "analysis"
+
+
+def not_computed(error: BaseException | str) -> str:
+    if isinstance(error, BaseException):
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        return f"not computed: {type(error).__name__}: {first}"
+    return f"not computed: {error}"
+
+
+def data_uri(picture: np.ndarray, scale: int = 1) -> str:
+    """``[h, w, 3]`` in [0, 1] -> a ``data:image/png`` URI (pixels repeated ``scale`` times)."""
+    if scale > 1:
+        picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
+    return "data:image/png;base64," + base64.b64encode(png_bytes(picture)).decode("ascii")
+
+
+def _pictures():
+    from circuits_vision.weights import pictures
+
+    return pictures
+
+
+def _ranked_links(weights: np.ndarray, layer: str, k: int, scale: float) -> list[dict]:
+    """``weights [C, kh, kw]`` -> the ``k`` channels of ``layer`` with the largest L2 norm, with pictures."""
+    pictures = _pictures()
+    norms = np.sqrt((weights**2).reshape(weights.shape[0], -1).sum(1))
+    order = np.argsort(-norms, kind="stable")[:k]
+    return [{"layer": layer, "unit": int(c), "norm": round(float(norms[c]), 6),
+             "picture": data_uri(pictures.heatmap(weights[c], scale=scale))} for c in order]
+
+
+def weight_links(model: nn.Module, source: str, target: str, k: int) -> tuple[dict[int, list], dict[int, list]]:
+    """``({target unit: strongest inputs}, {source unit: strongest outputs})`` from the expanded weights."""
+    from circuits_vision.weights import expanded_weights
+
+    E = expanded_weights(model, source, target).detach().double().cpu().numpy()  # [C_t, C_s, kh, kw]
+    inputs = {t: _ranked_links(E[t], source, k, float(np.abs(E[t]).max() or 1.0)) for t in range(E.shape[0])}
+    outputs = {s: _ranked_links(E[:, s], target, k, float(np.abs(E[:, s]).max() or 1.0)) for s in range(E.shape[1])}
+    return inputs, outputs
+
+
+def rgb_links(model: nn.Module, layer: str) -> dict[int, list]:
+    """For the first layer: each unit's kernel on the RGB input, as a picture (0 = grey)."""
+    from circuits_vision.analysis.equivariance import unit_kernels
+
+    kernels = unit_kernels(model, layer, None).detach().double().cpu().numpy()  # [C, 3, S, S]
+    pictures = _pictures()
+    rgb = pictures.rgb_kernels(kernels, scale=None)
+    scale = max(1, 48 // max(1, rgb.shape[1]))
+    return {u: [{"layer": "input", "unit": None, "norm": round(float(np.sqrt((kernels[u] ** 2).sum())), 6),
+                 "picture": data_uri(rgb[u], scale)}] for u in range(len(rgb))}
+
+
+def families(model: nn.Module, layer: str, source: str | None) -> dict[int, dict | str]:
+    """Rotation families of ``layer`` (kernels from ``source``, the input when None): per unit its family."""
+    from circuits_vision.analysis import equivariance
+
+    found = equivariance.report(model, layer, source=source, kind="rotation")
+    width = int(hooks.layer_shape(model, layer)[0])
+    result: dict[int, dict | str] = {}
+    for unit in range(width):
+        family = found.family_of(unit)
+        if family is not None:
+            number = found.families.index(family)
+            result[unit] = {"kind": "rotation", "family": number, "size": len(family.members),
+                            "angle": round(float(family.values[unit]), 1), "score": round(float(family.score), 3),
+                            "members": [int(m) for m in family.members]}
+        elif unit in found.invariant:
+            result[unit] = {"kind": "rotation-invariant"}
+        else:
+            result[unit] = "no rotation family" + (f" ({found.explanation})" if found.empty and found.explanation else "")
+    return result
+
+
+def branch_names(model: nn.Module, layer: str) -> dict[int, str | None]:
+    try:
+        found = hooks.branches(model, layer)
+    except hooks.NotABranchLayerError:
+        return {}
+    return {u: b.name for b in found for u in range(b.start, b.stop)}
+
+
+def tuning(model: nn.Module, layer: str) -> dict[int, dict]:
+    """Colour vs black-and-white drive and orientation selectivity of every unit (centre position)."""
+    from circuits_vision.analysis import unit_categories
+
+    colour, grey = unit_categories.color_drives(model, layer)
+    selectivity, drive = unit_categories.orientation_selectivity(model, layer)
+    # color_categories' rule (ratio 2, floor 1e-3 of the layer's largest drive), without measuring the drives again
+    scale = float(torch.maximum(colour, grey).max())
+
+    def category(c: float, b: float) -> str:
+        if max(c, b) <= 1e-3 * scale:
+            return "unresponsive"
+        return "color" if c > 2 * b else "black_and_white" if b > 2 * c else "both"
+
+    return {u: {"color_drive": round(float(colour[u]), 4), "bw_drive": round(float(grey[u]), 4),
+                "color_category": category(float(colour[u]), float(grey[u])),
+                "orientation_selectivity": round(float(selectivity[u]), 3),
+                "grating_drive": round(float(drive[u]), 4)} for u in range(len(colour))}
+
+
+def examples(model: nn.Module, layer: str, images: str | os.PathLike, directory: Path, k: int = 6) -> dict[int, dict]:
+    """Top-``k`` dataset examples per unit, saved as one strip of crops per unit under ``img/``."""
+    from circuits_vision.analysis.dataset_examples import top_activating
+
+    found = top_activating(model, layer, images, k=k, progress=False)
+    result = {}
+    for row, unit in enumerate(found.units):
+        valid = found.indices[row] >= 0
+        crops = found.crops[row][valid]
+        if len(crops) == 0:
+            result[unit] = {"image": None, "values": []}
+            continue
+        strip = torch.cat(list(crops), dim=2)  # [3, c, k*c]
+        name = f"img/{slug(layer)}/{unit}_examples.png"
+        save_png(directory / name, strip)
+        result[unit] = {"image": name, "values": [round(float(v), 4) for v in found.values[row][valid]],
+                        "sources": [found.sources.get(int(i), "") for i in found.indices[row][valid]]}
+    return result
+
+
+def layer_parts(
+    model: nn.Module,
+    layers: list[str],
+    directory: str | os.PathLike,
+    *,
+    images: str | os.PathLike | None = None,
+    k: int = 6,
+    parts: tuple[str, ...] = PARTS,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict[str, dict]]:
+    """``{layer: {part: {unit (str): value}}}`` for ``parts``, from the cache or computed now."""
+    directory = Path(directory)
+    pairs: dict[tuple[str, str], tuple] = {}
+
+    def pair(source: str, target: str):
+        if (source, target) not in pairs:
+            pairs[source, target] = weight_links(model, source, target, k)
+        return pairs[source, target]
+
+    result = {}
+    for i, layer in enumerate(layers):
+        previous = layers[i - 1] if i > 0 else None
+        following = layers[i + 1] if i + 1 < len(layers) else None
+        makers: dict[str, Callable[[], dict]] = {
+            "inputs": (lambda p=previous, t=layer: pair(p, t)[0]) if previous else (lambda t=layer: rgb_links(model, t)),
+            "outputs": (lambda s=layer, f=following: pair(s, f)[1]) if following else (lambda: {}),
+            "family": lambda t=layer, p=previous: families(model, t, p),
+            "branch": lambda t=layer: branch_names(model, t),
+            "tuning": lambda t=layer: tuning(model, t),
+            "examples": (lambda t=layer: examples(model, t, images, directory, k)) if images is not None else None,
+        }
+        result[layer] = {}
+        for part, make in makers.items():
+            if part not in parts:
+                result[layer][part] = {"*": not_computed("not requested")}
+                continue
+            if make is None:
+                result[layer][part] = {"*": not_computed("no --images folder given")}
+                continue
+            path = directory / ANALYSIS_DIR / f"{slug(layer)}.{part}.json"
+            if path.is_file():
+                result[layer][part] = json.loads(path.read_text())
+                continue
+            log(f"atlas: {part} of {layer}")
+            try:
+                values = {str(u): v for u, v in make().items()}
+            except Exception as error:  # an analysis that cannot handle this model/layer: say so per unit
+                result[layer][part] = {"*": not_computed(error)}
+                continue  # not cached: a rerun tries again
+            atomic_write_text(path, json.dumps(values))
+            result[layer][part] = values
+    return result
+
+
+def unit_part(parts: dict[str, dict], part: str, unit: int):
+    """One unit's value of a part (the layer-wide ``"*"`` entry when the part failed for the layer)."""
+    values = parts.get(part, {})
+    if str(unit) in values:
+        return values[str(unit)]
+    if "*" in values:
+        return values["*"]
+    return None

@@ -1,0 +1,290 @@
+"""``build``: render every channel of the chosen layers into a resumable atlas directory with a viewer.
+
+The work is cut into fixed chunks of units (``chunk_size`` consecutive units in layer order). A chunk
+is rendered in one batched :func:`circuits_vision.optvis.render` call; its PNGs are written atomically
+and only then its records, so an interrupted run (Ctrl-C, ``kill -9``) loses at most the chunk in
+flight, and a rerun renders exactly the units without a record. Under ``torch.distributed`` (e.g.
+``torchrun``) the chunks still to do are dealt round-robin to the ranks, each rank writes its own
+images and record file, and rank 0 merges the manifest and writes the viewer and the circuit report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from circuits_vision import hooks, optvis
+from circuits_vision.atlas import store
+from circuits_vision.atlas.layers import default_layers, slug
+
+DEFAULT_CHUNK = 32
+
+
+@dataclass
+class AtlasResult:
+    """What :func:`build` made: the directory, its ``index.html`` and ``manifest.jsonl``, unit counts."""
+
+    directory: Path
+    index: Path
+    manifest: Path
+    units: int
+    rendered: int
+    report: Path | None = None
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """sha256 over the model's state dict (names, shapes, dtypes and values): which weights an atlas shows."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+def _distributed():
+    """``(torch.distributed or None, rank, world size)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist, dist.get_rank(), dist.get_world_size()
+    return None, 0, 1
+
+
+def _broadcast(dist, value):
+    if dist is None:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _units(model: nn.Module, layers: Sequence[str], units_per_layer: int | None) -> list[tuple[str, int]]:
+    units = []
+    for layer in layers:
+        width = int(hooks.layer_shape(model, layer)[0])
+        units += [(layer, u) for u in range(width if units_per_layer is None else min(width, units_per_layer))]
+    return units
+
+
+def resolve_layers(model: nn.Module, layers: Sequence[str] | str | None) -> list[str]:
+    """Canonical names of ``layers`` (default :func:`default_layers`); unknown names list close ones."""
+    if layers is None:
+        return default_layers(model)
+    if isinstance(layers, str):
+        layers = [layers]
+    canonical = [hooks.resolve_layer(model, name)[0] for name in layers]
+    if len(set(canonical)) != len(canonical):
+        raise ValueError(f"layers must be distinct, got {list(layers)}")
+    return canonical
+
+
+def _setup(directory: Path, settings: dict, chunks: list[list[tuple[str, int]]], lock: store.AtlasLock, log):
+    """Rank 0: settings check and lock, then the chunks left to render. Returns ``(todo, done)``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock.acquire()
+    try:
+        store.check_settings(directory, settings)
+    except BaseException:
+        lock.release()
+        raise
+    if lock.taken_over is not None:
+        log(f"atlas: took over the lock of stopped run pid {lock.taken_over.get('pid')}; resuming")
+    store.remove_temporary_files(directory)  # half-written files of a killed run; we hold the lock
+    done = store.read_records(directory)
+    todo = [(j, [u for u in chunk if u not in done]) for j, chunk in enumerate(chunks)]
+    return [(j, left) for j, left in todo if left], len(done)
+
+
+def build(
+    model: nn.Module,
+    layers: Sequence[str] | str | None = None,
+    out: str | os.PathLike = "atlas",
+    *,
+    steps: int = 256,
+    size: int = 96,
+    seed: int = 0,
+    batch_size: int | None = None,
+    device: torch.device | str | None = None,
+    images: str | os.PathLike | None = None,
+    units_per_layer: int | None = None,
+    labels: Mapping[str, str] | None = None,
+    model_name: str | None = None,
+    chunk_size: int | None = None,
+    k: int = 6,
+    parts: Sequence[str] | None = None,
+    report: bool | tuple[str, str] = True,
+    progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+    render_options: Mapping | None = None,
+    log: Callable[[str], None] | None = None,
+) -> AtlasResult:
+    """Render every unit of ``layers`` and write the atlas (PNGs, ``manifest.jsonl``, viewer) into ``out``.
+
+    Args:
+        model: any conv net taking ``[N, 3, H, W]`` images in [0, 1].
+        layers: layer names (default :func:`~circuits_vision.atlas.layers.default_layers`: the ReLU and
+            concatenation layers outside blocks, e.g. ``conv2d0 ... mixed3a, mixed3b, ...``).
+        out: the atlas directory; rerunning into it continues an interrupted run.
+        steps, size, seed: render settings (see :func:`circuits_vision.optvis.render`).
+        batch_size: images per optimisation batch (default: chosen by ``render`` from the device memory).
+        device: render device (default the model's); the model is moved there.
+        images: a folder of images for dataset examples (optional).
+        units_per_layer: only the first N channels of each layer (a small atlas).
+        labels: ``{"layer:unit": text}`` shown with the units (escaped).
+        model_name: recorded in the settings (default the model's class name).
+        chunk_size: units per render call and per checkpoint (default ``batch_size`` or 32). A unit's
+            start image and transforms are seeded by ``(seed, its chunk, its place in the chunk)``, so the
+            same chunk size reproduces the same images.
+        k: strongest inputs/outputs (and dataset examples) shown per unit.
+        parts: which per-unit analyses to compute (default all of ``analyses.PARTS``: "inputs", "outputs",
+            "family", "branch", "tuning", "examples"); the others show as "not computed".
+        report: write the circuit report of a layer pair: ``True`` (a default pair), ``(source, target)``, False.
+        progress: tqdm bar of units done / total with ETA.
+        on_progress: called as ``on_progress(units_done, units_total)`` after every chunk is stored.
+        render_options: more keyword arguments for ``render`` (part of the settings).
+        log: where messages go (default: ``tqdm.write``).
+
+    Raises:
+        AtlasLockedError: another live run is writing to ``out``.
+        SettingsMismatchError: ``out`` holds an atlas made with other settings.
+        UnknownLayerError: an unknown layer name (the message lists close names).
+    """
+    log = log or tqdm.write
+    dist, rank, world = _distributed()
+    directory = Path(out)
+    if device is not None:
+        model = model.to(device)
+    layer_list = resolve_layers(model, layers)
+    units = _units(model, layer_list, units_per_layer)
+    chunk = int(chunk_size or batch_size or DEFAULT_CHUNK)
+    if chunk < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk}")
+    chunks = [units[i : i + chunk] for i in range(0, len(units), chunk)]
+    settings = {
+        "model": model_name or type(model).__qualname__, "weights_sha256": weights_fingerprint(model),
+        "steps": int(steps), "size": int(size), "seed": int(seed), "layers": layer_list,
+        "units_per_layer": units_per_layer,
+        "render_options": {key: repr(value) for key, value in sorted((render_options or {}).items())},
+    }
+    lock = store.AtlasLock(directory)
+    failure, todo, done_before = None, [], 0
+    if rank == 0:
+        try:
+            todo, done_before = _setup(directory, settings, chunks, lock, log)
+        except Exception as error:  # every rank must learn of it, or the others wait forever
+            failure = error
+    failure, todo, done_before = _broadcast(dist, (failure, todo, done_before))
+    if failure is not None:
+        raise failure
+    try:
+        rendered = _render_chunks(model, directory, todo[rank::world], rank, world, len(units), done_before,
+                                  steps=steps, size=size, seed=seed, batch_size=batch_size, device=device,
+                                  render_options=render_options, progress=progress, on_progress=on_progress, log=log)
+        if dist is not None:
+            counts = [None] * world
+            dist.all_gather_object(counts, rendered)
+            rendered = sum(counts)
+        result = AtlasResult(directory, directory / "index.html", directory / store.MANIFEST_FILE, len(units), rendered)
+        if rank == 0:  # the other ranks are done (no barrier: the analyses may outlast a collective's timeout)
+            _finish(model, directory, layer_list, units, settings, result, images=images, labels=labels, k=k,
+                    parts=parts, report=report, log=log)
+        return result
+    finally:
+        if rank == 0:
+            lock.release()
+
+
+def _render_chunks(model, directory, my_chunks, rank, world, total, done_before, *, steps, size, seed, batch_size,
+                   device, render_options, progress, on_progress, log) -> int:
+    """Render this rank's chunks; after each, its PNGs then its records are stored. Returns units rendered."""
+    record_file = store.records_path(directory, rank)
+    records = store.read_jsonl(record_file)  # this rank's file from an earlier run stays valid
+    mine = sum(len(left) for _, left in my_chunks)
+    desc = "atlas" if world == 1 else f"atlas rank {rank}/{world}"
+    bar = tqdm(total=total if world == 1 else mine, initial=done_before if world == 1 else 0,
+               disable=not progress or (world > 1 and rank != 0), desc=desc, unit="unit", dynamic_ncols=True)
+    rendered = 0
+    try:
+        for number, left in my_chunks:
+            objectives = [optvis.objectives.channel(layer, unit) for layer, unit in left]
+            chunk_seed = int.from_bytes(hashlib.blake2b(f"{seed}:{number}".encode(), digest_size=4).digest(), "little")
+            result = optvis.render(model, objectives, steps=steps, size=size, seed=chunk_seed, batch_size=batch_size,
+                                   device=device, progress=False, **dict(render_options or {}))
+            for i, (layer, unit) in enumerate(left):
+                name = f"img/{slug(layer)}/{unit}.png"
+                store.save_png(directory / name, result.images[i, :3])
+                records.append({"layer": layer, "unit": unit, "image": name, "chunk": number,
+                                "loss": round(float(result.history[-1, i]), 6), "rank": rank, "time": time.time()})
+            store.write_jsonl(record_file, records)
+            rendered += len(left)
+            bar.update(len(left))
+            if on_progress is not None:
+                on_progress(done_before + rendered if world == 1 else rendered, total if world == 1 else mine)
+    finally:
+        bar.close()
+    return rendered
+
+
+def _default_pair(model: nn.Module, layers: list[str]) -> tuple[str, str] | None:
+    """The first consecutive pair of branch layers (mixed3a -> mixed3b), else the last pair."""
+    if len(layers) < 2:
+        return None
+
+    def has_branches(name: str) -> bool:
+        try:
+            hooks.branches(model, name)
+            return True
+        except (ValueError, RuntimeError):
+            return False
+
+    for source, target in zip(layers, layers[1:]):
+        if has_branches(source) and has_branches(target):
+            return source, target
+    return layers[-2], layers[-1]
+
+
+def _finish(model, directory: Path, layers, units, settings, result: AtlasResult, *, images, labels, k, parts, report, log):
+    """Rank 0, after all ranks rendered: analyses, manifest, viewer, circuit report."""
+    from circuits_vision.atlas import analyses, viewer
+
+    records = store.read_records(directory)
+    missing = [f"{layer}:{unit}" for layer, unit in units if (layer, unit) not in records]
+    if missing:
+        raise RuntimeError(f"{len(missing)} units have no image after rendering (first: {missing[:5]}); rerun to finish them")
+    chosen = tuple(analyses.PARTS if parts is None else parts)
+    unknown = sorted(set(chosen) - set(analyses.PARTS))
+    if unknown:
+        raise ValueError(f"unknown parts {unknown}; choose from {list(analyses.PARTS)}")
+    found = analyses.layer_parts(model, layers, directory, images=images, k=k, parts=chosen, log=log)
+    manifest = []
+    for layer, unit in units:
+        record = dict(records[(layer, unit)])
+        record.pop("time", None)
+        record["page"] = f"units/{slug(layer)}/{unit}.html"
+        record["label"] = (labels or {}).get(f"{layer}:{unit}")
+        for part in analyses.PARTS:
+            record[part] = analyses.unit_part(found[layer], part, unit)
+        manifest.append(record)
+    store.write_jsonl(directory / store.MANIFEST_FILE, manifest)
+    pair = _default_pair(model, layers) if report is True else (tuple(report) if report else None)
+    existing = directory / "report" / "index.html"
+    if pair is not None and existing.is_file() and f"{pair[0]} -&gt; {pair[1]}" in existing.read_text():
+        result.report = existing  # the same model and settings made it (the settings are fixed per atlas)
+    elif pair is not None:
+        from circuits_vision.atlas.report import circuit_report
+
+        try:
+            result.report = circuit_report(model, pair[0], pair[1], directory / "report", atlas_dir=directory, log=log)
+        except Exception as error:  # the atlas stays usable; the index says why the report is missing
+            log(f"atlas: circuit report of {pair[0]} -> {pair[1]} failed: {type(error).__name__}: {error}")
+            settings = {**settings, "report_error": f"{type(error).__name__}: {error}"}
+    viewer.write_viewer(directory, manifest, settings, report=result.report)

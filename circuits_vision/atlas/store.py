@@ -1,0 +1,236 @@
+"""The atlas directory on disk: atomic files, the run lock, the settings fingerprint, unit records.
+
+Every file is written to a temporary file in the same directory, flushed, fsynced and moved over
+the final name with ``os.replace``, so a reader (or a run resumed after ``kill -9``) sees either the
+old file or the complete new one, never a truncated one.
+
+Layout of an atlas directory::
+
+    settings.json          what the atlas was built with (model, weights hash, steps, size, seed, layers)
+    atlas.lock             {"pid": ..., "host": ...} while a run writes here
+    records/rank<r>.jsonl  one JSON line per rendered unit, written by rank r (rewritten atomically)
+    img/<layer>/<unit>.png feature visualizations
+    manifest.jsonl         every unit's metadata and file names (written when the run completes)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+SETTINGS_FILE = "settings.json"
+LOCK_FILE = "atlas.lock"
+RECORDS_DIR = "records"
+MANIFEST_FILE = "manifest.jsonl"
+
+
+class AtlasLockedError(RuntimeError):
+    """Another live process is writing to the same atlas directory."""
+
+
+class SettingsMismatchError(ValueError):
+    """The directory holds an atlas built with other settings; the message lists the differences."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` so that ``path`` is never seen half-written.
+
+    ``fsync=False`` keeps the atomic rename but skips forcing the data to disk (for files that are
+    regenerated from others, such as the viewer's pages).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def remove_temporary_files(directory: str | os.PathLike) -> int:
+    """Delete temporary files that a killed writer left behind (``.<name>.<random>.tmp``); returns how many."""
+    removed = 0
+    for path in Path(directory).rglob(".*.tmp"):
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, fsync: bool = True) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def png_bytes(image) -> bytes:
+    """``[3, H, W]`` tensor in [0, 1], or ``[H, W, 3]`` numpy array in [0, 1], -> PNG file bytes."""
+    if isinstance(image, torch.Tensor):
+        array = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    else:
+        array = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
+    buffer = io.BytesIO()
+    Image.fromarray((array * 255 + 0.5).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(path: str | os.PathLike, image) -> Path:
+    return atomic_write_bytes(path, png_bytes(image))
+
+
+# --------------------------------------------------------------------------------------------------
+# Lock
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class AtlasLock:
+    """``with AtlasLock(directory):`` -- exclusive right to write the atlas in ``directory``.
+
+    A lock left by a process that no longer runs (killed with ``kill -9``) is taken over with a
+    warning; a lock of a live process raises :class:`AtlasLockedError`.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.path = Path(directory) / LOCK_FILE
+        self.taken_over: dict | None = None
+
+    def _read(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError):
+            return {}  # unreadable lock: treated as stale
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._read()
+                if holder is None:
+                    continue  # released meanwhile: try again
+                pid = holder.get("pid")
+                same_host = holder.get("host", socket.gethostname()) == socket.gethostname()
+                if isinstance(pid, int) and pid != os.getpid() and (not same_host or _pid_alive(pid)):
+                    raise AtlasLockedError(
+                        f"another run (pid {pid} on {holder.get('host')}, started {holder.get('started')}) is "
+                        f"writing to {self.path.parent}; wait for it to finish or stop it. If no such run "
+                        f"exists, delete {self.path}."
+                    )
+                warnings.warn(
+                    f"taking over the stale lock {self.path} of pid {pid}, which is no longer running "
+                    "(an interrupted run); continuing where it stopped",
+                    stacklevel=3,
+                )
+                self.taken_over = holder
+                atomic_write_text(self.path, json.dumps(mine))
+                if self._read() == mine:
+                    return
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(mine))
+                f.flush()
+                os.fsync(f.fileno())
+            return
+        raise AtlasLockedError(f"could not take the lock {self.path}: it keeps changing hands")
+
+    def release(self) -> None:
+        holder = self._read()
+        if holder and holder.get("pid") == os.getpid():
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> AtlasLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# --------------------------------------------------------------------------------------------------
+# Settings fingerprint
+
+
+def check_settings(directory: str | os.PathLike, settings: dict) -> None:
+    """Store ``settings`` in a new atlas, or check they equal the stored ones (else :class:`SettingsMismatchError`)."""
+    path = Path(directory) / SETTINGS_FILE
+    if not path.exists():
+        atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True))
+        return
+    stored = json.loads(path.read_text())
+    keys = sorted(set(stored) | set(settings))
+    differences = [f"  {k}: atlas has {stored.get(k)!r}, this run has {settings.get(k)!r}"
+                   for k in keys if stored.get(k) != settings.get(k)]
+    if differences:
+        raise SettingsMismatchError(
+            f"{directory} holds an atlas built with other settings:\n" + "\n".join(differences)
+            + "\nuse another --out directory, or rerun with the atlas's settings to continue it"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Unit records
+
+
+def records_path(directory: str | os.PathLike, rank: int) -> Path:
+    return Path(directory) / RECORDS_DIR / f"rank{rank}.jsonl"
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSON-lines file ([] if missing)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> Path:
+    return atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def read_records(directory: str | os.PathLike) -> dict[tuple[str, int], dict]:
+    """Every rendered unit's record from all ranks' files, keyed by ``(layer, unit)``, whose image exists."""
+    found: dict[tuple[str, int], dict] = {}
+    folder = Path(directory) / RECORDS_DIR
+    for path in sorted(folder.glob("rank*.jsonl")) if folder.is_dir() else []:
+        for record in read_jsonl(path):
+            if (Path(directory) / record["image"]).is_file():
+                found[(record["layer"], int(record["unit"]))] = record
+    return found

@@ -1,0 +1,181 @@
+"""The atlas's static viewer: ``index.html``, one grid page per layer, one page per unit.
+
+Plain HTML with relative links (works from ``file://``, no server, no script); thumbnails use
+``loading="lazy"`` with fixed sizes, so a layer of thousands of units opens at once. Everything taken
+from the model, the settings or the user (layer names, labels, file names) goes through
+:func:`html.escape`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from html import escape
+from importlib import resources
+from pathlib import Path
+
+from circuits_vision.atlas.layers import slug
+from circuits_vision.atlas.store import atomic_write_text
+
+STYLE = "atlas.css"
+
+
+def _e(value) -> str:
+    return escape(str(value), quote=True)
+
+
+def _page(title: str, body: str, depth: int) -> str:
+    """A complete HTML page; ``depth`` = folders below the atlas root (for the stylesheet's path)."""
+    root = "../" * depth
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{_e(title)}</title><link rel=\"stylesheet\" href=\"{root}{STYLE}\"></head>\n"
+        f"<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    atomic_write_text(path, text, fsync=False)
+
+
+def _layer_page(layer: str) -> str:
+    return f"layers/{slug(layer)}.html"
+
+
+def write_viewer(directory: str | Path, manifest: list[dict], settings: dict, *, report: Path | None = None) -> Path:
+    """Write the viewer for ``manifest`` (records in layer order) into ``directory``; returns ``index.html``."""
+    directory = Path(directory)
+    with resources.as_file(resources.files("circuits_vision.atlas") / "static" / STYLE) as css:
+        shutil.copyfile(css, directory / STYLE)
+    by_layer: dict[str, list[dict]] = defaultdict(list)
+    for record in manifest:
+        by_layer[record["layer"]].append(record)
+    present = {(r["layer"], r["unit"]) for r in manifest}
+    layers = list(by_layer)
+    for i, layer in enumerate(layers):
+        _write(directory / _layer_page(layer), _layer_html(layer, by_layer[layer], layers, i))
+        records = by_layer[layer]
+        for j, record in enumerate(records):
+            neighbours = (records[j - 1] if j > 0 else None, records[j + 1] if j + 1 < len(records) else None)
+            _write(directory / record["page"], _unit_html(record, present, neighbours))
+    index = directory / "index.html"
+    _write(index, _index_html(by_layer, settings, directory, report))
+    return index
+
+
+def _settings_html(settings: dict) -> str:
+    shown = {key: settings.get(key) for key in ("model", "steps", "size", "seed", "units_per_layer")}
+    shown["weights sha256"] = str(settings.get("weights_sha256", ""))[:16]
+    items = ", ".join(f"{_e(k)}: {_e(v)}" for k, v in shown.items() if v is not None)
+    note = f"<p class=\"note\">circuit report: {_e(settings['report_error'])}</p>" if settings.get("report_error") else ""
+    return f"<p class=\"settings\">{items}</p>{note}"
+
+
+def _index_html(by_layer: dict[str, list[dict]], settings: dict, directory: Path, report: Path | None) -> str:
+    rows = []
+    for layer, records in by_layer.items():
+        preview = "".join(
+            f"<img loading=\"lazy\" width=\"40\" height=\"40\" src=\"{_e(r['image'])}\" alt=\"{_e(layer)}:{r['unit']}\">"
+            for r in records[:8]
+        )
+        rows.append(f"<tr><td><a class=\"layer\" href=\"{_e(_layer_page(layer))}\">{_e(layer)}</a></td>"
+                    f"<td>{len(records)} units</td><td>{preview}</td></tr>")
+    report_link = ""
+    if report is not None:
+        relative = Path(report).resolve().relative_to(directory.resolve()).as_posix()
+        report_link = f"<p><a id=\"report\" href=\"{_e(relative)}\">circuit report</a></p>"
+    body = (f"<h1>Atlas of {_e(settings.get('model', 'model'))}</h1>{_settings_html(settings)}{report_link}"
+            f"<table class=\"layers\"><tr><th>layer</th><th>units</th><th></th></tr>{''.join(rows)}</table>")
+    return _page(f"Atlas of {settings.get('model', 'model')}", body, 0)
+
+
+def _layer_html(layer: str, records: list[dict], layers: list[str], i: int) -> str:
+    cells = []
+    for r in records:
+        label = f"<span class=\"label\">{_e(r['label'])}</span>" if r.get("label") else ""
+        cells.append(
+            f"<a class=\"unit\" href=\"../{_e(r['page'])}\"><img loading=\"lazy\" decoding=\"async\" width=\"100\" "
+            f"height=\"100\" src=\"../{_e(r['image'])}\" alt=\"{_e(layer)}:{r['unit']}\">{r['unit']}{label}</a>"
+        )
+    links = ["<a href=\"../index.html\">index</a>"]
+    if i > 0:
+        links.append(f"<a href=\"../{_e(_layer_page(layers[i - 1]))}\">&larr; {_e(layers[i - 1])}</a>")
+    if i + 1 < len(layers):
+        links.append(f"<a href=\"../{_e(_layer_page(layers[i + 1]))}\">{_e(layers[i + 1])} &rarr;</a>")
+    body = (f"<nav>{' | '.join(links)}</nav><h1>{_e(layer)}</h1><p>{len(records)} units</p>"
+            f"<div class=\"grid\">{''.join(cells)}</div>")
+    return _page(f"{layer} - atlas", body, 1)
+
+
+def _unit_link(layer: str, unit, present: set, text: str) -> str:
+    if unit is not None and (layer, unit) in present:
+        return f"<a href=\"../../units/{_e(slug(layer))}/{_e(unit)}.html\">{text}</a>"
+    return f"<span class=\"weight\">{text}</span>"
+
+
+def _weights_html(title: str, links, present: set, css_id: str) -> str:
+    if isinstance(links, str):
+        return f"<h2>{_e(title)}</h2><p class=\"note\" id=\"{css_id}\">{_e(links)}</p>"
+    if not links:
+        return f"<h2>{_e(title)}</h2><p class=\"note\" id=\"{css_id}\">none in this atlas</p>"
+    items = []
+    for link in links:
+        name = link["layer"] if link.get("unit") is None else f"{link['layer']}:{link['unit']}"
+        text = (f"<img src=\"{_e(link['picture'])}\" alt=\"weights {_e(name)}\">"
+                f"{_e(name)}<br>{float(link['norm']):.3g}")
+        items.append(_unit_link(link["layer"], link.get("unit"), present, text))
+    return f"<h2>{_e(title)}</h2><div class=\"weights\" id=\"{css_id}\">{''.join(items)}</div>"
+
+
+def _family_html(record: dict, present: set) -> str:
+    family = record.get("family")
+    if not isinstance(family, dict):
+        return _e(family if family is not None else "not computed")
+    if family.get("kind") == "rotation-invariant":
+        return "rotation-invariant (equals its own rotations)"
+    members = ", ".join(_unit_link(record["layer"], m, present, _e(m)) for m in family.get("members", []))
+    return (f"rotation family {_e(family['family'])} ({_e(family['size'])} units, score {_e(family['score'])}), "
+            f"angle {_e(family['angle'])}&deg;; members: {members}")
+
+
+def _tuning_html(tuning) -> str:
+    if not isinstance(tuning, dict):
+        return _e(tuning if tuning is not None else "not computed")
+    return (f"colour: {_e(tuning.get('color_category'))} (colour drive {_e(tuning.get('color_drive'))}, "
+            f"black-and-white drive {_e(tuning.get('bw_drive'))}); orientation selectivity "
+            f"{_e(tuning.get('orientation_selectivity'))}")
+
+
+def _examples_html(examples) -> str:
+    if isinstance(examples, dict) and examples.get("image"):
+        values = ", ".join(f"{v:.3g}" for v in examples.get("values", []))
+        return (f"<img class=\"examples\" id=\"examples\" src=\"../../{_e(examples['image'])}\" "
+                f"alt=\"dataset examples\"><p>activations: {_e(values)}</p>")
+    if isinstance(examples, dict):
+        return "<p class=\"note\">no images</p>"
+    return f"<p class=\"note\">{_e(examples if examples is not None else 'not computed')}</p>"
+
+
+def _unit_html(record: dict, present: set, neighbours) -> str:
+    layer, unit = record["layer"], record["unit"]
+    name = f"{layer}:{unit}"
+    label = f"<p class=\"unitlabel\" id=\"label\">{_e(record['label'])}</p>" if record.get("label") else ""
+    branch = record.get("branch")
+    links = ["<a href=\"../../index.html\">index</a>", f"<a id=\"layer\" href=\"../../{_e(_layer_page(layer))}\">{_e(layer)}</a>"]
+    previous, following = neighbours
+    if previous:
+        links.append(f"<a href=\"../../{_e(previous['page'])}\">&larr; {_e(previous['unit'])}</a>")
+    if following:
+        links.append(f"<a href=\"../../{_e(following['page'])}\">{_e(following['unit'])} &rarr;</a>")
+    body = (
+        f"<nav>{' | '.join(links)}</nav><h1>{_e(name)}</h1>{label}"
+        f"<img class=\"vis\" id=\"vis\" src=\"../../{_e(record['image'])}\" alt=\"feature visualization of {_e(name)}\">"
+        f"<table class=\"facts\"><tr><th>family</th><td id=\"family\">{_family_html(record, present)}</td></tr>"
+        f"<tr><th>branch</th><td id=\"branch\">{_e(branch if branch is not None else 'not a branch layer')}</td></tr>"
+        f"<tr><th>tuning</th><td id=\"tuning\">{_tuning_html(record.get('tuning'))}</td></tr>"
+        f"<tr><th>final objective</th><td>{_e(record.get('loss'))}</td></tr></table>"
+        + _weights_html("strongest inputs (expanded weights)", record.get("inputs"), present, "inputs")
+        + _weights_html("strongest outputs (expanded weights)", record.get("outputs"), present, "outputs")
+        + "<h2>dataset examples</h2>" + _examples_html(record.get("examples"))
+    )
+    return _page(f"{name} - atlas", body, 2)

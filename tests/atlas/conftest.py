@@ -1,0 +1,25 @@
+"""Fixtures for the atlas tests: the tiny model and one complete atlas of it, built once."""
+
+from pathlib import Path
+
+import pytest
+
+from circuits_vision import atlas
+from circuits_vision.cli import load_model_file
+
+TINY = Path(__file__).with_name("tiny_model.py")
+LABEL = "<script>document.title='pwned'</script>"
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return load_model_file(TINY)
+
+
+@pytest.fixture(scope="session")
+def full_atlas(tiny, tmp_path_factory):
+    """Every unit of mixed3a and mixed3b with all analyses, the circuit report and a hostile label."""
+    out = tmp_path_factory.mktemp("atlas")
+    atlas.build(tiny, ["mixed3a", "mixed3b"], out, steps=2, size=32, chunk_size=8, progress=False,
+                log=lambda message: None, labels={"mixed3a:1": LABEL}, report=("mixed3a", "mixed3b"))
+    return out

@@ -1,0 +1,213 @@
+"""atlas.build on a tiny Inception-style model: contents, resume, refusal, escaping, sharding."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from circuits_vision import atlas, hooks, optvis
+from circuits_vision.atlas import store
+from circuits_vision.cli import load_model_file
+
+TINY = Path(__file__).with_name("tiny_model.py")
+FAST = dict(steps=2, size=32, progress=False, log=lambda message: None, report=False)
+
+
+@pytest.fixture
+def counted_render(monkeypatch):
+    """Count every objective that reaches optvis.render."""
+    rendered = []
+    real = optvis.render
+
+    def counting(model, objectives, **kwargs):
+        rendered.extend("{}:{}".format(*o.channels[0]) for o in objectives)  # channels: ((layer, unit),)
+        return real(model, objectives, **kwargs)
+
+    monkeypatch.setattr(optvis, "render", counting)
+    return rendered
+
+
+def _manifest(directory):
+    return store.read_jsonl(Path(directory) / "manifest.jsonl")
+
+
+def test_default_layers_are_the_main_layers(tiny):
+    assert atlas.default_layers(tiny) == ["conv2d0", "conv2d1", "mixed3a", "mixed3b"]
+
+
+def test_build_writes_every_unit_with_metadata(tiny, full_atlas):
+    records = _manifest(full_atlas)
+    assert [(r["layer"], r["unit"]) for r in records] == [("mixed3a", u) for u in range(10)] + [("mixed3b", u) for u in range(12)]
+    for r in records:
+        with Image.open(full_atlas / r["image"]) as image:
+            assert image.size == (32, 32)
+        assert (full_atlas / r["page"]).is_file()
+    # mixed3a's branches: 1x1 [0,2), 3x3 [2,6), 5x5 [6,8), pool [8,10)
+    assert [records[u]["branch"] for u in (0, 2, 6, 9)] == ["1x1", "3x3", "5x5", "pool"]
+    # strongest inputs of mixed3b:0 come from mixed3a, ranked by the norm of its expanded weights
+    from circuits_vision.weights import expanded_weights
+
+    E = expanded_weights(tiny, "mixed3a", "mixed3b")
+    norms = E[0].flatten(1).norm(dim=1)
+    inputs = records[10]["inputs"]
+    assert [i["unit"] for i in inputs] == norms.argsort(descending=True)[:6].tolist()
+    assert inputs[0]["norm"] == pytest.approx(float(norms.max()), rel=1e-4)
+    # the first layer's input is the RGB image
+    assert records[0]["inputs"][0]["layer"] == "input" and records[0]["inputs"][0]["picture"].startswith("data:image/png")
+    assert records[0]["outputs"][0]["layer"] == "mixed3b"
+    assert records[10]["outputs"] is None  # the last layer feeds no chosen layer
+    for r in records:
+        assert isinstance(r["tuning"], dict) and r["tuning"]["color_category"] in ("color", "black_and_white", "both", "unresponsive")
+        assert isinstance(r["family"], (dict, str)) and not str(r["family"]).startswith("not computed")
+    assert records[0]["examples"] == "not computed: no --images folder given"
+    assert (full_atlas / "index.html").is_file() and (full_atlas / "layers" / "mixed3b.html").is_file()
+    report = (full_atlas / "report" / "index.html").read_text()
+    assert "Branch specialization" in report and "mixed3b_branches_color.png" in report
+    assert 'href="report/index.html"' in (full_atlas / "index.html").read_text()
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_without_rendering_any_unit_twice(tiny, tmp_path, counted_render):
+    def stop_after_two_chunks(done, total):
+        if done >= 8:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), chunk_size=4, on_progress=stop_after_two_chunks, **FAST)
+    assert len(counted_render) == 8 and not (tmp_path / "manifest.jsonl").exists()
+    assert not (tmp_path / store.LOCK_FILE).exists()  # released on the way out
+    result = atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), chunk_size=4, **FAST)
+    assert result.rendered == 2 and result.units == 10
+    assert sorted(counted_render) == sorted(set(counted_render)) and len(counted_render) == 10
+    for r in _manifest(tmp_path):
+        with Image.open(tmp_path / r["image"]) as image:
+            image.verify()
+    # a third run finds nothing to do
+    assert atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), chunk_size=4, **FAST).rendered == 0
+    assert len(counted_render) == 10
+
+
+def test_other_settings_into_the_same_atlas_are_refused(tiny, tmp_path):
+    atlas.build(tiny, ["conv2d1"], tmp_path, parts=(), **FAST)
+    with pytest.raises(atlas.SettingsMismatchError, match="steps: atlas has 2, this run has 3"):
+        atlas.build(tiny, ["conv2d1"], tmp_path, parts=(), **{**FAST, "steps": 3})
+    other = load_model_file(TINY)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.1)
+    with pytest.raises(atlas.SettingsMismatchError, match="weights_sha256"):
+        atlas.build(other, ["conv2d1"], tmp_path, parts=(), **FAST)
+
+
+def test_a_second_run_into_a_locked_atlas_is_refused(tiny, tmp_path):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        tmp_path.mkdir(exist_ok=True)
+        (tmp_path / store.LOCK_FILE).write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))
+        with pytest.raises(atlas.AtlasLockedError, match="another run"):
+            atlas.build(tiny, ["conv2d1"], tmp_path, parts=(), **FAST)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_unknown_layer_lists_close_names(tiny, tmp_path):
+    with pytest.raises(hooks.UnknownLayerError, match="mixed3b"):
+        atlas.build(tiny, ["mixed3c"], tmp_path, **FAST)
+
+
+def test_labels_are_escaped(full_atlas):
+    for page in ["layers/mixed3a.html", "units/mixed3a/1.html"]:
+        text = (full_atlas / page).read_text()
+        assert "<script>" not in text
+        assert "&lt;script&gt;document.title=&#x27;pwned&#x27;&lt;/script&gt;" in text
+    assert _manifest(full_atlas)[1]["label"] == "<script>document.title='pwned'</script>"
+
+
+def test_two_torchrun_processes_shard_the_units(tmp_path):
+    pytest.importorskip("torch.distributed")
+    out = tmp_path / "atlas"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "circuits_vision.cli", "atlas", "--model", str(TINY), "--out", str(out), "--steps", "2",
+               "--size", "32", "--layers", "mixed3a", "mixed3b", "--chunk-size", "3", "--parts", "branch", "--no-report"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = _manifest(out)
+    keys = [(r["layer"], r["unit"]) for r in records]
+    assert len(keys) == len(set(keys)) == 22
+    assert {r["rank"] for r in records} == {0, 1}  # both ranks rendered
+    per_rank = [store.read_jsonl(store.records_path(out, rank)) for rank in (0, 1)]
+    assert sum(len(r) for r in per_rank) == 22  # every unit rendered exactly once across the ranks
+    assert "index.html" in done.stdout
+
+
+def test_kill_9_mid_run_then_rerun_takes_over_and_finishes(tiny, tmp_path, counted_render):
+    out = tmp_path / "atlas"
+    command = [sys.executable, "-m", "circuits_vision.cli", "atlas", "--model", str(TINY), "--out", str(out),
+               "--steps", "20", "--size", "32", "--layers", "mixed3a", "--chunk-size", "1", "--parts", "branch",
+               "--no-report"]  # ten one-unit chunks, slow enough to be killed between two of them
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    records = store.records_path(out, 0)
+    deadline = time.monotonic() + 60
+    try:
+        while not store.read_jsonl(records) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    done_before = {r["unit"] for r in store.read_jsonl(records)}
+    assert done_before and (out / store.LOCK_FILE).exists()  # killed mid-run, holding the lock
+    if len(done_before) == 10:
+        pytest.skip("the run finished before it could be killed")
+    with pytest.warns(UserWarning, match="stale lock"):
+        result = atlas.build(tiny, ["mixed3a"], out, parts=("branch",), chunk_size=1, model_name=TINY.name,
+                             **{**FAST, "steps": 20})
+    units = [int(name.split(":")[1]) for name in counted_render]
+    assert not set(units) & done_before  # nothing rendered twice
+    assert sorted(units + sorted(done_before)) == list(range(10)) and result.rendered == len(units)
+    for r in _manifest(out):
+        with Image.open(out / r["image"]) as image:
+            image.verify()
+    assert not list(out.rglob("*.tmp")) and not (out / store.LOCK_FILE).exists()
+
+
+def test_dataset_examples_from_an_image_folder(tiny, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for i in range(5):
+        store.save_png(folder / f"{i}.png", torch.rand(3, 32, 32, generator=generator))
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "atlas"
+    atlas.build(tiny, ["conv2d1"], out, parts=("examples",), images=folder, **FAST)
+    records = _manifest(out)
+    for r in records:
+        examples = r["examples"]
+        assert len(examples["values"]) == 5 and examples["values"] == sorted(examples["values"], reverse=True)
+        assert all(source.endswith(".png") for source in examples["sources"])
+        with Image.open(out / examples["image"]) as strip:
+            assert strip.size[0] == 5 * strip.size[1]  # five square crops side by side
+    page = (out / records[0]["page"]).read_text()
+    assert 'id="examples"' in page and records[0]["examples"]["image"] in page
+
+
+def test_inceptionv1_default_layers_are_its_relu_and_mixed_layers():
+    from circuits_vision.models import inceptionv1
+
+    model = inceptionv1()
+    model.input_size = 32  # the probe forwards that find the branches need not be 224 px to see the structure
+    assert atlas.default_layers(model) == [
+        "conv2d0", "conv2d1", "conv2d2", "mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e",
+        "mixed5a", "mixed5b",
+    ]

@@ -1,0 +1,108 @@
+"""The ``circuits-vision`` command as a person types it."""
+
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from circuits_vision import cli
+from circuits_vision.atlas import analyses, store
+
+TINY = Path(__file__).parent / "atlas" / "tiny_model.py"
+
+
+def _run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_module_is_runnable_and_lists_commands():
+    done = subprocess.run([sys.executable, "-m", "circuits_vision.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for command in ("atlas", "report", "serve", "demo"):
+        assert command in done.stdout
+
+
+def test_unknown_model_names_close_ones(capsys, tmp_path):
+    code, _, err = _run(capsys, "atlas", "--model", "shapez", "--out", tmp_path)
+    assert code == 2
+    assert "unknown model 'shapez'" in err and "'shapes'" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_layer_names_close_ones(capsys, tmp_path):
+    code, _, err = _run(capsys, "atlas", "--model", TINY, "--layers", "mixed3c", "--out", tmp_path / "a")
+    assert code == 2
+    assert "mixed3c" in err and "mixed3a" in err and "mixed3b" in err
+
+
+def test_bad_numbers_are_argument_errors(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["atlas", "--steps", "0"])
+    assert exit_.value.code == 2
+    assert "expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_model_file_without_factory_is_explained(capsys, tmp_path):
+    bad = tmp_path / "nothing.py"
+    bad.write_text("x = 1\n")
+    code, _, err = _run(capsys, "atlas", "--model", bad, "--out", tmp_path / "a")
+    assert code == 2 and "defines none of model(), build_model(), create_model()" in err
+
+
+def test_shapes_model_loads_or_says_what_is_missing():
+    from circuits_vision.models import shapes
+
+    if shapes.default_weights_path().is_file():
+        assert cli.load_model("shapes", None).input_size == 64
+    else:
+        with pytest.raises(cli.CommandError, match="shapes.pt is missing.*train_shapes"):
+            cli.load_model("shapes", None)
+
+
+def test_atlas_command_builds_then_refuses_other_settings(capsys, tmp_path):
+    out = tmp_path / "atlas"
+    common = ["atlas", "--model", TINY, "--layers", "conv2d1", "--out", out, "--size", "32", "--parts", "branch",
+              "--no-report"]
+    code, stdout, err = _run(capsys, *common, "--steps", "2")
+    assert code == 0, err
+    assert str((out / "index.html").resolve()) in stdout
+    assert len(store.read_jsonl(out / "manifest.jsonl")) == 6
+    code, _, err = _run(capsys, *common, "--steps", "3")
+    assert code == 2 and "other settings" in err and "steps: atlas has 2, this run has 3" in err
+
+
+def test_report_command_writes_html_and_explains_missing_sections(capsys, tmp_path):
+    code, stdout, err = _run(capsys, "report", "conv2d0", "conv2d1", "--model", TINY, "--out", tmp_path / "r")
+    assert code == 0, err
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "Rotation families of conv2d0" in page and "Rotation families of conv2d1" in page
+    assert "not computed: NotABranchLayerError" in page  # conv2d1 is no concatenation of branches
+    assert "index.html" in stdout
+
+
+def test_serve_binds_localhost_only(tmp_path):
+    from circuits_vision.atlas.serve import make_server
+
+    (tmp_path / "index.html").write_text("<!DOCTYPE html><title>atlas</title>")
+    server = make_server(tmp_path, 0)
+    try:
+        host, port = server.server_address[:2]
+        assert host == "127.0.0.1"
+        thread = threading.Thread(target=server.handle_request, daemon=True)
+        thread.start()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as response:
+            assert b"<title>atlas</title>" in response.read()
+        thread.join(10)
+    finally:
+        server.server_close()
+    with pytest.raises(FileNotFoundError, match="no index.html"):
+        make_server(tmp_path / "missing", 0)
+
+
+def test_cli_parts_match_the_atlas():
+    assert cli.PARTS == analyses.PARTS
