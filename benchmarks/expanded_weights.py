@@ -13,6 +13,7 @@ include recording the model's graph (one forward on meta tensors).
 All three must agree; the script exits non-zero when they do not.
 
     PYTHONPATH=. .venv/bin/python benchmarks/expanded_weights.py                      # CPU, both pairs
+    PYTHONPATH=. .venv/bin/python benchmarks/expanded_weights.py --backward-input 224  # backward as captum/lucid run it
     PYTHONPATH=. .venv/bin/python benchmarks/expanded_weights.py --device cuda --backward-channels 16
 """
 
@@ -61,13 +62,17 @@ def smallest_input(model, source: str, target: str, expansion) -> int:
     raise RuntimeError(f"no input up to 1024 px fits the receptive field of {target} on {source}")
 
 
-def run_pair(model, source: str, target: str, device: torch.device, repeats: int, backward_channels: int) -> bool:
+def run_pair(
+    model, source: str, target: str, device: torch.device, repeats: int, backward_channels: int, backward_input: int | None
+) -> bool:
     print(f"\n== {source} -> {target} on {device} ==")
     # one untimed call first: the graph recording warms torch's meta kernels on first use. The three
     # methods then take turns in every round, so that load changes on a shared machine hit all alike.
     warm = expand(model, source, target, source_channels=[0])
     c_target = warm.weights.shape[0]
-    size = smallest_input(model, source, target, warm)
+    # captum/lucid run the backward passes on a 224-px image; the default here is the smallest input whose
+    # centre unit sees no border, the cheapest the backward method can be.
+    size = backward_input or smallest_input(model, source, target, warm)
     channels = list(range(0, c_target, max(1, c_target // backward_channels)))[:backward_channels]
     t_ours = t_twin = t_forward = per_channel = float("inf")
     for _ in range(repeats):
@@ -112,6 +117,10 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--backward-channels", type=int, default=6, help="target channels timed for the backward method")
+    parser.add_argument(
+        "--backward-input", type=int, default=None,
+        help="input size for the backward method (default: the smallest that fits; captum/lucid use 224)",
+    )
     parser.add_argument("--pairs", nargs="*", default=[f"{s}:{t}" for s, t in PAIRS], help="source:target pairs")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -120,7 +129,7 @@ def main(argv=None) -> int:
     ok = True
     for pair in args.pairs:
         source, target = pair.split(":")
-        ok &= run_pair(model, source, target, device, args.repeats, args.backward_channels)
+        ok &= run_pair(model, source, target, device, args.repeats, args.backward_channels, args.backward_input)
     print("\nall three methods agree" if ok else "\nMISMATCH between methods")
     return 0 if ok else 1
 
