@@ -109,7 +109,12 @@ def branch_names(model: nn.Module, layer: str) -> dict[int, str | None]:
 
 
 def tuning(model: nn.Module, layer: str) -> dict[int, dict]:
-    """Colour vs black-and-white drive and orientation selectivity of every unit (centre position)."""
+    """Colour vs black-and-white drive, grating orientation selectivity and curve tuning of every unit.
+
+    Colour and gratings probe the centre unit with uniform fields and gratings; curve tuning is
+    :func:`circuits_vision.analysis.tuning.find_curve_detectors` with its defaults (drawn arcs at every
+    orientation), so a curve detector reads as one even when uniform fields leave it silent.
+    """
     from circuits_vision.analysis import unit_categories
 
     colour, grey = unit_categories.color_drives(model, layer)
@@ -122,10 +127,21 @@ def tuning(model: nn.Module, layer: str) -> dict[int, dict]:
             return "unresponsive"
         return "color" if c > 2 * b else "black_and_white" if b > 2 * c else "both"
 
+    curves = curve_tuning(model, layer)
     return {u: {"color_drive": round(float(colour[u]), 4), "bw_drive": round(float(grey[u]), 4),
                 "color_category": category(float(colour[u]), float(grey[u])),
                 "orientation_selectivity": round(float(selectivity[u]), 3),
-                "grating_drive": round(float(drive[u]), 4)} for u in range(len(colour))}
+                "grating_drive": round(float(drive[u]), 4),
+                **curves.get(u, {"curve_detector": False})} for u in range(len(colour))}
+
+
+def curve_tuning(model: nn.Module, layer: str) -> dict[int, dict]:
+    """The units :func:`find_curve_detectors` classifies as curve detectors, with their tuning."""
+    from circuits_vision.analysis.tuning import find_curve_detectors
+
+    return {d.unit: {"curve_detector": True, "curve_orientation": round(d.preferred_orientation, 1),
+                     "curve_peak": round(d.peak_response, 2), "curve_vs_line": round(d.curve_vs_line, 3)}
+            for d in find_curve_detectors(model, layer).detectors}
 
 
 def examples(model: nn.Module, layer: str, images: str | os.PathLike, directory: Path, k: int = 6) -> dict[int, dict]:

@@ -141,9 +141,12 @@ def _family_html(record: dict, present: set) -> str:
 def _tuning_html(tuning) -> str:
     if not isinstance(tuning, dict):
         return _e(tuning if tuning is not None else "not computed")
-    return (f"colour: {_e(tuning.get('color_category'))} (colour drive {_e(tuning.get('color_drive'))}, "
-            f"black-and-white drive {_e(tuning.get('bw_drive'))}); orientation selectivity "
-            f"{_e(tuning.get('orientation_selectivity'))}")
+    curve = (f"curve detector, preferred orientation {_e(tuning.get('curve_orientation'))}° "
+             f"(peak {_e(tuning.get('curve_peak'))} sd, curve vs line {_e(tuning.get('curve_vs_line'))})"
+             if tuning.get("curve_detector") else "not a curve detector")
+    return (f"{curve}; colour (uniform fields): {_e(tuning.get('color_category'))} (colour drive "
+            f"{_e(tuning.get('color_drive'))}, black-and-white drive {_e(tuning.get('bw_drive'))}); "
+            f"grating orientation selectivity {_e(tuning.get('orientation_selectivity'))}")
 
 
 def _examples_html(examples) -> str:

@@ -67,6 +67,16 @@ def test_build_writes_every_unit_with_metadata(tiny, full_atlas):
         assert isinstance(r["tuning"], dict) and r["tuning"]["color_category"] in ("color", "black_and_white", "both", "unresponsive")
         assert isinstance(r["family"], (dict, str)) and not str(r["family"]).startswith("not computed")
     assert records[0]["examples"] == "not computed: no --images folder given"
+    # curve tuning in the atlas is find_curve_detectors' verdict, unit by unit
+    from circuits_vision.analysis.tuning import find_curve_detectors
+
+    for layer in ("mixed3a", "mixed3b"):
+        found = {d.unit: d for d in find_curve_detectors(tiny, layer).detectors}
+        flagged = {r["unit"] for r in records if r["layer"] == layer and r["tuning"]["curve_detector"]}
+        assert flagged == set(found)
+        for r in records:
+            if r["layer"] == layer and r["unit"] in found:
+                assert r["tuning"]["curve_orientation"] == pytest.approx(found[r["unit"]].preferred_orientation, abs=0.05)
     assert (full_atlas / "index.html").is_file() and (full_atlas / "layers" / "mixed3b.html").is_file()
     report = (full_atlas / "report" / "index.html").read_text()
     assert "Branch specialization" in report and "mixed3b_branches_color.png" in report
@@ -211,3 +221,24 @@ def test_inceptionv1_default_layers_are_its_relu_and_mixed_layers():
         "conv2d0", "conv2d1", "conv2d2", "mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e",
         "mixed5a", "mixed5b",
     ]
+
+
+def test_curve_tuning_finds_the_shipped_models_curve_family():
+    from circuits_vision import models
+    from circuits_vision.atlas import analyses
+
+    recorded = json.loads((Path(models.__file__).parent.parent / "data" / "shapes.json").read_text())
+    family = recorded["curve_detectors"]["mixed3b"]
+    got = analyses.curve_tuning(models.load("shapes"), "mixed3b")
+    assert sorted(got) == sorted(family["units"])
+    for unit, orientation in zip(family["units"], family["preferred_orientation_deg"]):
+        assert got[unit]["curve_orientation"] == pytest.approx(orientation, abs=0.05)
+
+
+def test_unit_page_states_curve_tuning():
+    from circuits_vision.atlas.viewer import _tuning_html
+
+    curve = {"curve_detector": True, "curve_orientation": 45.0, "curve_peak": 3.1, "curve_vs_line": 0.4,
+             "color_category": "unresponsive", "color_drive": 0.0, "bw_drive": 0.0, "orientation_selectivity": 0.0}
+    assert _tuning_html(curve).startswith("curve detector, preferred orientation 45.0° (peak 3.1 sd")
+    assert _tuning_html({**curve, "curve_detector": False}).startswith("not a curve detector")
