@@ -202,23 +202,22 @@ def _flatten(value) -> list:
     return [value]
 
 
-def ancestors(node: Node) -> set[Node]:
-    """``node`` and every node it (transitively) reads."""
+def _reachable(node: Node, edges: str) -> set[Node]:
+    """``node`` and every node reached by following the ``edges`` attribute ("inputs" or "users")."""
     seen, stack = {node}, [node]
     while stack:
-        for parent in stack.pop().inputs:
-            if parent not in seen:
-                seen.add(parent)
-                stack.append(parent)
+        for neighbour in getattr(stack.pop(), edges):
+            if neighbour not in seen:
+                seen.add(neighbour)
+                stack.append(neighbour)
     return seen
+
+
+def ancestors(node: Node) -> set[Node]:
+    """``node`` and every node it (transitively) reads."""
+    return _reachable(node, "inputs")
 
 
 def descendants(node: Node) -> set[Node]:
     """``node`` and every node that (transitively) reads it."""
-    seen, stack = {node}, [node]
-    while stack:
-        for child in stack.pop().users:
-            if child not in seen:
-                seen.add(child)
-                stack.append(child)
-    return seen
+    return _reachable(node, "users")
