@@ -9,7 +9,10 @@ away from borders. Every supported layer maps such a kernel to a new one:
   taps sits ``p`` node pixels, i.e. ``p*s`` source pixels, before the output pixel); when either kernel
   is 1x1 the composition is a plain matrix product over channels and skips ``compose_kernels``;
 - an explicit pad of ``p`` on the left/top acts like the padding of a 1x1 identity convolution;
-- a pool is a depthwise convolution with a fixed kernel (a box for average pooling);
+- a pool is a depthwise convolution with a fixed kernel (a box for average pooling). That filter is
+  the same on every map, so it commutes with the channel mixing of every later convolution: it is
+  kept aside (``Kernel.taps``) and applied once, where the kernel has the fewest maps (after the
+  1x1 reductions of an Inception block rather than on the block's wide input);
 - scales (BatchNorm, linear approximations) multiply output channels; biases are constants and drop out.
 """
 
@@ -37,7 +40,9 @@ class Kernel:
 
     ``weight=None`` is the source itself, kept implicit so that the first layers after the source cost
     O(C) instead of O(C^2): the identity restricted to the source channels ``columns`` (all when
-    ``None``), filtered on every channel alike by ``taps [kh, kw]`` when pools came first (else 1x1).
+    ``None``). ``taps [th, tw]`` (in source pixels) is a filter still to be applied to every map of the
+    weight (pools passed so far); the node's kernel is ``taps (*) weight``, of size ``k + t - 1``.
+    :func:`settle` applies it.
     """
 
     weight: torch.Tensor | None
@@ -49,13 +54,19 @@ class Kernel:
 
     @property
     def size(self) -> Pair:
-        if self.weight is not None:
-            return (self.weight.shape[2], self.weight.shape[3])
-        return (1, 1) if self.taps is None else (self.taps.shape[0], self.taps.shape[1])
+        own = (1, 1) if self.weight is None else (self.weight.shape[2], self.weight.shape[3])
+        if self.taps is None:
+            return own
+        return (own[0] + self.taps.shape[0] - 1, own[1] + self.taps.shape[1] - 1)
 
     def dense(self, like: torch.Tensor) -> torch.Tensor:
-        """The weight as a tensor (materialising the implicit identity with ``like``'s dtype and device)."""
+        """The kernel as a tensor (materialising the implicit identity with ``like``'s dtype and device).
+
+        A dense weight must be settled first (:func:`settle`): applying its pending taps needs a composer.
+        """
         if self.weight is not None:
+            if self.taps is not None:
+                raise AssertionError("internal: a kernel with pending pool taps must be settled before use")
             return self.weight
         eye = torch.eye(self.channels, dtype=like.dtype, device=like.device)
         if self.columns is not None:
@@ -77,9 +88,26 @@ def identity(channels: int, columns: torch.Tensor | None = None) -> Kernel:
     return Kernel(None, channels, columns=columns)
 
 
+def settle(kernel: Kernel, compose: Composer) -> Kernel:
+    """Apply a dense kernel's pending taps to its every map (one shared-filter composition)."""
+    if kernel.weight is None or kernel.taps is None:
+        return kernel
+    c_node, c_source, kh, kw = kernel.weight.shape
+    flat = kernel.weight.reshape(1, c_node * c_source, kh, kw)
+    composed = compose(kernel.taps.to(flat)[None, None], flat, (1, 1), (1, 1))
+    return replace(kernel, weight=composed.reshape(c_node, c_source, composed.shape[2], composed.shape[3]), taps=None)
+
+
 def convolve(kernel: Kernel, weight: torch.Tensor, stride: Pair, padding: Pair, dilation: Pair, compose: Composer) -> Kernel:
     """Follow ``kernel`` by a convolution with ``weight [O, C_node, k, k]`` (groups already expanded)."""
     spacing = (dilation[0] * kernel.stride[0], dilation[1] * kernel.stride[1])
+    if kernel.weight is not None and kernel.taps is not None:
+        # the pending taps commute with this convolution: apply them on whichever side has fewer maps
+        if weight.shape[0] > weight.shape[1]:
+            kernel = settle(kernel, compose)
+        else:
+            convolved = convolve(replace(kernel, taps=None), weight, stride, padding, dilation, compose)
+            return replace(convolved, taps=kernel.taps)
     if kernel.weight is not None and weight.shape[2:] == (1, 1):
         # a 1x1 conv mixes channels only: one matrix product on the kernel's contiguous layout
         m, i, kh, kw = kernel.weight.shape
@@ -105,20 +133,14 @@ def convolve(kernel: Kernel, weight: torch.Tensor, stride: Pair, padding: Pair, 
 def depthwise(kernel: Kernel, taps: torch.Tensor, stride: Pair, padding: Pair, dilation: Pair, compose: Composer) -> Kernel:
     """Follow ``kernel`` by the same 2-D filter ``taps [kh, kw]`` on every channel (a pool).
 
-    Costs O(C_node * C_source): the node's kernel is viewed as one input channel with
-    ``C_node * C_source`` outputs, so a single ``compose_kernels`` call spreads all of them.
+    Free until the kernel is settled: the filter joins the kernel's pending ``taps`` (composed with
+    those already there, a few taps), and is applied to the maps later, where they are fewest.
     """
     spacing = (dilation[0] * kernel.stride[0], dilation[1] * kernel.stride[1])
-    if kernel.weight is None:  # still the identity: only its shared taps change
-        inner = torch.ones(1, 1, dtype=taps.dtype, device=taps.device) if kernel.taps is None else kernel.taps.to(taps)
-        composed = compose(taps[None, None], inner[None, None], spacing, (1, 1))[0, 0]
-        new_stride, new_offset = _stepped(kernel, stride, padding)
-        return replace(kernel, taps=composed, stride=new_stride, offset=new_offset)
-    c_node, c_source, kh, kw = kernel.weight.shape
-    flat = kernel.weight.reshape(1, c_node * c_source, kh, kw)
-    composed = compose(taps[None, None], flat, spacing, (1, 1))
-    weight = composed.reshape(c_node, c_source, composed.shape[2], composed.shape[3])
-    return Kernel(weight, c_node, *_stepped(kernel, stride, padding))
+    inner = torch.ones(1, 1, dtype=taps.dtype, device=taps.device) if kernel.taps is None else kernel.taps.to(taps)
+    composed = compose(taps[None, None], inner[None, None], spacing, (1, 1))[0, 0]
+    new_stride, new_offset = _stepped(kernel, stride, padding)
+    return replace(kernel, taps=composed, stride=new_stride, offset=new_offset)
 
 
 def shift(kernel: Kernel, before: Pair) -> Kernel:
@@ -129,13 +151,15 @@ def shift(kernel: Kernel, before: Pair) -> Kernel:
 
 def scale(kernel: Kernel, factor: torch.Tensor | float, like: torch.Tensor) -> Kernel:
     """Multiply output channels by ``factor`` (a number or ``[C_node]``)."""
+    if isinstance(factor, torch.Tensor) and factor.dim() > 0 and kernel.weight is not None:
+        return replace(kernel, weight=kernel.weight * factor.to(like)[:, None, None, None])  # taps commute
     if isinstance(factor, torch.Tensor) and factor.dim() > 0:
         weight = kernel.dense(like) * factor.to(like)[:, None, None, None]
     elif kernel.weight is None:  # a number times the identity: scale its shared taps
         taps = torch.ones(1, 1, dtype=like.dtype, device=like.device) if kernel.taps is None else kernel.taps
         return replace(kernel, taps=taps * float(factor))
     else:
-        weight = kernel.weight * factor
+        return replace(kernel, weight=kernel.weight * factor)
     return Kernel(weight, kernel.channels, kernel.stride, kernel.offset)
 
 

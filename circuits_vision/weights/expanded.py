@@ -137,6 +137,7 @@ def expand(
             "model's forward (swap them?)",
         )
         kernel = _Walker(graph, like, maxpool, compose, source_channels).run(source_node, target_node, source, target)
+        kernel = _kernel.settle(kernel, compose)
         if crop is not None:
             kernel = _kernel.crop(kernel, crop, like)
         return Expansion(kernel.dense(like), kernel.stride, kernel.offset)
@@ -288,7 +289,7 @@ class _Walker:
         parts: list[Kernel | int] = []
         for t in tensors:
             if isinstance(t, Node) and t in values:
-                parts.append(values[t])
+                parts.append(_kernel.settle(values[t], self.compose))
             else:  # a branch that does not depend on the source: zero rows
                 parts.append(t.channels if isinstance(t, Node) else int(t.shape[1]))
         return _kernel.concatenate(parts, self.like)
@@ -302,7 +303,8 @@ class _Walker:
         if len(terms) == 1:  # adding a constant; subtracting from a constant negates
             (x, sign), = terms
             return values[x] if sign == 1.0 else _kernel.scale(values[x], sign, self.like)
-        return _kernel.add([values[a], values[b]], [1.0, sign_b], self.like)
+        summands = [_kernel.settle(values[x], self.compose) for x in (a, b)]
+        return _kernel.add(summands, [1.0, sign_b], self.like)
 
     def _unsupported(self, node: Node, why: str = "") -> ValueError:
         reason = f" ({why})" if why else ""

@@ -18,6 +18,10 @@ using AccumulateFn = void (*)(const at::Tensor& patch, at::Tensor& composed, con
 using ReadWindowFn = void (*)(const at::Tensor& composed, at::Tensor& patch, const ComposeGeometry& g,
                               const PatchWindow& w);
 
+// Checks the arguments (TORCH_CHECK messages naming them) and returns the sizes of the composition.
+ComposeGeometry make_geometry(const at::Tensor& outer, const at::Tensor& inner, at::IntArrayRef stride,
+                              at::IntArrayRef dilation);
+
 at::Tensor compose_kernels_forward(const at::Tensor& outer, const at::Tensor& inner, at::IntArrayRef stride,
                                    at::IntArrayRef dilation, AccumulateFn accumulate);
 

@@ -17,6 +17,8 @@ GEOMETRIES = [
     ((7, 3, 5, 5), (3, 2, 1, 1), (1, 1), (1, 1)),
     ((4, 3, 3, 2), (3, 5, 3, 4), (2, 3), (1, 2)),
     ((3, 8, 1, 1), (8, 3, 7, 7), (2, 2), (1, 1)),
+    ((1, 1, 3, 3), (1, 9, 4, 5), (2, 2), (1, 1)),  # one filter on every map: a pool passed through a kernel
+    ((1, 1, 2, 3), (1, 4, 3, 3), (1, 3), (2, 1)),
 ]
 
 
@@ -31,6 +33,17 @@ def test_matches_twin(device, dtype, atol, outer_shape, inner_shape, stride, dil
     want = _reference.compose_kernels(outer, inner, stride, dilation)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, atol=atol, rtol=atol)
+
+
+def test_shared_filter_skips_zero_taps_exactly():
+    """A spread box filter (zeros between its taps), as pools produce, gives the twin's values."""
+    g = torch.Generator().manual_seed(4)
+    box = torch.zeros(1, 1, 5, 5, dtype=torch.float64)
+    box[0, 0, ::2, ::2] = 1.0 / 9.0
+    maps = torch.randn(1, 7, 6, 6, generator=g, dtype=torch.float64)
+    got = compose_kernels(box, maps, 2, 1)
+    torch.testing.assert_close(got, _reference.compose_kernels(box, maps, (2, 2), (1, 1)), atol=1e-14, rtol=1e-12)
+    assert got.shape == (1, 7, 14, 14)
 
 
 @pytest.mark.parametrize("device", devices())
