@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from circuits_vision.hooks import check_channel, eval_mode, layer_shape, run_with_cache
+from circuits_vision.hooks import check_channel, eval_mode, layer_shape, model_device, run_with_cache
 
 
 @dataclass
@@ -175,7 +175,7 @@ def top_activating(
     for unit in units:
         check_channel(model, layer, unit)
     unit_index = torch.tensor(units, dtype=torch.long)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     skipped: list[str] = []
     if isinstance(images, (str, os.PathLike)):
         folder = Path(images)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from circuits_vision import stimuli
-from circuits_vision.hooks import check_channel, eval_mode, layer_shape, run_with_cache
+from circuits_vision.hooks import check_channel, eval_mode, layer_shape, model_device, run_with_cache
 
 Positions = str  # "center" or "max"
 
@@ -43,11 +43,6 @@ def _units(model: nn.Module, layer: str, units: Iterable[int] | int | None, size
     for unit in units:
         check_channel(model, layer, unit)
     return units
-
-
-def _device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 @torch.no_grad()
@@ -90,7 +85,7 @@ def receptive_field_center(model: nn.Module, layer: str, *, size: int | None = N
     """
     size = size or getattr(model, "input_size", 224)
     noise = torch.rand(8, 3, size, size, generator=torch.Generator().manual_seed(0))
-    image = noise.to(_device(model)).requires_grad_(True)
+    image = noise.to(model_device(model)).requires_grad_(True)
     with torch.enable_grad(), eval_mode(model):
         act = run_with_cache(model, image, [layer])[layer]
         act[:, :, act.shape[2] // 2, act.shape[3] // 2].sum().backward()
@@ -125,7 +120,7 @@ def noise_baseline(
     if images is None:
         size = size or getattr(model, "input_size", 224)
         generator = generator or torch.Generator().manual_seed(0)
-        images = torch.rand(n, 3, size, size, generator=generator).to(_device(model))
+        images = torch.rand(n, 3, size, size, generator=generator).to(model_device(model))
     r = unit_responses(model, layer, images, units, position=position)
     std = r.std(dim=0) if r.shape[0] > 1 else torch.zeros(r.shape[1])
     return r.mean(dim=0), torch.where(std > 1e-8, std, torch.ones_like(std))
@@ -260,7 +255,7 @@ def tuning_curves(
     _positions(position)
     size = size or getattr(model, "input_size", 224)
     units = _units(model, layer, units, size)
-    device = _device(model)
+    device = model_device(model)
     params, shape = stimuli.parameter_grid(**{name: list(values) if not isinstance(values, torch.Tensor) else values
                                              for name, values in axes.items()})
     kwargs = dict(fixed or {})

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from circuits_vision.hooks import eval_mode, layer_shape, run_with_cache
+from circuits_vision.hooks import eval_mode, layer_shape, model_device, run_with_cache
 from circuits_vision.stimuli import gratings, solid
 
 __all__ = ["color_categories", "color_drives", "orientation_categories", "orientation_selectivity", "probe_stimuli"]
@@ -91,7 +91,7 @@ def color_drives(
     """
     size = _probe_size(model, size)
     layer_shape(model, layer, size)  # unknown layer -> UnknownLayerError listing close names
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     color, grey = probe_stimuli(size, device)
     baseline = _centre_responses(model, layer, solid((0.5, 0.5, 0.5), size=size, device=device), 1)[0]
     color_drive = (_centre_responses(model, layer, color, batch_size) - baseline).amax(0).clamp(min=0)
@@ -130,7 +130,7 @@ def orientation_selectivity(model: nn.Module, layer: str, *, size: int | None = 
     """
     size = _probe_size(model, size)
     layer_shape(model, layer, size)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     grey_axis = torch.ones(3) / math.sqrt(3)
     directions = [grey_axis] + [_hue_vector(h) for h in _HUES]
     orientations = [22.5 * i for i in range(8)]

@@ -6,12 +6,20 @@
 - :func:`hooked`: forward hooks by name inside a ``with`` block.
 - :func:`layer_shape`, :func:`check_channel`: layer widths from a cached probe forward.
 - :func:`branches`, :func:`branch_of`: which channel range of a concatenated layer comes from which branch.
-- :func:`probe_input`, :func:`eval_mode`: a probe image on the model's device, and eval mode for a block
-  with every module's own mode restored afterwards.
+- :func:`probe_input`, :func:`eval_mode`, :func:`model_device`: a probe image on the model's device, eval
+  mode for a block with every module's own mode restored afterwards, and the device itself.
 """
 
 from circuits_vision.hooks.branches import Branch, NotABranchLayerError, branch_of, branches
-from circuits_vision.hooks.capture import check_channel, eval_mode, hooked, layer_shape, probe_input, run_with_cache
+from circuits_vision.hooks.capture import (
+    check_channel,
+    eval_mode,
+    hooked,
+    layer_shape,
+    model_device,
+    probe_input,
+    run_with_cache,
+)
 from circuits_vision.hooks.names import UnknownLayerError, get_layer, layer_names, resolve_layer, resolve_layers
 
 __all__ = [
@@ -26,6 +34,7 @@ __all__ = [
     "hooked",
     "layer_names",
     "layer_shape",
+    "model_device",
     "probe_input",
     "resolve_layer",
     "resolve_layers",

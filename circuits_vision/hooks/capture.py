@@ -9,6 +9,7 @@ tensors keep their autograd graph, so a loss on them back-propagates to ``x``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import operator
 import warnings
 import weakref
@@ -205,6 +206,18 @@ def channel_index(layer: str, channel: object) -> int:
         ) from None
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model without either)."""
+    reference = _first_tensor(model)
+    return reference.device if reference is not None else torch.device("cpu")
+
+
+def _first_tensor(model: nn.Module) -> torch.Tensor | None:
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor
+    return None
+
+
 def probe_input(
     model: nn.Module,
     input_size: int | tuple[int, int],
@@ -216,9 +229,7 @@ def probe_input(
     ``model.input_channels`` if set, else the first ``nn.Conv2d``'s input channels, else 3.
     """
     height, width = size_pair(input_size)
-    reference = next(iter(model.parameters()), None)
-    if reference is None:
-        reference = next(iter(model.buffers()), None)
+    reference = _first_tensor(model)
     device = reference.device if reference is not None else torch.device("cpu")
     dtype = reference.dtype if reference is not None and reference.is_floating_point() else torch.float32
     shape = (1, _input_channels(model), height, width)

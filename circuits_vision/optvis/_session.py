@@ -11,16 +11,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["prepared_model", "precision", "forward_autocast", "model_device", "PRECISIONS"]
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a model without either)."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
+__all__ = ["prepared_model", "precision", "forward_autocast", "PRECISIONS"]
 
 
 @contextlib.contextmanager

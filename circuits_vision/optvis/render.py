@@ -21,7 +21,7 @@ from tqdm import tqdm
 from circuits_vision import hooks
 from circuits_vision.optvis import transforms as T_
 from circuits_vision.optvis._batching import choose_batch_size
-from circuits_vision.optvis._session import forward_autocast, model_device, precision, prepared_model
+from circuits_vision.optvis._session import forward_autocast, precision, prepared_model
 from circuits_vision.optvis._validate import check_channels_and_size, objective_layers
 from circuits_vision.optvis.adam import Adam
 from circuits_vision.optvis.objectives import INPUT, Objective, as_objective
@@ -204,7 +204,7 @@ def render(
     if thresholds and not 1 <= thresholds[0] <= thresholds[-1] <= steps:
         raise ValueError(f"thresholds must lie in 1..steps={steps}, got {thresholds}")
 
-    model_dev = model_device(model)
+    model_dev = hooks.model_device(model)
     device = torch.device(device) if device is not None else model_dev
     if device != model_dev and not (device.type == model_dev.type and device.index is None):
         raise ValueError(f"the model is on {model_dev} but device={device}: move it first with model.to({str(device)!r})")
