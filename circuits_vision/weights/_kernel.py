@@ -182,22 +182,29 @@ def _window(kernel: Kernel, offset: Pair) -> tuple[slice, slice]:
 def concatenate(parts: list[Kernel | int], like: torch.Tensor) -> Kernel:
     """Channel concatenation; an ``int`` part is that many channels that do not depend on the source.
 
-    Branch kernels are written straight into one zero tensor of the union window (centres aligned
-    by their offsets), so no padded copies are made.
+    Branch kernels are written straight into one tensor of the union window (centres aligned by
+    their offsets), so no padded copies are made; only the frame around each branch's window is
+    zeroed (the result can be hundreds of MB, and a full zero fill is a pass over all of it).
     """
     kernels = [p for p in parts if isinstance(p, Kernel)]
     offset, size = _union(kernels, "concatenate")
     dense = [k.dense(like) for k in kernels]
     rows = sum(d.shape[0] for d in dense) + sum(p for p in parts if isinstance(p, int))
-    weight = dense[0].new_zeros((rows, dense[0].shape[1], size[0], size[1]))
+    weight = dense[0].new_empty((rows, dense[0].shape[1], size[0], size[1]))
     start, it = 0, iter(zip(kernels, dense))
     for part in parts:
         if isinstance(part, int):
+            weight[start : start + part].zero_()
             start += part
             continue
         kernel, d = next(it)
+        block = weight[start : start + d.shape[0]]
         ys, xs = _window(kernel, offset)
-        weight[start : start + d.shape[0], :, ys, xs] = d
+        block[:, :, : ys.start].zero_()
+        block[:, :, ys.stop :].zero_()
+        block[:, :, ys, : xs.start].zero_()
+        block[:, :, ys, xs.stop :].zero_()
+        block[:, :, ys, xs] = d
         start += d.shape[0]
     return Kernel(weight, rows, kernels[0].stride, offset)
 

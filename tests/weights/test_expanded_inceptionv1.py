@@ -66,3 +66,24 @@ def test_layer_errors(model):
         expanded_weights(model, "mixed4a", "mixed3b")
     with pytest.raises(ValueError, match="cannot pass torch function/method 'flatten'"):
         expanded_weights(model, "mixed5b", "softmax2_pre_activation_matmul", source_channels=[0])
+
+
+def test_deep_pair_in_float32_matches_float64(model):
+    """conv2d2 -> mixed4a crosses both max pools (kept aside as shared taps until the 1x1 reductions)
+    and composes by oneDNN convolution in float32; float64 takes the tap-loop path."""
+    model32 = copy.deepcopy(model).float()
+    ours = expanded_weights(model32, "conv2d2", "mixed4a", source_channels=[5, 77])
+    exact = expanded_weights(model, "conv2d2", "mixed4a", source_channels=[5, 77])
+    assert ours.dtype == torch.float32 and exact.abs().max() > 1e-6
+    torch.testing.assert_close(ours.double(), exact, rtol=1e-4, atol=1e-5 * float(exact.abs().max()))
+    twin = expanded_weights(model32, "conv2d2", "mixed4a", source_channels=[5, 77], compose=_reference.compose_kernels)
+    torch.testing.assert_close(ours, twin, rtol=1e-4, atol=1e-5 * float(exact.abs().max()))
+
+
+def test_branches_that_do_not_read_the_source_are_zero(model):
+    """From the 3x3 bottleneck of mixed3a, only mixed3a's 3x3 branch (channels 64..191) has weights."""
+    e = expand(model, "mixed3a_3x3_bottleneck_pre_relu_conv", "mixed3a")
+    assert tuple(e.weights.shape) == (256, 96, 3, 3)
+    assert e.weights[:64].abs().max() == 0 and e.weights[192:].abs().max() == 0
+    grads = expanded_weights_by_gradient(model, "mixed3a_3x3_bottleneck_pre_relu_conv", "mixed3a", e, [70, 150], input_size=64)
+    torch.testing.assert_close(e.weights[[70, 150]], grads, rtol=1e-9, atol=1e-12)

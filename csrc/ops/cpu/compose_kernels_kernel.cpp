@@ -6,6 +6,7 @@
 //   contiguous (vectorisable) along the input channels. The backward always uses the tap loop.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <torch/library.h>
 
 #include "../compose_kernels.h"
@@ -54,7 +55,8 @@ void read_window_cpu(const at::Tensor& composed, at::Tensor& patch, const Compos
 at::Tensor compose_shared_filter_cpu(const at::Tensor& outer, const at::Tensor& inner, const ComposeGeometry& g) {
   const at::Tensor filter = outer.contiguous();
   const at::Tensor maps = inner.contiguous();
-  at::Tensor composed = at::zeros({1, g.I, g.kh, g.kw}, inner.options());
+  // uninitialised: each map is zeroed by the thread that fills it, while it is in cache
+  at::Tensor composed = at::empty({1, g.I, g.kh, g.kw}, inner.options());
   AT_DISPATCH_FLOATING_TYPES(inner.scalar_type(), "compose_kernels_shared_filter_cpu", [&] {
     const scalar_t* f = filter.const_data_ptr<scalar_t>();
     const scalar_t* src = maps.const_data_ptr<scalar_t>();
@@ -63,6 +65,7 @@ at::Tensor compose_shared_filter_cpu(const at::Tensor& outer, const at::Tensor& 
       for (int64_t i = begin; i < end; ++i) {
         const scalar_t* in = src + i * g.k1h * g.k1w;
         scalar_t* out = dst + i * g.kh * g.kw;
+        std::fill(out, out + g.kh * g.kw, scalar_t(0));
         for (int64_t vy = 0; vy < g.k2h; ++vy) {
           for (int64_t vx = 0; vx < g.k2w; ++vx) {
             const scalar_t w = f[vy * g.k2w + vx];
