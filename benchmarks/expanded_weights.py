@@ -13,7 +13,7 @@ include recording the model's graph (one forward on meta tensors), as a first ca
 
 All three must agree; the script exits non-zero when they do not.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/expanded_weights.py                      # CPU, both pairs
+    PYTHONPATH=. .venv/bin/python benchmarks/expanded_weights.py    # CPU, both pairs
     PYTHONPATH=. .venv/bin/python benchmarks/expanded_weights.py --device cuda --backward-channels 16
 """
 

@@ -7,8 +7,10 @@
 // layer's stride times the outer layer's dilation) and `dilation` the inner layer's
 // dilation. The result has size (k2 - 1) * stride + (k1 - 1) * dilation + 1 per axis.
 //
-// Work: one GEMM per tap of the smaller kernel (e.g. 25 for a 5x5 outer after a 1x1 inner), each
-// followed by a strided accumulation of its patch into the composed kernel (compose_kernels_math.h).
+// Work (this file, shared by CUDA and the CPU's float64 path): one GEMM per tap of the smaller kernel
+// (e.g. 25 for a 5x5 outer after a 1x1 inner), each followed by a strided accumulation of its patch
+// into the composed kernel (compose_kernels_math.h). The CPU registration picks faster algorithms
+// for a shared filter and for float32 channel mixing (cpu/compose_kernels_kernel.cpp).
 #include "compose_kernels.h"
 
 #include <torch/library.h>
