@@ -153,7 +153,9 @@ class _Recorder(TorchFunctionMode):
     # -- functions --------------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        output = func(*args, **kwargs)
+        output = _shape_only(func, args, kwargs)
+        if output is None:
+            output = func(*args, **kwargs)
         if self.leaf_depth == 0:
             self._record_function(func, args, kwargs, output)
         return output
@@ -192,6 +194,24 @@ class _Recorder(TorchFunctionMode):
         if isinstance(value, dict):
             return {k: self._to_nodes(v) for k, v in value.items()}
         return value
+
+
+# ReLU on meta tensors runs through Python reference decompositions, which made it the largest cost of
+# a recording; its output has its input's shape, so that is all a recording computes.
+_RELUS = {torch.relu, torch.nn.functional.relu, torch.Tensor.relu}
+_RELUS_IN_PLACE = {torch.relu_, torch.nn.functional.relu_, torch.Tensor.relu_}
+
+
+def _shape_only(func, args, kwargs) -> torch.Tensor | None:
+    """The output of a ReLU on a meta tensor without running it; ``None`` for anything else."""
+    x = args[0] if args else kwargs.get("input")
+    if not isinstance(x, torch.Tensor) or not x.is_meta:
+        return None
+    if func in _RELUS_IN_PLACE or (func is torch.nn.functional.relu and kwargs.get("inplace", args[1:2] == (True,))):
+        return x
+    if func in _RELUS:
+        return torch.empty_like(x)
+    return None
 
 
 def _flatten(value) -> list:

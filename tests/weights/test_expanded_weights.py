@@ -244,3 +244,28 @@ def test_functional_layers_and_arithmetic():
     assert e.weights.shape == (3, 3, 6, 6) and e.stride == (2, 2) and e.offset == (2, 2)
     want = expanded_weights_by_gradient(model, "conv0", "out", e, range(3), input_size=20)
     torch.testing.assert_close(e.weights, want, rtol=1e-10, atol=1e-12)
+
+
+class FunctionalReluNet(nn.Module):
+    """Every spelling of ReLU in a forward: the recording stands in shapes for them on meta tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv0 = nn.Conv2d(3, 4, 3)
+        self.conv1 = nn.Conv2d(4, 5, 3)
+        self.conv2 = nn.Conv2d(5, 3, 3)
+
+    def forward(self, x):
+        x = F.relu(self.conv0(x))
+        y = torch.relu(self.conv1(x))
+        y.relu_()
+        y = F.relu(y, inplace=True)
+        return self.conv2(F.relu(y.relu(), False))
+
+
+def test_functional_relus_are_recorded_as_identities():
+    model = _seeded(FunctionalReluNet(), 6)
+    e = expand(model, "conv0", "conv2")
+    assert tuple(e.weights.shape) == (3, 4, 5, 5)
+    want = expanded_weights_by_gradient(model, "conv0", "conv2", e, [0, 2], input_size=16)
+    torch.testing.assert_close(e.weights[[0, 2]], want, rtol=1e-10, atol=1e-12)
