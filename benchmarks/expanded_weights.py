@@ -123,7 +123,7 @@ def run_pair(model, source: str, target: str, device: torch.device, repeats: int
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--backward-channels", type=int, default=6, help="target channels timed for the backward method")
     parser.add_argument("--pairs", nargs="*", default=[f"{s}:{t}" for s, t in PAIRS], help="source:target pairs")
     args = parser.parse_args(argv)
