@@ -151,16 +151,16 @@ def shift(kernel: Kernel, before: Pair) -> Kernel:
 
 def scale(kernel: Kernel, factor: torch.Tensor | float, like: torch.Tensor) -> Kernel:
     """Multiply output channels by ``factor`` (a number or ``[C_node]``)."""
-    if isinstance(factor, torch.Tensor) and factor.dim() > 0 and kernel.weight is not None:
-        return replace(kernel, weight=kernel.weight * factor.to(like)[:, None, None, None])  # taps commute
-    if isinstance(factor, torch.Tensor) and factor.dim() > 0:
-        weight = kernel.dense(like) * factor.to(like)[:, None, None, None]
-    elif kernel.weight is None:  # a number times the identity: scale its shared taps
-        taps = torch.ones(1, 1, dtype=like.dtype, device=like.device) if kernel.taps is None else kernel.taps
-        return replace(kernel, taps=taps * float(factor))
-    else:
+    per_channel = isinstance(factor, torch.Tensor) and factor.dim() > 0
+    if per_channel:
+        factor = factor.to(like)[:, None, None, None]
+    if kernel.weight is not None:  # pending taps commute with a scale
         return replace(kernel, weight=kernel.weight * factor)
-    return Kernel(weight, kernel.channels, kernel.stride, kernel.offset)
+    if per_channel:  # the identity becomes a diagonal weight
+        return Kernel(kernel.dense(like) * factor, kernel.channels, kernel.stride, kernel.offset)
+    # a number times the identity: scale its shared taps
+    taps = torch.ones(1, 1, dtype=like.dtype, device=like.device) if kernel.taps is None else kernel.taps
+    return replace(kernel, taps=taps * float(factor))
 
 
 def _union(kernels: list[Kernel], what: str) -> tuple[Pair, Pair]:

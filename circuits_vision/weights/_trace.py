@@ -207,7 +207,8 @@ def _shape_only(func, args, kwargs) -> torch.Tensor | None:
     x = args[0] if args else kwargs.get("input")
     if not isinstance(x, torch.Tensor) or not x.is_meta:
         return None
-    if func in _RELUS_IN_PLACE or (func is torch.nn.functional.relu and kwargs.get("inplace", args[1:2] == (True,))):
+    inplace = kwargs.get("inplace", args[1] if len(args) > 1 else False)
+    if func in _RELUS_IN_PLACE or (func is torch.nn.functional.relu and inplace):
         return x
     if func in _RELUS:
         return torch.empty_like(x)
