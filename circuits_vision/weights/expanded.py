@@ -183,15 +183,7 @@ class _Walker:
                 f"layer '{target_name}' does not depend on layer '{source_name}' (it is computed before it or on "
                 "another path), so there are no expanded weights from the source to the target; swap them?"
             )
-        columns = None
-        if self.source_channels is not None:
-            columns = torch.as_tensor(list(self.source_channels), dtype=torch.long)
-            bad = [int(c) for c in columns if not 0 <= c < source.channels]
-            if bad or columns.numel() == 0:
-                raise IndexError(
-                    f"source_channels {bad or '[]'} out of range: layer '{source_name}' has {source.channels} channels "
-                    f"(0..{source.channels - 1})"
-                )
+        columns = None if self.source_channels is None else _source_columns(self.source_channels, source.channels, source_name)
         values: dict[Node, Kernel] = {source: _kernel.identity(source.channels, columns)}
         for node in self.graph.nodes:
             if node in on_path and node is not source:
@@ -324,6 +316,24 @@ class _Walker:
             "channels, addition, multiplication by a number, F.pad, Identity/Dropout and modules with a "
             "linear_approximation() method; give this layer such a method, or choose layers on either side of it."
         )
+
+
+def _source_columns(channels, width: int, layer: str) -> torch.Tensor:
+    """``source_channels`` as a long tensor: a non-empty list of ints in ``[0, width)``."""
+    if isinstance(channels, (str, bytes)) or not hasattr(channels, "__iter__"):
+        raise TypeError(f"source_channels must be a list of channel indices of layer '{layer}', got {type(channels).__name__}")
+    listed = channels.tolist() if isinstance(channels, torch.Tensor) else list(channels)
+    if not listed:
+        raise ValueError(f"source_channels is empty: pass at least one channel of layer '{layer}' (0..{width - 1}), "
+                         f"or source_channels=None for all {width}")
+    not_ints = [c for c in listed if isinstance(c, bool) or not hasattr(c, "__index__")]  # ints, numpy and 0-d tensor ints
+    if not_ints:
+        raise TypeError(f"source_channels must be integer channel indices, got {not_ints[:5]}")
+    listed = [int(c) for c in listed]
+    bad = [c for c in listed if not 0 <= c < width]
+    if bad:
+        raise IndexError(f"source_channels {bad} out of range: layer '{layer}' has {width} channels (0..{width - 1})")
+    return torch.tensor(listed, dtype=torch.long)
 
 
 def _is_number(value) -> bool:
