@@ -13,7 +13,11 @@ its output; they are mixed into the walker of :mod:`circuits_vision.weights.expa
 - adaptive average pooling whose input is a multiple of its output (a 7x7 map to 1x1: one 7x7 box),
   and ``mean`` over the spatial dims: average pools;
 - ``flatten`` of an ``[N, C, 1, 1]`` map: the same kernel;
-- multiplication by a per-channel constant tensor (ConvNeXt's layer scale ``[C, 1, 1]``): a scale.
+- multiplication by a per-channel constant tensor (ConvNeXt's layer scale ``[C, 1, 1]``): a scale;
+- squeeze-and-excitation blocks (torchvision's ``SqueezeExcitation``, used by MobileNetV3 and
+  EfficientNet): ``x * gate(x)`` -> ``x * gate(0)``, the first-order expansion around a zero input
+  (there the gate's own dependence on ``x`` is multiplied by 0): one scale per channel, computed from
+  the block's real layers (ReLU and Hardsigmoid as they are) on zeros.
 """
 
 from __future__ import annotations
@@ -133,3 +137,21 @@ def layer_norm_arguments(node: Node) -> tuple[object, torch.Tensor | None]:
     names = ["input", "normalized_shape", "weight", "bias", "eps"]
     bound = dict(zip(names, node.args)) | dict(node.kwargs)
     return bound["normalized_shape"], bound.get("weight")
+
+
+def squeeze_excitation_types() -> tuple[type, ...]:
+    """The squeeze-and-excitation classes handled here (none when torchvision is not installed)."""
+    try:
+        from torchvision.ops import SqueezeExcitation
+    except ImportError:
+        return ()
+    return (SqueezeExcitation,)
+
+
+def squeeze_excitation_gate(module: nn.Module) -> torch.Tensor:
+    """``[C]``: the block's gate for a zero input, ``scale_activation(fc2(activation(fc1(0))))``.
+
+    Call it outside :func:`~circuits_vision.weights.linearized`'s forward, so the gate's ReLU is the real one.
+    """
+    zeros = module.fc1.weight.new_zeros((1, module.fc1.in_channels, 1, 1))  # avgpool(0) = 0
+    return module.scale_activation(module.fc2(module.activation(module.fc1(zeros)))).reshape(-1)

@@ -19,7 +19,13 @@ from circuits_vision.hooks import resolve_layer
 from circuits_vision.ops import compose_kernels
 from circuits_vision.weights import _kernel
 from circuits_vision.weights._kernel import Kernel, Pair
-from circuits_vision.weights._rules import ChannelRules, layer_norm_arguments, linear_weight
+from circuits_vision.weights._rules import (
+    ChannelRules,
+    layer_norm_arguments,
+    linear_weight,
+    squeeze_excitation_gate,
+    squeeze_excitation_types,
+)
 from circuits_vision.weights._trace import Graph, Node, ancestors, descendants, record
 
 MAXPOOL_APPROXIMATIONS = ("avg", "center")
@@ -92,6 +98,8 @@ def expanded_weights(
       "Visualizing Weights"), or ``maxpool="center"``: the centre tap of each window (a strided identity);
     - modules defining ``linear_approximation()`` (e.g. the TF local response norm): the scale it returns;
     - BatchNorm (its running statistics): the per-channel scale ``gamma / sqrt(var + eps)``;
+    - squeeze-and-excitation (torchvision's, in MobileNetV3): ``x * gate(x)`` -> ``x * gate(0)``, the
+      first-order expansion around a zero input: the gate's value there as a per-channel scale;
     - average pooling (also adaptive, when the map is a multiple of its output, and ``mean`` over H, W),
       convolutions (any stride, dilation, groups), ``nn.Linear`` on the channels (after a pool to 1x1 and
       ``flatten``, or on a channels-last map), NCHW <-> NHWC permutes, concatenation along channels,
@@ -162,7 +170,7 @@ def expand(
 
 def _is_leaf(module: nn.Module) -> bool:
     """Modules recorded as one graph node: torch.nn layers (not containers) and linear_approximation owners."""
-    if callable(getattr(module, "linear_approximation", None)):
+    if callable(getattr(module, "linear_approximation", None)) or isinstance(module, squeeze_excitation_types()):
         return True
     containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
     return type(module).__module__.startswith("torch.nn") and not isinstance(module, containers)
@@ -234,6 +242,8 @@ class _Walker(ChannelRules):
         if callable(getattr(module, "linear_approximation", None)):
             factor = module.linear_approximation()
             return _kernel.scale(kernel, factor if isinstance(factor, torch.Tensor) else float(factor), self.like)
+        if isinstance(module, squeeze_excitation_types()):
+            return _kernel.scale(kernel, squeeze_excitation_gate(module), self.like)
         if isinstance(module, nn.Conv2d):
             return self._conv(module, kernel)
         if isinstance(module, nn.BatchNorm2d):
@@ -370,7 +380,8 @@ class _Walker(ChannelRules):
             f"Conv2d, ReLU/Hardswish/GELU/SiLU (-> identity), MaxPool2d (-> {self.maxpool}), AvgPool2d, adaptive "
             "average pooling, BatchNorm2d, LayerNorm over channels, Linear on channels, flatten of 1x1 maps, "
             "NCHW<->NHWC permutes, concatenation along channels, addition, multiplication by a number or a "
-            "per-channel parameter, F.pad, Identity/Dropout and modules with a linear_approximation() method; "
+            "per-channel parameter, squeeze-and-excitation, F.pad, Identity/Dropout and modules with a "
+            "linear_approximation() method; "
             "give this layer such a method, or choose layers on either side of it."
         )
 

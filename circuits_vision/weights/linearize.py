@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from circuits_vision.weights._rules import squeeze_excitation_gate, squeeze_excitation_types
 from circuits_vision.weights.expanded import ACTIVATIONS_AS_IDENTITY, MAXPOOL_APPROXIMATIONS
 
 
@@ -82,6 +83,7 @@ def linearized(model: nn.Module, *, maxpool: str = "avg") -> Iterator[nn.Module]
     - max pooling -> average pooling of the same kernel, stride and padding (``maxpool="center"``: the
       centre tap of each window); ``F.pad(..., value=-inf)`` (TensorFlow-style max-pool padding) pads with 0;
     - modules defining ``linear_approximation()`` (the TF local response norm) -> multiplication by it;
+    - squeeze-and-excitation blocks (torchvision's) -> multiplication by their gate at a zero input;
     - everything else unchanged: call ``model.eval()`` first so BatchNorm and Dropout are linear too.
 
     The rewrite applies to torch calls made while the model runs forward, not to other code in the block.
@@ -89,6 +91,7 @@ def linearized(model: nn.Module, *, maxpool: str = "avg") -> Iterator[nn.Module]
     if maxpool not in MAXPOOL_APPROXIMATIONS:
         raise ValueError(f"maxpool must be one of {MAXPOOL_APPROXIMATIONS}, got {maxpool!r}")
     approximated = [m for m in model.modules() if callable(getattr(m, "linear_approximation", None))]
+    gated = [m for m in model.modules() if isinstance(m, squeeze_excitation_types())]
     mode = _LinearFunctions(maxpool)
     depth = [0]
 
@@ -106,12 +109,14 @@ def linearized(model: nn.Module, *, maxpool: str = "avg") -> Iterator[nn.Module]
     try:
         for module in approximated:
             module.forward = _scaled_by(module.linear_approximation())
+        for module in gated:  # the gate at a zero input, computed before the forward's ReLU -> identity
+            module.forward = _scaled_by(squeeze_excitation_gate(module))
         yield model
     finally:
         for handle in handles:
             handle.remove()
-        for module in approximated:
-            del module.forward  # the instance attribute; the class's forward shows through again
+        for module in approximated + gated:
+            module.__dict__.pop("forward", None)  # the instance attribute; the class's forward shows through again
 
 
 def _scaled_by(factor):

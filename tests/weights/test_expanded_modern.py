@@ -159,7 +159,31 @@ def test_unsupported_steps_are_named():
     flat = _seeded(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(1), nn.Linear(4 * 4 * 4, 2)), 8, 6)
     with pytest.raises(ValueError, match="flatten of a 4x4 map"):
         expanded_weights(flat, "0", "2")
-    # squeeze-and-excitation multiplies by a gate computed from the input: no linear approximation here
-    se = _seeded(nn.Sequential(copy.deepcopy(torchvision.models.mobilenet_v3_small().features[:2])), 9, 48)
-    with pytest.raises(ValueError, match=r"cannot pass layer '0.1.block.1.scale_activation' \(Hardsigmoid\)"):
-        expanded_weights(se, "0.0.0", "0.1")
+    gated = _seeded(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Hardsigmoid()), 9, 8)  # a gate outside squeeze-and-excitation
+    with pytest.raises(ValueError, match=r"cannot pass layer '1' \(Hardsigmoid\)"):
+        expanded_weights(gated, "0", "1")
+
+
+# ------------------------------------------------------------------------------- squeeze-and-excitation
+
+
+def test_squeeze_excitation_is_its_gate_at_a_zero_input():
+    from torchvision.ops import SqueezeExcitation
+
+    model = _seeded(nn.Sequential(nn.Identity(), nn.Conv2d(3, 8, 3), SqueezeExcitation(8, 4, scale_activation=nn.Hardsigmoid)), 10, 9)
+    se = model[2]
+    with torch.no_grad():  # biases that put some of fc1 below zero, so the gate's real ReLU matters
+        se.fc1.bias.copy_(torch.tensor([1.0, -1.0, 0.5, -0.5], dtype=torch.float64))
+    hidden = se.fc1.bias.detach().clamp_min(0)  # fc1(0) = its bias, then the real ReLU
+    gate = F.hardsigmoid(se.fc2.weight.detach()[:, :, 0, 0] @ hidden + se.fc2.bias.detach())
+    assert 0.05 < float(gate.min()) and float(gate.max()) < 0.95  # on the gate's sloped part: a real scale
+    e = expanded_weights(model, "0", "2")  # from the input: the conv's kernels, each scaled by its channel's gate
+    torch.testing.assert_close(e, gate[:, None, None, None] * model[1].weight.detach(), rtol=1e-12, atol=1e-12)
+    _matches_gradient(model, "0", "2", [0, 7])
+
+
+def test_mobilenet_v3_blocks_with_squeeze_excitation():
+    features = torchvision.models.mobilenet_v3_small().features
+    model = _seeded(copy.deepcopy(features[:6]), 11, 160)  # blocks 1, 4, 5 have squeeze-and-excitation
+    e = _matches_gradient(model, "0.0", "5", [0, 39])
+    assert e.weights.shape == (40, 16, 63, 63) and e.stride == (8, 8)
