@@ -32,9 +32,39 @@ from circuits_vision.weights._trace import Node
 TO_CHANNELS_LAST, TO_CHANNELS_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
 
 
+def permutation(node: Node) -> tuple[int, ...] | None:
+    """The dims of a ``permute`` call on a 4-d tensor, normalised to 0..3 (``None`` for anything else)."""
+    dims = node.args[1:] or (node.kwargs.get("dims"),)
+    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+        dims = tuple(dims[0])
+    x = node.args[0] if node.args else None
+    if not isinstance(x, Node) or x.shape is None or len(x.shape) != 4 or len(dims) != 4:
+        return None
+    if any(not isinstance(d, int) for d in dims):
+        return None
+    return tuple(d % 4 for d in dims)
+
+
+def channels_last_nodes(nodes: list[Node], keeps_layout) -> set[Node]:
+    """The nodes holding ``[N, H, W, C]`` maps: a ``permute(0, 2, 3, 1)`` of an NCHW map, and whatever
+    ``keeps_layout(node)`` (Linear, LayerNorm, activations, arithmetic) computes from one, until
+    ``permute(0, 3, 1, 2)``. A property of the whole graph, so a source inside such a block is read right."""
+    last: set[Node] = set()
+    for node in nodes:  # execution order: inputs come first
+        inputs = node.inputs
+        if node.op == "function" and node.target == "permute":
+            if inputs and inputs[0] not in last and permutation(node) == TO_CHANNELS_LAST:
+                last.add(node)
+        elif node.op == "item" and inputs and inputs[0] in last:
+            last.add(node)
+        elif any(n in last for n in inputs) and keeps_layout(node):
+            last.add(node)
+    return last
+
+
 class ChannelRules:
-    """Mixin for the walker: needs ``like``, ``compose``, ``channels_last`` (a set of nodes), ``_pool`` and
-    ``_unsupported``."""
+    """Mixin for the walker: needs ``like``, ``compose``, ``channels_last`` (see :func:`channels_last_nodes`),
+    ``_pool`` and ``_unsupported``."""
 
     like: torch.Tensor
     channels_last: set[Node]
@@ -43,24 +73,14 @@ class ChannelRules:
         return x in self.channels_last or (x.shape is not None and len(x.shape) == 2)
 
     def _permute(self, node: Node, kernel: Kernel) -> Kernel:
-        x = node.args[0]
-        dims = node.args[1:] or (node.kwargs.get("dims"),)
-        if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
-            dims = dims[0]
-        if x.shape is None or len(x.shape) != 4 or any(not isinstance(d, int) for d in dims) or len(dims) != 4:
-            raise self._unsupported(node, "a permutation of a tensor that is not [N, C, H, W]")
-        dims = tuple(d % 4 for d in dims)
-        if x in self.channels_last and dims == TO_CHANNELS_FIRST:
+        x, dims = node.args[0], permutation(node)
+        if dims == TO_CHANNELS_FIRST and x in self.channels_last or dims == TO_CHANNELS_LAST and node in self.channels_last:
             return kernel
-        if x not in self.channels_last and dims == TO_CHANNELS_LAST:
-            self.channels_last.add(node)
-            return kernel
-        raise self._unsupported(node, f"a permutation {dims} other than NCHW <-> NHWC")
+        raise self._unsupported(node, f"a permutation {dims} of a tensor that is not NCHW -> NHWC or back")
 
     def _linear(self, node: Node, kernel: Kernel, x: Node, weight: torch.Tensor) -> Kernel:
         if not self._last_axis_is_channels(x):
             raise self._unsupported(node, "a Linear on the last axis of an [N, C, H, W] map (it would mix positions)")
-        self._keep_layout(node, x)
         return _kernel.convolve(kernel, weight.to(self.like)[:, :, None, None], (1, 1), (0, 0), (1, 1), self.compose)
 
     def _layer_norm(self, node: Node, kernel: Kernel, x: Node, normalized_shape, weight: torch.Tensor | None) -> Kernel:
@@ -68,7 +88,6 @@ class ChannelRules:
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         if shape != (channels,) or not self._last_axis_is_channels(x):
             raise self._unsupported(node, f"a LayerNorm over {shape}, not over the channels alone")
-        self._keep_layout(node, x)
         eye = torch.eye(channels, dtype=self.like.dtype, device=self.like.device)
         mix = eye - 1.0 / channels  # x - mean over channels
         if weight is not None:
@@ -114,12 +133,8 @@ class ChannelRules:
             else (len(shape) >= 3 and shape[-3:] == (channels, 1, 1) and all(s == 1 for s in shape[:-3]))
         if not per_channel:
             raise self._unsupported(node, f"a product with a {shape} tensor that is not one number per channel")
-        self._keep_layout(node, x)
         return constant.reshape(-1)
 
-    def _keep_layout(self, node: Node, x: Node) -> None:
-        if x in self.channels_last:
-            self.channels_last.add(node)
 
 
 def linear_weight(node: Node) -> torch.Tensor:

@@ -21,6 +21,7 @@ from circuits_vision.weights import _kernel
 from circuits_vision.weights._kernel import Kernel, Pair
 from circuits_vision.weights._rules import (
     ChannelRules,
+    channels_last_nodes,
     layer_norm_arguments,
     linear_weight,
     squeeze_excitation_gate,
@@ -199,7 +200,7 @@ class _Walker(ChannelRules):
     def __init__(self, graph: Graph, like: torch.Tensor, maxpool: str, compose, source_channels=None) -> None:
         self.graph, self.like, self.maxpool, self.compose = graph, like, maxpool, compose
         self.source_channels = source_channels
-        self.channels_last: set[Node] = set()  # nodes holding [N, H, W, C] (between two permutes)
+        self.channels_last = channels_last_nodes(graph.nodes, _keeps_channels_last)  # [N, H, W, C] maps
 
     def run(self, source: Node, target: Node, source_name: str, target_name: str) -> Kernel:
         on_path = descendants(source) & ancestors(target)
@@ -208,8 +209,9 @@ class _Walker(ChannelRules):
                 f"layer '{target_name}' does not depend on layer '{source_name}' (it is computed before it or on "
                 "another path), so there are no expanded weights from the source to the target; swap them?"
             )
-        columns = None if self.source_channels is None else _source_columns(self.source_channels, source.channels, source_name)
-        values: dict[Node, Kernel] = {source: _kernel.identity(source.channels, columns)}
+        width = source.shape[-1] if source in self.channels_last else source.channels
+        columns = None if self.source_channels is None else _source_columns(self.source_channels, width, source_name)
+        values: dict[Node, Kernel] = {source: _kernel.identity(width, columns)}
         for node in self.graph.nodes:
             if node in on_path and node is not source:
                 values[node] = self._step(node, values)
@@ -219,13 +221,9 @@ class _Walker(ChannelRules):
     def _step(self, node: Node, values: dict[Node, Kernel]) -> Kernel:
         if node.op == "function" and node.target == "permute" and node.args and node.args[0] in values:
             return self._permute(node, values[node.args[0]])
-        if any(n in self.channels_last for n in node.inputs if n in values):
-            allowed = isinstance(node.module, _CHANNELS_LAST_MODULES) if node.op == "module" else (
-                node.target in _CHANNELS_LAST_FUNCTIONS)
-            if not allowed:
-                raise self._unsupported(node, "a layer on a channels-last (permuted) map; there only Linear, LayerNorm, "
-                                              "activations and arithmetic are supported")
-            self.channels_last.add(node)
+        if any(n in self.channels_last for n in node.inputs if n in values) and not _keeps_channels_last(node):
+            raise self._unsupported(node, "a layer on a channels-last (permuted) map; there only Linear, LayerNorm, "
+                                          "activations and arithmetic are supported")
         if node.op == "module":
             inputs = [values[n] for n in node.inputs if n in values]
             first = node.args[0] if node.args else None
@@ -402,6 +400,13 @@ def _source_columns(channels, width: int, layer: str) -> torch.Tensor:
     if bad:
         raise IndexError(f"source_channels {bad} out of range: layer '{layer}' has {width} channels (0..{width - 1})")
     return torch.tensor(listed, dtype=torch.long)
+
+
+def _keeps_channels_last(node: Node) -> bool:
+    """Layers that act on the last axis or elementwise, so a channels-last map stays one."""
+    if node.op == "module":
+        return isinstance(node.module, _CHANNELS_LAST_MODULES)
+    return node.op == "function" and node.target in _CHANNELS_LAST_FUNCTIONS
 
 
 def _is_number(value) -> bool:

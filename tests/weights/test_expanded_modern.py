@@ -187,3 +187,15 @@ def test_mobilenet_v3_blocks_with_squeeze_excitation():
     model = _seeded(copy.deepcopy(features[:6]), 11, 160)  # blocks 1, 4, 5 have squeeze-and-excitation
     e = _matches_gradient(model, "0.0", "5", [0, 39])
     assert e.weights.shape == (40, 16, 63, 63) and e.stride == (8, 8)
+
+
+def test_a_source_inside_a_channels_last_block_is_read_by_its_channels():
+    from torchvision.models.convnext import CNBlock
+
+    block = CNBlock(96, layer_scale=1e-6, stochastic_depth_prob=0.0)
+    model = _seeded(nn.Sequential(nn.Conv2d(3, 96, 4, stride=4), block), 12, 64)  # block.2: LayerNorm on [N, 16, 16, 96]
+    w1, w2 = block.block[3].weight.detach(), block.block[5].weight.detach()  # Linear 96 -> 384 -> 96
+    torch.testing.assert_close(expanded_weights(model, "1.block.2", "1.block.3"), w1[:, :, None, None])
+    torch.testing.assert_close(expanded_weights(model, "1.block.2", "1.block.5"), (w2 @ w1)[:, :, None, None])
+    torch.testing.assert_close(expanded_weights(model, "1.block.2", "1.block.5", source_channels=[95, 0]),
+                               (w2 @ w1)[:, [95, 0], None, None])
