@@ -44,6 +44,19 @@ class SettingsMismatchError(ValueError):
     """The directory holds an atlas built with other settings; the message lists the differences."""
 
 
+class CorruptAtlasFileError(ValueError):
+    """A file of the atlas directory cannot be parsed; the message names the file and what to do."""
+
+
+def read_json(path: str | os.PathLike, *, fix: str):
+    """The JSON value in ``path``, or :class:`CorruptAtlasFileError` naming the file and ``fix``."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise CorruptAtlasFileError(f"{path} is not valid JSON ({error}); it was damaged or edited: {fix}") from None
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> Path:
     """Write ``data`` to ``path`` so that ``path`` is never seen half-written.
 
@@ -60,11 +73,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = Tr
             if fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(error, OSError) and error.filename is None:  # a full disk fails in write(), naming no file
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         raise
     return path
 
@@ -252,7 +267,10 @@ def check_settings(directory: str | os.PathLike, settings: dict) -> None:
     if not path.exists():
         atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True))
         return
-    stored = json.loads(path.read_text())
+    stored = read_json(path, fix="restore it, or delete it to continue this atlas with this run's settings")
+    if not isinstance(stored, dict):
+        raise CorruptAtlasFileError(f"{path} holds no settings object; restore it, or delete it to continue "
+                                    "this atlas with this run's settings")
     keys = sorted(set(stored) | set(settings))
     differences = [f"  {k}: atlas has {stored.get(k)!r}, this run has {settings.get(k)!r}"
                    for k in keys if stored.get(k) != settings.get(k)]
@@ -271,17 +289,51 @@ def records_path(directory: str | os.PathLike, rank: int) -> Path:
     return Path(directory) / RECORDS_DIR / f"rank{rank}.jsonl"
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The records of a JSON-lines file ([] if missing)."""
+RECORD_KEYS = ("layer", "unit", "image")
+
+
+def read_jsonl(path: str | os.PathLike, *, required: tuple[str, ...] = ()) -> list[dict]:
+    """The records of a JSON-lines file ([] if missing); a line that is no JSON object with the
+    ``required`` keys raises :class:`CorruptAtlasFileError` naming the file and line."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as error:
+            record = error
+        if not isinstance(record, dict) or any(key not in record for key in required):
+            problem = f"is not valid JSON ({record})" if isinstance(record, ValueError) else (
+                f"lacks {[k for k in required if k not in record]}" if isinstance(record, dict) else "is no JSON object")
+            raise CorruptAtlasFileError(
+                f"{path} line {number} {problem}; the file was damaged or edited. Delete it to render the units "
+                "it lists again, or restore it"
+            )
+        records.append(record)
+    return records
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def prune_records(directory: str | os.PathLike) -> dict[tuple[str, int], dict]:
+    """:func:`read_records`, after rewriting each rank's file without records whose image is missing and
+    without repeated units (the last record of a unit is kept), so that a unit rendered again has one record."""
+    directory = Path(directory)
+    folder = directory / RECORDS_DIR
+    for path in sorted(folder.glob("rank*.jsonl")) if folder.is_dir() else []:
+        records = read_jsonl(path, required=RECORD_KEYS)
+        latest = {(r["layer"], int(r["unit"])): r for r in records if (directory / r["image"]).is_file()}
+        kept = list(latest.values())
+        if len(kept) != len(records):
+            write_jsonl(path, kept)
+    return read_records(directory)
 
 
 def read_records(directory: str | os.PathLike) -> dict[tuple[str, int], dict]:
@@ -289,7 +341,7 @@ def read_records(directory: str | os.PathLike) -> dict[tuple[str, int], dict]:
     found: dict[tuple[str, int], dict] = {}
     folder = Path(directory) / RECORDS_DIR
     for path in sorted(folder.glob("rank*.jsonl")) if folder.is_dir() else []:
-        for record in read_jsonl(path):
+        for record in read_jsonl(path, required=RECORD_KEYS):
             if (Path(directory) / record["image"]).is_file():
                 found[(record["layer"], int(record["unit"]))] = record
     return found
