@@ -78,10 +78,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = Tr
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(error, OSError) and error.filename is None:  # a full disk fails in write(), naming no file
-            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        if isinstance(error, OSError):
+            raise _named(error, path) from error
         raise
     return path
+
+
+def _named(error: OSError, path: Path) -> OSError:
+    """``error`` with ``path`` as its file name when it names none (a full disk fails in ``write()``)."""
+    if error.filename is not None:
+        return error
+    return OSError(error.errno, error.strerror or str(error), str(path))
 
 
 def remove_temporary_files(directory: str | os.PathLike) -> int:
@@ -160,10 +167,13 @@ def _create_with_content(path: Path, data: bytes) -> bool:
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as error:
+            raise _named(error, path) from error
         try:
             os.link(tmp, path)
         except FileExistsError:
