@@ -16,11 +16,12 @@ from circuits_vision.atlas.build import AtlasResult, build, weights_fingerprint
 from circuits_vision.atlas.layers import default_layers
 from circuits_vision.atlas.report import circuit_report
 from circuits_vision.atlas.serve import serve
-from circuits_vision.atlas.store import AtlasLockedError, SettingsMismatchError
+from circuits_vision.atlas.store import AtlasLockedError, CorruptAtlasFileError, SettingsMismatchError
 
 __all__ = [
     "AtlasLockedError",
     "AtlasResult",
+    "CorruptAtlasFileError",
     "SettingsMismatchError",
     "build",
     "circuit_report",
