@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from circuits_vision.analysis import attribution as A
+from circuits_vision.analysis import dictionary, groups
 
 
 class PlantedLinear(nn.Module):
@@ -148,3 +149,105 @@ def test_attribution_tables_and_text():
     assert len(rows) == 4 and rows[0]["channel"] == int(attr.channel[0].argmax())
     assert "gradient attribution of conv1 to logit 1" in str(attr)
     assert "Attribution(" in repr(attr)
+
+
+# --- neuron groups and the semantic dictionary -------------------------------------------------------
+
+D1 = torch.tensor([1.0, 0.5, 0.0, 0.0, 2.0])
+D2 = torch.tensor([0.0, 0.2, 1.5, 1.0, 0.0])
+
+
+class TwoGroups(nn.Module):
+    """``layer`` = relu(image red) * D1 + relu(image green) * D2 at every position: exactly two groups,
+    followed by a linear read-out ``out`` (channel sums weighted by ``READOUT``)."""
+
+    READOUT = torch.tensor([[1.0, -1.0, 2.0, 0.5, 0.25]])
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Conv2d(3, 5, 1, bias=False)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out = nn.Linear(5, 1, bias=False)
+        with torch.no_grad():
+            self.layer.weight.zero_()
+            self.layer.weight[:, 0, 0, 0] = D1
+            self.layer.weight[:, 1, 0, 0] = D2
+            self.out.weight.copy_(self.READOUT)
+
+    def forward(self, x):
+        return self.out(self.pool(self.layer(x)).flatten(1))
+
+
+def separable_images(n=1, size=8, seed=4):
+    """Random images whose left columns have no green and right columns no red: every group has positions
+    of its own, which makes the non-negative factorisation unique (up to scale)."""
+    x = images(n, size, seed)
+    x[:, 1, :, :2] = 0
+    x[:, 0, :, -2:] = 0
+    return x
+
+
+def _cosine(a, b):
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+
+def test_neuron_groups_recover_the_planted_directions_and_where_they_are():
+    model = TwoGroups().eval()
+    x = separable_images(n=1, size=8, seed=4)
+    found = groups.neuron_groups(model, x[0], "layer", k=2)
+    assert found.relative_error < 1e-3
+    first = 0 if _cosine(found.directions[0], D1) > _cosine(found.directions[1], D1) else 1
+    assert _cosine(found.directions[first], D1) > 0.999
+    assert _cosine(found.directions[1 - first], D2) > 0.999
+    # where group "D1" is present follows the red channel of the image
+    assert _cosine(found.spatial[0, first].flatten(), x[0, 0].flatten()) > 0.999
+    assert _cosine(found.spatial[0, 1 - first].flatten(), x[0, 1].flatten()) > 0.999
+    assert found.top_units(first, k=1)[0][0] == 4
+
+
+def test_neuron_group_attributions_split_the_total():
+    model = TwoGroups().eval()
+    x = separable_images(n=2, size=8, seed=5)
+    found = groups.neuron_groups(model, x, "layer", k=2, target=0)
+    total = A.attribute(model, x, "layer", 0).total
+    torch.testing.assert_close(found.attribution.sum(1), total, rtol=1e-4, atol=1e-5)
+    # the planted read-out: group D1 contributes relu(red) . (D1 . READOUT) / HW per image
+    w1 = float(D1 @ TwoGroups.READOUT[0])
+    first = 0 if _cosine(found.directions[0], D1) > 0.99 else 1
+    torch.testing.assert_close(found.attribution[:, first], x[:, 0].mean((1, 2)) * w1, rtol=1e-3, atol=1e-4)
+    assert "2 neuron groups of layer" in str(found)
+
+
+def test_groups_render_in_one_batched_call(monkeypatch):
+    model = TwoGroups().eval()
+    found = groups.neuron_groups(model, separable_images(), "layer", k=2)
+    calls = []
+    monkeypatch.setattr(groups, "render", lambda m, objectives, **kw: calls.append(objectives) or "rendered")
+    assert found.render(model, steps=3) == "rendered"
+    assert len(calls) == 1 and [o.name for o in calls[0]] == ["direction", "direction"]
+
+
+def test_neuron_groups_reject_negative_layers_and_bad_k():
+    model = TwoGroups().eval()
+    with pytest.raises(ValueError, match="between 1 and the layer's 5 channels"):
+        groups.neuron_groups(model, images(n=1), "layer", k=6)
+    with torch.no_grad():
+        model.layer.weight[0, 2] = -1.0
+    with pytest.raises(ValueError, match="NMF needs a non-negative"):
+        groups.neuron_groups(model, images(n=1), "layer", k=2)
+
+
+def test_semantic_dictionary_lists_each_positions_strongest_units():
+    model = TwoGroups().eval()
+    x = images(n=1, size=4, seed=6)
+    words = dictionary.semantic_dictionary(model, x, "layer", k=2)
+    acts = model.layer(x).detach()[0]  # [5, 4, 4]
+    for y in range(4):
+        for col in range(4):
+            expected = acts[:, y, col].argsort(descending=True)[:2]
+            assert words.units[0, y, col].tolist() == expected.tolist()
+    assert words.used_units() == sorted({int(u) for u in words.units.flatten()})
+    torch.testing.assert_close(words.magnitude[0], acts.norm(dim=0))
+    rendered = words.render(model, steps=2, size=8, progress=False)
+    assert rendered.images.shape == (len(words.used_units()), 3, 8, 8)
+    assert words.thumbnail_index(words.used_units()[-1]) == len(words.used_units()) - 1
