@@ -174,7 +174,9 @@ def render(
             or ``"bf16"`` (bfloat16 autocast of the forward), ``"tf32"``.
         images_per_objective: images per objective; the objective sees all of them (``batch=i``
             picks one; ``diversity`` works across them).
-        redirect_relu: ``"lucid"``, ``"lucent"``, ``None`` (off), or ``"preset"`` (the preset's).
+        redirect_relu: ``"lucid"``, ``"lucent"``, ``None`` (off), or ``"preset"`` (the preset's); every
+            ReLU spelling is redirected (``nn.ReLU``, ``F.relu``, ``torch.relu``, ``x.relu_()``, ...),
+            and a model that computes no ReLU gets a :class:`~circuits_vision.optvis.NoReLUWarning`.
         fused: use the fused image pipeline (default: whenever the parameterization and transforms allow).
         memory_budget: bytes the automatic batch size may use (default: half the free GPU memory,
             or a quarter of RAM capped at 4 GiB on the CPU).
