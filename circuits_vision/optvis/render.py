@@ -159,7 +159,8 @@ def render(
         thresholds: steps after which to store a snapshot of the images (``RenderResult.snapshots``).
         batch_size: images optimised together; ``None`` picks the largest batch under ``memory_budget``.
         device: where to render; must be the model's device (default: the model's).
-        param: ``"fft"`` (default), ``"pixel"``, ``"cppn"``, a factory such as ``param.FFT(decay_power=1.5)``
+        param: ``"fft"`` (default), ``"pixel"``, ``"cppn"`` (with lucid's CPPN defaults: Adam 0.005 and
+            no transforms unless ``optimizer`` / ``transforms`` say otherwise), a factory such as ``param.FFT(decay_power=1.5)``
             called as ``factory(batch=, height=, width=, generator=, device=)``, or a lucent-style
             function of no arguments returning ``(params, image_f)`` for all the images.
         transforms: a list or ``compose(...)`` of transforms (default: the preset's). Geometric
@@ -215,12 +216,17 @@ def render(
     mode = {None: "tf32", False: "fp32", True: "bf16"}.get(autocast, autocast) if not isinstance(autocast, str) else autocast
     redirect = config.redirect_relu if redirect_relu == "preset" else redirect_relu
 
+    resolved_param = _resolve_param(param, config)
+    if isinstance(resolved_param, CPPN):  # lucid's CPPN notebook: Adam 0.005, no transforms
+        optimizer = optimizer or _default_optimizer(resolved_param.learning_rate)
+        if transforms is None:
+            transforms = []
     transform = config.transforms() if transforms is None else (
         transforms if isinstance(transforms, T_.Compose) else T_.compose(list(transforms))
     )
     plan = _Plan(
         model=model, objectives=objective_list, steps=steps, size=size, seed=seed, thresholds=thresholds,
-        group=group, device=device, param=_resolve_param(param, config), transform=transform,
+        group=group, device=device, param=resolved_param, transform=transform,
         model_input=config.model_input(size), optimizer=optimizer or _default_optimizer(config.learning_rate),
         redirect=redirect, fused=fused, precision=mode, channels_last=bool(channels_last),
     )
