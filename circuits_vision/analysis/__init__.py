@@ -11,3 +11,5 @@ from circuits_vision.analysis import attribution, dictionary, groups  # noqa: F4
 from circuits_vision.analysis.attribution import Attribution, Target, UnitAttribution, attribute, between  # noqa: F401
 from circuits_vision.analysis.dictionary import SemanticDictionary, semantic_dictionary  # noqa: F401
 from circuits_vision.analysis.groups import NeuronGroups, neuron_groups  # noqa: F401
+from circuits_vision.analysis import ablation, curve_circuits  # noqa: F401
+from circuits_vision.analysis.ablation import ablate  # noqa: F401  (cv.analysis.ablate)
