@@ -276,13 +276,15 @@ def test_second_order_gradients_are_a_clear_error():
         (grad_x.sum() + grad_theta.sum()).backward()
 
 
-@pytest.mark.parametrize("path", ["op", "fallback"])
+@pytest.mark.parametrize("path", ["op", "fallback", "meta"])
 def test_output_too_large_for_int64_is_a_value_error(monkeypatch, path):
-    if path == "op" and not _extension.extension_available():
+    if path != "fallback" and not _extension.extension_available():
         pytest.skip("compiled extension not built")
     if path == "fallback":
         monkeypatch.setattr(image_pipeline_module, "use_fallback", lambda name: True)
     args = _valid_args()
+    if path == "meta":
+        args = [a.to("meta") if isinstance(a, torch.Tensor) else a for a in args]
     args[4] = [2**40, 2**40]
     with pytest.raises(ValueError, match=r"the output \[2, 3, 1099511627776, 1099511627776\] has more elements than "
                                          "int64 can count; use a smaller `out_size`"):
