@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -170,6 +171,27 @@ def test_bad_stride_is_named():
         compose_kernels(torch.randn(2, 2, 2, 2), torch.randn(2, 2, 2, 2), 0)
     with pytest.raises(ValueError, match="`dilation` must be an int or a pair"):
         compose_kernels(torch.randn(2, 2, 2, 2), torch.randn(2, 2, 2, 2), 1, (1, 2, 3))
+
+
+@pytest.mark.parametrize(
+    "stride,error,message",
+    [
+        (2.5, TypeError, r"`stride` must be an int or a pair \(y, x\), got 2.5"),  # int() would truncate it to 2
+        ((1, 2.0), TypeError, r"got \(1, 2.0\)"),
+        (True, TypeError, "got True"),
+        (2**63, ValueError, "of values that fit in int64, got 9223372036854775808"),  # past what the schema holds
+    ],
+)
+def test_stride_that_is_not_an_int64_is_named(stride, error, message):
+    with pytest.raises(error, match=message):
+        compose_kernels(torch.randn(2, 2, 2, 2), torch.randn(2, 2, 2, 2), stride)
+
+
+def test_stride_accepts_integer_likes():
+    outer, inner = torch.randn(2, 2, 2, 2), torch.randn(2, 2, 2, 2)
+    want = compose_kernels(outer, inner, (2, 1))
+    for stride in [(np.int64(2), 1), torch.tensor([2, 1]), [2, 1]]:
+        torch.testing.assert_close(compose_kernels(outer, inner, stride), want, atol=0, rtol=0)
 
 
 HUGE = [
