@@ -127,7 +127,7 @@ if extension_available():
                 terms.append(compose(gg_outer, inner, ctx.stride, ctx.dilation))
             if gg_inner is not None:
                 terms.append(compose(outer, gg_inner, ctx.stride, ctx.dilation))
-            d_grad = sum(terms[1:], terms[0]) if terms else None
+            d_grad = None if not terms else terms[0] if len(terms) == 1 else terms[0] + terms[1]
         if need_outer and gg_inner is not None:
             d_outer = adjoint(grad, outer, gg_inner, ctx.stride, ctx.dilation)[0]
         if need_inner and gg_outer is not None:
