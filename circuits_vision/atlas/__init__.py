@@ -14,7 +14,7 @@
 
 from circuits_vision.atlas.build import AtlasResult, build, weights_fingerprint
 from circuits_vision.atlas.layers import default_layers
-from circuits_vision.atlas.report import circuit_report
+from circuits_vision.atlas.report import LayerOrderError, circuit_report
 from circuits_vision.atlas.serve import serve
 from circuits_vision.atlas.store import AtlasLockedError, CorruptAtlasFileError, SettingsMismatchError
 
@@ -22,6 +22,7 @@ __all__ = [
     "AtlasLockedError",
     "AtlasResult",
     "CorruptAtlasFileError",
+    "LayerOrderError",
     "SettingsMismatchError",
     "build",
     "circuit_report",
