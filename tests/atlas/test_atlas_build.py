@@ -326,3 +326,39 @@ def test_a_small_atlas_analyses_only_its_units_and_shows_progress(tiny, tmp_path
     err = capsys.readouterr().err
     assert "atlas analyses" in err and "8/8" in err  # 2 layers x 4 parts, with elapsed<remaining time
     assert "circuit report" in err and "4/4" in err
+
+
+def _build_racing(model, out, barrier, outcomes):
+    import warnings
+
+    torch.set_num_threads(1)
+    barrier.wait()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            atlas.build(model, ["conv2d1"], out, parts=(), **FAST)
+        outcomes.put("built")
+    except atlas.AtlasLockedError:
+        outcomes.put("refused")
+    except Exception as error:  # e.g. the other run's clean-up pulling files from under this one
+        outcomes.put(f"{type(error).__name__}: {error}")
+
+
+def test_two_builds_started_together_on_a_stale_lock_let_one_through(tiny, tmp_path):
+    import multiprocessing
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    context = multiprocessing.get_context("fork")
+    for trial in range(3):
+        out = tmp_path / f"trial{trial}"
+        out.mkdir()
+        (out / store.LOCK_FILE).write_text(json.dumps({"pid": int(finished.stdout), "host": os.uname().nodename}))
+        barrier, outcomes = context.Barrier(2, timeout=60), context.Queue()
+        racers = [context.Process(target=_build_racing, args=(tiny, out, barrier, outcomes)) for _ in range(2)]
+        for racer in racers:
+            racer.start()
+        results = sorted(outcomes.get(timeout=120) for _ in racers)
+        for racer in racers:
+            racer.join(30)
+        assert results == ["built", "refused"], results
+        assert len(store.read_jsonl(store.records_path(out, 0))) == 6 and not (out / store.LOCK_FILE).exists()
