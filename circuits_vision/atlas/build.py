@@ -153,9 +153,11 @@ def build(
             its image does not depend on ``chunk_size``, ``batch_size``, the other units or resuming.
         k: strongest inputs/outputs (and dataset examples) shown per unit.
         parts: which per-unit analyses to compute (default all of ``analyses.PARTS``: "inputs", "outputs",
-            "family", "branch", "tuning", "examples"); the others show as "not computed".
-        report: write the circuit report of a layer pair: ``True`` (a default pair), ``(source, target)``, False.
-        progress: tqdm bar of units done / total with ETA.
+            "family", "branch", "tuning", "examples"); the others show what an earlier run into ``out``
+            computed, else "not computed". With ``units_per_layer`` they cover the atlas's units only.
+        report: write the circuit report of a layer pair: ``True`` (a default pair), ``(source, target)``, or
+            False (none now; a report an earlier run wrote stays linked).
+        progress: tqdm bars with ETA: units rendered, analyses done, report sections.
         on_progress: called as ``on_progress(units_done, units_total)`` after every chunk is stored.
         render_options: more keyword arguments for ``render`` (part of the settings).
         log: where messages go (default: ``tqdm.write``).
@@ -163,7 +165,9 @@ def build(
     Raises:
         AtlasLockedError: another live run is writing to ``out``.
         SettingsMismatchError: ``out`` holds an atlas made with other settings.
+        CorruptAtlasFileError: a settings, record or analysis file of ``out`` is damaged (the message names it).
         UnknownLayerError: an unknown layer name (the message lists close names).
+        OSError: ``out`` cannot be written (read-only, full, a file where a folder should be), naming the path.
     """
     log = log or tqdm.write
     dist, rank, world = _distributed()
