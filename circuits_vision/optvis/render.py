@@ -160,7 +160,8 @@ def render(
         thresholds: steps after which to store a snapshot of the images (``RenderResult.snapshots``).
         batch_size: images optimised together; ``None`` picks the largest batch under ``memory_budget``.
         device: where to render; must be the model's device (default: the model's).
-        param: ``"fft"`` (default), ``"pixel"``, ``"cppn"``, a factory such as ``param.FFT(decay_power=1.5)``
+        param: ``"fft"`` (default), ``"pixel"``, ``"cppn"`` (with lucid's CPPN defaults: Adam 0.005 and
+            no transforms unless ``optimizer`` / ``transforms`` say otherwise), a factory such as ``param.FFT(decay_power=1.5)``
             called as ``factory(batch=, height=, width=, generator=, device=)``, or a lucent-style
             function of no arguments returning ``(params, image_f)`` for all the images.
         transforms: a list or ``compose(...)`` of transforms (default: the preset's). Geometric
@@ -175,7 +176,9 @@ def render(
             or ``"bf16"`` (bfloat16 autocast of the forward), ``"tf32"``.
         images_per_objective: images per objective; the objective sees all of them (``batch=i``
             picks one; ``diversity`` works across them).
-        redirect_relu: ``"lucid"``, ``"lucent"``, ``None`` (off), or ``"preset"`` (the preset's).
+        redirect_relu: ``"lucid"``, ``"lucent"``, ``None`` (off), or ``"preset"`` (the preset's); every
+            ReLU spelling is redirected (``nn.ReLU``, ``F.relu``, ``torch.relu``, ``x.relu_()``, ...),
+            and a model that computes no ReLU gets a :class:`~circuits_vision.optvis.NoReLUWarning`.
         fused: use the fused image pipeline (default: whenever the parameterization and transforms allow).
         memory_budget: bytes the automatic batch size may use (default: half the free GPU memory,
             or a quarter of RAM capped at 4 GiB on the CPU).
@@ -222,12 +225,17 @@ def render(
     mode = {None: "tf32", False: "fp32", True: "bf16"}.get(autocast, autocast) if not isinstance(autocast, str) else autocast
     redirect = config.redirect_relu if redirect_relu == "preset" else redirect_relu
 
+    resolved_param = _resolve_param(param, config)
+    if isinstance(resolved_param, CPPN):  # lucid's CPPN notebook: Adam 0.005, no transforms
+        optimizer = optimizer or _default_optimizer(resolved_param.learning_rate)
+        if transforms is None:
+            transforms = []
     transform = config.transforms() if transforms is None else (
         transforms if isinstance(transforms, T_.Compose) else T_.compose(list(transforms))
     )
     plan = _Plan(
         model=model, objectives=objective_list, steps=steps, size=size, seed=seed, thresholds=thresholds,
-        group=group, device=device, param=_resolve_param(param, config), transform=transform,
+        group=group, device=device, param=resolved_param, transform=transform,
         model_input=config.model_input(size), optimizer=optimizer or _default_optimizer(config.learning_rate),
         redirect=redirect, fused=fused, precision=mode, channels_last=bool(channels_last), image_seeds=image_seeds,
     )
