@@ -308,3 +308,57 @@ def test_a_rerun_with_fewer_parts_and_no_report_keeps_what_was_computed(tiny, fu
     (copy / "analysis" / "mixed3b.family.json").write_text("[1, 2")
     with pytest.raises(store.CorruptAtlasFileError, match=r"mixed3b\.family\.json is not valid JSON.*delete it"):
         atlas.build(tiny, ["mixed3a", "mixed3b"], copy, **{**FAST, "size": 32}, chunk_size=8, parts=("branch",))
+
+
+def test_a_small_atlas_analyses_only_its_units_and_shows_progress(tiny, tmp_path, monkeypatch, capsys):
+    from circuits_vision.analysis import equivariance
+
+    searched, real = [], equivariance.report
+    monkeypatch.setattr(equivariance, "report", lambda *a, **kw: searched.append((a[1], kw.get("units"))) or real(*a, **kw))
+    atlas.build(tiny, ["mixed3a", "mixed3b"], tmp_path, units_per_layer=3, parts=("inputs", "outputs", "family", "tuning"),
+                **{**FAST, "report": ("mixed3a", "mixed3b"), "progress": True})
+    for layer in ("mixed3a", "mixed3b"):
+        for part in ("inputs", "family", "tuning"):
+            stored = json.loads((tmp_path / "analysis" / f"{layer}.{part}.json").read_text())
+            assert sorted(stored) == ["0", "1", "2"], (layer, part)
+    # the atlas's family part and the report's two family sections searched the first three units only
+    assert searched == [("mixed3a", [0, 1, 2]), ("mixed3b", [0, 1, 2]), ("mixed3a", [0, 1, 2]), ("mixed3b", [0, 1, 2])]
+    err = capsys.readouterr().err
+    assert "atlas analyses" in err and "8/8" in err  # 2 layers x 4 parts, with elapsed<remaining time
+    assert "circuit report" in err and "4/4" in err
+
+
+def _build_racing(model, out, barrier, outcomes):
+    import warnings
+
+    torch.set_num_threads(1)
+    barrier.wait()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            atlas.build(model, ["conv2d1"], out, parts=(), **FAST)
+        outcomes.put("built")
+    except atlas.AtlasLockedError:
+        outcomes.put("refused")
+    except Exception as error:  # e.g. the other run's clean-up pulling files from under this one
+        outcomes.put(f"{type(error).__name__}: {error}")
+
+
+def test_two_builds_started_together_on_a_stale_lock_let_one_through(tiny, tmp_path):
+    import multiprocessing
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    context = multiprocessing.get_context("fork")
+    for trial in range(3):
+        out = tmp_path / f"trial{trial}"
+        out.mkdir()
+        (out / store.LOCK_FILE).write_text(json.dumps({"pid": int(finished.stdout), "host": os.uname().nodename}))
+        barrier, outcomes = context.Barrier(2, timeout=60), context.Queue()
+        racers = [context.Process(target=_build_racing, args=(tiny, out, barrier, outcomes)) for _ in range(2)]
+        for racer in racers:
+            racer.start()
+        results = sorted(outcomes.get(timeout=120) for _ in racers)
+        for racer in racers:
+            racer.join(30)
+        assert results == ["built", "refused"], results
+        assert len(store.read_jsonl(store.records_path(out, 0))) == 6 and not (out / store.LOCK_FILE).exists()
