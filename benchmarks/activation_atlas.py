@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/activation_atlas.py                       # timing, 16 cells
     OMP_NUM_THREADS=1 python benchmarks/activation_atlas.py --out /tmp/aa --grid 12 --steps 256 --compare 0
+    OMP_NUM_THREADS=1 python benchmarks/activation_atlas.py --out /tmp/aa --curves-only --sampling norm --compare 0
 
 Builds an activation atlas of ``--layer`` on held-out scenes (the shipped model's training distribution),
 then renders ``--compare`` of its cells again one ``render`` call per cell with the same settings and
@@ -25,6 +26,7 @@ from circuits_vision.atlas.store import save_png
 from circuits_vision.models.shapes import metadata_path
 from circuits_vision.optvis import objectives as obj
 from circuits_vision.optvis import render
+from circuits_vision.stimuli.scenes import SHAPE_CLASSES
 
 
 def _circular_difference(a: float, b: float) -> float:
@@ -83,11 +85,21 @@ def main() -> None:
     parser.add_argument("--objective", default="direction", choices=["direction", "direction_neuron"])
     parser.add_argument("--compare", type=int, default=16, help="cells to render one at a time (0: skip)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--curves-only", action="store_true",
+                        help="only the held-out scenes of curves (any orientation): the atlas of the curve region")
     args = parser.parse_args()
 
     model = models.load("shapes")
     start = time.perf_counter()
-    result = atlas.activation_atlas(model, args.layer, grid=args.grid, n_images=args.images,
+    images = labels = None
+    if args.curves_only:
+        batches = list(atlas.heldout_scenes(3 * args.images, batch_size=512))
+        images, labels = torch.cat([b for b, _ in batches]), torch.cat([lab for _, lab in batches])
+        curve = [i for i, name in enumerate(SHAPE_CLASSES) if name.startswith("curve_")]
+        keep = torch.isin(labels, torch.tensor(curve)).nonzero().flatten()[: args.images]
+        images, labels = images[keep], labels[keep]
+    result = atlas.activation_atlas(model, args.layer, images, labels=labels, label_names=list(SHAPE_CLASSES),
+                                    grid=args.grid, n_images=args.images,
                                     positions_per_image=args.positions, reducer=args.reducer, min_count=args.min_count,
                                     steps=args.steps, size=args.size, sampling=args.sampling, objective=args.objective)
     total = time.perf_counter() - start
