@@ -49,9 +49,13 @@ class ResizeTo(engine_transforms.GeometricTransform):
         return (self.size, self.size)
 
     def sample(self, count, size, generator):
+        # align_corners=True: output pixel centre i reads input i * (in - 1) / (out - 1); with
+        # centres at half-integers that is u_in = (u_out - 1/2) * ratio + 1/2
         m = torch.eye(3, dtype=torch.float64).repeat(count, 1, 1)
-        m[:, 0, 0] = size[1] / self.size
-        m[:, 1, 1] = size[0] / self.size
+        for axis, extent in ((0, size[1]), (1, size[0])):
+            ratio = (extent - 1) / (self.size - 1) if self.size > 1 else 0.0
+            m[:, axis, axis] = ratio
+            m[:, axis, 2] = 0.5 - 0.5 * ratio
         return m
 
 
