@@ -98,6 +98,25 @@ def test_inceptionv1_without_random_transforms_equals_lucents(inception_pair):
     assert values[1] - values[0] == pytest.approx(values[2] - values[0], rel=0.05)
 
 
+@pytest.mark.parametrize("fft", [True, False])
+def test_the_images_of_a_batch_share_each_steps_transforms_as_in_lucent(net, fft):
+    """lucent draws one transform per step for the whole batch. Two images that start equal, under
+    an objective that treats them alike, must stay equal; per-image draws would pull them apart."""
+    def param_f():
+        params, image_f = param.image(24, batch=2, fft=fft)
+        with torch.no_grad():
+            params[0][1] = params[0][0]
+        return params, image_f
+
+    set_seed(6)
+    images = render.render_vis(net, "conv2:4", param_f, thresholds=(6,), progress=False, show_image=False)
+    assert render.last_run() == "engine"
+    set_seed(6)
+    start = render.tensor_to_img_array(param_f()[1]())
+    assert np.abs(images[0][0] - start[0]).max() > 1e-2  # they moved ...
+    np.testing.assert_allclose(images[0][0], images[0][1], atol=1e-5)  # ... together
+
+
 def _notebook_cells():
     from lucent.optvis import param as lp
 
@@ -134,18 +153,23 @@ def _notebook_cells():
 
 @pytest.mark.parametrize("cell", list(_notebook_cells()))
 def test_notebook_cells_reach_lucents_objective(net, cell):
-    """Each cell with random transforms, from the same seed: our final objective (on the final image,
-    without transforms) must improve on the start by at least 60 % of what lucent's improves."""
+    """Each cell with random transforms, from the same seeds: summed over two seeds, our final
+    objective (on the final image, without transforms) must improve on the start by at least 60 %
+    of what lucent's improves. One seed is too noisy for more: on the neuron cell lucent's own gain
+    ranges 0.06-0.26 over seeds 0-9 (mean 0.112; ours 0.106 on the engine, 0.096 in the eager loop)."""
     objective, p_ours, p_theirs, kwargs = _notebook_cells()[cell]
-    steps = 12
-    set_seed(3)
-    start = _objective_value(net, objective, render.tensor_to_img_array(p_ours()[1]()))
-    ours, theirs, path = _both(net, objective, p_ours, p_theirs, seed=3, thresholds=(steps // 2, steps), **kwargs)
-    assert path == "engine"
-    assert [a.shape for a in ours] == [b.shape for b in theirs]
-    ours_value, theirs_value = _objective_value(net, objective, ours[-1]), _objective_value(net, objective, theirs[-1])
-    assert theirs_value < start  # lucent improved it (the test means something)
-    assert start - ours_value >= 0.6 * (start - theirs_value), (start, ours_value, theirs_value)
+    steps, gains = 8, np.zeros(2)
+    for seed in (5, 6):
+        set_seed(seed)
+        start = _objective_value(net, objective, render.tensor_to_img_array(p_ours()[1]()))
+        ours, theirs, path = _both(net, objective, p_ours, p_theirs, seed=seed, thresholds=(steps // 2, steps), **kwargs)
+        assert path == "engine"
+        assert [a.shape for a in ours] == [b.shape for b in theirs]
+        assert ours[0].dtype == theirs[0].dtype == np.float32
+        gains += [start - _objective_value(net, objective, ours[-1]), start - _objective_value(net, objective, theirs[-1])]
+    print(cell, "ours / lucent gain", gains[0] / gains[1])
+    assert gains[1] > 0  # lucent improved it (the comparison means something)
+    assert gains[0] >= 0.6 * gains[1], gains
 
 
 def test_a_closure_optimizer_runs_in_the_eager_loop(net):
