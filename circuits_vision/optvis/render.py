@@ -32,7 +32,7 @@ from circuits_vision.optvis._validate import (
     runs_at,
 )
 from circuits_vision.optvis.adam import Adam
-from circuits_vision.optvis.objectives import INPUT, Objective, as_objective
+from circuits_vision.optvis.objectives import INPUT, Objective
 from circuits_vision.optvis.param import CPPN, FFT, ImageFunction, Pixel
 from circuits_vision.optvis.pipeline import fused_image_pipeline, image_pipeline_torch
 from circuits_vision.optvis.redirect import redirected_relus
