@@ -13,7 +13,7 @@ Prints, with the toolkit's default settings:
 - the checkpoint's size.
 
 ``--write-json`` merges the figures into the checkpoint's ``.json`` (the training record) under
-``"measured"``.
+``"measured"``, and the curve detectors of mixed3a, mixed3b and mixed4a under ``"curve_detectors"``.
 """
 
 from __future__ import annotations
@@ -117,6 +117,15 @@ def main() -> None:
         record_path = path.with_suffix(".json")
         record = json.loads(record_path.read_text()) if record_path.is_file() else {}
         record["measured"] = figures
+        # The curve detectors per layer in the form the atlas tests and notebooks read.
+        model = shapes_module.shapes(path)
+        record["curve_detectors"] = {"found_by": "circuits_vision.analysis.tuning.find_curve_detectors(shapes(), layer) "
+                                                 "with its defaults"}
+        for layer in ("mixed3a", "mixed3b", "mixed4a"):
+            search = tuning.find_curve_detectors(model, layer)
+            record["curve_detectors"][layer] = {
+                "units": search.units, "preferred_orientation_deg": [d.preferred_orientation for d in search.detectors],
+                "sectors_45deg": sorted(search.sectors())}
         atomic_save(record, record_path)
         print(f"wrote {record_path}")
 

@@ -139,9 +139,12 @@ def curve_tuning(model: nn.Module, layer: str) -> dict[int, dict]:
     """The units :func:`find_curve_detectors` classifies as curve detectors, with their tuning."""
     from circuits_vision.analysis.tuning import find_curve_detectors
 
+    detectors = find_curve_detectors(model, layer).detectors
+    family = [d.unit for d in detectors]  # the layer's curve-detector family, ordered by orientation
     return {d.unit: {"curve_detector": True, "curve_orientation": round(d.preferred_orientation, 1),
-                     "curve_peak": round(d.peak_response, 2), "curve_vs_line": round(d.curve_vs_line, 3)}
-            for d in find_curve_detectors(model, layer).detectors}
+                     "curve_peak": round(d.peak_response, 2), "curve_vs_line": round(d.curve_vs_line, 3),
+                     "curve_family": family}
+            for d in detectors}
 
 
 def examples(model: nn.Module, layer: str, images: str | os.PathLike, directory: Path, k: int = 6) -> dict[int, dict]:

@@ -242,3 +242,15 @@ def test_unit_page_states_curve_tuning():
              "color_category": "unresponsive", "color_drive": 0.0, "bw_drive": 0.0, "orientation_selectivity": 0.0}
     assert _tuning_html(curve).startswith("curve detector, preferred orientation 45.0° (peak 3.1 sd")
     assert _tuning_html({**curve, "curve_detector": False}).startswith("not a curve detector")
+
+
+def test_unit_page_names_the_curve_family_and_orientation():
+    from circuits_vision.atlas.viewer import _family_html
+
+    tuning = {"curve_detector": True, "curve_orientation": 135.0, "curve_family": [4, 9, 2]}
+    record = {"layer": "mixed3b", "unit": 9, "family": "no rotation family", "tuning": tuning}
+    html = _family_html(record, {("mixed3b", 4)})
+    assert html.startswith("curve detector family (by tuning, 3 units), orientation 135.0&deg;; members: ")
+    assert "units/mixed3b/4.html" in html and "by weights: no rotation family" in html
+    plain = {"layer": "mixed3b", "unit": 1, "family": "no rotation family", "tuning": {"curve_detector": False}}
+    assert _family_html(plain, set()) == "no rotation family"
