@@ -8,6 +8,7 @@ Prints, with the toolkit's default settings:
 - curve detectors of mixed3a and mixed3b (``find_curve_detectors`` defaults): count, sectors, branches;
 - the mixed3a -> mixed3b curve circuit (``analysis.curve_circuits.curve_circuit``): correlation of the
   net expanded weight with cos(orientation difference), permutation p, aligned and opposite means;
+- the echo edit and the hand-built replacement of the mixed3b curve detectors (``analysis.curve_experiments``);
 - branch specialization of mixed3a and mixed3b for colour and orientation categories (best cell,
   Bonferroni p) and for the curve detectors;
 - the checkpoint's size.
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from circuits_vision.analysis import branches, curve_circuits, tuning
+from circuits_vision.analysis import branches, curve_circuits, curve_experiments, tuning
+from circuits_vision.stimuli import scenes
 from circuits_vision.models import shapes as shapes_module
 from circuits_vision.models.train_shapes import HELDOUT_SEED_OFFSET, atomic_save, evaluate
 
@@ -62,6 +64,18 @@ def measure(path: Path, seed: int = 0, heldout: int = 2048) -> dict:
         print(circuit)
     except ValueError as error:
         figures["curve_circuit"] = {"not_computed": str(error)}
+    if len(detectors["mixed3a"]) >= 2 and len(detectors["mixed3b"]) >= 2:
+        result = curve_experiments.echo(model, source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"])
+        figures["echo"] = result.summary()
+        print(result)
+        # The report's scenes (atlas.report.REPLACEMENT_SEED): disjoint from training and held-out draws.
+        images, labels = scenes.random_scenes(1024, torch.Generator().manual_seed(2_000_003))
+        fit, _ = scenes.random_scenes(256, torch.Generator().manual_seed(2_000_004))
+        replaced = curve_experiments.replace_curve_detectors(
+            model, (images, labels["shape"], scenes.SHAPE_CLASSES), fit_images=fit, logits=slice(0, 24),
+            source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"])
+        figures["replacement"] = replaced.summary()
+        print(replaced)
     specialization = {}
     for layer in ("mixed3a", "mixed3b"):
         cats = {"color": "color", "orientation": "orientation",
