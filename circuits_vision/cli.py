@@ -15,6 +15,7 @@ images in [0, 1]. Scale out with ``torchrun --nproc-per-node N -m circuits_visio
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import os
 import sys
@@ -201,18 +202,44 @@ def _positive(text: str) -> int:
     return value
 
 
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space or choose another --out",
+    errno.EDQUOT: "the disk quota is used up: free some space or choose another --out",
+    errno.EACCES: "no permission to write there: choose another --out or fix its permissions",
+    errno.EPERM: "no permission to write there: choose another --out or fix its permissions",
+    errno.EROFS: "the file system is read-only: choose another --out",
+    errno.EEXIST: "a file is where a folder should be: move it away or choose another --out",
+    errno.ENOTDIR: "a file is where a folder should be: move it away or choose another --out",
+    errno.EISDIR: "a folder is where a file should be: move it away or choose another --out",
+}
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for a failed file operation: what failed, on which path, and what to do."""
+    reason = error.strerror or str(error)
+    where = "" if error.filename is None else f": {error.filename}"
+    if error.filename2 is not None:
+        where += f" -> {error.filename2}"
+    hint = _OS_HINTS.get(error.errno)
+    return f"{reason}{where}" + (f" ({hint})" if hint else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    from circuits_vision.atlas import AtlasLockedError, SettingsMismatchError
+    from circuits_vision.atlas import AtlasLockedError, CorruptAtlasFileError, SettingsMismatchError
     from circuits_vision.hooks import UnknownLayerError
     from circuits_vision.models import WeightsError
 
     try:
         return args.run(args)
-    except (CommandError, AtlasLockedError, SettingsMismatchError, UnknownLayerError, WeightsError, FileNotFoundError) as error:
+    except (CommandError, AtlasLockedError, SettingsMismatchError, CorruptAtlasFileError, UnknownLayerError,
+            WeightsError, FileNotFoundError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         print(f"circuits-vision {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as error:  # read-only output, a full disk, a file where a folder should be, a busy port
+        print(f"circuits-vision {args.command}: error: {os_error_message(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\ncircuits-vision {args.command}: interrupted; rerun the same command to continue", file=sys.stderr)
         return 130

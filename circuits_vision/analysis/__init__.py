@@ -1,6 +1,15 @@
-"""circuits_vision.analysis."""
+"""circuits_vision.analysis.
+
+- :mod:`.attribution`: which units of a layer, where, an image uses for a target (:func:`attribute`,
+  :func:`between`); :mod:`.groups` (:func:`neuron_groups`) and :mod:`.dictionary`
+  (:func:`semantic_dictionary`): the Building Blocks views.
+"""
 from circuits_vision.analysis import branches, unit_categories  # noqa: F401  (cv.branches, cv.analysis.branches)
 from circuits_vision.analysis import dataset_examples, tuning  # noqa: F401
 from circuits_vision.analysis import equivariance, motifs  # noqa: F401  (cv.equivariance, cv.analysis.motifs)
+from circuits_vision.analysis import attribution, dictionary, groups  # noqa: F401
+from circuits_vision.analysis.attribution import Attribution, Target, UnitAttribution, attribute, between  # noqa: F401
+from circuits_vision.analysis.dictionary import SemanticDictionary, semantic_dictionary  # noqa: F401
+from circuits_vision.analysis.groups import NeuronGroups, neuron_groups  # noqa: F401
 from circuits_vision.analysis import ablation, curve_circuits  # noqa: F401
 from circuits_vision.analysis.ablation import ablate  # noqa: F401  (cv.analysis.ablate)

@@ -22,7 +22,7 @@ from torch import nn
 
 from circuits_vision import hooks
 from circuits_vision.atlas.layers import slug
-from circuits_vision.atlas.store import atomic_write_text, png_bytes, save_png
+from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_text, png_bytes, read_json, save_png
 
 PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples")
 ANALYSIS_DIR = "analysis"
@@ -200,15 +200,15 @@ def layer_parts(
         }
         result[layer] = {}
         for part, make in makers.items():
-            if part not in parts:
-                result[layer][part] = {"*": not_computed("not requested")}
+            path = directory / ANALYSIS_DIR / f"{slug(layer)}.{part}.json"
+            if path.is_file():  # computed by an earlier run: shown even when this run did not ask for it
+                result[layer][part] = _cached(path)
                 continue
             if make is None:
                 result[layer][part] = {"*": not_computed("no --images folder given")}
                 continue
-            path = directory / ANALYSIS_DIR / f"{slug(layer)}.{part}.json"
-            if path.is_file():
-                result[layer][part] = json.loads(path.read_text())
+            if part not in parts:
+                result[layer][part] = {"*": not_computed("not requested")}
                 continue
             log(f"atlas: {part} of {layer}")
             try:
@@ -219,6 +219,15 @@ def layer_parts(
             atomic_write_text(path, json.dumps(values))
             result[layer][part] = values
     return result
+
+
+def _cached(path: Path) -> dict:
+    """A stored part: ``{unit (str): value}``, or :class:`CorruptAtlasFileError` naming the file."""
+    fix = "delete it and rerun to compute it again"
+    values = read_json(path, fix=fix)
+    if not isinstance(values, dict):
+        raise CorruptAtlasFileError(f"{path} holds no per-unit object; it was damaged or edited: {fix}")
+    return values
 
 
 def unit_part(parts: dict[str, dict], part: str, unit: int):

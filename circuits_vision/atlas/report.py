@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from circuits_vision.atlas.layers import slug
-from circuits_vision.atlas.store import atomic_write_bytes, atomic_write_text
+from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_bytes, atomic_write_text, read_json
 
 MAX_FAMILY_FIGURES = 4
 MAX_CIRCUITS = 12
@@ -138,7 +138,10 @@ def _categories_from_atlas(atlas_dir: Path | None, layer: str) -> dict[str, dict
     path = atlas_dir / "analysis" / f"{slug(layer)}.tuning.json" if atlas_dir is not None else None
     if path is None or not path.is_file():
         return {}
-    tuning = {int(u): v for u, v in json.loads(path.read_text()).items() if u != "*"}
+    stored = read_json(path, fix="delete it and rerun the atlas to compute it again")
+    if not isinstance(stored, dict):
+        raise CorruptAtlasFileError(f"{path} holds no per-unit object: delete it and rerun the atlas to compute it again")
+    tuning = {int(u): v for u, v in stored.items() if u != "*"}
     if not tuning:
         return {}
     colour: dict[str, list[int]] = {"color": [], "black_and_white": [], "both": [], "unresponsive": []}

@@ -41,6 +41,9 @@ def _check_fallback_args(x, color, theta, out_size, norm_scale, norm_shift) -> N
                            "pass one affine per image (theta.shape[0] == x.shape[0])")
     if min(out_size) < 1:
         raise RuntimeError(f"image_pipeline: `out_size` must be at least 1 in each dimension, got {list(out_size)}")
+    if x.shape[0] * 3 * out_size[0] * out_size[1] * x.element_size() > 2**63 - 1:
+        raise ValueError(f"image_pipeline: the output [{x.shape[0]}, 3, {out_size[0]}, {out_size[1]}] has more "
+                         "elements than int64 can count; use a smaller `out_size`")
     for name in ("norm_scale", "norm_shift"):
         if tuple(named[name].shape) != (3,):
             raise RuntimeError(f"image_pipeline: `{name}` must have shape [3] (one value per channel), "
@@ -145,3 +148,18 @@ if extension_available():
         )
 
     torch.library.register_autograd(_OP, _backward, setup_context=_setup_context)
+
+    # Second-order gradients would need the derivative of the bilinear taps' weights with respect to
+    # theta, which the kernels do not compute; without this registration autograd would only warn and
+    # return wrong numbers, so differentiating the backward is an error that says what to do instead.
+    def _setup_backward_context(ctx, inputs, output):
+        pass
+
+    def _backward_of_backward(ctx, *grads):
+        raise RuntimeError(
+            "image_pipeline: second-order gradients (differentiating a gradient taken with create_graph=True) are "
+            "not supported by the fused op; for them, compose the same steps from differentiable torch ops "
+            "(sigmoid of the colour matrix times x, F.affine_grid, F.grid_sample, then the normalisation)"
+        )
+
+    torch.library.register_autograd(_BACKWARD_OP, _backward_of_backward, setup_context=_setup_backward_context)

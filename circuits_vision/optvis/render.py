@@ -144,6 +144,7 @@ def render(
     fused: bool | None = None,
     memory_budget: int | None = None,
     cuda_graphs: bool = False,
+    image_seeds: Sequence[int] | None = None,
 ) -> RenderResult:
     """Feature visualization of every objective, optimised together.
 
@@ -159,7 +160,8 @@ def render(
         thresholds: steps after which to store a snapshot of the images (``RenderResult.snapshots``).
         batch_size: images optimised together; ``None`` picks the largest batch under ``memory_budget``.
         device: where to render; must be the model's device (default: the model's).
-        param: ``"fft"`` (default), ``"pixel"``, ``"cppn"``, a factory such as ``param.FFT(decay_power=1.5)``
+        param: ``"fft"`` (default), ``"pixel"``, ``"cppn"`` (with lucid's CPPN defaults: Adam 0.005 and
+            no transforms unless ``optimizer`` / ``transforms`` say otherwise), a factory such as ``param.FFT(decay_power=1.5)``
             called as ``factory(batch=, height=, width=, generator=, device=)``, or a lucent-style
             function of no arguments returning ``(params, image_f)`` for all the images.
         transforms: a list or ``compose(...)`` of transforms (default: the preset's). Geometric
@@ -174,11 +176,17 @@ def render(
             or ``"bf16"`` (bfloat16 autocast of the forward), ``"tf32"``.
         images_per_objective: images per objective; the objective sees all of them (``batch=i``
             picks one; ``diversity`` works across them).
-        redirect_relu: ``"lucid"``, ``"lucent"``, ``None`` (off), or ``"preset"`` (the preset's).
+        redirect_relu: ``"lucid"``, ``"lucent"``, ``None`` (off), or ``"preset"`` (the preset's); every
+            ReLU spelling is redirected (``nn.ReLU``, ``F.relu``, ``torch.relu``, ``x.relu_()``, ...),
+            and a model that computes no ReLU gets a :class:`~circuits_vision.optvis.NoReLUWarning`.
         fused: use the fused image pipeline (default: whenever the parameterization and transforms allow).
         memory_budget: bytes the automatic batch size may use (default: half the free GPU memory,
             or a quarter of RAM capped at 4 GiB on the CPU).
         cuda_graphs: not implemented; must be False.
+        image_seeds: one seed per objective, used instead of ``seed``: image ``i`` of objective ``j``
+            draws from ``(image_seeds[j], i)``, so an objective's images do not depend on the other
+            objectives of the call, their order, or ``batch_size`` (how the atlas renders any subset
+            of units reproducibly).
 
     Returns:
         :class:`RenderResult`.
@@ -200,6 +208,10 @@ def render(
     steps, size, group = int(steps), int(size), int(images_per_objective)
     if steps < 1 or size < 1 or group < 1:
         raise ValueError(f"steps, size and images_per_objective must be >= 1, got {steps}, {size}, {group}")
+    if image_seeds is not None:
+        image_seeds = [int(s) for s in image_seeds]
+        if len(image_seeds) != len(objective_list):
+            raise ValueError(f"image_seeds needs one seed per objective: got {len(image_seeds)} for {len(objective_list)} objectives")
     thresholds = sorted({int(t) for t in thresholds})
     if thresholds and not 1 <= thresholds[0] <= thresholds[-1] <= steps:
         raise ValueError(f"thresholds must lie in 1..steps={steps}, got {thresholds}")
@@ -213,14 +225,19 @@ def render(
     mode = {None: "tf32", False: "fp32", True: "bf16"}.get(autocast, autocast) if not isinstance(autocast, str) else autocast
     redirect = config.redirect_relu if redirect_relu == "preset" else redirect_relu
 
+    resolved_param = _resolve_param(param, config)
+    if isinstance(resolved_param, CPPN):  # lucid's CPPN notebook: Adam 0.005, no transforms
+        optimizer = optimizer or _default_optimizer(resolved_param.learning_rate)
+        if transforms is None:
+            transforms = []
     transform = config.transforms() if transforms is None else (
         transforms if isinstance(transforms, T_.Compose) else T_.compose(list(transforms))
     )
     plan = _Plan(
         model=model, objectives=objective_list, steps=steps, size=size, seed=seed, thresholds=thresholds,
-        group=group, device=device, param=_resolve_param(param, config), transform=transform,
+        group=group, device=device, param=resolved_param, transform=transform,
         model_input=config.model_input(size), optimizer=optimizer or _default_optimizer(config.learning_rate),
-        redirect=redirect, fused=fused, precision=mode, channels_last=bool(channels_last),
+        redirect=redirect, fused=fused, precision=mode, channels_last=bool(channels_last), image_seeds=image_seeds,
     )
     with prepared_model(model, plan.channels_last), precision(device, mode):
         plan.validate()
@@ -272,6 +289,7 @@ class _Plan:
     channels_last: bool
     layers: list[str] | None = None
     input_size: int = 0
+    image_seeds: list[int] | None = None
 
     @property
     def lucent_style_param(self) -> bool:
@@ -303,6 +321,12 @@ class _Plan:
         self.layers = objective_layers(self.objectives, self.model, self.input_size, self.group)
         check_channels_and_size(self.objectives, self.model, self.layers, self.input_size, self.size, margin)
 
+    def _generator(self, index: int) -> torch.Generator:
+        """Image ``index`` of the call: from ``(seed, index)``, or ``(its objective's seed, its place in the group)``."""
+        if self.image_seeds is None:
+            return _image_generator(self.seed, index)
+        return _image_generator(self.image_seeds[index // self.group], index % self.group)
+
     def _make_param(self, count: int, generators: list[torch.Generator]):
         if self.lucent_style_param:
             params, image_f = self.param()
@@ -315,7 +339,7 @@ class _Plan:
 
     def run_chunk(self, start: int, stop: int, bar) -> _ChunkResult:
         count = stop - start
-        generators = [_image_generator(self.seed, i) for i in range(start, stop)]
+        generators = [self._generator(i) for i in range(start, stop)]
         params, image_f = self._make_param(count, generators)
         optimizer = self.optimizer(params)
         step_inputs = _StepInputs(self, image_f, generators, count)

@@ -91,7 +91,8 @@ def expanded_weights(
         source_channels: only these source channels (``C_source`` becomes their count, in this order);
             the cost scales with their number.
         maxpool: ``"avg"`` or ``"center"``.
-        dtype: compute in this dtype (e.g. ``torch.float64``); default the model's.
+        dtype: compute in ``torch.float32`` or ``torch.float64``; default the model's (float32 for a
+            float16 / bfloat16 model).
         differentiable: keep the autograd graph to the model's weights (default: computed under no_grad).
         compose: the kernel-composition function (default the compiled op; its pure-PyTorch twin gives
             the same numbers).
@@ -152,11 +153,20 @@ def _is_leaf(module: nn.Module) -> bool:
 
 
 def _reference_tensor(model: nn.Module, dtype: torch.dtype | None) -> torch.Tensor:
-    """An empty tensor carrying the dtype and device the kernels are computed in."""
+    """An empty tensor carrying the dtype and device the kernels are computed in.
+
+    Default: the model's dtype, except that half-precision models (float16, bfloat16) get float32:
+    the kernels are sums over many products, which 8- and 11-bit mantissas would round away, and the
+    composition op computes in float32 or float64 only.
+    """
+    if dtype is not None and dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64 (or None: the model's, float32 for a half-precision "
+                         f"model), got {dtype}")
     parameter = next((p for p in model.parameters() if p.is_floating_point()), None)
     if parameter is None:
-        return torch.empty(0, dtype=dtype or torch.get_default_dtype())
-    return parameter.new_empty(0, dtype=dtype or parameter.dtype)
+        return torch.empty(0, dtype=dtype or torch.float32)
+    default = parameter.dtype if parameter.dtype in (torch.float32, torch.float64) else torch.float32
+    return parameter.new_empty(0, dtype=dtype or default)
 
 
 class _Walker:

@@ -259,3 +259,31 @@ def test_mixed_devices_error():
     args[1] = args[1].cuda()
     with pytest.raises(RuntimeError, match="`color` is on cuda:0 but `x` is on cpu"):
         image_pipeline(*args)
+
+
+@needs_extension
+def test_second_order_gradients_are_a_clear_error():
+    """Differentiating the fused backward raises instead of returning silently wrong numbers."""
+    x, color, theta, scale, shift = make_inputs("cpu", torch.float64, "rotation")
+    x, color, theta = (t.requires_grad_() for t in (x, color, theta))
+    out, _ = image_pipeline(x, color, theta, 0.1, (5, 6), scale, shift)
+    grad_x, grad_theta = torch.autograd.grad(out.pow(2).sum(), (x, theta), create_graph=True)  # first order: fine
+    want = torch.autograd.grad(_reference.image_pipeline(x, color, theta, 0.1, (5, 6), scale, shift)[0].pow(2).sum(),
+                               (x, theta))
+    torch.testing.assert_close(grad_x, want[0], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(grad_theta, want[1], atol=1e-10, rtol=1e-10)
+    with pytest.raises(RuntimeError, match="image_pipeline: second-order gradients .* are not supported"):
+        (grad_x.sum() + grad_theta.sum()).backward()
+
+
+@pytest.mark.parametrize("path", ["op", "fallback"])
+def test_output_too_large_for_int64_is_a_value_error(monkeypatch, path):
+    if path == "op" and not _extension.extension_available():
+        pytest.skip("compiled extension not built")
+    if path == "fallback":
+        monkeypatch.setattr(image_pipeline_module, "use_fallback", lambda name: True)
+    args = _valid_args()
+    args[4] = [2**40, 2**40]
+    with pytest.raises(ValueError, match=r"the output \[2, 3, 1099511627776, 1099511627776\] has more elements than "
+                                         "int64 can count; use a smaller `out_size`"):
+        image_pipeline(*args)
