@@ -6,14 +6,16 @@ Prints, with the toolkit's default settings:
 
 - held-out accuracy of both heads (2048 scenes, the training record's held-out seed);
 - curve detectors of mixed3a and mixed3b (``find_curve_detectors`` defaults): count, sectors, branches;
+  edge-orientation-tuned units of mixed3a (the other kind of precursor);
 - the mixed3a -> mixed3b curve circuit (``analysis.curve_circuits.curve_circuit``): correlation of the
   net expanded weight with cos(orientation difference), permutation p, aligned and opposite means;
+- the echo edit and the hand-built replacement of the mixed3b curve detectors (``analysis.curve_experiments``);
 - branch specialization of mixed3a and mixed3b for colour and orientation categories (best cell,
   Bonferroni p) and for the curve detectors;
 - the checkpoint's size.
 
 ``--write-json`` merges the figures into the checkpoint's ``.json`` (the training record) under
-``"measured"``.
+``"measured"``, and the curve detectors of mixed3a, mixed3b and mixed4a under ``"curve_detectors"``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pathlib import Path
 
 import torch
 
-from circuits_vision.analysis import branches, curve_circuits, tuning
+from circuits_vision.analysis import branches, curve_circuits, curve_experiments, tuning
+from circuits_vision import stimuli
+from circuits_vision.stimuli import scenes
 from circuits_vision.models import shapes as shapes_module
 from circuits_vision.models.train_shapes import HELDOUT_SEED_OFFSET, atomic_save, evaluate
 
@@ -40,7 +44,7 @@ def branch_of(model, layer: str, unit: int) -> str:
     return "?"
 
 
-def measure(path: Path, seed: int = 0, heldout: int = 2048) -> dict:
+def measure(path: Path, seed: int = 0, heldout: int = 2048, quick: bool = False) -> dict:
     model = shapes_module.shapes(path)
     figures: dict = {"checkpoint_bytes": path.stat().st_size}
     started = time.time()
@@ -55,6 +59,13 @@ def measure(path: Path, seed: int = 0, heldout: int = 2048) -> dict:
         figures[f"curve_detectors_{layer}"] = {
             "units": search.units, "preferred_orientation_deg": [d.preferred_orientation for d in search.detectors],
             "sectors_45deg": sorted(search.sectors()), "branches": per_branch}
+    # Oriented-edge precursors in mixed3a: units tuned to edge orientation (360-degree period, so polarity counts).
+    edges = tuning.tuning_curves(model, "mixed3a", None, stimuli.edges, {"orientation": list(range(0, 360, 5))})
+    peak, osi, preferred = edges.peak_response(), edges.selectivity_index(), edges.preferred_orientation()
+    tuned = [i for i in range(len(edges.units)) if peak[i] >= 2.0 and osi[i] >= 0.15]
+    figures["edge_units_mixed3a"] = {"units": [edges.units[i] for i in tuned],
+                                     "sectors_45deg": sorted({int(preferred[i] // 45) % 8 for i in tuned}),
+                                     "criteria": "edges at every 5 deg, peak >= 2 noise std, selectivity >= 0.15"}
     try:
         circuit = curve_circuits.curve_circuit(model, "mixed3a", "mixed3b", source_detectors=detectors["mixed3a"],
                                                target_detectors=detectors["mixed3b"])
@@ -62,6 +73,21 @@ def measure(path: Path, seed: int = 0, heldout: int = 2048) -> dict:
         print(circuit)
     except ValueError as error:
         figures["curve_circuit"] = {"not_computed": str(error)}
+    if quick:
+        figures["branch_specialization_best"] = {}
+        return figures
+    if len(detectors["mixed3a"]) >= 2 and len(detectors["mixed3b"]) >= 2:
+        result = curve_experiments.echo(model, source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"])
+        figures["echo"] = result.summary()
+        print(result)
+        # The report's scenes (atlas.report.REPLACEMENT_SEED): disjoint from training and held-out draws.
+        images, labels = scenes.random_scenes(1024, torch.Generator().manual_seed(2_000_003))
+        fit, _ = scenes.random_scenes(256, torch.Generator().manual_seed(2_000_004))
+        replaced = curve_experiments.replace_curve_detectors(
+            model, (images, labels["shape"], scenes.SHAPE_CLASSES), fit_images=fit, logits=slice(0, 24),
+            source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"])
+        figures["replacement"] = replaced.summary()
+        print(replaced)
     specialization = {}
     for layer in ("mixed3a", "mixed3b"):
         cats = {"color": "color", "orientation": "orientation",
@@ -91,6 +117,8 @@ def verdict(figures: dict) -> list[str]:
     lines.append(f"mixed3b curve detectors {len(d3b['units'])} (>= 8) sectors {len(d3b['sectors_45deg'])}/8 "
                  f"{d3b['branches']}")
     lines.append(f"mixed3a curve detectors {len(d3a['units'])} sectors {len(d3a['sectors_45deg'])}/8 {d3a['branches']}")
+    e3a = figures["edge_units_mixed3a"]
+    lines.append(f"mixed3a edge-tuned units {len(e3a['units'])} sectors {len(e3a['sectors_45deg'])}/8")
     if "correlation_net_vs_cos_delta" in cc:
         lines.append(f"curve circuit r {cc['correlation_net_vs_cos_delta']:.3f} (>= 0.35) p {cc['permutation_p']:.2g} "
                      f"aligned {cc['aligned_mean_net']:+.4g} opposite {cc['opposite_mean_net']:+.4g}")
@@ -108,15 +136,25 @@ def main() -> None:
     parser.add_argument("checkpoint", nargs="?", default=str(shapes_module.default_weights_path()))
     parser.add_argument("--seed", type=int, default=0, help="the training seed (fixes the held-out seed)")
     parser.add_argument("--write-json", action="store_true", help="merge the figures into the checkpoint's .json")
+    parser.add_argument("--quick", action="store_true", help="accuracy, curve detectors and the circuit only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     path = Path(args.checkpoint)
-    figures = measure(path, args.seed)
+    figures = measure(path, args.seed, quick=args.quick)
     print("\n".join(verdict(figures)))
     if args.write_json:
         record_path = path.with_suffix(".json")
         record = json.loads(record_path.read_text()) if record_path.is_file() else {}
         record["measured"] = figures
+        # The curve detectors per layer in the form the atlas tests and notebooks read.
+        model = shapes_module.shapes(path)
+        record["curve_detectors"] = {"found_by": "circuits_vision.analysis.tuning.find_curve_detectors(shapes(), layer) "
+                                                 "with its defaults"}
+        for layer in ("mixed3a", "mixed3b", "mixed4a"):
+            search = tuning.find_curve_detectors(model, layer)
+            record["curve_detectors"][layer] = {
+                "units": search.units, "preferred_orientation_deg": [d.preferred_orientation for d in search.detectors],
+                "sectors_45deg": sorted(search.sectors())}
         atomic_save(record, record_path)
         print(f"wrote {record_path}")
 

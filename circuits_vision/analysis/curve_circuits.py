@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from circuits_vision.analysis._equivariance_grouping import Family
 from circuits_vision.analysis.tuning import CurveDetector, find_curve_detectors
 
-__all__ = ["CurveCircuit", "curve_circuit", "orientation_difference"]
+__all__ = ["CurveCircuit", "curve_circuit", "detector_family", "orientation_difference"]
 
 ALIGNED = 45.0
 """Pairs with ``|delta| < ALIGNED`` are "aligned"; with ``|delta| > 180 - ALIGNED`` "opposite"."""
@@ -63,6 +64,8 @@ class CurveCircuit:
         aligned_mean, opposite_mean: mean ``net`` over pairs with ``|delta| < 45`` / ``|delta| > 135``
             (nan when there are none).
         bins: centres of the 45-degree ``delta`` bins; ``profile``: mean ``net`` per bin (nan when empty).
+        null_low, null_high: the 5th and 95th percentiles of each bin's mean under the permutation null
+            (the band a profile without orientation structure stays in).
         permutations: how many shuffles the null used.
     """
 
@@ -82,6 +85,8 @@ class CurveCircuit:
     opposite_mean: float
     bins: list[float]
     profile: list[float]
+    null_low: list[float]
+    null_high: list[float]
     permutations: int
 
     @property
@@ -114,7 +119,8 @@ class CurveCircuit:
                 "permutations": self.permutations, "null_mean": round(self.null_mean, 4),
                 "null_std": round(self.null_std, 4), "aligned_mean_net": self.aligned_mean,
                 "opposite_mean_net": self.opposite_mean,
-                "profile": {f"{b:g}": v for b, v in zip(self.bins, self.profile)}}
+                "profile": {f"{b:g}": v for b, v in zip(self.bins, self.profile)},
+                "null_band_5_95": {f"{b:g}": [lo, hi] for b, lo, hi in zip(self.bins, self.null_low, self.null_high)}}
 
     def __str__(self) -> str:
         lines = [f"curve circuit {self.source} -> {self.target}: {len(self.target_units)} x "
@@ -131,6 +137,19 @@ class CurveCircuit:
     def __repr__(self) -> str:
         return (f"CurveCircuit({self.source!r} -> {self.target!r}, pairs={self.n_pairs}, "
                 f"correlation={self.correlation:.3f}, p={self.p_value:.2g})")
+
+
+def detector_family(detectors: Sequence[CurveDetector], score: float = float("nan")) -> Family:
+    """The curve detectors of a layer as a rotation :class:`Family` (angles = preferred orientations).
+
+    A family by tuning rather than by weights, for :func:`circuits_vision.analysis.motifs.equivariant_circuit`
+    and :func:`~circuits_vision.analysis.motifs.curve_pattern` (``score`` is not a similarity here).
+    """
+    ordered = sorted(detectors, key=lambda d: d.preferred_orientation)
+    if not ordered:
+        raise ValueError("no curve detectors: a family needs at least one member")
+    values = {d.unit: float(d.preferred_orientation) for d in ordered}
+    return Family("rotation", [d.unit for d in ordered], values, ordered[0].unit, 360.0, score)
 
 
 def _detectors(model, layer, given) -> list[CurveDetector]:
@@ -199,12 +218,24 @@ def curve_circuit(
         return float(net[mask].mean()) if bool(mask.any()) else math.nan
 
     centres = [-180.0 + 45.0 * k for k in range(8)]  # bins [c - 22.5, c + 22.5), -180 wraps with +180
-    index = torch.remainder(torch.floor((delta + 180.0 + 22.5) / 45.0), 8).long()
+
+    def bin_of(d: torch.Tensor) -> torch.Tensor:
+        return torch.remainder(torch.floor((d + 180.0 + 22.5) / 45.0), 8).long()
+
+    index = bin_of(delta)
+    # The null band of the profile: per shuffle, the mean net weight of each bin.
+    null_bins = bin_of(shuffled).reshape(permutations, -1)  # [P, T*S]
+    sums = torch.zeros(permutations, 8, dtype=torch.float64).scatter_add_(1, null_bins, flat.expand(permutations, -1))
+    counts = torch.zeros(permutations, 8, dtype=torch.float64).scatter_add_(1, null_bins, torch.ones_like(sums[:, :1]).expand(-1, flat.numel()))
+    null_means = torch.where(counts > 0, sums / counts.clamp_min(1), torch.nan)
+    low = torch.nanquantile(null_means, 0.05, dim=0)
+    high = torch.nanquantile(null_means, 0.95, dim=0)
     return CurveCircuit(
         source=source, target=target, source_units=[d.unit for d in src], target_units=[d.unit for d in tgt],
         source_orientations=[d.preferred_orientation for d in src],
         target_orientations=[d.preferred_orientation for d in tgt], delta=delta.float(), net=net.float(),
         correlation=observed, p_value=p_value, null_mean=float(null.mean()), null_std=float(null.std()),
         aligned_mean=mean_where(delta.abs() < ALIGNED), opposite_mean=mean_where(delta.abs() > 180.0 - ALIGNED),
-        bins=centres, profile=[mean_where(index == k) for k in range(8)], permutations=permutations,
+        bins=centres, profile=[mean_where(index == k) for k in range(8)], null_low=low.tolist(),
+        null_high=high.tolist(), permutations=permutations,
     )

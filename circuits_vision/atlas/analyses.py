@@ -151,9 +151,12 @@ def curve_tuning(model: nn.Module, layer: str, units: list[int] | None = None) -
     """The units (of ``units``) :func:`find_curve_detectors` classifies as curve detectors, with their tuning."""
     from circuits_vision.analysis.tuning import find_curve_detectors
 
+    detectors = find_curve_detectors(model, layer, units=units).detectors
+    family = [d.unit for d in detectors]  # the curve-detector family among these units, ordered by orientation
     return {d.unit: {"curve_detector": True, "curve_orientation": round(d.preferred_orientation, 1),
-                     "curve_peak": round(d.peak_response, 2), "curve_vs_line": round(d.curve_vs_line, 3)}
-            for d in find_curve_detectors(model, layer, units=units).detectors}
+                     "curve_peak": round(d.peak_response, 2), "curve_vs_line": round(d.curve_vs_line, 3),
+                     "curve_family": family}
+            for d in detectors}
 
 
 def examples(model: nn.Module, layer: str, images: str | os.PathLike, directory: Path, k: int = 6,

@@ -35,19 +35,20 @@ HELDOUT_SEED_OFFSET = 1_000_003
 AUX_SEED_OFFSET = 7_919
 """Auxiliary heads are initialised from seed ``seed + AUX_SEED_OFFSET`` (the model keeps ``seed``)."""
 COLOR_LOSS_WEIGHT = 0.5
-CURVE_ORIENTATION_BINS = 16
-"""Auxiliary heads classify a curve's drawn orientation into this many bins over 360 degrees."""
+ORIENTATION_BINS = 16
+"""Auxiliary heads classify an object's drawn orientation into this many bins over 360 degrees."""
 
 
-class CurveOrientationHeads(nn.Module):
-    """Training-only auxiliary classifiers of curve orientation read from intermediate layers.
+class OrientationHeads(nn.Module):
+    """Training-only auxiliary classifiers of object orientation read from intermediate layers.
 
     Like InceptionV1's auxiliary heads, they add a loss at a depth the final head does not reach
     directly: each is global average pooling of the layer's ``[N, C, h, w]`` output, then a linear map
-    to ``CURVE_ORIENTATION_BINS`` logits. Asking ``mixed3a``/``mixed3b`` themselves to tell a curve's
-    orientation at 22.5-degree resolution is what pushes orientation-tuned curve units into those
-    layers (without it the network leaves fine curve orientation to ``mixed4a``). The heads are not
-    part of the shipped checkpoint.
+    to ``ORIENTATION_BINS`` logits, trained on every scene with an oriented object (curves and angles
+    over 0..360 degrees, lines over 0..180) to name its drawn orientation at 22.5-degree resolution,
+    twice as fine as the ``shape`` label's bins. Asking ``mixed3a``/``mixed3b`` themselves for the
+    orientation is meant to pull orientation-tuned curve units into those layers (without it the
+    network left most curve detectors to ``mixed4a``). The heads are not part of the shipped checkpoint.
     """
 
     def __init__(self, model: ShapesNet, weights: dict[str, float], generator: torch.Generator):
@@ -57,7 +58,7 @@ class CurveOrientationHeads(nn.Module):
         self.heads = nn.ModuleDict()
         for layer in self.weights:
             channels = layer_shape(model, layer, model.input_size)[0]
-            head = nn.Linear(channels, CURVE_ORIENTATION_BINS)
+            head = nn.Linear(channels, ORIENTATION_BINS)
             with torch.no_grad():
                 bound = channels**-0.5
                 head.weight.uniform_(-bound, bound, generator=generator)
@@ -75,9 +76,9 @@ class CurveOrientationHeads(nn.Module):
             handle.remove()
 
     def loss(self, orientation: torch.Tensor) -> torch.Tensor:
-        """Weighted cross-entropy over the scenes with a curve (``orientation`` [N] degrees, NaN = none)."""
-        bins = torch.floor((orientation % 360.0) / (360.0 / CURVE_ORIENTATION_BINS) + 0.5).long()
-        bins = bins % CURVE_ORIENTATION_BINS
+        """Weighted cross-entropy over the scenes with an oriented object (``orientation`` [N] degrees, NaN = none)."""
+        bins = torch.floor((orientation % 360.0) / (360.0 / ORIENTATION_BINS) + 0.5).long()
+        bins = bins % ORIENTATION_BINS
         target = torch.where(torch.isnan(orientation), torch.full_like(bins, -100), bins)
         total = orientation.new_zeros(())
         if bool((target >= 0).any()):
@@ -169,7 +170,7 @@ def train(
 ) -> dict:
     """Train from the seed-``seed`` initialisation for ``steps`` steps; write ``out`` (.pt) and its .json.
 
-    ``aux``: ``{layer: weight}`` of training-only curve-orientation heads (:class:`CurveOrientationHeads`),
+    ``aux``: ``{layer: weight}`` of training-only orientation heads (:class:`OrientationHeads`),
     off for the first ``aux_start`` steps and ramped in linearly over the next ``aux_start`` (from the
     start, the extra loss kept the network at chance for 1000+ steps in our runs).
     Returns the metadata written to the .json file.
@@ -179,7 +180,7 @@ def train(
     out = Path(out) if out is not None else default_weights_path()
     model = ShapesNet(generator=torch.Generator().manual_seed(seed)).train()
     aux = dict(aux or {})
-    heads = CurveOrientationHeads(model, aux, torch.Generator().manual_seed(seed + AUX_SEED_OFFSET))
+    heads = OrientationHeads(model, aux, torch.Generator().manual_seed(seed + AUX_SEED_OFFSET))
     optimizer = torch.optim.Adam([*model.parameters(), *heads.parameters()], lr=lr)
     data = torch.Generator().manual_seed(seed)
     warmup = min(100, steps // 10 + 1)
@@ -218,9 +219,9 @@ def train(
         "learning_rate": lr,
         "optimizer": f"Adam, linear warm-up {warmup} steps, cosine decay to 5%",
         "loss": f"cross-entropy(shape) + {COLOR_LOSS_WEIGHT} * cross-entropy(color)" + "".join(
-            f" + {w} * cross-entropy({layer} curve orientation, {CURVE_ORIENTATION_BINS} bins)"
+            f" + {w} * cross-entropy({layer} object orientation, {ORIENTATION_BINS} bins)"
             for layer, w in aux.items()),
-        "auxiliary_heads": {layer: {"weight": w, "bins": CURVE_ORIENTATION_BINS, "off_steps": aux_start,
+        "auxiliary_heads": {layer: {"weight": w, "bins": ORIENTATION_BINS, "off_steps": aux_start,
                                     "ramp_steps": aux_start,
                                     "reads": "global average pool, linear", "shipped": False}
                             for layer, w in aux.items()},
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--out", default=None, help="checkpoint path (.pt); default: the packaged shapes.pt")
-    parser.add_argument("--aux", default="", help="training-only curve-orientation heads, e.g. mixed3a:0.2,mixed3b:0.5")
+    parser.add_argument("--aux", default="", help="training-only orientation heads, e.g. mixed3a:0.2,mixed3b:0.5")
     parser.add_argument("--aux-start", type=int, default=0, help="steps before the auxiliary heads ramp in")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

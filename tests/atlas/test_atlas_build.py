@@ -325,7 +325,7 @@ def test_a_small_atlas_analyses_only_its_units_and_shows_progress(tiny, tmp_path
     assert searched == [("mixed3a", [0, 1, 2]), ("mixed3b", [0, 1, 2]), ("mixed3a", [0, 1, 2]), ("mixed3b", [0, 1, 2])]
     err = capsys.readouterr().err
     assert "atlas analyses" in err and "8/8" in err  # 2 layers x 4 parts, with elapsed<remaining time
-    assert "circuit report" in err and "4/4" in err
+    assert "circuit report" in err and "9/9" in err
 
 
 def _build_racing(model, out, barrier, outcomes):
@@ -362,3 +362,15 @@ def test_two_builds_started_together_on_a_stale_lock_let_one_through(tiny, tmp_p
             racer.join(30)
         assert results == ["built", "refused"], results
         assert len(store.read_jsonl(store.records_path(out, 0))) == 6 and not (out / store.LOCK_FILE).exists()
+
+
+def test_unit_page_names_the_curve_family_and_orientation():
+    from circuits_vision.atlas.viewer import _family_html
+
+    tuning = {"curve_detector": True, "curve_orientation": 135.0, "curve_family": [4, 9, 2]}
+    record = {"layer": "mixed3b", "unit": 9, "family": "no rotation family", "tuning": tuning}
+    html = _family_html(record, {("mixed3b", 4)})
+    assert html.startswith("curve detector family (by tuning, 3 units), orientation 135.0&deg;; members: ")
+    assert "units/mixed3b/4.html" in html and "by weights: no rotation family" in html
+    plain = {"layer": "mixed3b", "unit": 1, "family": "no rotation family", "tuning": {"curve_detector": False}}
+    assert _family_html(plain, set()) == "no rotation family"
