@@ -35,7 +35,12 @@ def compose_kernels(
 
     Returns:
         ``[O, I, kh, kw]`` with ``kh = (k2h - 1) * stride + (k1h - 1) * dilation + 1``.
-        Float32 and float64, CPU and CUDA, differentiable in both arguments.
+        Float32 and float64, CPU and CUDA, differentiable in both arguments to any order (the backward
+        is itself made of these kernels).
+
+    Raises:
+        ValueError: a composed size or element count that int64 cannot hold (e.g. stride 2**61), before
+            anything is allocated; TypeError: a stride or dilation that is not an int.
     """
     stride = int_pair(stride, "compose_kernels: `stride` must be an int or a pair (y, x)")
     dilation = int_pair(dilation, "compose_kernels: `dilation` must be an int or a pair (y, x)")

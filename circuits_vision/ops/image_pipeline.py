@@ -90,7 +90,8 @@ def image_pipeline(
         ``F.grid_sample(image - pad_value, F.affine_grid(theta, (N, 3, h, w)), bilinear, zeros,
         align_corners=False) + pad_value``, then normalised; ``image`` lies in [0, 1].
         Float32 and float64, CPU and CUDA, differentiable in x, color, theta, norm_scale and norm_shift
-        (theta's and the norm's gradients are only computed when one of them requires grad).
+        (theta's and the norm's gradients are only computed when one of them requires grad). Second-order
+        gradients are not supported: differentiating the backward raises RuntimeError.
         A source point more than a pixel outside the image reads ``pad_value`` with zero gradient, at
         any distance (the compiled kernels also read ``pad_value`` for a NaN theta).
     """
