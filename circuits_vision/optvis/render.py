@@ -249,6 +249,7 @@ def render(
     mode = {None: "tf32", False: "fp32", True: "bf16"}.get(autocast, autocast) if not isinstance(autocast, str) else autocast
     redirect = config.redirect_relu if redirect_relu == "preset" else redirect_relu
 
+    default_transforms = transforms is None
     resolved_param = _resolve_param(param, config)
     if isinstance(resolved_param, CPPN):  # lucid's CPPN notebook: Adam 0.005, no transforms
         optimizer = optimizer or _default_optimizer(resolved_param.learning_rate)
@@ -262,7 +263,7 @@ def render(
         group=group, device=device, param=resolved_param, transform=transform,
         model_input=config.model_input(min(size)), optimizer=optimizer or _default_optimizer(config.learning_rate),
         redirect=redirect, fused=fused, precision=mode, channels_last=bool(channels_last), image_seeds=image_seeds,
-        dtype=dtype, default_transforms=transforms is None,
+        dtype=dtype, default_transforms=default_transforms,
     )
     with prepared_model(model, plan.channels_last), precision(device, mode):
         check_fits(model, _static_layers(objective_list), size, group, device)

@@ -51,6 +51,7 @@ def test_fixed_head_keeps_its_input_size_under_the_default_transforms(preset):
     # smaller and larger renders are padded / cropped to 16 px too
     assert _render(FixedHead(), "fc:3", size=12).images.shape == (1, 3, 12, 12)
     assert _render(FixedHead(), "fc:3", size=(24, 20), transforms=None).images.shape == (1, 3, 24, 20)
+    assert _render(FixedHead(), "fc:3", size=12, param="cppn").images.shape == (1, 3, 12, 12)
 
 
 def test_fixed_head_with_own_transforms_says_why_and_how():
