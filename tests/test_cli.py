@@ -1,5 +1,6 @@
 """The ``circuits-vision`` command as a person types it."""
 
+import re
 import subprocess
 import sys
 import threading
@@ -204,16 +205,22 @@ def test_report_of_swapped_layers_is_refused(capsys, tmp_path):
 def test_report_takes_detection_settings(capsys, tmp_path, monkeypatch):
     from circuits_vision.analysis import equivariance
 
+    from circuits_vision.analysis import tuning
+
     calls, real = [], equivariance.report
     monkeypatch.setattr(equivariance, "report", lambda *a, **kw: calls.append((a[1], kw)) or real(*a, **kw))
+    curves, real_curves = [], tuning.find_curve_detectors
+    monkeypatch.setattr(tuning, "find_curve_detectors",
+                        lambda *a, **kw: curves.append((a[1], kw.get("units"))) or real_curves(*a, **kw))
     code, _, err = _run(capsys, "report", "mixed3a", "mixed3b", "--model", TINY, "--out", tmp_path / "r",
                         "--threshold", "0.3", "--min-members", "2", "--units-per-layer", "4")
     assert code == 0, err
     assert [(layer, kw["units"], kw["threshold"], kw["min_members"]) for layer, kw in calls] == [
         ("mixed3a", [0, 1, 2, 3], 0.3, 2), ("mixed3b", [0, 1, 2, 3], 0.3, 2)]
+    assert curves == [("mixed3a", [0, 1, 2, 3]), ("mixed3b", [0, 1, 2, 3])]  # the curve search too
     page = (tmp_path / "r" / "index.html").read_text()
     assert page.count("detection: threshold 0.3, at least 2 members, units 0-3 only") == 2
-    assert "circuit report" in err and "4/4" in err  # the sections' progress bar
+    assert re.search(r"circuit report: 100%\|[^|]*\| (\d+)/\1 \[", err)  # the sections' progress bar, all done
     with pytest.raises(SystemExit):
         cli.main(["report", "mixed3a", "mixed3b", "--threshold", "5"])
     assert "expected a cosine similarity in (0, 1], got 5.0" in capsys.readouterr().err

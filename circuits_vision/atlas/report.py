@@ -192,7 +192,10 @@ def _categories_from_atlas(atlas_dir: Path | None, layer: str) -> dict[str, dict
     return {"color": colour, "orientation": orientation}
 
 
-def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_detectors=None) -> str:
+def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_detectors=None,
+                      searched: list[int] | None = None) -> str:
+    """Colour, orientation and (when found) curve-detector units per branch; ``searched``: the units the
+    curve search covered (default all), the others of them form the "other" category."""
     from circuits_vision.analysis import branches
     from circuits_vision.hooks import layer_shape
     from circuits_vision.viz import branches as viz_branches
@@ -203,7 +206,8 @@ def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_de
     if curve_detectors:
         units = {d.unit for d in curve_detectors}
         width = int(layer_shape(model, target)[0])
-        measured["curve"] = {"curve_detector": sorted(units), "other": [u for u in range(width) if u not in units]}
+        pool = range(width) if searched is None else searched
+        measured["curve"] = {"curve_detector": sorted(units), "other": [u for u in pool if u not in units]}
         kinds.append("curve")
     for categories in kinds:
         found = branches.report(model, target, measured.get(categories, categories))
@@ -228,12 +232,13 @@ def _branch_name(model, layer: str, unit: int) -> str:
         return ""
 
 
-def _curve_detector_section(model, layer: str, out: Path, state: dict) -> str:
-    """The curve detectors of ``layer`` (tuning-based family): members, angles, radial plot, small multiples."""
+def _curve_detector_section(model, layer: str, out: Path, state: dict, units: list[int] | None = None) -> str:
+    """The curve detectors of ``layer`` (tuning-based family; among ``units`` when given): members, angles,
+    radial plot, small multiples."""
     from circuits_vision.analysis.tuning import find_curve_detectors
     from circuits_vision.viz import tuning as viz_tuning
 
-    search = find_curve_detectors(model, layer)
+    search = find_curve_detectors(model, layer, units=units)
     state[layer] = search.detectors
     title = f"<h2>Curve detector family of {_e(layer)} (tuning curves)</h2>"
     explain = ("<p>find_curve_detectors with its defaults: black arcs on white at every 5 deg x 4 radii, read at the "
@@ -408,12 +413,15 @@ def circuit_report(
     section("Equivariant circuits", lambda: _circuits_section(
         model, source, target, getattr(found.get(source), "families", None), getattr(found.get(target), "families", None), out))
     curves: dict = {}
-    section(f"Curve detectors of {source}", lambda: _curve_detector_section(model, source, out, curves))
-    section(f"Curve detectors of {target}", lambda: _curve_detector_section(model, target, out, curves))
+    section(f"Curve detectors of {source}", lambda: _curve_detector_section(
+        model, source, out, curves, units_of(source).get("units")))
+    section(f"Curve detectors of {target}", lambda: _curve_detector_section(
+        model, target, out, curves, units_of(target).get("units")))
     section("Curve circuit", lambda: _curve_circuit_section(model, source, target, out, curves))
     section("Echo", lambda: _echo_section(model, source, target, out, curves))
     section("Artificial artificial network", lambda: _replacement_section(model, source, target, out, curves))
-    section("Branch specialization", lambda: _branches_section(model, target, out, atlas_path, curves.get(target)))
+    section("Branch specialization", lambda: _branches_section(model, target, out, atlas_path, curves.get(target),
+                                                               units_of(target).get("units")))
     bar.close()
     title = f"Circuit report: {source} -> {target}"
     back = "<p><a href=\"../index.html\">atlas index</a></p>" if atlas_path is not None else ""
