@@ -127,15 +127,28 @@ def _weights_html(title: str, links, present: set, css_id: str) -> str:
     return f"<h2>{_e(title)}</h2><div class=\"weights\" id=\"{css_id}\">{''.join(items)}</div>"
 
 
+def _curve_family_html(record: dict, present: set) -> str:
+    """The tuning-based curve-detector family the unit belongs to, or "" when it is not a curve detector."""
+    tuning = record.get("tuning")
+    if not isinstance(tuning, dict) or not tuning.get("curve_detector") or not tuning.get("curve_family"):
+        return ""
+    members = ", ".join(_unit_link(record["layer"], m, present, _e(m)) for m in tuning["curve_family"])
+    return (f"curve detector family (by tuning, {_e(len(tuning['curve_family']))} units), orientation "
+            f"{_e(tuning.get('curve_orientation'))}&deg;; members: {members}")
+
+
 def _family_html(record: dict, present: set) -> str:
     family = record.get("family")
+    curve = _curve_family_html(record, present)
     if not isinstance(family, dict):
-        return _e(family if family is not None else "not computed")
+        weights = _e(family if family is not None else "not computed")
+        return f"{curve}<br>by weights: {weights}" if curve else weights
     if family.get("kind") == "rotation-invariant":
         return "rotation-invariant (equals its own rotations)"
     members = ", ".join(_unit_link(record["layer"], m, present, _e(m)) for m in family.get("members", []))
-    return (f"rotation family {_e(family['family'])} ({_e(family['size'])} units, score {_e(family['score'])}), "
-            f"angle {_e(family['angle'])}&deg;; members: {members}")
+    rotation = (f"rotation family {_e(family['family'])} ({_e(family['size'])} units, score {_e(family['score'])}), "
+                f"angle {_e(family['angle'])}&deg;; members: {members}")
+    return f"{curve}<br>by weights: {rotation}" if curve else rotation
 
 
 def _tuning_html(tuning) -> str:

@@ -156,6 +156,7 @@ def render(
     fused: bool | None = None,
     memory_budget: int | None = None,
     cuda_graphs: bool = False,
+    image_seeds: Sequence[int] | None = None,
 ) -> RenderResult:
     """Feature visualization of every objective, optimised together.
 
@@ -196,6 +197,10 @@ def render(
             or a quarter of RAM capped at 4 GiB on the CPU). Whatever the budget, a render larger
             than 1024x1024 px whose estimated memory exceeds the free memory is refused up front.
         cuda_graphs: not implemented; must be False.
+        image_seeds: one seed per objective, used instead of ``seed``: image ``i`` of objective ``j``
+            draws from ``(image_seeds[j], i)``, so an objective's images do not depend on the other
+            objectives of the call, their order, or ``batch_size`` (how the atlas renders any subset
+            of units reproducibly).
 
     The model runs in its own dtype (float32, float64, bfloat16 or float16): the image is
     optimised in float32 and cast to the model's dtype at its input.
@@ -227,6 +232,10 @@ def render(
     memory_budget = args_.optional_count("memory_budget", memory_budget)
     dtype = args_.model_dtype(model)
     objective_list = args_.objective_list(objectives, model, size)
+    if image_seeds is not None:
+        image_seeds = [int(s) for s in image_seeds]
+        if len(image_seeds) != len(objective_list):
+            raise ValueError(f"image_seeds needs one seed per objective: got {len(image_seeds)} for {len(objective_list)} objectives")
     thresholds = sorted({int(t) for t in thresholds})
     if thresholds and not 1 <= thresholds[0] <= thresholds[-1] <= steps:
         raise ValueError(f"thresholds must lie in 1..steps={steps}, got {thresholds}")
@@ -253,7 +262,7 @@ def render(
         model=model, objectives=objective_list, steps=steps, size=size, seed=seed, thresholds=thresholds,
         group=group, device=device, param=resolved_param, transform=transform,
         model_input=config.model_input(min(size)), optimizer=optimizer or _default_optimizer(config.learning_rate),
-        redirect=redirect, fused=fused, precision=mode, channels_last=bool(channels_last),
+        redirect=redirect, fused=fused, precision=mode, channels_last=bool(channels_last), image_seeds=image_seeds,
         dtype=dtype, default_transforms=default_transforms,
     )
     with prepared_model(model, plan.channels_last), precision(device, mode):
@@ -318,6 +327,7 @@ class _Plan:
     default_transforms: bool = False
     layers: list[str] | None = None
     input_size: tuple[int, int] = (0, 0)
+    image_seeds: list[int] | None = None
 
     @property
     def lucent_style_param(self) -> bool:
@@ -376,6 +386,12 @@ class _Plan:
         self._keep_fixed_input_size()
         check_channels_and_size(self.objectives, self.model, self.layers, self.input_size, self.size, margin, self.group)
 
+    def _generator(self, index: int) -> torch.Generator:
+        """Image ``index`` of the call: from ``(seed, index)``, or ``(its objective's seed, its place in the group)``."""
+        if self.image_seeds is None:
+            return _image_generator(self.seed, index)
+        return _image_generator(self.image_seeds[index // self.group], index % self.group)
+
     def _make_param(self, count: int, generators: list[torch.Generator]):
         if self.lucent_style_param:
             params, image_f = self.param()
@@ -388,7 +404,7 @@ class _Plan:
 
     def run_chunk(self, start: int, stop: int, bar) -> _ChunkResult:
         count = stop - start
-        generators = [_image_generator(self.seed, i) for i in range(start, stop)]
+        generators = [self._generator(i) for i in range(start, stop)]
         params, image_f = self._make_param(count, generators)
         optimizer = self.optimizer(params)
         step_inputs = _StepInputs(self, image_f, generators, count)

@@ -17,13 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from circuits_vision.weights.expanded import MAXPOOL_APPROXIMATIONS
-
-_RELUS = {"relu", "relu_", "relu6", "hardtanh", "hardtanh_"}  # hardtanh: nn.ReLU6 calls it
+from circuits_vision.weights.expanded import ACTIVATIONS_AS_IDENTITY, MAXPOOL_APPROXIMATIONS
 
 
 class _LinearFunctions(TorchFunctionMode):
-    """ReLU -> identity, max pool -> average (or centre) pool, -inf padding -> zero padding."""
+    """ReLU, Hardswish, GELU, SiLU -> identity, LayerNorm -> centring and affine scale, max pool -> average
+    (or centre) pool, -inf padding -> zero padding."""
 
     def __init__(self, maxpool: str) -> None:
         super().__init__()
@@ -32,8 +31,10 @@ class _LinearFunctions(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        if name in _RELUS and args and isinstance(args[0], torch.Tensor):
-            return args[0]
+        if name in ACTIVATIONS_AS_IDENTITY and args and isinstance(args[0], torch.Tensor):
+            return args[0]  # hardtanh too: nn.ReLU6 calls it
+        if name == "layer_norm":
+            return _centred_layer_norm(*args, **kwargs)
         if name == "max_pool2d":
             return _linear_max_pool(self.maxpool, *args, **kwargs)
         if name == "pad":
@@ -42,6 +43,19 @@ class _LinearFunctions(TorchFunctionMode):
                 kwargs = {k: v for k, v in kwargs.items() if k != "value"}
                 return F.pad(*args[:3], **kwargs)
         return func(*args, **kwargs)
+
+
+def _centred_layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """``weight * (x - mean(x)) + bias`` over the normalised dims: a LayerNorm without its division by the
+    per-position standard deviation, which depends on the input (expanded weights drop it the same way)."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    dims = tuple(range(-len(shape), 0))
+    out = input - input.mean(dim=dims, keepdim=True)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
 
 
 def _linear_max_pool(maxpool: str, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -62,7 +76,9 @@ def _linear_max_pool(maxpool: str, input, kernel_size, stride=None, padding=0, d
 def linearized(model: nn.Module, *, maxpool: str = "avg") -> Iterator[nn.Module]:
     """Within the block, ``model``'s forward computes its linear approximation (in place, restored after).
 
-    - ReLU / ReLU6 (modules, ``F.relu``, ``torch.relu``, ``x.relu()``) -> identity;
+    - ReLU / ReLU6 / Hardswish / GELU / SiLU (modules, ``F.relu``, ``torch.relu``, ``x.relu()``, ...) -> identity;
+    - LayerNorm (``nn.LayerNorm``, ``F.layer_norm``) -> ``weight * (x - mean(x)) + bias``: its division by
+      the input's standard deviation, which is not a constant, is left out;
     - max pooling -> average pooling of the same kernel, stride and padding (``maxpool="center"``: the
       centre tap of each window); ``F.pad(..., value=-inf)`` (TensorFlow-style max-pool padding) pads with 0;
     - modules defining ``linear_approximation()`` (the TF local response norm) -> multiplication by it;
