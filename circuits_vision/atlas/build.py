@@ -234,7 +234,8 @@ def _render_chunks(model, directory, my_chunks, rank, world, total, done_before,
                 name = f"img/{slug(layer)}/{unit}.png"
                 store.save_png(directory / name, result.images[i, :3])
                 records.append({"layer": layer, "unit": unit, "image": name,
-                                "loss": round(float(result.history[-1, i]), 6), "rank": rank, "time": time.time()})
+                                "loss": round(float(result.history[-1, i]), 6),
+                                "never_active": bool(result.never_active[i]), "rank": rank, "time": time.time()})
             store.write_jsonl(record_file, records)
             rendered += len(left)
             bar.update(len(left))

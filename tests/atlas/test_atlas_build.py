@@ -375,3 +375,13 @@ def test_unit_page_names_the_curve_family_and_orientation():
     assert "units/mixed3b/4.html" in html and "by weights: no rotation family" in html
     plain = {"layer": "mixed3b", "unit": 1, "family": "no rotation family", "tuning": {"curve_detector": False}}
     assert _family_html(plain, set()) == "no rotation family"
+
+
+def test_records_and_unit_pages_flag_units_that_never_activate(full_atlas):
+    records = _manifest(full_atlas)
+    assert all(isinstance(r["never_active"], bool) for r in records)
+    assert all(r["loss"] == 0 for r in records if r["never_active"])  # off at every step, so at the last
+    assert any(r["loss"] != 0 for r in records)
+    for r in records:
+        page = (Path(full_atlas) / r["page"]).read_text()
+        assert ('id="never-active"' in page) == r["never_active"]
