@@ -11,6 +11,7 @@ Subpackages load on first use, so ``import circuits_vision as cv`` stays cheap:
   modules' other functions are attributes: ``cv.equivariance.rotation_families``)
 - :mod:`~circuits_vision.stimuli`  synthetic stimuli
 - :mod:`~circuits_vision.atlas`    whole-model atlases with a static HTML viewer
+- :mod:`~circuits_vision.claims`   the published Circuits claims checked on given weights (``cv.reproduce``)
 - :mod:`~circuits_vision.ops`      the custom C++/CUDA ops and their pure-PyTorch twins
 """
 
@@ -20,11 +21,12 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("analysis", "atlas", "hooks", "models", "ops", "optvis", "stimuli", "viz", "weights")
+_SUBPACKAGES = ("analysis", "atlas", "claims", "hooks", "models", "ops", "optvis", "stimuli", "viz", "weights")
 # Short names for the calls a user makes most, as in `cv.render(...)`: (module, function).
 _SHORTCUTS = {
     "render": ("circuits_vision.optvis", "render"),
     "expanded_weights": ("circuits_vision.weights", "expanded_weights"),
+    "reproduce": ("circuits_vision.claims", "reproduce"),
 }
 # Analyses called as `cv.branches(model, layer)` that also keep their module's other functions one
 # attribute away, as in `cv.equivariance.rotation_families(model, layer)`: (module, the call).

@@ -1,0 +1,103 @@
+"""Curve Detectors and Curve Circuits claims (Cammarata et al., Distill 2020 and 2021)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from circuits_vision.claims.context import Context
+from circuits_vision.claims.registry import claim
+from circuits_vision.claims.result import FAILS, HOLDS, PARTLY, ClaimResult
+from circuits_vision.models import facts
+
+CURVES = "Curve Detectors (Cammarata et al., Distill 2020)"
+CIRCUITS = "Curve Circuits (Cammarata et al., Distill 2021)"
+# Verdict thresholds. Without the real weights these are not calibrated; the report prints the measured
+# figures beside them.
+DETECTED_HOLDS, DETECTED_PARTLY = 0.8, 0.5
+ERROR_HOLDS, ERROR_PARTLY = 30.0, 45.0
+TOP_K = 5
+
+
+def circular_difference(a: np.ndarray, b: np.ndarray, period: float = 360.0) -> np.ndarray:
+    """``|a - b|`` on a circle of ``period`` degrees, in ``[0, period / 2]``."""
+    d = np.mod(np.asarray(a, dtype=float) - np.asarray(b, dtype=float), period)
+    return np.minimum(d, period - d)
+
+
+def best_offset(found: np.ndarray, published: np.ndarray) -> tuple[float, np.ndarray]:
+    """The rotation (0..359.5 degrees, 0.5 steps) minimising the median circular error of ``found + offset``
+    against ``published``, and the errors after it. The published angles are in the article's own
+    stimulus convention, which may differ from ours by a fixed rotation."""
+    offsets = np.arange(0.0, 360.0, 0.5)
+    errors = circular_difference(found[None, :] + offsets[:, None], published[None, :])
+    best = int(np.argmin(np.median(errors, axis=1) + 1e-6 * np.minimum(offsets, 360 - offsets)))
+    return float(offsets[best]), errors[best]
+
+
+@claim("curve_detectors", article=CURVES, figure="the curve family of mixed3b, preferred orientations",
+       published="the 10 mixed3b curve units (379, 406, 385, 343, 342, 388, 324, 340, 330, 349) are curve "
+                 "detectors tiling the orientations, each at its published preferred orientation",
+       requires=("mixed3b",))
+def curve_detectors(ctx: Context) -> ClaimResult:
+    published = facts.curve_orientations("mixed3b")
+    units = list(published)
+    search = ctx.curve_detectors("mixed3b", units)
+    found = {d.unit: d.preferred_orientation for d in search.detectors}
+    fraction = len(found) / len(units)
+    numbers = {"units": units, "detected": sorted(found), "fraction_detected": fraction,
+               "measured_orientations": {str(u): o for u, o in found.items()},
+               "published_orientations": {str(u): published[u] for u in units}}
+    if found:
+        measured = np.array([found[u] for u in found])
+        truth = np.array([published[u] for u in found])
+        raw = float(np.median(circular_difference(measured, truth)))
+        offset, errors = best_offset(measured, truth)
+        error = float(np.median(errors))
+        numbers.update(median_error_deg=raw, offset_deg=offset, median_error_after_offset_deg=error)
+    else:
+        raw = offset = error = math.nan
+    if fraction >= DETECTED_HOLDS and error <= ERROR_HOLDS:
+        verdict = HOLDS
+    elif fraction >= DETECTED_PARTLY and error <= ERROR_PARTLY:
+        verdict = PARTLY
+    else:
+        verdict = FAILS
+    measured_text = (f"{len(found)}/{len(units)} pass the curve-detector test (find_curve_detectors); median "
+                     f"circular error of their preferred orientations {raw:.1f} deg, {error:.1f} deg after the best "
+                     f"common rotation ({offset:.1f} deg)")
+    rule = (f"holds: >= {DETECTED_HOLDS:.0%} detected and median error <= {ERROR_HOLDS:g} deg; partly: >= "
+            f"{DETECTED_PARTLY:.0%} and <= {ERROR_PARTLY:g} deg; else fails. The published angles are in the "
+            "article's stimulus convention, so the error is also given after one fitted common rotation")
+    return ClaimResult("curve_detectors", CURVES, "the curve family of mixed3b", "", measured_text, verdict, rule,
+                       numbers)
+
+
+@claim("curve_circuits", article=CIRCUITS, figure="aligned 3a->3b curve pairs (expanded weights)",
+       published="each mixed3b curve unit's strongest curve input from mixed3a is its aligned early curve "
+                 "(3b:379<-3a:147, 406<-189, 385<-81, 343<-104, 342<-92, 388<-145, 324<-95, 340<-71, 330<-71, "
+                 "349<-147)",
+       requires=("mixed3a", "mixed3b"))
+def curve_circuits(ctx: Context) -> ClaimResult:
+    from circuits_vision.weights import expanded_weights, strongest_inputs
+
+    pairs = facts.aligned_curve_pairs()
+    expanded = ctx.shared(("expanded", "mixed3a", "mixed3b"),
+                          lambda: expanded_weights(ctx.model, "mixed3a", "mixed3b").detach().cpu())
+    ranks = {}
+    for target, source in pairs.items():
+        order, _ = strongest_inputs(expanded, target, k=None)
+        ranks[target] = int(np.flatnonzero(order == source)[0]) + 1
+    within = [t for t, r in ranks.items() if r <= TOP_K]
+    fraction = len(within) / len(pairs)
+    chance = TOP_K / expanded.shape[1]
+    verdict = HOLDS if fraction >= DETECTED_HOLDS else PARTLY if fraction >= DETECTED_PARTLY else FAILS
+    measured = (f"{len(within)}/{len(pairs)} published 3a partners are among their 3b unit's {TOP_K} strongest "
+                f"expanded-weight inputs (of {expanded.shape[1]}; chance {chance:.1%} per pair); ranks "
+                + ", ".join(f"{t}<-{pairs[t]}: {r}" for t, r in ranks.items()))
+    rule = (f"holds: >= {DETECTED_HOLDS:.0%} of pairs in the top {TOP_K} (L2 norm of the expanded weights "
+            f"mixed3a->mixed3b); partly: >= {DETECTED_PARTLY:.0%}; else fails")
+    numbers = {"ranks": {str(t): r for t, r in ranks.items()}, "fraction_in_top_k": fraction, "k": TOP_K,
+               "chance_per_pair": chance}
+    return ClaimResult("curve_circuits", CIRCUITS, "aligned 3a->3b curve pairs", "", measured, verdict, rule, numbers)

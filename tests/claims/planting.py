@@ -1,0 +1,134 @@
+"""A random InceptionV1 with a few published Circuits claims written into it at their published units.
+
+Darkness relays (black = 1, white = 0) are carried from the image to
+chosen channels through conv2d0 -> conv2d1 -> conv2d2 -> mixed3a's 3x3 branch (the published 3a curve
+partners of the aligned pairs) and mixed3a's 5x5 branch (its 9 published black-and-white units). Each
+published mixed3b curve unit reads only its published 3a partner, through a 5x5 kernel that is the
+partner's own response map to a curve at the unit's published orientation (a matched filter): so
+379 <- 147 is its strongest input, the curve family sits at its published orientations, inside the 5x5
+branch, and the 3a black-and-white units are colour-blind (their relay weighs R, G, B equally; the
+curve partners' relay reads red only, so they see colour). Every other weight stays random.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from circuits_vision import stimuli
+from circuits_vision.analysis.tuning import receptive_field_center
+from circuits_vision.hooks import get_layer, run_with_cache
+from circuits_vision.models import facts, inceptionv1
+
+# conv2d0 / conv2d1 and conv2d2 channels carrying the red channel's darkness (for the curves; it also
+# sees colour, so the curve partners are not black-and-white units) and grey darkness (colour-blind).
+RED_STEM, RED_CONV2D2 = 19, 100
+GREY_STEM, GREY_CONV2D2 = 40, 150
+THRESHOLD = 0.3  # curve units fire above this fraction of their weakest preferred-curve drive
+LRN_RADIUS = 5
+
+
+def _conv(model, name):
+    return get_layer(model, f"{name}_pre_relu_conv")
+
+
+def _one_hot_row(conv, out_channel, in_channel, value=1.0):
+    """Output ``out_channel`` of ``conv`` reads only ``in_channel`` at the kernel's centre tap."""
+    with torch.no_grad():
+        conv.weight[out_channel] = 0
+        kh, kw = conv.weight.shape[2:]
+        conv.weight[out_channel, in_channel, kh // 2, kw // 2] = value
+        if conv.bias is not None:
+            conv.bias[out_channel] = 0
+
+
+def _quiet_neighbours(conv, channel):
+    # The local response norms divide a channel by its neighbours' energy; silencing the relay's
+    # neighbours keeps the relay a clean copy of the darkness map.
+    with torch.no_grad():
+        for c in range(max(0, channel - LRN_RADIUS), min(conv.weight.shape[0], channel + LRN_RADIUS + 1)):
+            if c != channel:
+                conv.weight[c] = 0
+                if conv.bias is not None:
+                    conv.bias[c] = 0
+
+
+def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: bool = True):
+    """Random InceptionV1 (seed ``seed``) with the curve family, the aligned 3a->3b pairs and the mixed3a
+    black-and-white 5x5 units planted (``curves`` / ``bw`` turn them off). Templates are made at ``size`` px."""
+    model = inceptionv1(generator=torch.Generator().manual_seed(seed))
+    conv0, conv1, conv2 = _conv(model, "conv2d0"), _conv(model, "conv2d1"), _conv(model, "conv2d2")
+    with torch.no_grad():
+        # conv2d0 sees x * 255 - 117: darkness = (138 - value) / 255 (averaged over 3x3), 0 on white.
+        conv0.weight[RED_STEM] = 0
+        conv0.weight[RED_STEM, 0, 2:5, 2:5] = -1.0 / (255 * 9)
+        conv0.weight[GREY_STEM] = 0
+        conv0.weight[GREY_STEM, :, 2:5, 2:5] = -1.0 / (3 * 255 * 9)
+        conv0.bias[[RED_STEM, GREY_STEM]] = 138.0 / 255.0
+    for stem, relay in ((RED_STEM, RED_CONV2D2), (GREY_STEM, GREY_CONV2D2)):
+        _quiet_neighbours(conv0, stem)
+        _one_hot_row(conv1, stem, stem)
+        _one_hot_row(conv2, relay, stem)
+        _quiet_neighbours(conv2, relay)
+
+    pairs = facts.aligned_curve_pairs()
+    partners = sorted(set(pairs.values()))
+    if curves:
+        bottleneck, conv3x3 = _conv(model, "mixed3a_3x3_bottleneck"), _conv(model, "mixed3a_3x3")
+        _one_hot_row(bottleneck, 0, RED_CONV2D2)
+        for unit in partners:
+            _one_hot_row(conv3x3, unit - 64, 0)
+    if bw:
+        bottleneck, conv5x5 = _conv(model, "mixed3a_5x5_bottleneck"), _conv(model, "mixed3a_5x5")
+        _one_hot_row(bottleneck, 0, GREY_CONV2D2)
+        for unit in facts.family("mixed3a", "BW vs Color"):
+            _one_hot_row(conv5x5, unit - 192, 0)
+    if curves:
+        _plant_curve_family(model, size, pairs, partners)
+    return model.eval()
+
+
+def _plant_curve_family(model, size, pairs, partners):
+    bottleneck, conv5x5 = _conv(model, "mixed3b_5x5_bottleneck"), _conv(model, "mixed3b_5x5")
+    for k, unit in enumerate(partners):
+        _one_hot_row(bottleneck, k, unit)
+    center = receptive_field_center(model, "mixed3b", size=size)
+    radii = [size / 8, size / 6, size / 4.5, size / 3.5]
+    thickness = max(1.5, size / 32)
+    line_angles = torch.arange(0.0, 180.0, 5.0)
+    lines = stimuli.lines(line_angles, length=sum(radii) / len(radii) * math.pi / 2, thickness=thickness,
+                          center=center, size=size)
+    for unit, angle in facts.curve_orientations("mixed3b").items():
+        source = pairs[unit]
+        images = stimuli.curves(torch.tensor([angle] * len(radii)), torch.tensor(radii), angular_width=90.0,
+                                thickness=thickness, center=center, size=size)
+        windows = _centre_windows(model, images, source)
+        line_windows = _centre_windows(model, lines, source)
+        template = _discriminative(windows.mean(0), line_windows)
+        drive = (windows * template).sum(dim=(1, 2)).min()  # the weakest radius's drive
+        with torch.no_grad():
+            conv5x5.weight[unit - 320] = 0
+            conv5x5.weight[unit - 320, partners.index(source)] = template
+            conv5x5.bias[unit - 320] = -THRESHOLD * drive
+
+
+def _centre_windows(model, images, channel):
+    """``[N, 5, 5]``: ``channel`` of mixed3a around the centre position for each image."""
+    with torch.no_grad():
+        maps = run_with_cache(model, images, ["mixed3a"])["mixed3a"][:, channel]
+    h, w = maps.shape[1:]
+    return maps[:, h // 2 - 2 : h // 2 + 3, w // 2 - 2 : w // 2 + 3]
+
+
+def _discriminative(curve, lines, steps: int = 3):
+    """A unit-norm zero-mean 5x5 filter matching ``curve`` with the most similar line maps projected out,
+    so a straight line drives it less than the curve (curve-vs-line preference)."""
+    zero_mean = lambda t: t - t.mean()
+    template = zero_mean(curve)
+    lines = torch.stack([zero_mean(line) for line in lines])
+    lines = lines / lines.flatten(1).norm(dim=1).clamp_min(1e-8)[:, None, None]
+    for _ in range(steps):
+        similar = lines[(lines * template).sum(dim=(1, 2)).argmax()]
+        template = template - (similar * template).sum() * similar
+    return template / template.norm().clamp_min(1e-8)
