@@ -6,6 +6,8 @@
     circuits-vision report SOURCE TARGET [--model ...] [--weights ...] [--out DIR] [--units-per-layer N]
                            [--threshold SIMILARITY] [--min-members N]
     circuits-vision serve DIR [--port N]
+    circuits-vision reproduce [--model inceptionv1] [--weights FILE_OR_URL] [--claims PATTERN ...] [--out DIR]
+                              [--size PX]
     circuits-vision demo --out DIR
 
 ``--model`` also takes the path of a ``.py`` file defining ``model()`` (or ``build_model()`` /
@@ -150,6 +152,33 @@ def run_demo(args) -> int:
     return 0
 
 
+# --- reproduce: the published Circuits claims checked on the given weights ---------------------------
+
+def run_reproduce(args) -> int:
+    from circuits_vision.claims import reproduce
+
+    model = load_model(args.model, args.weights)
+    try:
+        result = reproduce(model, args.claims, out=args.out, size=args.size, title=f"Circuits claims: {args.model}")
+    except ValueError as error:  # an unknown claim pattern, a bad size
+        raise CommandError(str(error)) from None
+    print(result)
+    print(f"report: {result.html_path.resolve()}")
+    return 0
+
+
+def _reproduce_parser(commands) -> None:
+    parser = commands.add_parser("reproduce", help="check the published Circuits claims on these weights")
+    parser.add_argument("--model", default="inceptionv1", help="inceptionv1 (default), or a .py file defining model()")
+    parser.add_argument("--weights", default=None, help="state dict path or http(s) URL (e.g. inception5h.pth)")
+    parser.add_argument("--claims", nargs="+", default=None, help="claim names or globs (default: every claim)")
+    parser.add_argument("--out", default="reproduction", help="output directory (rerun to reuse measured claims)")
+    parser.add_argument("--size", type=_positive, default=None, help="stimulus size in px (default the model's input size)")
+    parser.set_defaults(run=run_reproduce)
+
+# ------------------------------------------------------------------------------------------------------
+
+
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="shapes",
                         help="shapes (default), inceptionv1, a torchvision model name, or a .py file defining model()")
@@ -198,6 +227,7 @@ def make_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="a small atlas + circuit report of the shipped model (a few minutes)")
     demo.add_argument("--out", default="atlas")
     demo.set_defaults(run=run_demo)
+    _reproduce_parser(commands)
     return parser
 
 

@@ -33,7 +33,8 @@ def _published(index: int) -> dict:
 
 
 @claim("branch_bw_mixed3a_5x5", article=BRANCHES, figure="mixed3a: black-and-white vs colour units in the 5x5 branch",
-       published="all 9 'BW vs Color' units of mixed3a lie in its 5x5 branch (192-224), p < 1e-8",
+       published="all 9 'BW vs Color' units of mixed3a ({}) lie in its 5x5 branch (192-224), p < 1e-8".format(
+           facts.branch_specialization_claims()[0]["units"]),
        requires=("mixed3a",))
 def branch_bw_mixed3a(ctx: Context) -> ClaimResult:
     from circuits_vision.analysis.unit_categories import color_categories

@@ -37,8 +37,8 @@ def best_offset(found: np.ndarray, published: np.ndarray) -> tuple[float, np.nda
 
 
 @claim("curve_detectors", article=CURVES, figure="the curve family of mixed3b, preferred orientations",
-       published="the 10 mixed3b curve units (379, 406, 385, 343, 342, 388, 324, 340, 330, 349) are curve "
-                 "detectors tiling the orientations, each at its published preferred orientation",
+       published="the mixed3b curve units are curve detectors at these preferred orientations (deg): "
+                 + ", ".join(f"{u}: {a:g}" for u, a in facts.curve_orientations("mixed3b").items()),
        requires=("mixed3b",))
 def curve_detectors(ctx: Context) -> ClaimResult:
     published = facts.curve_orientations("mixed3b")
@@ -76,8 +76,7 @@ def curve_detectors(ctx: Context) -> ClaimResult:
 
 @claim("curve_circuits", article=CIRCUITS, figure="aligned 3a->3b curve pairs (expanded weights)",
        published="each mixed3b curve unit's strongest curve input from mixed3a is its aligned early curve "
-                 "(3b:379<-3a:147, 406<-189, 385<-81, 343<-104, 342<-92, 388<-145, 324<-95, 340<-71, 330<-71, "
-                 "349<-147)",
+                 "(3b<-3a): " + ", ".join(f"{t}<-{s}" for t, s in facts.aligned_curve_pairs().items()),
        requires=("mixed3a", "mixed3b"))
 def curve_circuits(ctx: Context) -> ClaimResult:
     from circuits_vision.weights import expanded_weights, strongest_inputs

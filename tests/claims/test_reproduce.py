@@ -1,0 +1,169 @@
+"""reproduce(): each claim can both hold (a random InceptionV1 with it planted at its published units)
+and fail (plain random weights); models without the layers get "not applicable"; the store resumes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import circuits_vision as cv
+from circuits_vision import claims
+from circuits_vision.claims import FAILS, HOLDS, NOT_APPLICABLE, ClaimResult
+from circuits_vision.claims.registry import CLAIMS
+from circuits_vision.claims.report import Reproduction, render_html
+from circuits_vision.cli import main
+from planted_inceptionv1 import planted_inceptionv1
+
+SIZE = 64
+PLANTED = ("curve_detectors", "curve_circuits", "branch_bw_mixed3a_5x5", "branch_curves_mixed3b_5x5")
+
+
+def random_inceptionv1(seed: int = 0):
+    return cv.models.inceptionv1(generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def planted_report():
+    return cv.reproduce(planted_inceptionv1(SIZE), size=SIZE, progress=False)
+
+
+@pytest.fixture(scope="module")
+def random_report():
+    return cv.reproduce(random_inceptionv1(), size=SIZE, progress=False)
+
+
+def test_every_claim_runs(planted_report):
+    assert [r.claim for r in planted_report.results] == list(CLAIMS) == claims.available_claims()
+    assert len(CLAIMS) >= 7
+
+
+@pytest.mark.parametrize("name", PLANTED)
+def test_planted_claims_hold(planted_report, name):
+    result = planted_report[name]
+    assert result.verdict == HOLDS, str(result)
+
+
+def test_planted_numbers(planted_report):
+    curves = planted_report["curve_detectors"].numbers
+    assert curves["fraction_detected"] == 1.0
+    assert curves["median_error_deg"] < 15  # written at the published angles
+    assert set(planted_report["curve_circuits"].numbers["ranks"].values()) == {1}  # 379 <- 147 strongest, ...
+    bw = planted_report["branch_bw_mixed3a_5x5"].numbers
+    assert bw["recall"] == 1.0 and bw["p_value"] < 1e-3
+    family = planted_report["early_vision_mixed3b_curves"].numbers
+    assert family["recall"] == 1.0  # the planted family is found; the other published lists are not planted
+
+
+@pytest.mark.parametrize("name", ["early_vision_conv2d2_curves", "early_vision_mixed3a_curves"])
+def test_claims_not_planted_fail(planted_report, name):
+    assert planted_report[name].verdict == FAILS, str(planted_report[name])
+
+
+def test_random_weights_fail_every_claim(random_report):
+    assert {r.verdict for r in random_report.results} <= {FAILS, NOT_APPLICABLE}, str(random_report)
+    assert random_report["curve_detectors"].numbers["fraction_detected"] < 0.5
+    assert max(random_report["curve_circuits"].numbers["ranks"].values()) > 5
+
+
+def test_report_prints_measured_beside_published(planted_report):
+    result = planted_report["curve_circuits"]
+    assert "379<-147" in result.published and "379<-147: 1" in result.measured
+    assert "top 5" in result.rule and result.article.startswith("Curve Circuits")
+
+
+def test_model_without_the_layers_is_not_applicable():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    report = cv.reproduce(model, size=SIZE, progress=False)
+    assert {r.verdict for r in report.results} == {NOT_APPLICABLE}
+    assert "mixed3b" in report["curve_detectors"].measured
+
+
+def test_wrong_width_is_not_applicable():
+    # A layer with the published name but another width: the unit ids mean nothing there.
+    class Narrow(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mixed3a = nn.Conv2d(3, 16, 3, padding=1)
+            self.mixed3b = nn.Conv2d(16, 32, 3, padding=1)
+
+        def forward(self, x):
+            return self.mixed3b(self.mixed3a(x))
+
+    result = cv.reproduce(Narrow(), "curve_circuits", size=SIZE, progress=False)["curve_circuits"]
+    assert result.verdict == NOT_APPLICABLE
+    assert "mixed3a (16 channels, published 256)" in result.measured
+
+
+def test_store_resumes_and_keys_by_weights(tmp_path, monkeypatch):
+    model = random_inceptionv1()
+    first = cv.reproduce(model, "curve_circuits", out=tmp_path, size=SIZE, progress=False)
+    records = list((tmp_path / "records").glob("curve_circuits-*.json"))
+    assert len(records) == 1
+    calls = []
+    original = CLAIMS["curve_circuits"]
+    monkeypatch.setitem(CLAIMS, "curve_circuits",
+                        original.__class__(**{**original.__dict__, "check": lambda ctx: calls.append(1) or original.check(ctx)}))
+    again = cv.reproduce(model, "curve_circuits", out=tmp_path, size=SIZE, progress=False)
+    assert calls == [] and again["curve_circuits"] == first["curve_circuits"]
+    with torch.no_grad():
+        model.get_submodule("mixed3b_5x5_pre_relu_conv").weight.mul_(2)
+    cv.reproduce(model, "curve_circuits", out=tmp_path, size=SIZE, progress=False)
+    assert calls == [1]  # other weights: measured again, in a record of their own
+    assert len(list((tmp_path / "records").glob("curve_circuits-*.json"))) == 2
+    cv.reproduce(model, "curve_circuits", out=tmp_path, size=SIZE + 16, progress=False)
+    assert calls == [1, 1]  # another size is another measurement
+
+
+def test_corrupt_record_is_measured_again(tmp_path):
+    model = random_inceptionv1()
+    cv.reproduce(model, "curve_circuits", out=tmp_path, size=SIZE, progress=False)
+    record = next((tmp_path / "records").glob("*.json"))
+    record.write_text("{half a reco")
+    result = cv.reproduce(model, "curve_circuits", out=tmp_path, size=SIZE, progress=False)["curve_circuits"]
+    assert result.verdict == FAILS and json.loads(record.read_text())["verdict"] == FAILS
+
+
+def test_report_files(tmp_path, capsys):
+    report = cv.reproduce(random_inceptionv1(), ["curve_circuits", "curve_d*"], out=tmp_path, size=SIZE)
+    bar = capsys.readouterr().err
+    assert "claims: 100%" in bar and "2/2" in bar
+    data = json.loads(report.json_path.read_text())
+    assert [c["claim"] for c in data["claims"]] == ["curve_detectors", "curve_circuits"]
+    assert data["counts"]["fails"] == 2 and data["fingerprint"] == report.fingerprint
+    page = report.html_path.read_text()
+    assert "curve_circuits" in page and "379&lt;-147" in page
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_html_escapes():
+    bad = ClaimResult("x", "<script>alert(1)</script>", "f", "p & q", "<b>m</b>", FAILS, "r")
+    page = render_html(Reproduction([bad], "abc", 64), "<title>")
+    assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;b&gt;m" in page and "p &amp; q" in page
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="no claim matches.*known claims"):
+        cv.reproduce(random_inceptionv1(), "curve_detectorz", progress=False)
+    with pytest.raises(TypeError, match="nn.Module"):
+        cv.reproduce("inception5h.pth")
+    with pytest.raises(ValueError, match="at least 32"):
+        cv.reproduce(random_inceptionv1(), size=8)
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        ClaimResult("x", "a", "f", "p", "m", "maybe", "r")
+
+
+def test_cli(tmp_path, capsys):
+    factory = tmp_path / "random_inception.py"
+    factory.write_text("import torch\nimport circuits_vision as cv\n\ndef model():\n"
+                       "    return cv.models.inceptionv1(generator=torch.Generator().manual_seed(0))\n")
+    out = tmp_path / "out"
+    assert main(["reproduce", "--model", str(factory), "--claims", "curve_circuits", "--out", str(out),
+                 "--size", str(SIZE)]) == 0
+    printed = capsys.readouterr().out
+    assert "curve_circuits" in printed and "fails" in printed and "report.html" in printed
+    assert (out / "report.html").is_file() and (out / "report.json").is_file()
+    assert main(["reproduce", "--model", str(factory), "--claims", "nope", "--out", str(out)]) == 2
+    assert "no claim matches" in capsys.readouterr().err
