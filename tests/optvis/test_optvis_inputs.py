@@ -12,9 +12,7 @@ from torch import nn
 
 from circuits_vision import hooks
 from circuits_vision.analysis import tuning
-from circuits_vision.optvis import RenderInputError, objectives, render, transforms
-from circuits_vision.optvis import _batching
-from circuits_vision.optvis._batching import RenderTooLargeError
+from circuits_vision.optvis import RenderInputError, RenderTooLargeError, _batching, objectives, render, transforms
 
 
 def _render(model, objs, **kwargs):
