@@ -66,7 +66,8 @@ def _render_vis_rate(render_vis, image, model, layer: str, channels: list[int], 
 
 
 def _dropin_vs_lucent(ours_model, layer: str, channels: list[int], steps: int, size: int) -> tuple[float, float]:
-    """The same render_vis call through lucent and through the drop-in, same weights: (lucent, drop-in) rates."""
+    """The same render_vis call through lucent and through the drop-in, same weights, timed one
+    after the other: (lucent, drop-in) rates."""
     from lucent.modelzoo.inceptionv1.InceptionV1 import InceptionV1 as LucentInceptionV1
     from lucent.optvis import param as lucent_param
     from lucent.optvis import render as lucent_render
