@@ -14,6 +14,7 @@ from circuits_vision.optvis import objectives, param, transforms
 from circuits_vision.optvis._batching import RenderTooLargeError
 from circuits_vision.optvis._validate import RenderInputError
 from circuits_vision.optvis.adam import Adam
+from circuits_vision.optvis.config import RenderConfig
 from circuits_vision.optvis.objectives import Objective, as_objective
 from circuits_vision.optvis.redirect import NoReLUWarning, redirected_relus
 from circuits_vision.optvis.render import PRESETS, NonFiniteError, Preset, RenderResult, render
@@ -25,6 +26,7 @@ __all__ = [
     "Objective",
     "PRESETS",
     "Preset",
+    "RenderConfig",
     "RenderInputError",
     "RenderResult",
     "RenderTooLargeError",
