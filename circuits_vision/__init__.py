@@ -7,6 +7,8 @@ Subpackages load on first use, so ``import circuits_vision as cv`` stays cheap:
 - :mod:`~circuits_vision.optvis`   feature visualization (``cv.render``)
 - :mod:`~circuits_vision.weights`  expanded weights (``cv.expanded_weights``) and weight pictures
 - :mod:`~circuits_vision.analysis` equivariance, motifs, branch specialization, tuning curves
+  (``cv.equivariance(model, layer)`` and ``cv.branches(model, layer)`` run their reports; their
+  modules' other functions are attributes: ``cv.equivariance.rotation_families``)
 - :mod:`~circuits_vision.stimuli`  synthetic stimuli
 - :mod:`~circuits_vision.atlas`    whole-model atlases with a static HTML viewer
 - :mod:`~circuits_vision.ops`      the custom C++/CUDA ops and their pure-PyTorch twins

@@ -1,5 +1,6 @@
 """The ``circuits-vision`` command as a person types it."""
 
+import re
 import subprocess
 import sys
 import threading
@@ -190,3 +191,49 @@ def test_damaged_atlas_files_are_named(capsys, tmp_path):
     code, _, err = _run(capsys, *ATLAS, "--out", out)
     assert code == 2
     _one_line_error(err, str(out / "settings.json"), "not valid JSON")
+
+
+def test_report_of_swapped_layers_is_refused(capsys, tmp_path):
+    code, _, err = _run(capsys, "report", "mixed3b", "mixed3a", "--model", TINY, "--out", tmp_path / "r")
+    assert code == 2 and "Traceback" not in err
+    assert "mixed3b runs after mixed3a" in err and "report mixed3a mixed3b" in err
+    assert not (tmp_path / "r" / "index.html").exists()
+    code, _, err = _run(capsys, "report", "mixed3a", "mixed3a", "--model", TINY, "--out", tmp_path / "r")
+    assert code == 2 and "got mixed3a twice" in err
+
+
+def test_report_takes_detection_settings(capsys, tmp_path, monkeypatch):
+    from circuits_vision.analysis import equivariance
+
+    from circuits_vision.analysis import tuning
+
+    calls, real = [], equivariance.report
+    monkeypatch.setattr(equivariance, "report", lambda *a, **kw: calls.append((a[1], kw)) or real(*a, **kw))
+    curves, real_curves = [], tuning.find_curve_detectors
+    monkeypatch.setattr(tuning, "find_curve_detectors",
+                        lambda *a, **kw: curves.append((a[1], kw.get("units"))) or real_curves(*a, **kw))
+    code, _, err = _run(capsys, "report", "mixed3a", "mixed3b", "--model", TINY, "--out", tmp_path / "r",
+                        "--threshold", "0.3", "--min-members", "2", "--units-per-layer", "4")
+    assert code == 0, err
+    assert [(layer, kw["units"], kw["threshold"], kw["min_members"]) for layer, kw in calls] == [
+        ("mixed3a", [0, 1, 2, 3], 0.3, 2), ("mixed3b", [0, 1, 2, 3], 0.3, 2)]
+    assert curves == [("mixed3a", [0, 1, 2, 3]), ("mixed3b", [0, 1, 2, 3])]  # the curve search too
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert page.count("detection: threshold 0.3, at least 2 members, units 0-3 only") == 2
+    assert re.search(r"circuit report: 100%\|[^|]*\| (\d+)/\1 \[", err)  # the sections' progress bar, all done
+    with pytest.raises(SystemExit):
+        cli.main(["report", "mixed3a", "mixed3b", "--threshold", "5"])
+    assert "expected a cosine similarity in (0, 1], got 5.0" in capsys.readouterr().err
+
+
+def test_serve_on_a_busy_port_is_a_one_line_error(capsys, tmp_path):
+    import socket
+
+    (tmp_path / "index.html").write_text("<!DOCTYPE html><title>atlas</title>")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = _run(capsys, "serve", tmp_path, "--port", port)
+    assert code == 2 and "Traceback" not in err
+    assert f"port {port} on 127.0.0.1 is in use" in err and "--port" in err

@@ -66,3 +66,39 @@ def test_checker_sees_imports(tmp_path):
     sample = tmp_path / "optvis" / "sample.py"
     sample.write_text("import circuits_vision.viz.grid\nfrom circuits_vision.models import load\nfrom ..analysis import tuning\nfrom . import x\n")
     assert _imported_subpackages(sample, tmp_path) == {"viz", "models", "analysis", "optvis"}
+
+
+def _private_imports(path: Path, package_root: Path = PACKAGE) -> list[str]:
+    """Imports of another subpackage's private modules or names (``_x``) in ``path``."""
+    own = path.relative_to(package_root).parts[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules = [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [(_absolute_module(path, node, package_root), [alias.name for alias in node.names])]
+        else:
+            continue
+        for module, names in modules:
+            parts = module.split(".")
+            if parts[0] != "circuits_vision" or len(parts) < 2 or parts[1] == own:
+                continue
+            if any(p.startswith("_") for p in parts[1:]) or any(n.startswith("_") for n in names):
+                found.append(f"{module}: {names}")
+    return found
+
+
+def test_compat_uses_only_public_names():
+    offenders = []
+    for path in sorted((PACKAGE / "compat").rglob("*.py")):
+        offenders += [f"{path.relative_to(PACKAGE)} imports {bad}" for bad in _private_imports(path)]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_private_import_checker_sees_them(tmp_path):
+    (tmp_path / "compat").mkdir()
+    sample = tmp_path / "compat" / "sample.py"
+    sample.write_text("from circuits_vision.optvis._session import x\nfrom circuits_vision.optvis import _x, render\n"
+                      "from circuits_vision.compat import _mine\nimport circuits_vision.hooks\n")
+    assert _private_imports(sample, tmp_path) == ["circuits_vision.optvis._session: ['x']",
+                                                  "circuits_vision.optvis: ['_x', 'render']"]

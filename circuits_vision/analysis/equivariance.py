@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from circuits_vision.analysis import _equivariance_transforms as T
+from circuits_vision.analysis._arguments import check_family_search
 from circuits_vision.analysis._equivariance_agreement import best_match, compare_families
 from circuits_vision.analysis._equivariance_grouping import Family, best_parameters, circular_difference, group_families
 from circuits_vision.analysis._equivariance_kernels import (
@@ -369,6 +370,8 @@ def report(
     Raises:
         UnknownLayerError (unknown layer), IndexError (unit out of range), ValueError (bad kind/method).
     """
+    check_family_search(threshold=threshold, invariant_threshold=invariant_threshold, min_members=min_members,
+                        units=units, steps=steps)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if method not in ("weights", "visualization", "tuning"):

@@ -23,7 +23,7 @@ from torch import nn
 
 from circuits_vision import stimuli
 from circuits_vision.analysis._inputs import for_model
-from circuits_vision.hooks import check_channel, eval_mode, layer_shape, model_device, run_with_cache
+from circuits_vision.hooks import as_images, check_channel, eval_mode, layer_shape, model_device, run_with_cache
 
 Positions = str  # "center" or "max"
 
@@ -56,13 +56,15 @@ def unit_responses(
     position: Positions = "center",
     batch_size: int = 128,
 ) -> torch.Tensor:
-    """Responses ``[N, U]`` of channels ``units`` of ``layer`` to ``images`` ``[N, 3, H, W]``.
+    """Responses ``[N, U]`` of channels ``units`` of ``layer`` to ``images`` ``[N, 3, H, W]`` in [0, 1]
+    (a tensor or a NumPy array; other ranges, such as 0-255, are refused).
 
     ``position="center"`` reads the centre of the feature map (index H//2, W//2); ``"max"`` the
     maximum over positions. The forward stops at ``layer``. Images are cast to the model's device and
     dtype (a ``model.double()`` runs in float64); responses are float32.
     """
     _positions(position)
+    images = as_images(model, images)
     index = torch.as_tensor(list(units), dtype=torch.long)
     out = []
     with eval_mode(model):

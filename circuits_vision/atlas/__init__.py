@@ -19,7 +19,7 @@ from circuits_vision.atlas.activation_atlas import ActivationAtlas, activation_a
 from circuits_vision.atlas.activation_atlas_page import write_activation_atlas_page
 from circuits_vision.atlas.build import AtlasResult, build, weights_fingerprint
 from circuits_vision.atlas.layers import default_layers
-from circuits_vision.atlas.report import circuit_report
+from circuits_vision.atlas.report import LayerOrderError, circuit_report
 from circuits_vision.atlas.serve import serve
 from circuits_vision.atlas.store import AtlasLockedError, CorruptAtlasFileError, SettingsMismatchError
 
@@ -28,6 +28,7 @@ __all__ = [
     "AtlasLockedError",
     "AtlasResult",
     "CorruptAtlasFileError",
+    "LayerOrderError",
     "SettingsMismatchError",
     "activation_atlas",
     "build",

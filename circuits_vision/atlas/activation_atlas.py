@@ -36,14 +36,17 @@ from torch import nn
 
 from circuits_vision import hooks
 from circuits_vision.analysis import attribute
+from circuits_vision.models.train_shapes import HELDOUT_SEED_OFFSET
 from circuits_vision.optvis import objectives as obj
 from circuits_vision.optvis import render
 
-__all__ = ["ActivationAtlas", "activation_atlas", "collect_activations", "layout_2d", "heldout_scenes", "REDUCERS"]
+__all__ = ["ActivationAtlas", "OBJECTIVES", "REDUCERS", "SAMPLINGS", "activation_atlas", "collect_activations", "heldout_scenes", "layout_2d"]
 
 REDUCERS = ("auto", "umap", "tsne", "pca")
-HELDOUT_SEED = 1_000_003
-"""Seed of the shipped model's held-out scenes (``models.train_shapes``: training seed 0 + its offset)."""
+SAMPLINGS = ("uniform", "norm")
+OBJECTIVES = {"direction": obj.direction, "direction_neuron": obj.direction_neuron}
+HELDOUT_SEED = 0 + HELDOUT_SEED_OFFSET
+"""Seed of the shipped model's held-out scenes: its training seed (0) plus the held-out offset."""
 
 
 @dataclass
@@ -153,8 +156,10 @@ def activation_atlas(
     grid: int = 16,
     n_images: int = 2048,
     positions_per_image: int = 2,
+    sampling: str = "uniform",
     batch_size: int = 128,
     reducer: str = "auto",
+    objective: str = "direction",
     min_count: int = 3,
     class_target=None,
     class_keep: float = 0.25,
@@ -173,6 +178,11 @@ def activation_atlas(
             (:func:`heldout_scenes`, labelled by shape class).
         grid: cells per side.
         positions_per_image: random positions sampled per image (``torch.Generator`` seeded by ``seed``).
+        sampling: ``"uniform"`` (every position equally likely, as lucid) or ``"norm"`` (in proportion to
+            the activation vector's norm: for images of one object on a plain background, where most
+            positions see only background).
+        objective: ``"direction"`` (cosine with the cell's direction at every position of the picture) or
+            ``"direction_neuron"`` (at its centre position only, as lucid's atlas renders).
         reducer: ``"auto"`` (UMAP if importable, else t-SNE), ``"umap"``, ``"tsne"`` or ``"pca"``.
         min_count: cells with fewer activations are not rendered.
         class_target: a logit index, ``"layer:channel"`` or an attribution ``Target`` for a class-filtered atlas.
@@ -185,6 +195,8 @@ def activation_atlas(
         raise ValueError(f"grid must be >= 1 cells per side, got {grid}")
     if reducer not in REDUCERS:
         raise ValueError(f"reducer must be one of {REDUCERS}, got {reducer!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
     if not 0 < float(class_keep) <= 1:
         raise ValueError(f"class_keep must be in (0, 1], got {class_keep}")
     canonical = hooks.resolve_layer(model, layer)[0]
@@ -199,7 +211,7 @@ def activation_atlas(
         stream = _batches(images, labels, batch_size)
     generator = torch.Generator().manual_seed(int(seed))
     samples = collect_activations(model, canonical, stream, positions_per_image=positions_per_image,
-                                  generator=generator, class_target=class_target)
+                                  sampling=sampling, generator=generator, class_target=class_target)
     vectors, weights, keep = samples.vectors, None, torch.arange(samples.vectors.shape[0])
     target_name = None
     if class_target is not None:
@@ -224,11 +236,12 @@ def activation_atlas(
     cell_label, purity = _cell_labels(kept_labels, sample_cell, len(cells))
     options = {"steps": steps, "size": size, "seed": seed, "batch_size": len(cells), "progress": False}
     options.update(render_kwargs or {})
-    rendered = render(model, [obj.direction(canonical, d) for d in directions], **options)
+    rendered = render(model, [OBJECTIVES[objective](canonical, d) for d in directions], **options)
     return ActivationAtlas(
         canonical, grid, used, coords, sample_cell, cells, counts, directions, rendered.images, kept_labels,
         cell_label, purity, samples.n_images, list(label_names or []), target_name,
-        {"positions_per_image": positions_per_image, "min_count": min_count, "steps": steps, "size": size,
+        {"positions_per_image": positions_per_image, "sampling": sampling, "objective": objective,
+         "min_count": min_count, "steps": steps, "size": size,
          "seed": seed, "class_keep": class_keep if class_target is not None else None},
     )
 
@@ -252,18 +265,22 @@ def collect_activations(
     batches: Iterable,
     *,
     positions_per_image: int = 2,
+    sampling: str = "uniform",
     generator: torch.Generator,
     class_target=None,
 ) -> Samples:
     """Activation vectors at ``positions_per_image`` random positions of every image of ``batches``.
 
     ``batches`` yields ``[B, 3, H, W]`` tensors or ``(tensor, labels [B])`` pairs. Only one batch of
-    activations is alive at a time. With ``class_target``, each kept vector also gets its attribution
+    activations is alive at a time. ``sampling="norm"`` draws positions in proportion to the norm of
+    their activation vector (uniformly in an image whose activations are all zero). With ``class_target``, each kept vector also gets its attribution
     score ``sum_c A_c dt/dA_c`` at that position.
     """
     per = int(positions_per_image)
     if per < 1:
         raise ValueError(f"positions_per_image must be >= 1, got {positions_per_image}")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     device = hooks.model_device(model)
     vectors, sources, positions, labels, scores = [], [], [], [], []
     seen = 0
@@ -282,7 +299,12 @@ def collect_activations(
             if acts.dim() != 4:
                 raise ValueError(f"layer {layer!r} gives a {acts.dim()}-d output; an activation atlas needs [N, C, H, W] maps")
             b, c, h, w = acts.shape
-            flat = torch.randint(h * w, (b, per), generator=generator)
+            if sampling == "uniform":
+                flat = torch.randint(h * w, (b, per), generator=generator)
+            else:
+                weight = acts.flatten(2).norm(dim=1).double()  # [b, h*w]
+                weight[weight.sum(1) == 0] = 1.0
+                flat = torch.multinomial(weight, per, replacement=True, generator=generator)
             rows = torch.arange(b).repeat_interleave(per)
             where = flat.flatten()
             vectors.append(acts.flatten(2)[rows, :, where])

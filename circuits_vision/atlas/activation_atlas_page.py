@@ -83,14 +83,14 @@ def write_activation_atlas_page(
         label = atlas.label_name(int(atlas.cell_label[i]))
         hover = f"cell ({row}, {col}): {int(atlas.counts[i])} activations; top units " + ", ".join(str(u) for u, _ in units)
         if label:
-            hover += f"; mostly {label}"
+            hover += f"; most common scene: {label}"
         cells_html.append(
             f"<a href=\"#{anchor}\" style=\"grid-row:{row + 1};grid-column:{col + 1}\" title=\"{_e(hover)}\">"
             f"<img src=\"{_e(image)}\" alt=\"{_e(hover)}\" loading=\"lazy\"></a>"
         )
         items = "".join(f"<li>{_unit_link(atlas.layer, u, pages_root, directory)} <span class=\"note\">{v:.3g}</span></li>"
                         for u, v in units)
-        label_html = f"<br>mostly <b>{_e(label)}</b> ({float(atlas.cell_purity[i]):.0%})" if label else ""
+        label_html = f"<br>most common: <b>{_e(label)}</b> ({float(atlas.cell_purity[i]):.0%})" if label else ""
         entries.append(
             f"<section id=\"{anchor}\"><img src=\"{_e(image)}\" alt=\"\">"
             f"<b>cell ({row}, {col})</b><br>{int(atlas.counts[i])} activations{label_html}"

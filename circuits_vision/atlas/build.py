@@ -153,9 +153,11 @@ def build(
             its image does not depend on ``chunk_size``, ``batch_size``, the other units or resuming.
         k: strongest inputs/outputs (and dataset examples) shown per unit.
         parts: which per-unit analyses to compute (default all of ``analyses.PARTS``: "inputs", "outputs",
-            "family", "branch", "tuning", "examples"); the others show as "not computed".
-        report: write the circuit report of a layer pair: ``True`` (a default pair), ``(source, target)``, False.
-        progress: tqdm bar of units done / total with ETA.
+            "family", "branch", "tuning", "examples"); the others show what an earlier run into ``out``
+            computed, else "not computed". With ``units_per_layer`` they cover the atlas's units only.
+        report: write the circuit report of a layer pair: ``True`` (a default pair), ``(source, target)``, or
+            False (none now; a report an earlier run wrote stays linked).
+        progress: tqdm bars with ETA: units rendered, analyses done, report sections.
         on_progress: called as ``on_progress(units_done, units_total)`` after every chunk is stored.
         render_options: more keyword arguments for ``render`` (part of the settings).
         log: where messages go (default: ``tqdm.write``).
@@ -163,7 +165,9 @@ def build(
     Raises:
         AtlasLockedError: another live run is writing to ``out``.
         SettingsMismatchError: ``out`` holds an atlas made with other settings.
+        CorruptAtlasFileError: a settings, record or analysis file of ``out`` is damaged (the message names it).
         UnknownLayerError: an unknown layer name (the message lists close names).
+        OSError: ``out`` cannot be written (read-only, full, a file where a folder should be), naming the path.
     """
     log = log or tqdm.write
     dist, rank, world = _distributed()
@@ -203,7 +207,7 @@ def build(
         result = AtlasResult(directory, directory / "index.html", directory / store.MANIFEST_FILE, len(units), rendered)
         if rank == 0:  # the other ranks are done (no barrier: the analyses may outlast a collective's timeout)
             _finish(model, directory, layer_list, units, settings, result, images=images, labels=labels, k=k,
-                    parts=parts, report=report, log=log)
+                    parts=parts, report=report, progress=progress, log=log)
         return result
     finally:
         if rank == 0:
@@ -230,7 +234,8 @@ def _render_chunks(model, directory, my_chunks, rank, world, total, done_before,
                 name = f"img/{slug(layer)}/{unit}.png"
                 store.save_png(directory / name, result.images[i, :3])
                 records.append({"layer": layer, "unit": unit, "image": name,
-                                "loss": round(float(result.history[-1, i]), 6), "rank": rank, "time": time.time()})
+                                "loss": round(float(result.history[-1, i]), 6),
+                                "never_active": bool(result.never_active[i]), "rank": rank, "time": time.time()})
             store.write_jsonl(record_file, records)
             rendered += len(left)
             bar.update(len(left))
@@ -259,7 +264,8 @@ def _default_pair(model: nn.Module, layers: list[str]) -> tuple[str, str] | None
     return layers[-2], layers[-1]
 
 
-def _finish(model, directory: Path, layers, units, settings, result: AtlasResult, *, images, labels, k, parts, report, log):
+def _finish(model, directory: Path, layers, units, settings, result: AtlasResult, *, images, labels, k, parts, report,
+            progress, log):
     """Rank 0, after all ranks rendered: analyses, manifest, viewer, circuit report."""
     from circuits_vision.atlas import analyses, viewer
 
@@ -271,7 +277,11 @@ def _finish(model, directory: Path, layers, units, settings, result: AtlasResult
     unknown = sorted(set(chosen) - set(analyses.PARTS))
     if unknown:
         raise ValueError(f"unknown parts {unknown}; choose from {list(analyses.PARTS)}")
-    found = analyses.layer_parts(model, layers, directory, images=images, k=k, parts=chosen, log=log)
+    shown = None  # every unit of each layer
+    if settings["units_per_layer"] is not None:  # a small atlas: the analyses cover its units, not whole layers
+        shown = {layer: [u for name, u in units if name == layer] for layer in layers}
+    found = analyses.layer_parts(model, layers, directory, images=images, k=k, parts=chosen, units=shown,
+                                 progress=progress, log=log)
     manifest = []
     for layer, unit in units:
         record = dict(records[(layer, unit)])
@@ -291,7 +301,8 @@ def _finish(model, directory: Path, layers, units, settings, result: AtlasResult
         from circuits_vision.atlas.report import circuit_report
 
         try:
-            result.report = circuit_report(model, pair[0], pair[1], directory / "report", atlas_dir=directory, log=log)
+            result.report = circuit_report(model, pair[0], pair[1], directory / "report", atlas_dir=directory,
+                                           units_per_layer=settings["units_per_layer"], progress=progress, log=log)
         except Exception as error:  # the atlas stays usable; the index says why the report is missing
             log(f"atlas: circuit report of {pair[0]} -> {pair[1]} failed: {type(error).__name__}: {error}")
             settings = {**settings, "report_error": f"{type(error).__name__}: {error}"}

@@ -8,7 +8,6 @@ model says why instead of failing the report.
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Callable
 from html import escape
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_bytes, atomic_write_text, read_json
@@ -25,6 +25,38 @@ MAX_CIRCUITS = 12
 REPLACEMENT_SCENES = 1024
 REPLACEMENT_SEED = 2_000_003
 """Scenes for the replacement experiment: a seed no training or held-out set of the shapes model uses."""
+
+
+class LayerOrderError(ValueError):
+    """The report's source layer does not run before its target layer."""
+
+
+def check_order(model: nn.Module, source: str, target: str) -> None:
+    """:class:`LayerOrderError` unless ``source`` finishes before ``target`` in a forward pass.
+
+    The report reads weights from ``source`` into ``target``; swapped layers would leave most of
+    it empty. The order is observed (one forward of a probe image), not taken from definition order.
+    """
+    from circuits_vision import hooks
+
+    if source == target:
+        raise LayerOrderError(f"the report needs two layers, got {source} twice: report SOURCE TARGET, e.g. "
+                              "report mixed3a mixed3b")
+    order: list[str] = []
+
+    def seen(name: str):
+        return lambda module, inputs, output: order.append(name) if name not in order else None
+
+    size = getattr(model, "input_size", 224)
+    with torch.no_grad(), hooks.eval_mode(model), hooks.hooked(model, {source: seen(source), target: seen(target)}):
+        model(hooks.probe_input(model, size))
+    missing = [name for name in (source, target) if name not in order]
+    if missing:
+        raise LayerOrderError(f"{', '.join(missing)} did not run in a forward pass of {type(model).__name__}; "
+                              "choose layers the model uses")
+    if order.index(source) > order.index(target):
+        raise LayerOrderError(f"{source} runs after {target}, but the report reads from the earlier layer into "
+                              f"the later one: swap them (report {target} {source})")
 
 
 def _e(value) -> str:
@@ -69,20 +101,24 @@ def _atlas_pictures(atlas_dir: Path | None, layer: str, units: list[int]) -> dic
     return pictures
 
 
-def _families_section(model, layer, source, out: Path, atlas_dir, title: str):
-    """Rotation families of ``layer``; returns (html, report or None)."""
+def _families_section(model, layer, source, out: Path, atlas_dir, title: str, detection: dict):
+    """Rotation families of ``layer`` (``detection``: more arguments of ``equivariance.report``); returns (html, report)."""
     from circuits_vision.analysis import equivariance
-    from circuits_vision.analysis._equivariance_kernels import unit_kernels
     from circuits_vision.viz import families as viz_families
 
-    found = equivariance.report(model, layer, source=source, kind="rotation")
-    parts = [f"<h2>{_e(title)}</h2><pre>{_e(found)}</pre>"]
+    found = equivariance.report(model, layer, source=source, kind="rotation", **detection)
+    units = detection.get("units")
+    among = "all units" if units is None else f"units {units[0]}-{units[-1]} only" if units else "no units"
+    settings = (f"threshold {detection.get('threshold', equivariance.ROTATION_THRESHOLD)}, at least "
+                f"{detection.get('min_members', equivariance.MIN_MEMBERS)} members, {among}")
+    parts = [f"<h2>{_e(title)}</h2><p class=\"settings\" id=\"detection-{_e(slug(layer))}\">detection: {_e(settings)}</p>"
+             f"<pre>{_e(found)}</pre>"]
     if found.families:
         members = sorted({m for f in found.families[:MAX_FAMILY_FIGURES] for m in f.members})
         pictures = _atlas_pictures(atlas_dir, layer, members)
         kind = "feature visualizations"
         if pictures is None:
-            kernels = unit_kernels(model, layer, None, units=members)
+            kernels = equivariance.unit_kernels(model, layer, None, units=members)
             pictures, kind = {m: kernels[i] for i, m in enumerate(members)}, "kernels on the input"
         for number, family in enumerate(found.families[:MAX_FAMILY_FIGURES]):
             figure = viz_families.family_figure(family, pictures, title=f"{layer} family {number}")
@@ -156,7 +192,10 @@ def _categories_from_atlas(atlas_dir: Path | None, layer: str) -> dict[str, dict
     return {"color": colour, "orientation": orientation}
 
 
-def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_detectors=None) -> str:
+def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_detectors=None,
+                      searched: list[int] | None = None) -> str:
+    """Colour, orientation and (when found) curve-detector units per branch; ``searched``: the units the
+    curve search covered (default all), the others of them form the "other" category."""
     from circuits_vision.analysis import branches
     from circuits_vision.hooks import layer_shape
     from circuits_vision.viz import branches as viz_branches
@@ -167,7 +206,8 @@ def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_de
     if curve_detectors:
         units = {d.unit for d in curve_detectors}
         width = int(layer_shape(model, target)[0])
-        measured["curve"] = {"curve_detector": sorted(units), "other": [u for u in range(width) if u not in units]}
+        pool = range(width) if searched is None else searched
+        measured["curve"] = {"curve_detector": sorted(units), "other": [u for u in pool if u not in units]}
         kinds.append("curve")
     for categories in kinds:
         found = branches.report(model, target, measured.get(categories, categories))
@@ -192,12 +232,13 @@ def _branch_name(model, layer: str, unit: int) -> str:
         return ""
 
 
-def _curve_detector_section(model, layer: str, out: Path, state: dict) -> str:
-    """The curve detectors of ``layer`` (tuning-based family): members, angles, radial plot, small multiples."""
+def _curve_detector_section(model, layer: str, out: Path, state: dict, units: list[int] | None = None) -> str:
+    """The curve detectors of ``layer`` (tuning-based family; among ``units`` when given): members, angles,
+    radial plot, small multiples."""
     from circuits_vision.analysis.tuning import find_curve_detectors
     from circuits_vision.viz import tuning as viz_tuning
 
-    search = find_curve_detectors(model, layer)
+    search = find_curve_detectors(model, layer, units=units)
     state[layer] = search.detectors
     title = f"<h2>Curve detector family of {_e(layer)} (tuning curves)</h2>"
     explain = ("<p>find_curve_detectors with its defaults: black arcs on white at every 5 deg x 4 radii, read at the "
@@ -307,6 +348,10 @@ def circuit_report(
     out: str | os.PathLike,
     *,
     atlas_dir: str | os.PathLike | None = None,
+    units_per_layer: int | None = None,
+    threshold: float | None = None,
+    min_members: int | None = None,
+    progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Write the circuit report of ``source -> target`` into ``out``; returns ``out/index.html``.
@@ -318,25 +363,48 @@ def circuit_report(
     (models with a ``shape`` head), and the branch specialization of ``target`` (colour, orientation and
     curve-detector units per branch). Figures
     show feature visualizations from ``atlas_dir`` when given, else kernels.
+
+    ``units_per_layer``: families among the first N units of each layer only (the cost follows N);
+    ``threshold``, ``min_members``: family detection settings of
+    :func:`circuits_vision.analysis.equivariance.report` (default its own). ``progress``: a bar of the
+    sections with an ETA.
+
+    Raises:
+        LayerOrderError: ``source`` does not run before ``target`` (e.g. the two swapped).
+        UnknownLayerError: an unknown layer name.
     """
     from circuits_vision import hooks
 
     source, target = hooks.resolve_layer(model, source)[0], hooks.resolve_layer(model, target)[0]
+    check_order(model, source, target)
+    detection = {key: value for key, value in (("threshold", threshold), ("min_members", min_members))
+                 if value is not None}
+
+    def units_of(layer: str) -> dict:
+        if units_per_layer is None:
+            return {}
+        return {"units": list(range(min(int(hooks.layer_shape(model, layer)[0]), int(units_per_layer))))}
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atlas_path = Path(atlas_dir) if atlas_dir is not None else None
     sections, found = [], {}
+    bar = tqdm(total=9, disable=not progress, desc="circuit report", unit="section", dynamic_ncols=True)
 
     def section(name: str, make: Callable[[], str]) -> None:
-        log(f"report: {name}")
+        bar.set_postfix_str(name)
+        if not progress:
+            log(f"report: {name}")
         try:
             sections.append(make())
         except Exception as error:  # this section cannot be computed here: say why, keep the others
             first = (str(error).strip().splitlines() or [""])[0]
             sections.append(f"<h2>{_e(name)}</h2><p class=\"note\">not computed: {_e(type(error).__name__)}: {_e(first)}</p>")
+        finally:
+            bar.update(1)
 
     def families_of(layer, kernels_from, title):
-        html, result = _families_section(model, layer, kernels_from, out, atlas_path, title)
+        html, result = _families_section(model, layer, kernels_from, out, atlas_path, title, {**detection, **units_of(layer)})
         found[layer] = result
         return html
 
@@ -345,12 +413,16 @@ def circuit_report(
     section("Equivariant circuits", lambda: _circuits_section(
         model, source, target, getattr(found.get(source), "families", None), getattr(found.get(target), "families", None), out))
     curves: dict = {}
-    section(f"Curve detectors of {source}", lambda: _curve_detector_section(model, source, out, curves))
-    section(f"Curve detectors of {target}", lambda: _curve_detector_section(model, target, out, curves))
+    section(f"Curve detectors of {source}", lambda: _curve_detector_section(
+        model, source, out, curves, units_of(source).get("units")))
+    section(f"Curve detectors of {target}", lambda: _curve_detector_section(
+        model, target, out, curves, units_of(target).get("units")))
     section("Curve circuit", lambda: _curve_circuit_section(model, source, target, out, curves))
     section("Echo", lambda: _echo_section(model, source, target, out, curves))
     section("Artificial artificial network", lambda: _replacement_section(model, source, target, out, curves))
-    section("Branch specialization", lambda: _branches_section(model, target, out, atlas_path, curves.get(target)))
+    section("Branch specialization", lambda: _branches_section(model, target, out, atlas_path, curves.get(target),
+                                                               units_of(target).get("units")))
+    bar.close()
     title = f"Circuit report: {source} -> {target}"
     back = "<p><a href=\"../index.html\">atlas index</a></p>" if atlas_path is not None else ""
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -208,7 +208,6 @@ class AtlasLock:
     def __init__(self, directory: str | os.PathLike):
         self.path = Path(directory) / LOCK_FILE
         self.taken_over: dict | None = None
-        self.held = False
 
     def _read(self) -> dict | None:
         try:
@@ -244,7 +243,6 @@ class AtlasLock:
             elif not _create_with_content(self.path, data):
                 # only a process that does not take the guard (another host, no flock) gets here
                 raise AtlasLockedError(f"another run took the lock {self.path} at the same moment; wait for it to finish")
-        self.held = True
 
     def release(self) -> None:
         """Delete the lock file if this process holds it (a no-op otherwise, so it is safe in ``finally``)."""
@@ -257,7 +255,6 @@ class AtlasLock:
                     self.path.unlink()
                 except FileNotFoundError:
                     pass
-        self.held = False
 
     def __enter__(self) -> AtlasLock:
         self.acquire()

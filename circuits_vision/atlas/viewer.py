@@ -172,6 +172,13 @@ def _examples_html(examples) -> str:
     return f"<p class=\"note\">{_e(examples if examples is not None else 'not computed')}</p>"
 
 
+def _never_active_html(record: dict) -> str:
+    if not record.get("never_active"):
+        return ""
+    return (" <span class=\"note\" id=\"never-active\">never active: the unit stayed off at every step, "
+            "so the image is the barely changed start</span>")
+
+
 def _unit_html(record: dict, present: set, neighbours) -> str:
     layer, unit = record["layer"], record["unit"]
     name = f"{layer}:{unit}"
@@ -189,7 +196,7 @@ def _unit_html(record: dict, present: set, neighbours) -> str:
         f"<table class=\"facts\"><tr><th>family</th><td id=\"family\">{_family_html(record, present)}</td></tr>"
         f"<tr><th>branch</th><td id=\"branch\">{_e(branch if branch is not None else 'not a branch layer')}</td></tr>"
         f"<tr><th>tuning</th><td id=\"tuning\">{_tuning_html(record.get('tuning'))}</td></tr>"
-        f"<tr><th>final objective</th><td>{_e(record.get('loss'))}</td></tr></table>"
+        f"<tr><th>final objective</th><td>{_e(record.get('loss'))}{_never_active_html(record)}</td></tr></table>"
         + _weights_html("strongest inputs (expanded weights)", record.get("inputs"), present, "inputs")
         + _weights_html("strongest outputs (expanded weights)", record.get("outputs"), present, "outputs")
         + "<h2>dataset examples</h2>" + _examples_html(record.get("examples"))

@@ -35,7 +35,12 @@ def compose_kernels(
 
     Returns:
         ``[O, I, kh, kw]`` with ``kh = (k2h - 1) * stride + (k1h - 1) * dilation + 1``.
-        Float32 and float64, CPU and CUDA, differentiable in both arguments.
+        Float32 and float64, CPU and CUDA, differentiable in both arguments to any order (the backward
+        is itself made of these kernels).
+
+    Raises:
+        ValueError: a composed size or element count that int64 cannot hold (e.g. stride 2**61), before
+            anything is allocated; TypeError: a stride or dilation that is not an int.
     """
     stride = int_pair(stride, "compose_kernels: `stride` must be an int or a pair (y, x)")
     dilation = int_pair(dilation, "compose_kernels: `dilation` must be an int or a pair (y, x)")
@@ -127,7 +132,7 @@ if extension_available():
                 terms.append(compose(gg_outer, inner, ctx.stride, ctx.dilation))
             if gg_inner is not None:
                 terms.append(compose(outer, gg_inner, ctx.stride, ctx.dilation))
-            d_grad = sum(terms[1:], terms[0]) if terms else None
+            d_grad = None if not terms else terms[0] if len(terms) == 1 else terms[0] + terms[1]
         if need_outer and gg_inner is not None:
             d_outer = adjoint(grad, outer, gg_inner, ctx.stride, ctx.dilation)[0]
         if need_inner and gg_outer is not None:

@@ -11,6 +11,7 @@ Four small modules with lucid/lucent's contracts: :mod:`.param` (``param -> (par
 """
 
 from circuits_vision.optvis import objectives, param, transforms
+from circuits_vision.optvis._batching import RenderTooLargeError
 from circuits_vision.optvis._validate import RenderInputError
 from circuits_vision.optvis.adam import Adam
 from circuits_vision.optvis.objectives import Objective, as_objective
@@ -26,6 +27,7 @@ __all__ = [
     "Preset",
     "RenderInputError",
     "RenderResult",
+    "RenderTooLargeError",
     "as_objective",
     "objectives",
     "param",

@@ -151,8 +151,8 @@ class RedirectState:
         self._warned = True
         warnings.warn(
             f"ReLU gradient redirection ({self.mode!r}) was asked for, but {type(self.model).__name__} "
-            "computed no ReLU in its forward pass, so it has no effect; pass redirect_relu=None to "
-            "silence this",
+            "computed no ReLU in its forward pass (up to the layers the objectives read), so it has no "
+            "effect; pass redirect_relu=None to silence this",
             NoReLUWarning,
             stacklevel=2,
         )

@@ -248,6 +248,6 @@ def test_semantic_dictionary_lists_each_positions_strongest_units():
             assert words.units[0, y, col].tolist() == expected.tolist()
     assert words.used_units() == sorted({int(u) for u in words.units.flatten()})
     torch.testing.assert_close(words.magnitude[0], acts.norm(dim=0))
-    rendered = words.render(model, steps=2, size=8, progress=False)
+    rendered = words.render(model, steps=2, size=8, progress=False, redirect_relu=None)
     assert rendered.images.shape == (len(words.used_units()), 3, 8, 8)
     assert words.thumbnail_index(words.used_units()[-1]) == len(words.used_units()) - 1

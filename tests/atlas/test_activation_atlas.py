@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import re
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ from torch import nn
 
 from circuits_vision import atlas
 from circuits_vision.hooks import run_with_cache
+from circuits_vision.models.shapes import metadata_path
 from circuits_vision.stimuli.scenes import random_scenes
 
 # the module (the package attribute of the same name is the function)
@@ -116,7 +118,28 @@ def test_class_filtered_atlas_keeps_only_activations_that_push_toward_the_class(
         atlas.activation_atlas(model, "layer", torch.zeros(4, 3, 6, 6), class_target=0, reducer="pca", min_count=1)
 
 
+def test_norm_sampling_never_picks_a_silent_position_and_the_neuron_objective_reads_the_centre(monkeypatch):
+    model = Readout().eval()
+    images = torch.zeros(6, 3, 6, 6)
+    images[:, 0, 1, 4] = 1.0  # only (1, 4) is active, in channel 0
+    images[3] = 0.0            # an all-silent image falls back to uniform positions
+    samples = AA.collect_activations(model, "layer", [images], positions_per_image=5, sampling="norm",
+                                     generator=torch.Generator().manual_seed(0))
+    active = samples.sources != 3
+    assert bool((samples.positions[active] == torch.tensor([1, 4])).all())
+    assert len({tuple(p) for p in samples.positions[~active].tolist()}) > 1
+    calls = []
+    monkeypatch.setattr(AA, "render", lambda m, objectives, **kw: calls.append(objectives) or SimpleNamespace(images=torch.zeros(len(objectives), 3, 4, 4)))
+    atlas.activation_atlas(model, "layer", torch.rand(20, 3, 6, 6), grid=2, reducer="pca", min_count=1, objective="direction_neuron")
+    assert {o.name for o in calls[0]} == {"direction_neuron"}
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        AA.collect_activations(model, "layer", [images], sampling="max", generator=torch.Generator())
+    with pytest.raises(ValueError, match="objective must be one of"):
+        atlas.activation_atlas(model, "layer", images, objective="channel")
+
+
 def test_heldout_scenes_are_the_held_out_stream_not_the_training_one():
+    assert json.loads(metadata_path().read_text())["heldout"]["seed"] == AA.HELDOUT_SEED
     first = next(AA.heldout_scenes(4, batch_size=4, size=32))
     images, labels = random_scenes(4, torch.Generator().manual_seed(AA.HELDOUT_SEED), size=32)
     assert torch.equal(first[0], images) and torch.equal(first[1], labels["shape"])

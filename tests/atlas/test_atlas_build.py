@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -310,6 +311,60 @@ def test_a_rerun_with_fewer_parts_and_no_report_keeps_what_was_computed(tiny, fu
         atlas.build(tiny, ["mixed3a", "mixed3b"], copy, **{**FAST, "size": 32}, chunk_size=8, parts=("branch",))
 
 
+def test_a_small_atlas_analyses_only_its_units_and_shows_progress(tiny, tmp_path, monkeypatch, capsys):
+    from circuits_vision.analysis import equivariance
+
+    searched, real = [], equivariance.report
+    monkeypatch.setattr(equivariance, "report", lambda *a, **kw: searched.append((a[1], kw.get("units"))) or real(*a, **kw))
+    atlas.build(tiny, ["mixed3a", "mixed3b"], tmp_path, units_per_layer=3, parts=("inputs", "outputs", "family", "tuning"),
+                **{**FAST, "report": ("mixed3a", "mixed3b"), "progress": True})
+    for layer in ("mixed3a", "mixed3b"):
+        for part in ("inputs", "family", "tuning"):
+            stored = json.loads((tmp_path / "analysis" / f"{layer}.{part}.json").read_text())
+            assert sorted(stored) == ["0", "1", "2"], (layer, part)
+    # the atlas's family part and the report's two family sections searched the first three units only
+    assert searched == [("mixed3a", [0, 1, 2]), ("mixed3b", [0, 1, 2]), ("mixed3a", [0, 1, 2]), ("mixed3b", [0, 1, 2])]
+    err = capsys.readouterr().err
+    assert "atlas analyses" in err and "8/8" in err  # 2 layers x 4 parts, with elapsed<remaining time
+    assert re.search(r"circuit report: 100%\|[^|]*\| (\d+)/\1 \[", err)  # every section, with elapsed<remaining
+
+
+def _build_racing(model, out, barrier, outcomes):
+    import warnings
+
+    torch.set_num_threads(1)
+    barrier.wait()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            atlas.build(model, ["conv2d1"], out, parts=(), **FAST)
+        outcomes.put("built")
+    except atlas.AtlasLockedError:
+        outcomes.put("refused")
+    except Exception as error:  # e.g. the other run's clean-up pulling files from under this one
+        outcomes.put(f"{type(error).__name__}: {error}")
+
+
+def test_two_builds_started_together_on_a_stale_lock_let_one_through(tiny, tmp_path):
+    import multiprocessing
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    context = multiprocessing.get_context("fork")
+    for trial in range(3):
+        out = tmp_path / f"trial{trial}"
+        out.mkdir()
+        (out / store.LOCK_FILE).write_text(json.dumps({"pid": int(finished.stdout), "host": os.uname().nodename}))
+        barrier, outcomes = context.Barrier(2, timeout=60), context.Queue()
+        racers = [context.Process(target=_build_racing, args=(tiny, out, barrier, outcomes)) for _ in range(2)]
+        for racer in racers:
+            racer.start()
+        results = sorted(outcomes.get(timeout=120) for _ in racers)
+        for racer in racers:
+            racer.join(30)
+        assert results == ["built", "refused"], results
+        assert len(store.read_jsonl(store.records_path(out, 0))) == 6 and not (out / store.LOCK_FILE).exists()
+
+
 def test_unit_page_names_the_curve_family_and_orientation():
     from circuits_vision.atlas.viewer import _family_html
 
@@ -320,3 +375,13 @@ def test_unit_page_names_the_curve_family_and_orientation():
     assert "units/mixed3b/4.html" in html and "by weights: no rotation family" in html
     plain = {"layer": "mixed3b", "unit": 1, "family": "no rotation family", "tuning": {"curve_detector": False}}
     assert _family_html(plain, set()) == "no rotation family"
+
+
+def test_records_and_unit_pages_flag_units_that_never_activate(full_atlas):
+    records = _manifest(full_atlas)
+    assert all(isinstance(r["never_active"], bool) for r in records)
+    assert all(r["loss"] == 0 for r in records if r["never_active"])  # off at every step, so at the last
+    assert any(r["loss"] != 0 for r in records)
+    for r in records:
+        page = (Path(full_atlas) / r["page"]).read_text()
+        assert ('id="never-active"' in page) == r["never_active"]

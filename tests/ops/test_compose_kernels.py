@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -172,6 +173,27 @@ def test_bad_stride_is_named():
         compose_kernels(torch.randn(2, 2, 2, 2), torch.randn(2, 2, 2, 2), 1, (1, 2, 3))
 
 
+@pytest.mark.parametrize(
+    "stride,error,message",
+    [
+        (2.5, TypeError, r"`stride` must be an int or a pair \(y, x\), got 2.5"),  # int() would truncate it to 2
+        ((1, 2.0), TypeError, r"got \(1, 2.0\)"),
+        (True, TypeError, "got True"),
+        (2**63, ValueError, "of values that fit in int64, got 9223372036854775808"),  # past what the schema holds
+    ],
+)
+def test_stride_that_is_not_an_int64_is_named(stride, error, message):
+    with pytest.raises(error, match=message):
+        compose_kernels(torch.randn(2, 2, 2, 2), torch.randn(2, 2, 2, 2), stride)
+
+
+def test_stride_accepts_integer_likes():
+    outer, inner = torch.randn(2, 2, 2, 2), torch.randn(2, 2, 2, 2)
+    want = compose_kernels(outer, inner, (2, 1))
+    for stride in [(np.int64(2), 1), torch.tensor([2, 1]), [2, 1]]:
+        torch.testing.assert_close(compose_kernels(outer, inner, stride), want, atol=0, rtol=0)
+
+
 HUGE = [
     # outer shape, inner shape, stride, dilation: each composed size or element count overflows int64
     pytest.param((1, 1, 9, 9), (1, 1, 3, 3), 2**61, 1, "size", id="stride_2^61"),  # was a segfault
@@ -251,3 +273,55 @@ def test_require_ext_turns_fallback_into_error(monkeypatch):
     monkeypatch.setenv("CIRCUITS_VISION_REQUIRE_EXT", "1")
     with pytest.raises(RuntimeError, match="CIRCUITS_VISION_REQUIRE_EXT=1 forbids the pure-PyTorch fallback"):
         compose_kernels(torch.randn(3, 2, 3, 3), torch.randn(2, 4, 2, 2))
+
+
+def _recording_backend(graphs: list):
+    """A torch.compile backend that keeps each graph dynamo captures and runs it as captured."""
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    return backend
+
+
+@pytest.mark.slow  # the first compile in a process imports and warms up dynamo and AOTAutograd: ~10 s
+def test_compile_fullgraph_forward_and_backward():
+    """torch.compile(fullgraph=True) traces the op and its backward (aot_eager: inductor's C++ build takes
+    minutes on a small CPU) and gives the eager values and gradients."""
+    torch.compiler.reset()
+    g = torch.Generator().manual_seed(10)
+    outer = torch.randn(5, 4, 3, 3, generator=g)
+    inner = torch.randn(4, 6, 2, 2, generator=g)
+
+    def loss(a, b):
+        return compose_kernels(a, b, (2, 1), (1, 2)).sin().sum()
+
+    results = []
+    for fn in (loss, torch.compile(loss, fullgraph=True, backend="aot_eager")):
+        a, b = outer.clone().requires_grad_(), inner.clone().requires_grad_()
+        value = fn(a, b)
+        value.backward()
+        results.append((value.detach(), a.grad, b.grad))
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+
+
+def test_compile_keeps_stride_and_dilation_symbolic():
+    """Sizes are SymInts in the schema: one compiled graph serves every stride and dilation (an int[] schema
+    made dynamo specialise and recompile for each value)."""
+    torch.compiler.reset()
+    graphs: list = []
+
+    def composed(a, b, stride, dilation):
+        return compose_kernels(a, b, stride, dilation)
+
+    compiled = torch.compile(composed, fullgraph=True, dynamic=True, backend=_recording_backend(graphs))
+    outer, inner = torch.randn(3, 4, 3, 3), torch.randn(4, 2, 2, 2)
+    for stride, dilation in [(2, 1), (3, 2), (5, 3)]:
+        got = compiled(outer, inner, stride, dilation)
+        assert got.shape == (3, 2, 2 * stride + dilation + 1, 2 * stride + dilation + 1)
+        torch.testing.assert_close(got, compose_kernels(outer, inner, stride, dilation), atol=0, rtol=0)
+    assert len(graphs) == 1
+    targets = {str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"}
+    assert "circuits_vision.compose_kernels" in targets

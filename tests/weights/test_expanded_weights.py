@@ -283,3 +283,15 @@ def test_half_precision_models_get_float32_weights():
         torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.float64"):
         expanded_weights(model, "inp", "conv3", dtype=torch.float16)
+
+
+def test_source_channel_selections_that_are_empty_or_not_integers_are_named():
+    model = _seeded(TinyLinear(), 12)
+    with pytest.raises(ValueError, match="source_channels is empty: pass at least one channel of layer 'inp' \\(0..1\\)"):
+        expanded_weights(model, "inp", "conv3", source_channels=[])
+    with pytest.raises(TypeError, match="integer channel indices"):
+        expanded_weights(model, "inp", "conv3", source_channels=[0.5])
+    with pytest.raises(TypeError, match="integer channel indices"):
+        expanded_weights(model, "inp", "conv3", source_channels=[True])
+    full = expanded_weights(model, "inp", "conv3")
+    torch.testing.assert_close(expanded_weights(model, "inp", "conv3", source_channels=torch.tensor([1, 0])), full[:, [1, 0]])

@@ -22,4 +22,4 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     import torchvision.models
 
-    return sorted(set(__all__) | set(getattr(torchvision.models, "__all__", ())))
+    return sorted(set(__all__) | {name for name in dir(torchvision.models) if not name.startswith("_")})

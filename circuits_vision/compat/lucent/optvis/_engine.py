@@ -9,8 +9,8 @@ for the standard transforms and ``param.image``, resamples colour, sigmoid, pad,
 rotation and the upsampling to the model's input size in one fused op per step.
 
 What differs from lucent is only what no user code can pin down: the random transform draws
-(per image, from generators seeded from torch's global one), and the geometric transforms are
-one resample instead of a chain of them. A trailing value map is applied to the model input
+(from a generator seeded from torch's global one; shared by the images of a batch, as lucent's),
+and the geometric transforms are one resample instead of a chain of them. A trailing value map is applied to the model input
 (resampling commutes with a per-channel affine map).
 """
 
@@ -29,7 +29,7 @@ from circuits_vision.compat.lucent.modelzoo.util import lucent_layer_paths
 from circuits_vision.compat.lucent.optvis.transform import ValueMap
 from circuits_vision.optvis import transforms as engine_transforms
 
-__all__ = ["EngineRun", "engine_render", "ResizeTo"]
+__all__ = ["EngineRun", "engine_render", "ResizeTo", "SharedDraws"]
 
 
 class ResizeTo(engine_transforms.GeometricTransform):
@@ -49,10 +49,42 @@ class ResizeTo(engine_transforms.GeometricTransform):
         return (self.size, self.size)
 
     def sample(self, count, size, generator):
+        # align_corners=True: output pixel centre i reads input i * (in - 1) / (out - 1); with
+        # centres at half-integers that is u_in = (u_out - 1/2) * ratio + 1/2
         m = torch.eye(3, dtype=torch.float64).repeat(count, 1, 1)
-        m[:, 0, 0] = size[1] / self.size
-        m[:, 1, 1] = size[0] / self.size
+        for axis, extent in ((0, size[1]), (1, size[0])):
+            ratio = (extent - 1) / (self.size - 1) if self.size > 1 else 0.0
+            m[:, axis, axis] = ratio
+            m[:, axis, 2] = 0.5 - 0.5 * ratio
         return m
+
+
+class SharedDraws(engine_transforms.Compose):
+    """A chain of the engine's transforms whose random draws are shared by every image of the batch,
+    as lucent draws once per step for the whole batch (objectives that compare the images of a
+    batch, such as the notebook's ``dot_compare``, rely on their being transformed alike).
+
+    The engine asks for draws per image with that image's generator; here the ``k``-th call for any
+    image uses generator ``seed + k``, so all images see the same sequence of draws.
+    """
+
+    def __init__(self, transforms, seed: int):
+        super().__init__(transforms)
+        self.seed = int(seed)
+        self._calls: dict[int, int] = {}
+
+    def _shared(self, generator: torch.Generator | None) -> torch.Generator:
+        key = generator.initial_seed() if generator is not None else -1
+        k = self._calls.get(key, 0)
+        self._calls[key] = k + 1
+        return torch.Generator().manual_seed((self.seed + k) % 2**63)
+
+    def __call__(self, x, generator=None):
+        return super().__call__(x, self._shared(generator))
+
+    def sample(self, count, size, generator):
+        # the fused path asks once per image for all steps' maps: give every image the same ones
+        return super().sample(count, size, torch.Generator().manual_seed(self.seed))
 
 
 @dataclass
@@ -146,7 +178,7 @@ def engine_render(
             seed=seed,
             thresholds=snapshot_steps,
             param=lambda: (params, image_f),
-            transforms=engine_transforms.compose(chain),
+            transforms=SharedDraws(chain, seed),
             preset="lucid",  # every default the preset sets is overridden here
             optimizer=lambda _: optimizer,
             progress=progress,

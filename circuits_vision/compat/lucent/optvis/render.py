@@ -26,7 +26,7 @@ from circuits_vision.compat.lucent.optvis._engine import ResizeTo, engine_render
 from circuits_vision.compat.lucent.optvis._features import FeatureRecorder
 from circuits_vision.models import InceptionNet
 
-__all__ = ["render_vis", "hook_model", "tensor_to_img_array", "view", "export", "last_run"]
+__all__ = ["render_vis", "hook_model", "ModuleHook", "tensor_to_img_array", "view", "export", "last_run"]
 
 _LAST_RUN = {"path": None}
 
@@ -138,6 +138,22 @@ def _finish(images, image_f, save_image, image_name, show_inline, show_image) ->
     elif show_image:
         view(image_f())
     return images
+
+
+class ModuleHook:
+    """A forward hook on ``module`` keeping its latest output in ``features`` (lucent's ``ModuleHook``)."""
+
+    def __init__(self, module: nn.Module):
+        self.hook = module.register_forward_hook(self.hook_fn)
+        self.module = None
+        self.features = None
+
+    def hook_fn(self, module: nn.Module, input, output) -> None:
+        self.module = module
+        self.features = output
+
+    def close(self) -> None:
+        self.hook.remove()
 
 
 def hook_model(model: nn.Module, image_f: Callable[[], torch.Tensor]) -> Callable[[str], torch.Tensor]:

@@ -14,7 +14,7 @@ from circuits_vision.compat.lucent.optvis.param.color import (
 )
 from circuits_vision.compat.lucent.optvis.param.cppn import CompositeActivation, cppn
 from circuits_vision.compat.lucent.optvis.param.images import image
-from circuits_vision.compat.lucent.optvis.param.lowres import lowres_tensor
+from circuits_vision.compat.lucent.optvis.param.lowres import lowres_tensor, resize_bilinear_nd
 from circuits_vision.compat.lucent.optvis.param.spatial import fft_image, pixel_image, rfft2d_freqs
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "lowres_tensor",
     "max_norm_svd_sqrt",
     "pixel_image",
+    "resize_bilinear_nd",
     "rfft2d_freqs",
     "to_valid_rgb",
 ]
