@@ -136,7 +136,9 @@ def _circuits_section(model, source, target, source_families, target_families, o
     from circuits_vision.weights import expanded_weights
 
     if not source_families or not target_families:
-        return "<h2>Equivariant circuits</h2><p class=\"note\">not computed: needs rotation families in both layers</p>"
+        return ("<h2>Equivariant circuits</h2><p class=\"note\">not computed: needs rotation families (from the weights) in "
+                "both layers; the families sections above say what the weight search found. The curve circuit section "
+                "below scores the same equivariance between the tuning-based curve-detector families.</p>")
     E = expanded_weights(model, source, target)
     rows, best = [], None
     for i, sf in enumerate(source_families):
