@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from circuits_vision.analysis import _equivariance_transforms as T
-from circuits_vision.analysis._equivariance_grouping import Family, circular_difference
-from circuits_vision.analysis._equivariance_edit import direct_conv
+from circuits_vision.analysis.equivariance import transforms as T
+from circuits_vision.analysis.equivariance import Family, circular_difference
+from circuits_vision.analysis.equivariance.circuits import direct_conv
 
 __all__ = [
     "CircuitEquivariance",

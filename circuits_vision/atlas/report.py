@@ -69,7 +69,7 @@ def _atlas_pictures(atlas_dir: Path | None, layer: str, units: list[int]) -> dic
 def _families_section(model, layer, source, out: Path, atlas_dir, title: str):
     """Rotation families of ``layer``; returns (html, report or None)."""
     from circuits_vision.analysis import equivariance
-    from circuits_vision.analysis._equivariance_kernels import unit_kernels
+    from circuits_vision.analysis.equivariance import unit_kernels
     from circuits_vision.viz import families as viz_families
 
     found = equivariance.report(model, layer, source=source, kind="rotation")
