@@ -62,8 +62,11 @@ def _settings(alpha, threshold, invariant_threshold, min_members, min_span, null
         raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold!r}")
     if int(min_members) < 2:
         raise ValueError(f"min_members must be >= 2, got {min_members!r}")
-    if null not in ("scramble", "shuffle"):
-        raise ValueError(f"null must be 'scramble' (phase-randomised kernels) or 'shuffle' (kernel-to-unit per channel), got {null!r}")
+    if null not in ("scramble", "shuffle", None):
+        raise ValueError(f"null must be 'scramble' (phase-randomised kernels), 'shuffle' (kernel-to-unit per channel) "
+                         f"or None (no null: thresholds only), got {null!r}")
+    if null is None and threshold is None:
+        raise ValueError("null=None (no calibration) needs a cosine threshold=; the default rule is a false-discovery rate")
     return Settings(alpha=alpha, threshold=threshold, invariant_threshold=invariant_threshold, min_members=int(min_members),
                     min_span=min_span, null=null, null_units=int(null_units or 0), angle_draws=int(angle_draws),
                     seed=int(seed), steps=steps)
@@ -105,7 +108,8 @@ def families_from_kernels(
         gather: ``parameter -> [C] long`` input-channel permutation applied with each transformation
             (see :func:`circuits_vision.analysis.equivariance.family_gather`).
         center: subtract each image's mean colour first (for feature visualizations).
-        null: "scramble" (default) or "shuffle", see :mod:`circuits_vision.analysis.equivariance.null`.
+        null: "scramble" (default) or "shuffle", see :mod:`circuits_vision.analysis.equivariance.null`;
+            None: no null at all (needs ``threshold``; no p-values; families by span only), for timing.
         null_units: surrogate kernels drawn (default ``max(N, 96)``).
         angle_draws: random angle assignments per family in the shuffled-angle test.
         seed: seed of the ``torch.Generator`` behind every random draw.
@@ -148,6 +152,11 @@ def families_from_kernels(
         result.explanation = "no unit has a kernel with spatial structure to compare"
         return result
     generator = torch.Generator().manual_seed(settings.seed)
+    strata = footprint(kernels)
+    if null is None:
+        _calibrate(result, sim, params, None, strata, None, eligible, None, circular=kind != "scale", kind=kind,
+                   generator=generator)
+        return result
     count = settings.null_units or max(len(eligible), MIN_NULL_UNITS)
     settings.null_units = count
     sources = N._sources(len(eligible), count, generator)
@@ -162,7 +171,6 @@ def families_from_kernels(
     if candidates:  # the pool is only needed when some unit could be invariant
         pool = draw(kernels[eligible], generator, self_null_units(len(eligible), settings.alpha, count, candidates))
         null_self = T.self_similarity(pool, coarse, transform, mask=mask, gather=gather).min(0).values
-    strata = footprint(kernels)
     _calibrate(result, sim, params, null_sim, strata, strata[eligible][sources], eligible, sources,
                circular=kind != "scale", kind=kind, generator=generator, null_self=null_self)
     return result
@@ -305,7 +313,7 @@ def families_from_tuning(
     null_sim = circular_correlation(N.scramble_curves(curves[eligible], generator, count, sources=sources))
     strata = torch.zeros(len(units), dtype=torch.long)
     _calibrate(result, sim, params, null_sim, strata, strata[eligible][sources], eligible, sources,
-               circular=True, kind="rotation", generator=generator)
+               circular=True, kind="rotation", generator=generator, invariance=False)
     return result
 
 
@@ -358,41 +366,48 @@ def _pair_tests(best: torch.Tensor, null_best: torch.Tensor, strata: torch.Tenso
 
 
 def _calibrate(result: EquivarianceResult, sim, params, null_sim, strata, null_strata, eligible, sources, *,
-               circular: bool, kind: str, generator: torch.Generator, null_self: torch.Tensor | None = None) -> None:
+               circular: bool, kind: str, generator: torch.Generator, null_self: torch.Tensor | None = None,
+               invariance: bool = True) -> None:
     """Fill ``result`` from the real and null similarities (see the module docstring)."""
     settings, units = result.settings, result.units
     n = sim.shape[1]
     result.similarity, result.parameters = sim, params
     best, _ = best_parameters(sim, params, 360.0 if circular else None)
     best = (best + best.T) / 2
-    null_best, _ = best_parameters(null_sim, params, 360.0 if circular else None)
-    null_best = (null_best + null_best.T) / 2
     tested = torch.zeros(n, dtype=torch.bool)
     tested[eligible] = True
-    if null_self is not None:
+    if invariance:
         self_min = sim.diagonal(dim1=1, dim2=2).min(0).values  # [N]
         invariant = tested & (self_min >= settings.invariant_threshold)
-        if settings.threshold is None:
+        if settings.threshold is None and null_self is None:  # no unit reached the threshold
+            invariant &= False
+        elif settings.threshold is None:
             q_inv = torch.ones(n, dtype=torch.float64)
             q_inv[eligible] = N.benjamini_hochberg(N.permutation_p_values(self_min[eligible], null_self))
             invariant &= q_inv < settings.alpha
         result.invariant = [units[i] for i in invariant.nonzero().flatten().tolist()]
         tested &= ~invariant
-    p, effect, values = _pair_tests(best, null_best, strata, null_strata, tested, sources)
-    iu = torch.triu_indices(n, n, 1)
-    in_test = tested[iu[0]] & tested[iu[1]]
+    calibrated = null_sim is not None
     q = torch.ones(n, n, dtype=torch.float64)
-    if bool(in_test.any()):
-        qv = N.benjamini_hochberg(p[iu[0][in_test], iu[1][in_test]])
-        q[iu[0][in_test], iu[1][in_test]] = qv
-        q[iu[1][in_test], iu[0][in_test]] = qv
-    result.p_values, result.q_values, result.effect_sizes = p, q, effect
+    effect = torch.full((n, n), math.nan, dtype=torch.float64)
+    if calibrated:
+        null_best, _ = best_parameters(null_sim, params, 360.0 if circular else None)
+        null_best = (null_best + null_best.T) / 2
+        p, effect, values = _pair_tests(best, null_best, strata, null_strata, tested, sources)
+        iu = torch.triu_indices(n, n, 1)
+        in_test = tested[iu[0]] & tested[iu[1]]
+        if bool(in_test.any()):
+            qv = N.benjamini_hochberg(p[iu[0][in_test], iu[1][in_test]])
+            q[iu[0][in_test], iu[1][in_test]] = qv
+            q[iu[1][in_test], iu[0][in_test]] = qv
+        result.p_values, result.q_values, result.effect_sizes = p, q, effect
     significant = (q < settings.alpha) if settings.threshold is None else (best >= settings.threshold)
     significant &= tested[:, None] & tested[None, :]
     significant.fill_diagonal_(False)
     critical = best[significant].min() if bool(significant.any()) else None
-    result.null = NullSummary(settings.null, len(values), float(values.mean()), float(values.std()),
-                              None if critical is None else float(critical))
+    if calibrated:
+        result.null = NullSummary(settings.null, len(values), float(values.mean()), float(values.std()),
+                                  None if critical is None else float(critical))
     if settings.threshold is None:
         distance, cut = 1.0 - significant.double(), 0.5
     else:
@@ -416,19 +431,20 @@ def _calibrate(result: EquivarianceResult, sim, params, null_sim, strata, null_s
             rejected.append((fam.members, f"look-alike units: their values sit at only {distinct} distinct "
                                           f"{'angles' if circular else 'scales'} ({resolution:.3g} apart or more)"))
             continue
-        fam.fit, fam.null_score, fam.p_value = angle_test(sim[:, rows][:, :, rows], params, values_t, fam.period,
-                                                          settings.angle_draws, generator)
+        if calibrated:
+            fam.fit, fam.null_score, fam.p_value = angle_test(sim[:, rows][:, :, rows], params, values_t, fam.period,
+                                                              settings.angle_draws, generator)
         off = ~torch.eye(len(rows), dtype=torch.bool)
         fam.effect_size = float(effect[rows][:, rows][off].mean())
         fam.pair_q_max = float(q[rows][:, rows][off].max())
         families.append(fam)
-    if families:
+    if families and calibrated:
         qs = N.benjamini_hochberg(torch.tensor([f.p_value for f in families]))
         for fam, qv in zip(families, qs.tolist()):
             fam.q_value = qv
     kept = []
     for fam in families:
-        if fam.q_value < settings.alpha:
+        if not calibrated or fam.q_value < settings.alpha:
             kept.append(fam)
         else:
             rejected.append((fam.members, f"the angles do not matter: fit {fam.fit:.3f} vs {fam.null_score:.3f} "
