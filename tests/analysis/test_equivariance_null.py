@@ -196,3 +196,18 @@ def test_result_contract():
     assert "FDR q < 0.05" in text and "null (scramble)" in text and "family 1: 8 units" in text
     assert isinstance(result.settings, eq.Settings) and result.settings.alpha == 0.05
     assert result.p_values.shape == (16, 16) and result.q_values.shape == (16, 16)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("layer", "source", "width"), [("mixed3a", "maxpool1", 256), ("mixed3b", "mixed3a", 480)])
+def test_random_inceptionv1_reports_nothing(layer, source, width):
+    """Every 6th unit (all branches; the benchmark runs whole layers): no family, pair or invariant unit,
+    including the 1x1 and pool-branch units, whose kernels come from earlier layers."""
+    from circuits_vision.models import inceptionv1
+
+    model = inceptionv1(generator=torch.Generator().manual_seed(0)).eval()
+    units = list(range(0, width, 6))
+    for kind in ("rotation", "reflection"):
+        result = eq.report(model, layer, source=source, kind=kind, units=units)
+        assert result.empty, str(result)
+        assert set(result.sources) == set(units) and len(set(result.sources.values())) >= 2

@@ -33,6 +33,7 @@ from circuits_vision.analysis.equivariance._result import (
 ALPHA = 0.05
 INVARIANT_THRESHOLD = 0.9
 REFLECTION_THRESHOLD = 0.8
+MIN_MIRROR_SIMILARITY = 0.5
 MIN_MEMBERS = 3
 MIN_NULL_UNITS = 64
 KINDS = ("rotation", "hue", "scale", "reflection")
@@ -530,6 +531,7 @@ def reflection_pairs_from_kernels(
     alpha: float = ALPHA,
     threshold: float | None = None,
     self_threshold: float = REFLECTION_THRESHOLD,
+    min_similarity: float = MIN_MIRROR_SIMILARITY,
     units: list[int] | None = None,
     gather=None,
     null: str = "scramble",
@@ -540,7 +542,9 @@ def reflection_pairs_from_kernels(
 
     ``M[i, j] = cos(flip(W_i), W_j)`` (symmetrised). A pair is reported when ``i`` and ``j`` are each
     other's best mirror match, ``M[i, j]`` is significant against the structure null (q < ``alpha``;
-    or ``>= threshold`` when given), and the pair fits better than either unit fits its own mirror image.
+    or ``>= threshold`` when given), reaches ``min_similarity`` (an effect-size floor: a significant but
+    weak resemblance, e.g. 0.11 between random kernels composed from the same few edge filters, is not a
+    mirror image), and the pair fits better than either unit fits its own mirror image.
     A unit whose own mirror similarity reaches ``self_threshold`` (and, without ``threshold``, is
     significant) is self-symmetric and listed in ``invariant``. ``gather``: ``[C] long`` input-channel map
     of a mirror of the source layer, when the source layer has mirror pairs itself.
@@ -598,7 +602,8 @@ def reflection_pairs_from_kernels(
     for i in range(n):
         j = int(best[i])
         good = float(q[i, j]) < alpha if threshold is None else float(m[i, j]) >= threshold
-        if i < j and int(best[j]) == i and good and float(m[i, j]) > max(self_mirror[i], self_mirror[j]):
+        strong = float(m[i, j]) >= min_similarity
+        if i < j and int(best[j]) == i and good and strong and float(m[i, j]) > max(self_mirror[i], self_mirror[j]):
             result.pairs.append(ReflectionPair(units[i], units[j], round(float(m[i, j]), 4), float(p[i, j]),
                                                float(q[i, j]), float(effect[i, j])))
             accepted.append(float(m[i, j]))
