@@ -10,6 +10,10 @@ its pure-PyTorch twin for one step's worth of images.
     python benchmarks/feature_vis.py                        # 32 channels, 32 steps, 128 px, mixed4a
     python benchmarks/feature_vis.py --steps 512 --lucent-channels 32
 
+Also runs the same ``render_vis`` call (``--dropin-channels`` channels, one per call, lucent's
+defaults: 128 px, standard transforms, upsampled to 224 px) through lucent and through the drop-in
+``circuits_vision.compat.lucent``, side by side.
+
 Prints images*steps/s for each and the ratio. Run it by hand on an otherwise idle machine.
 """
 
@@ -49,6 +53,37 @@ def _lucent_rate(ours_model, layer: str, channels: list[int], steps: int, size: 
     return len(channels) * steps / (time.perf_counter() - start)
 
 
+def _render_vis_rate(render_vis, image, model, layer: str, channels: list[int], steps: int, size: int) -> float:
+    """images*steps/s of ``render_vis(model, "layer:c", param_f=lambda: image(size), thresholds=(steps,))``."""
+    call = dict(param_f=lambda: image(size), progress=False, show_image=False)
+    render_vis(model, f"{layer}:0", thresholds=(1,), **call)  # warm-up: first-call imports
+    start = time.perf_counter()
+    for channel in channels:
+        np.random.seed(channel)
+        torch.manual_seed(channel)
+        render_vis(model, f"{layer}:{channel}", thresholds=(steps,), **call)
+    return len(channels) * steps / (time.perf_counter() - start)
+
+
+def _dropin_vs_lucent(ours_model, layer: str, channels: list[int], steps: int, size: int) -> tuple[float, float]:
+    """The same render_vis call through lucent and through the drop-in, same weights: (lucent, drop-in) rates."""
+    from lucent.modelzoo.inceptionv1.InceptionV1 import InceptionV1 as LucentInceptionV1
+    from lucent.optvis import param as lucent_param
+    from lucent.optvis import render as lucent_render
+
+    from circuits_vision.compat.lucent.modelzoo import inceptionv1 as dropin_inceptionv1
+    from circuits_vision.compat.lucent.optvis import param as dropin_param
+    from circuits_vision.compat.lucent.optvis import render as dropin_render
+
+    lucent_model, dropin_model = LucentInceptionV1().eval(), dropin_inceptionv1().eval()
+    lucent_model.load_state_dict(ours_model.state_dict())
+    dropin_model.load_state_dict(ours_model.state_dict())
+    theirs = _render_vis_rate(lucent_render.render_vis, lucent_param.image, lucent_model, layer, channels, steps, size)
+    ours = _render_vis_rate(dropin_render.render_vis, dropin_param.image, dropin_model, layer, channels, steps, size)
+    assert dropin_render.last_run() == "engine"
+    return theirs, ours
+
+
 def _ours_rate(model, layer: str, channels: list[int], steps: int, size: int, **kwargs) -> tuple[float, torch.Tensor]:
     render(model, [f"{layer}:0"], steps=1, size=size, progress=False, **kwargs)  # warm-up
     start = time.perf_counter()
@@ -84,6 +119,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--lucent-channels", type=int, default=2)
     parser.add_argument("--preset-lucent-channels", type=int, default=8)
+    parser.add_argument("--dropin-channels", type=int, default=2,
+                        help="channels rendered one per render_vis call by lucent and by the drop-in")
     parser.add_argument("--steps", type=int, default=32,
                         help="preset lucid redirects ReLU gradients (a costlier backward) in the first 17 steps only")
     parser.add_argument("--size", type=int, default=128)
@@ -111,6 +148,9 @@ def main() -> None:
         print(f"lucent render_vis (one channel per call):      {theirs:7.2f} images*steps/s")
         print(f"ratio preset=lucid / lucent:  {ours / theirs:5.1f}x")
         print(f"ratio preset=lucent / lucent: {ours_lucent / theirs:5.1f}x")
+        lucent_call, dropin_call = _dropin_vs_lucent(model, args.layer, channels[: args.dropin_channels], args.steps, args.size)
+        print(f"same render_vis call, {args.dropin_channels} channels one per call: lucent {lucent_call:7.2f}, "
+              f"circuits_vision.compat.lucent {dropin_call:7.2f} images*steps/s ({dropin_call / lucent_call:5.1f}x)")
     times = _pipeline_times(len(channels), args.size)
     if times is None:
         print("fused image_pipeline op: not built")

@@ -7,6 +7,8 @@ Subpackages load on first use, so ``import circuits_vision as cv`` stays cheap:
 - :mod:`~circuits_vision.optvis`   feature visualization (``cv.render``)
 - :mod:`~circuits_vision.weights`  expanded weights (``cv.expanded_weights``) and weight pictures
 - :mod:`~circuits_vision.analysis` equivariance, motifs, branch specialization, tuning curves
+  (``cv.equivariance(model, layer)`` and ``cv.branches(model, layer)`` run their reports; their
+  modules' other functions are attributes: ``cv.equivariance.rotation_families``)
 - :mod:`~circuits_vision.stimuli`  synthetic stimuli
 - :mod:`~circuits_vision.atlas`    whole-model atlases with a static HTML viewer
 - :mod:`~circuits_vision.ops`      the custom C++/CUDA ops and their pure-PyTorch twins
@@ -19,13 +21,53 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBPACKAGES = ("analysis", "atlas", "hooks", "models", "ops", "optvis", "stimuli", "viz", "weights")
-# Short names for the calls a user makes most, as in `cv.render(...)`.
+# Short names for the calls a user makes most, as in `cv.render(...)`: (module, function).
 _SHORTCUTS = {
     "render": ("circuits_vision.optvis", "render"),
     "expanded_weights": ("circuits_vision.weights", "expanded_weights"),
-    "equivariance": ("circuits_vision.analysis", "equivariance"),
-    "branches": ("circuits_vision.analysis", "branches"),
 }
+# Analyses called as `cv.branches(model, layer)` that also keep their module's other functions one
+# attribute away, as in `cv.equivariance.rotation_families(model, layer)`: (module, the call).
+_ANALYSIS_SHORTCUTS = {
+    "equivariance": ("circuits_vision.analysis.equivariance", "report"),
+    "branches": ("circuits_vision.analysis.branches", "report"),
+}
+
+
+class _AnalysisShortcut:
+    # A callable for one analysis: calling it runs the module's main function; attributes are the
+    # module's. `cv.branches(model, "mixed3b")` is `cv.analysis.branches.report(model, "mixed3b")` and
+    # `cv.branches.specialization` is `cv.analysis.branches.specialization`. (No class docstring:
+    # `__doc__` below shows the call's own.)
+
+    def __init__(self, name: str, module: str, function: str) -> None:
+        self._name, self._module_name, self._function = name, module, function
+
+    @property
+    def _module(self):
+        return importlib.import_module(self._module_name)
+
+    def __call__(self, *args, **kwargs):
+        return getattr(self._module, self._function)(*args, **kwargs)
+
+    def __getattr__(self, attribute: str):
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return getattr(self._module, attribute)
+
+    def __dir__(self):
+        return sorted(set(dir(self._module)))
+
+    @property
+    def __doc__(self):  # help(cv.branches) shows the call it makes
+        return getattr(self._module, self._function).__doc__
+
+    @property
+    def __wrapped__(self):  # inspect.signature(cv.branches) is the call's signature
+        return getattr(self._module, self._function)
+
+    def __repr__(self) -> str:
+        return f"<circuits_vision.{self._name}: calls {self._module_name}.{self._function}; other functions as attributes>"
 
 
 def __getattr__(name: str):
@@ -34,8 +76,12 @@ def __getattr__(name: str):
     if name in _SHORTCUTS:
         module, attribute = _SHORTCUTS[name]
         return getattr(importlib.import_module(module), attribute)
+    if name in _ANALYSIS_SHORTCUTS:
+        shortcut = _AnalysisShortcut(name, *_ANALYSIS_SHORTCUTS[name])
+        globals()[name] = shortcut  # one object per session, so `cv.branches is cv.branches`
+        return shortcut
     raise AttributeError(f"module 'circuits_vision' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_SUBPACKAGES) + list(_SHORTCUTS))
+    return sorted(set(globals()) | set(_SUBPACKAGES) | set(_SHORTCUTS) | set(_ANALYSIS_SHORTCUTS))

@@ -3,7 +3,8 @@
     circuits-vision atlas [--model shapes|inceptionv1|<torchvision name>|model.py] [--weights PATH_OR_URL]
                           [--layers L ...] [--out DIR] [--steps N] [--size PX] [--batch-size N]
                           [--device DEV] [--seed N] [--images FOLDER] [--units-per-layer N]
-    circuits-vision report SOURCE TARGET [--model ...] [--weights ...] [--out DIR]
+    circuits-vision report SOURCE TARGET [--model ...] [--weights ...] [--out DIR] [--units-per-layer N]
+                           [--threshold SIMILARITY] [--min-members N]
     circuits-vision serve DIR [--port N]
     circuits-vision demo --out DIR
 
@@ -15,6 +16,7 @@ images in [0, 1]. Scale out with ``torchrun --nproc-per-node N -m circuits_visio
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import os
 import sys
@@ -121,7 +123,9 @@ def run_report(args) -> int:
     from circuits_vision.atlas import circuit_report
 
     model = load_model(args.model, args.weights)
-    index = circuit_report(model, args.source, args.target, args.out)
+    index = circuit_report(model, args.source, args.target, args.out, units_per_layer=args.units_per_layer,
+                           threshold=args.threshold, min_members=args.min_members, progress=True,
+                           log=lambda message: None)
     print(f"circuit report: {index.resolve()}")
     return 0
 
@@ -178,6 +182,12 @@ def make_parser() -> argparse.ArgumentParser:
     report.add_argument("target")
     _model_arguments(report)
     report.add_argument("--out", default="report")
+    report.add_argument("--units-per-layer", type=_positive, default=None,
+                        help="families among the first N units of each layer only (faster on wide layers)")
+    report.add_argument("--threshold", type=_similarity, default=None,
+                        help="family threshold, a cosine similarity in (0, 1] (default 0.8; trained models "
+                             "often need lower, e.g. 0.5)")
+    report.add_argument("--min-members", type=_positive, default=None, help="smallest family reported (default 3)")
     report.set_defaults(run=run_report)
 
     serve = commands.add_parser("serve", help="serve an atlas directory on 127.0.0.1")
@@ -201,18 +211,55 @@ def _positive(text: str) -> int:
     return value
 
 
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space or choose another --out",
+    errno.EDQUOT: "the disk quota is used up: free some space or choose another --out",
+    errno.EACCES: "no permission to write there: choose another --out or fix its permissions",
+    errno.EPERM: "no permission to write there: choose another --out or fix its permissions",
+    errno.EROFS: "the file system is read-only: choose another --out",
+    errno.EEXIST: "a file is where a folder should be: move it away or choose another --out",
+    errno.ENOTDIR: "a file is where a folder should be: move it away or choose another --out",
+    errno.EISDIR: "a folder is where a file should be: move it away or choose another --out",
+}
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for a failed file operation: what failed, on which path, and what to do."""
+    reason = error.strerror or str(error)
+    where = "" if error.filename is None else f": {error.filename}"
+    if error.filename2 is not None:
+        where += f" -> {error.filename2}"
+    hint = _OS_HINTS.get(error.errno)
+    return f"{reason}{where}" + (f" ({hint})" if hint else "")
+
+
+def _similarity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a cosine similarity in (0, 1], got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    from circuits_vision.atlas import AtlasLockedError, SettingsMismatchError
+    from circuits_vision.atlas import AtlasLockedError, CorruptAtlasFileError, LayerOrderError, SettingsMismatchError
+    from circuits_vision.atlas.serve import PortUnavailableError
     from circuits_vision.hooks import UnknownLayerError
     from circuits_vision.models import WeightsError
 
     try:
         return args.run(args)
-    except (CommandError, AtlasLockedError, SettingsMismatchError, UnknownLayerError, WeightsError, FileNotFoundError) as error:
+    except (CommandError, AtlasLockedError, SettingsMismatchError, CorruptAtlasFileError, LayerOrderError,
+            PortUnavailableError, UnknownLayerError, WeightsError, FileNotFoundError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         print(f"circuits-vision {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as error:  # read-only output, a full disk, a file where a folder should be, a busy port
+        print(f"circuits-vision {args.command}: error: {os_error_message(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\ncircuits-vision {args.command}: interrupted; rerun the same command to continue", file=sys.stderr)
         return 130

@@ -1,5 +1,6 @@
 """The ``circuits-vision`` command as a person types it."""
 
+import re
 import subprocess
 import sys
 import threading
@@ -106,3 +107,133 @@ def test_serve_binds_localhost_only(tmp_path):
 
 def test_cli_parts_match_the_atlas():
     assert cli.PARTS == analyses.PARTS
+
+
+ATLAS = ["atlas", "--model", TINY, "--layers", "conv2d1", "--size", "32", "--steps", "2", "--parts", "branch",
+         "--no-report"]
+
+
+def _one_line_error(err, *needles):
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("circuits-vision atlas: error:")]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_file_where_a_folder_should_be_is_a_one_line_error(capsys, tmp_path):
+    out = tmp_path / "out"
+    out.write_text("a file, not a folder")
+    code, _, err = _run(capsys, *ATLAS, "--out", out)
+    assert code == 1
+    _one_line_error(err, str(out), "a file is where a folder should be")
+    good = tmp_path / "atlas"
+    (good / "img").mkdir(parents=True)
+    (good / "img" / "conv2d1").write_text("in the way of the images")
+    code, _, err = _run(capsys, *ATLAS, "--out", good)
+    assert code == 1
+    _one_line_error(err, str(good / "img" / "conv2d1"))
+    assert not (good / store.LOCK_FILE).exists()
+
+
+def _failing(monkeypatch, where, number, text):
+    """Make every file written under ``where`` fail with OSError ``number``, as the system does."""
+    import errno
+    import os
+    import tempfile
+
+    real_mkstemp, real_fsync = tempfile.mkstemp, os.fsync
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if number != errno.ENOSPC and dir is not None and str(dir).startswith(str(where)):
+            raise OSError(number, text, str(dir))  # the error a read-only folder gives, naming it
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    def fsync(fd):
+        if number == errno.ENOSPC and os.readlink(f"/proc/self/fd/{fd}").startswith(str(where)):
+            raise OSError(number, text)  # a full disk fails the write, naming no file
+        return real_fsync(fd)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_read_only_output_is_a_one_line_error(capsys, tmp_path, monkeypatch):
+    import errno
+
+    out = tmp_path / "atlas"
+    out.mkdir()
+    _failing(monkeypatch, out, errno.EACCES, "Permission denied")
+    code, _, err = _run(capsys, *ATLAS, "--out", out)
+    assert code == 1
+    _one_line_error(err, "Permission denied", str(out), "no permission to write there")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the file being written through /proc")
+def test_full_disk_is_a_one_line_error_naming_the_file(capsys, tmp_path, monkeypatch):
+    import errno
+
+    out = tmp_path / "atlas"
+    _failing(monkeypatch, out, errno.ENOSPC, "No space left on device")
+    code, _, err = _run(capsys, *ATLAS, "--out", out)
+    assert code == 1
+    line = _one_line_error(err, "No space left on device", str(out), "the disk is full")
+    assert line.split(": ")[3].startswith(str(out))  # names the file it could not write
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_damaged_atlas_files_are_named(capsys, tmp_path):
+    out = tmp_path / "atlas"
+    code, _, err = _run(capsys, *ATLAS, "--out", out)
+    assert code == 0, err
+    (out / "settings.json").write_text('{"steps": 2,')
+    code, _, err = _run(capsys, *ATLAS, "--out", out)
+    assert code == 2
+    _one_line_error(err, str(out / "settings.json"), "not valid JSON")
+
+
+def test_report_of_swapped_layers_is_refused(capsys, tmp_path):
+    code, _, err = _run(capsys, "report", "mixed3b", "mixed3a", "--model", TINY, "--out", tmp_path / "r")
+    assert code == 2 and "Traceback" not in err
+    assert "mixed3b runs after mixed3a" in err and "report mixed3a mixed3b" in err
+    assert not (tmp_path / "r" / "index.html").exists()
+    code, _, err = _run(capsys, "report", "mixed3a", "mixed3a", "--model", TINY, "--out", tmp_path / "r")
+    assert code == 2 and "got mixed3a twice" in err
+
+
+def test_report_takes_detection_settings(capsys, tmp_path, monkeypatch):
+    from circuits_vision.analysis import equivariance
+
+    from circuits_vision.analysis import tuning
+
+    calls, real = [], equivariance.report
+    monkeypatch.setattr(equivariance, "report", lambda *a, **kw: calls.append((a[1], kw)) or real(*a, **kw))
+    curves, real_curves = [], tuning.find_curve_detectors
+    monkeypatch.setattr(tuning, "find_curve_detectors",
+                        lambda *a, **kw: curves.append((a[1], kw.get("units"))) or real_curves(*a, **kw))
+    code, _, err = _run(capsys, "report", "mixed3a", "mixed3b", "--model", TINY, "--out", tmp_path / "r",
+                        "--threshold", "0.3", "--min-members", "2", "--units-per-layer", "4")
+    assert code == 0, err
+    assert [(layer, kw["units"], kw["threshold"], kw["min_members"]) for layer, kw in calls] == [
+        ("mixed3a", [0, 1, 2, 3], 0.3, 2), ("mixed3b", [0, 1, 2, 3], 0.3, 2)]
+    assert curves == [("mixed3a", [0, 1, 2, 3]), ("mixed3b", [0, 1, 2, 3])]  # the curve search too
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert page.count("detection: threshold 0.3, at least 2 members, units 0-3 only") == 2
+    assert re.search(r"circuit report: 100%\|[^|]*\| (\d+)/\1 \[", err)  # the sections' progress bar, all done
+    with pytest.raises(SystemExit):
+        cli.main(["report", "mixed3a", "mixed3b", "--threshold", "5"])
+    assert "expected a cosine similarity in (0, 1], got 5.0" in capsys.readouterr().err
+
+
+def test_serve_on_a_busy_port_is_a_one_line_error(capsys, tmp_path):
+    import socket
+
+    (tmp_path / "index.html").write_text("<!DOCTYPE html><title>atlas</title>")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = _run(capsys, "serve", tmp_path, "--port", port)
+    assert code == 2 and "Traceback" not in err
+    assert f"port {port} on 127.0.0.1 is in use" in err and "--port" in err

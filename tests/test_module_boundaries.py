@@ -69,7 +69,44 @@ def test_checker_sees_imports(tmp_path):
 
 
 def _private_imports(path: Path, package_root: Path = PACKAGE) -> list[str]:
-    """Private (``_name``) modules of another package that ``path`` imports."""
+    """Imports of another subpackage's private modules or names (``_x``) in ``path``."""
+    own = path.relative_to(package_root).parts[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules = [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [(_absolute_module(path, node, package_root), [alias.name for alias in node.names])]
+        else:
+            continue
+        for module, names in modules:
+            parts = module.split(".")
+            if parts[0] != "circuits_vision" or len(parts) < 2 or parts[1] == own:
+                continue
+            if any(p.startswith("_") for p in parts[1:]) or any(n.startswith("_") for n in names):
+                found.append(f"{module}: {names}")
+    return found
+
+
+def test_compat_uses_only_public_names():
+    offenders = []
+    for path in sorted((PACKAGE / "compat").rglob("*.py")):
+        offenders += [f"{path.relative_to(PACKAGE)} imports {bad}" for bad in _private_imports(path)]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_private_import_checker_sees_them(tmp_path):
+    (tmp_path / "compat").mkdir()
+    sample = tmp_path / "compat" / "sample.py"
+    sample.write_text("from circuits_vision.optvis._session import x\nfrom circuits_vision.optvis import _x, render\n"
+                      "from circuits_vision.compat import _mine\nimport circuits_vision.hooks\n")
+    assert _private_imports(sample, tmp_path) == ["circuits_vision.optvis._session: ['x']",
+                                                  "circuits_vision.optvis: ['_x', 'render']"]
+
+
+def _nested_private_imports(path: Path, package_root: Path = PACKAGE) -> list[str]:
+    """Private (``_name``) modules of another package, at any depth, that ``path`` imports (a sibling module of
+    ``analysis`` reaching into ``analysis.equivariance._x`` counts)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     own = ".".join(["circuits_vision", *path.relative_to(package_root).parent.parts])
     found = []
@@ -97,16 +134,16 @@ def test_no_room_imports_the_equivariance_subpackage_private_modules():
     for path in sorted(PACKAGE.rglob("*.py")):
         if "equivariance" in path.relative_to(PACKAGE).parts:
             continue
-        bad = [n for n in _private_imports(path) if n.startswith("circuits_vision.analysis.equivariance._")]
+        bad = [n for n in _nested_private_imports(path) if n.startswith("circuits_vision.analysis.equivariance._")]
         if bad:
             offenders.append(f"{path.relative_to(PACKAGE)} imports {bad}")
     assert not offenders, "\n".join(offenders)
 
 
-def test_private_import_checker_sees_them(tmp_path):
+def test_nested_private_import_checker_sees_them(tmp_path):
     (tmp_path / "atlas").mkdir()
     sample = tmp_path / "atlas" / "sample.py"
     sample.write_text("from circuits_vision.analysis.equivariance._kernels import unit_kernels\n"
                       "from circuits_vision.analysis.equivariance import report\nfrom . import _own\n")
-    assert _private_imports(sample, tmp_path) == ["circuits_vision.analysis.equivariance._kernels",
+    assert _nested_private_imports(sample, tmp_path) == ["circuits_vision.analysis.equivariance._kernels",
                                                   "circuits_vision.analysis.equivariance._kernels.unit_kernels"]

@@ -1,4 +1,17 @@
-"""circuits_vision.analysis."""
-from circuits_vision.analysis import branches, unit_categories  # noqa: F401  (cv.branches, cv.analysis.branches)
+"""circuits_vision.analysis.
+
+- :mod:`.attribution`: which units of a layer, where, an image uses for a target (:func:`attribute`,
+  :func:`between`); :mod:`.groups` (:func:`neuron_groups`) and :mod:`.dictionary`
+  (:func:`semantic_dictionary`): the Building Blocks views.
+- :mod:`.ablation` (:func:`ablate`) and :mod:`.curve_circuits`: accuracy deltas of unit sets, and the
+  Curve Circuits experiments.
+"""
+from circuits_vision.analysis import branches, unit_categories  # noqa: F401  (cv.analysis.branches)
 from circuits_vision.analysis import dataset_examples, tuning  # noqa: F401
-from circuits_vision.analysis import equivariance, motifs  # noqa: F401  (cv.equivariance, cv.analysis.motifs)
+from circuits_vision.analysis import equivariance, motifs  # noqa: F401  (cv.analysis.equivariance, cv.analysis.motifs)
+from circuits_vision.analysis import attribution, dictionary, groups  # noqa: F401
+from circuits_vision.analysis.attribution import Attribution, Target, UnitAttribution, attribute, between  # noqa: F401
+from circuits_vision.analysis.dictionary import SemanticDictionary, semantic_dictionary  # noqa: F401
+from circuits_vision.analysis.groups import NeuronGroups, neuron_groups  # noqa: F401
+from circuits_vision.analysis import ablation, curve_circuits  # noqa: F401
+from circuits_vision.analysis.ablation import ablate  # noqa: F401  (cv.analysis.ablate)

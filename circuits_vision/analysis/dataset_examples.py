@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from circuits_vision.analysis._inputs import for_model
 from circuits_vision.hooks import check_channel, eval_mode, layer_shape, model_device, run_with_cache
 
 
@@ -198,7 +199,7 @@ def top_activating(
             crop = crop_size or max(1, batch.shape[-1] // 2)
             if crops is None:
                 crops = torch.zeros(n_units, k, 3, crop, crop)
-            act = run_with_cache(model, batch, [layer])[layer][:, unit_index.to(device)].float()  # [B, U, h, w]
+            act = run_with_cache(model, for_model(model, batch), [layer])[layer][:, unit_index.to(device)].float()  # [B, U, h, w]
             b, _, h, w = act.shape
             if border:
                 if 2 * border >= min(h, w):

@@ -12,7 +12,8 @@ All functions take expanded weights ``E [C_target, C_source, kh, kw]`` between t
 - :func:`invariant_transitions`: families feeding an invariant unit (curves -> circle) and
   invariant units feeding a whole family.
 - :func:`zero_inhibition` / :func:`echo_experiment`: edit the circuit on a deep copy of the model and
-  measure how the downstream tuning changes (the "echo" experiment of Curve Circuits).
+  measure how the downstream tuning changes (the "echo" experiment of Curve Circuits);
+  :func:`restrict` keeps the members of a family one edit can reach.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch import nn
 
 from circuits_vision.analysis.equivariance import transforms as T
 from circuits_vision.analysis.equivariance import Family, circular_difference
-from circuits_vision.analysis.equivariance.circuits import direct_conv
+from circuits_vision.analysis._circuit_edit import ConvLinks, conv_links, layer_read_by
 
 __all__ = [
     "CircuitEquivariance",
@@ -38,6 +39,7 @@ __all__ = [
     "echo_experiment",
     "equivariant_circuit",
     "invariant_transitions",
+    "restrict",
     "union_units",
     "zero_inhibition",
 ]
@@ -320,29 +322,99 @@ def invariant_transitions(
 # Editing a circuit: the echo experiment
 
 
+def restrict(family: Family, members) -> Family:
+    """``family`` with only ``members`` (in the family's order); values keep their reference, so angles
+    between the kept members do not change."""
+    keep = [int(u) for u in members]
+    outside = [u for u in keep if u not in family.values]
+    if outside:
+        raise ValueError(f"units {outside} are not members of the family (members: {family.members})")
+    if not keep:
+        raise ValueError("members is empty: keep at least one member of the family")
+    ordered = [u for u in family.members if u in keep]
+    reference = family.reference if family.reference in ordered else ordered[0]
+    return Family(family.kind, ordered, {u: family.values[u] for u in ordered}, reference, family.period, family.score,
+                  {u: c for u, c in family.confidence.items() if u in ordered}, family.residual)
+
+
+def _edited_convs(model: nn.Module, source: str, target: str, source_family: Family, target_family: Family
+                  ) -> dict[int, tuple[str, int]]:
+    """``{target member: (conv name, output channel)}``: the conv reading ``source`` that writes each member.
+
+    Raises ValueError naming the members no such conv writes, what writes them instead, and the fix.
+    """
+    if not target_family.members or not source_family.members:
+        raise ValueError("the source and target families need at least one member each")
+    links = conv_links(model, source, target)
+    direct = links.direct(list(target_family.members))
+    missing = [j for j in target_family.members if j not in direct]
+    if missing:
+        raise ValueError(_unreachable(model, links, missing, sorted(direct)))
+    modules = dict(model.named_modules())
+    for conv_name in {name for name, _ in direct.values()}:
+        width = modules[conv_name].in_channels
+        bad = [i for i in source_family.members if not 0 <= i < width]
+        if bad:
+            raise IndexError(f"source family members {bad} are outside layer {source!r}'s {width} channels")
+    return direct
+
+
+def _unreachable(model: nn.Module, links: ConvLinks, missing: list[int], reachable: list[int]) -> str:
+    source, target = links.source, links.target
+    if not links.readers:
+        return (f"no single convolution connects layer {source!r} to layer {target!r}: no convolution reads {source!r} "
+                f"as it is; editing needs one conv from the source's channels to the target's channels. Pick adjacent "
+                f"layers (the source must be the input of the conv that writes the target)")
+    by_conv: dict[str, list[int]] = {}
+    for j in missing:
+        by_conv.setdefault(links.writer[j][0] if j in links.writer else "", []).append(j)
+    parts = []
+    for conv_name, members in by_conv.items():
+        shown = f"{members[:8]}" + (f" and {len(members) - 8} more" if len(members) > 8 else "")
+        if not conv_name:
+            parts.append(f"target members {shown} are not a convolution's output (or its ReLU) at all: a "
+                         f"normalisation or pool sits between their conv and {target!r}")
+            continue
+        read = layer_read_by(model, links.conv_inputs[conv_name]) if conv_name in links.conv_inputs else None
+        parts.append(f"target members {shown} are written by {conv_name!r}, which reads "
+                     f"{repr(read) if read else 'another layer'}, not {source!r}"
+                     + (f" (edit them with source={read!r})" if read else ""))
+    fix = (f"; or keep the members one edit reaches: motifs.restrict(target_family, {reachable})" if reachable else "")
+    return (f"no single convolution connects layer {source!r} to all of the target family in {target!r} (convolutions "
+            f"reading {source!r} directly: {links.readers}): " + "; ".join(parts)
+            + ". Editing needs the weights of the conv that reads the source's channels and writes the target's" + fix)
+
+
 def zero_inhibition(
     model: nn.Module, source: str, target: str, source_family: Family, target_family: Family, *, which: str = "opposite",
     tolerance: float | None = None,
 ) -> tuple[nn.Module, int]:
     """A deep copy of ``model`` with the inhibitory weights from ``source_family`` to ``target_family`` zeroed.
 
-    The weights are those of the convolution that reads ``source`` and writes ``target``'s channels
-    directly (found by probing; a clear error when a bottleneck sits in between). ``which="opposite"``
-    zeroes only pairs whose relative angle is within ``tolerance`` (default: one family step) of the
-    opposite of the most excitatory relative angle (see :func:`curve_pattern`); ``"all"`` every pair.
+    The weights are those of the convolution that reads ``source`` and writes each target member's channel
+    directly (found by probing). A member written by a conv behind another layer (an Inception branch's
+    bottleneck) is a clear error that names that layer as the source to use, and the members one edit
+    can reach (:func:`restrict`). ``which="opposite"`` zeroes only pairs whose relative angle is within
+    ``tolerance`` (default: one family step) of the opposite of the most excitatory relative angle
+    (see :func:`curve_pattern`); ``"all"`` every pair.
     Returns the edited copy and how many weights were zeroed; ``model`` itself is untouched.
     """
     if which not in ("opposite", "all"):
         raise ValueError(f"which must be 'opposite' or 'all', got {which!r}")
-    conv_name, out_channel = direct_conv(model, source, target)
+    out_channel = _edited_convs(model, source, target, source_family, target_family)
     edited = copy.deepcopy(model)
-    conv = dict(edited.named_modules())[conv_name]
-    weight = conv.weight.detach()
-    kernels = torch.zeros(max(target_family.members) + 1, weight.shape[1], *weight.shape[-2:], dtype=weight.dtype)
-    for j in target_family.members:
-        kernels[j] = weight[out_channel[j]]
+    modules = dict(edited.named_modules())
+    rows = {j: modules[name].weight.detach()[c] for j, (name, c) in out_channel.items()}  # views: edits land in the copy
+    shapes = {tuple(w.shape) for w in rows.values()}
+    if len(shapes) > 1:
+        raise ValueError(f"the target members are written by convolutions with different kernels {sorted(shapes)}; "
+                         f"edit one conv's members at a time (motifs.restrict)")
     selected = torch.ones(len(target_family.members), len(source_family.members), dtype=torch.bool)
     if which == "opposite":
+        first = next(iter(rows.values()))
+        kernels = first.new_zeros((max(target_family.members) + 1, *first.shape))
+        for j, w in rows.items():
+            kernels[j] = w
         pattern = curve_pattern(kernels, source_family, target_family)
         tol = tolerance if tolerance is not None else min(_step(source_family), _step(target_family))
         a, b = _angles(source_family), _angles(target_family)
@@ -353,7 +425,7 @@ def zero_inhibition(
         for jj, j in enumerate(target_family.members):
             for ii, i in enumerate(source_family.members):
                 if selected[jj, ii]:
-                    w = conv.weight[out_channel[j], i]
+                    w = rows[j][i]
                     negative = w < 0
                     zeroed += int(negative.sum())
                     w[negative] = 0.0

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from circuits_vision import stimuli
-from circuits_vision.hooks import check_channel, eval_mode, layer_shape, model_device, run_with_cache
+from circuits_vision.analysis._inputs import for_model
+from circuits_vision.hooks import as_images, check_channel, eval_mode, layer_shape, model_device, run_with_cache
 
 Positions = str  # "center" or "max"
 
@@ -55,17 +56,20 @@ def unit_responses(
     position: Positions = "center",
     batch_size: int = 128,
 ) -> torch.Tensor:
-    """Responses ``[N, U]`` of channels ``units`` of ``layer`` to ``images`` ``[N, 3, H, W]``.
+    """Responses ``[N, U]`` of channels ``units`` of ``layer`` to ``images`` ``[N, 3, H, W]`` in [0, 1]
+    (a tensor or a NumPy array; other ranges, such as 0-255, are refused).
 
     ``position="center"`` reads the centre of the feature map (index H//2, W//2); ``"max"`` the
-    maximum over positions. The forward stops at ``layer``.
+    maximum over positions. The forward stops at ``layer``. Images are cast to the model's device and
+    dtype (a ``model.double()`` runs in float64); responses are float32.
     """
     _positions(position)
+    images = as_images(model, images)
     index = torch.as_tensor(list(units), dtype=torch.long)
     out = []
     with eval_mode(model):
         for start in range(0, images.shape[0], batch_size):
-            act = run_with_cache(model, images[start : start + batch_size], [layer])[layer]
+            act = run_with_cache(model, for_model(model, images[start : start + batch_size]), [layer])[layer]
             if act.dim() != 4:
                 raise ValueError(f"layer {layer!r} gives a {act.dim()}-d output; tuning needs [N, C, H, W] maps")
             act = act[:, index.to(act.device)]
@@ -85,11 +89,11 @@ def receptive_field_center(model: nn.Module, layer: str, *, size: int | None = N
     """
     size = size or getattr(model, "input_size", 224)
     noise = torch.rand(8, 3, size, size, generator=torch.Generator().manual_seed(0))
-    image = noise.to(model_device(model)).requires_grad_(True)
+    image = for_model(model, noise).requires_grad_(True)
     with torch.enable_grad(), eval_mode(model):
         act = run_with_cache(model, image, [layer])[layer]
         act[:, :, act.shape[2] // 2, act.shape[3] // 2].sum().backward()
-    weight = image.grad.abs().sum(dim=(0, 1))
+    weight = image.grad.float().abs().sum(dim=(0, 1))
     if weight.sum() == 0:
         return (0.0, 0.0)
     weight = weight / weight.sum()

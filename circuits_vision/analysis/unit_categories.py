@@ -22,6 +22,7 @@ import math
 import torch
 from torch import nn
 
+from circuits_vision.analysis._inputs import for_model
 from circuits_vision.hooks import eval_mode, layer_shape, model_device, run_with_cache
 from circuits_vision.stimuli import gratings, solid
 
@@ -70,8 +71,8 @@ def _centre_responses(model: nn.Module, layer: str, images: torch.Tensor, batch_
     rows = []
     with torch.no_grad(), eval_mode(model):
         for chunk in images.split(batch_size):
-            out = run_with_cache(model, chunk, [layer])[layer]
-            rows.append(out[:, :, out.shape[2] // 2, out.shape[3] // 2])
+            out = run_with_cache(model, for_model(model, chunk), [layer])[layer]
+            rows.append(out[:, :, out.shape[2] // 2, out.shape[3] // 2].float())
     return torch.cat(rows)
 
 

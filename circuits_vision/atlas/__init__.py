@@ -10,21 +10,32 @@
 - :func:`circuit_report`: families, equivariant circuits and branch specialization of a layer pair.
 - :func:`default_layers`: the main layers of a model (ReLU outputs and concatenations outside blocks).
 - :func:`serve`: serve an atlas directory on 127.0.0.1.
+- :func:`activation_atlas`: an activation atlas of one layer (2-D layout of many activations, every grid
+  cell rendered in one batched call), class-filtered on request; ``result.save(out)`` writes its static
+  zoomable page (:func:`write_activation_atlas_page`).
 """
 
+from circuits_vision.atlas.activation_atlas import ActivationAtlas, activation_atlas, heldout_scenes
+from circuits_vision.atlas.activation_atlas_page import write_activation_atlas_page
 from circuits_vision.atlas.build import AtlasResult, build, weights_fingerprint
 from circuits_vision.atlas.layers import default_layers
-from circuits_vision.atlas.report import circuit_report
+from circuits_vision.atlas.report import LayerOrderError, circuit_report
 from circuits_vision.atlas.serve import serve
-from circuits_vision.atlas.store import AtlasLockedError, SettingsMismatchError
+from circuits_vision.atlas.store import AtlasLockedError, CorruptAtlasFileError, SettingsMismatchError
 
 __all__ = [
+    "ActivationAtlas",
     "AtlasLockedError",
     "AtlasResult",
+    "CorruptAtlasFileError",
+    "LayerOrderError",
     "SettingsMismatchError",
+    "activation_atlas",
     "build",
     "circuit_report",
     "default_layers",
+    "heldout_scenes",
     "serve",
     "weights_fingerprint",
+    "write_activation_atlas_page",
 ]

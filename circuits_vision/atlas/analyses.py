@@ -13,16 +13,17 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from circuits_vision import hooks
 from circuits_vision.atlas.layers import slug
-from circuits_vision.atlas.store import atomic_write_text, png_bytes, save_png
+from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_text, png_bytes, read_json, save_png
 
 PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples")
 ANALYSIS_DIR = "analysis"
@@ -67,26 +68,35 @@ def weight_links(model: nn.Module, source: str, target: str, k: int) -> tuple[di
     return inputs, outputs
 
 
-def rgb_links(model: nn.Module, layer: str) -> dict[int, list]:
-    """For the first layer: each unit's kernel on the RGB input, as a picture (0 = grey)."""
+def rgb_links(model: nn.Module, layer: str, units: list[int] | None = None) -> dict[int, list]:
+    """For the first layer: each unit's kernel on the RGB input, as a picture (0 = grey); ``units``: only these."""
     from circuits_vision.analysis.equivariance import unit_kernels
 
-    kernels = unit_kernels(model, layer, None).detach().double().cpu().numpy()  # [C, 3, S, S]
+    units = _all_units(model, layer) if units is None else list(units)
+    kernels = unit_kernels(model, layer, None, units=units).detach().double().cpu().numpy()  # [U, 3, S, S]
     pictures = _pictures()
     rgb = pictures.rgb_kernels(kernels, scale=None)
     scale = max(1, 48 // max(1, rgb.shape[1]))
-    return {u: [{"layer": "input", "unit": None, "norm": round(float(np.sqrt((kernels[u] ** 2).sum())), 6),
-                 "picture": data_uri(rgb[u], scale)}] for u in range(len(rgb))}
+    return {u: [{"layer": "input", "unit": None, "norm": round(float(np.sqrt((kernels[i] ** 2).sum())), 6),
+                 "picture": data_uri(rgb[i], scale)}] for i, u in enumerate(units)}
 
 
-def families(model: nn.Module, layer: str, source: str | None) -> dict[int, dict | str]:
-    """Rotation families of ``layer`` (kernels from ``source``, the input when None): per unit its family."""
+def _all_units(model: nn.Module, layer: str) -> list[int]:
+    return list(range(int(hooks.layer_shape(model, layer)[0])))
+
+
+def families(model: nn.Module, layer: str, source: str | None, units: list[int] | None = None) -> dict[int, dict | str]:
+    """Rotation families of ``layer`` (kernels from ``source``, the input when None): per unit its family.
+
+    ``units``: search among these only (an atlas of the first N units of each layer), so the cost
+    follows the atlas's size rather than the layer's.
+    """
     from circuits_vision.analysis import equivariance
 
-    found = equivariance.report(model, layer, source=source, kind="rotation")
-    width = int(hooks.layer_shape(model, layer)[0])
+    units = _all_units(model, layer) if units is None else list(units)
+    found = equivariance.report(model, layer, source=source, kind="rotation", units=units)
     result: dict[int, dict | str] = {}
-    for unit in range(width):
+    for unit in units:
         family = found.family_of(unit)
         if family is not None:
             number = found.families.index(family)
@@ -108,12 +118,13 @@ def branch_names(model: nn.Module, layer: str) -> dict[int, str | None]:
     return {u: b.name for b in found for u in range(b.start, b.stop)}
 
 
-def tuning(model: nn.Module, layer: str) -> dict[int, dict]:
+def tuning(model: nn.Module, layer: str, units: list[int] | None = None) -> dict[int, dict]:
     """Colour vs black-and-white drive, grating orientation selectivity and curve tuning of every unit.
 
     Colour and gratings probe the centre unit with uniform fields and gratings; curve tuning is
     :func:`circuits_vision.analysis.tuning.find_curve_detectors` with its defaults (drawn arcs at every
-    orientation), so a curve detector reads as one even when uniform fields leave it silent.
+    orientation), so a curve detector reads as one even when uniform fields leave it silent. The colour
+    and grating probes cost a layer's forward passes whatever ``units`` is; curve tuning runs on ``units``.
     """
     from circuits_vision.analysis import unit_categories
 
@@ -127,28 +138,33 @@ def tuning(model: nn.Module, layer: str) -> dict[int, dict]:
             return "unresponsive"
         return "color" if c > 2 * b else "black_and_white" if b > 2 * c else "both"
 
-    curves = curve_tuning(model, layer)
+    units = list(range(len(colour))) if units is None else list(units)
+    curves = curve_tuning(model, layer, units)
     return {u: {"color_drive": round(float(colour[u]), 4), "bw_drive": round(float(grey[u]), 4),
                 "color_category": category(float(colour[u]), float(grey[u])),
                 "orientation_selectivity": round(float(selectivity[u]), 3),
                 "grating_drive": round(float(drive[u]), 4),
-                **curves.get(u, {"curve_detector": False})} for u in range(len(colour))}
+                **curves.get(u, {"curve_detector": False})} for u in units}
 
 
-def curve_tuning(model: nn.Module, layer: str) -> dict[int, dict]:
-    """The units :func:`find_curve_detectors` classifies as curve detectors, with their tuning."""
+def curve_tuning(model: nn.Module, layer: str, units: list[int] | None = None) -> dict[int, dict]:
+    """The units (of ``units``) :func:`find_curve_detectors` classifies as curve detectors, with their tuning."""
     from circuits_vision.analysis.tuning import find_curve_detectors
 
+    detectors = find_curve_detectors(model, layer, units=units).detectors
+    family = [d.unit for d in detectors]  # the curve-detector family among these units, ordered by orientation
     return {d.unit: {"curve_detector": True, "curve_orientation": round(d.preferred_orientation, 1),
-                     "curve_peak": round(d.peak_response, 2), "curve_vs_line": round(d.curve_vs_line, 3)}
-            for d in find_curve_detectors(model, layer).detectors}
+                     "curve_peak": round(d.peak_response, 2), "curve_vs_line": round(d.curve_vs_line, 3),
+                     "curve_family": family}
+            for d in detectors}
 
 
-def examples(model: nn.Module, layer: str, images: str | os.PathLike, directory: Path, k: int = 6) -> dict[int, dict]:
-    """Top-``k`` dataset examples per unit, saved as one strip of crops per unit under ``img/``."""
+def examples(model: nn.Module, layer: str, images: str | os.PathLike, directory: Path, k: int = 6,
+             units: list[int] | None = None) -> dict[int, dict]:
+    """Top-``k`` dataset examples per unit (of ``units``), saved as one strip of crops per unit under ``img/``."""
     from circuits_vision.analysis.dataset_examples import top_activating
 
-    found = top_activating(model, layer, images, k=k, progress=False)
+    found = top_activating(model, layer, images, units=units, k=k, progress=False)
     result = {}
     for row, unit in enumerate(found.units):
         valid = found.indices[row] >= 0
@@ -172,9 +188,15 @@ def layer_parts(
     images: str | os.PathLike | None = None,
     k: int = 6,
     parts: tuple[str, ...] = PARTS,
+    units: Mapping[str, list[int]] | None = None,
+    progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, dict]]:
-    """``{layer: {part: {unit (str): value}}}`` for ``parts``, from the cache or computed now."""
+    """``{layer: {part: {unit (str): value}}}`` for ``parts``, from the cache or computed now.
+
+    ``units``: ``{layer: units}`` the atlas shows (default all): families, RGB kernels, curve tuning and
+    dataset examples are computed for these only. ``progress``: a bar of the parts with an ETA.
+    """
     directory = Path(directory)
     pairs: dict[tuple[str, str], tuple] = {}
 
@@ -183,39 +205,63 @@ def layer_parts(
             pairs[source, target] = weight_links(model, source, target, k)
         return pairs[source, target]
 
+    def path_of(layer: str, part: str) -> Path:
+        return directory / ANALYSIS_DIR / f"{slug(layer)}.{part}.json"
+
+    todo = sum(1 for layer in layers for part in parts
+               if part in PARTS and not path_of(layer, part).is_file() and (part != "examples" or images is not None))
+    bar = tqdm(total=todo, disable=not progress or not todo, desc="atlas analyses", unit="part", dynamic_ncols=True)
     result = {}
-    for i, layer in enumerate(layers):
-        previous = layers[i - 1] if i > 0 else None
-        following = layers[i + 1] if i + 1 < len(layers) else None
-        makers: dict[str, Callable[[], dict]] = {
-            "inputs": (lambda p=previous, t=layer: pair(p, t)[0]) if previous else (lambda t=layer: rgb_links(model, t)),
-            "outputs": (lambda s=layer, f=following: pair(s, f)[1]) if following else (lambda: {}),
-            "family": lambda t=layer, p=previous: families(model, t, p),
-            "branch": lambda t=layer: branch_names(model, t),
-            "tuning": lambda t=layer: tuning(model, t),
-            "examples": (lambda t=layer: examples(model, t, images, directory, k)) if images is not None else None,
-        }
-        result[layer] = {}
-        for part, make in makers.items():
-            if part not in parts:
-                result[layer][part] = {"*": not_computed("not requested")}
-                continue
-            if make is None:
-                result[layer][part] = {"*": not_computed("no --images folder given")}
-                continue
-            path = directory / ANALYSIS_DIR / f"{slug(layer)}.{part}.json"
-            if path.is_file():
-                result[layer][part] = json.loads(path.read_text())
-                continue
-            log(f"atlas: {part} of {layer}")
-            try:
-                values = {str(u): v for u, v in make().items()}
-            except Exception as error:  # an analysis that cannot handle this model/layer: say so per unit
-                result[layer][part] = {"*": not_computed(error)}
-                continue  # not cached: a rerun tries again
-            atomic_write_text(path, json.dumps(values))
-            result[layer][part] = values
+    try:
+        for i, layer in enumerate(layers):
+            previous = layers[i - 1] if i > 0 else None
+            following = layers[i + 1] if i + 1 < len(layers) else None
+            chosen = None if units is None else list(units[layer])
+            makers: dict[str, Callable[[], dict] | None] = {
+                "inputs": (lambda p=previous, t=layer: pair(p, t)[0]) if previous else (
+                    lambda t=layer, u=chosen: rgb_links(model, t, u)),
+                "outputs": (lambda s=layer, f=following: pair(s, f)[1]) if following else (lambda: {}),
+                "family": lambda t=layer, p=previous, u=chosen: families(model, t, p, u),
+                "branch": lambda t=layer: branch_names(model, t),
+                "tuning": lambda t=layer, u=chosen: tuning(model, t, u),
+                "examples": (lambda t=layer, u=chosen: examples(model, t, images, directory, k, u)) if images is not None else None,
+            }
+            result[layer] = {}
+            for part, make in makers.items():
+                path = path_of(layer, part)
+                if path.is_file():  # computed by an earlier run: shown even when this run did not ask for it
+                    result[layer][part] = _cached(path)
+                    continue
+                if make is None:
+                    result[layer][part] = {"*": not_computed("no --images folder given")}
+                    continue
+                if part not in parts:
+                    result[layer][part] = {"*": not_computed("not requested")}
+                    continue
+                bar.set_postfix_str(f"{part} of {layer}")
+                if not progress:
+                    log(f"atlas: {part} of {layer}")
+                try:
+                    values = {str(u): v for u, v in make().items() if chosen is None or u in chosen}
+                except Exception as error:  # an analysis that cannot handle this model/layer: say so per unit
+                    result[layer][part] = {"*": not_computed(error)}
+                    continue  # not cached: a rerun tries again
+                finally:
+                    bar.update(1)
+                atomic_write_text(path, json.dumps(values))
+                result[layer][part] = values
+    finally:
+        bar.close()
     return result
+
+
+def _cached(path: Path) -> dict:
+    """A stored part: ``{unit (str): value}``, or :class:`CorruptAtlasFileError` naming the file."""
+    fix = "delete it and rerun to compute it again"
+    values = read_json(path, fix=fix)
+    if not isinstance(values, dict):
+        raise CorruptAtlasFileError(f"{path} holds no per-unit object; it was damaged or edited: {fix}")
+    return values
 
 
 def unit_part(parts: dict[str, dict], part: str, unit: int):

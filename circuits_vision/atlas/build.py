@@ -88,20 +88,27 @@ def resolve_layers(model: nn.Module, layers: Sequence[str] | str | None) -> list
 
 
 def _setup(directory: Path, settings: dict, chunks: list[list[tuple[str, int]]], lock: store.AtlasLock, log):
-    """Rank 0: settings check and lock, then the chunks left to render. Returns ``(todo, done)``."""
+    """Rank 0: lock, settings check, then the chunks left to render. Returns ``(todo, done)``.
+
+    Runs inside the caller's ``try/finally`` that releases the lock, so a failure after taking it
+    (a corrupt or misplaced file) does not leave the atlas locked.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     lock.acquire()
-    try:
-        store.check_settings(directory, settings)
-    except BaseException:
-        lock.release()
-        raise
+    store.check_settings(directory, settings)
     if lock.taken_over is not None:
         log(f"atlas: took over the lock of stopped run pid {lock.taken_over.get('pid')}; resuming")
     store.remove_temporary_files(directory)  # half-written files of a killed run; we hold the lock
-    done = store.read_records(directory)
+    done = store.prune_records(directory)  # a unit whose image is gone is rendered again, its record replaced
     todo = [(j, [u for u in chunk if u not in done]) for j, chunk in enumerate(chunks)]
     return [(j, left) for j, left in todo if left], len(done)
+
+
+def unit_seed(seed: int, layer: str, unit: int) -> int:
+    """The seed of one unit's image: from ``(seed, layer, unit)`` alone, so chunking, batching and resuming
+    never change it."""
+    digest = hashlib.blake2b(f"{int(seed)}:{layer}:{int(unit)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
 def build(
@@ -142,13 +149,15 @@ def build(
         labels: ``{"layer:unit": text}`` shown with the units (escaped).
         model_name: recorded in the settings (default the model's class name).
         chunk_size: units per render call and per checkpoint (default ``batch_size`` or 32). A unit's
-            start image and transforms are seeded by ``(seed, its chunk, its place in the chunk)``, so the
-            same chunk size reproduces the same images.
+            start image and transforms are seeded by ``(seed, layer, unit)`` alone (:func:`unit_seed`), so
+            its image does not depend on ``chunk_size``, ``batch_size``, the other units or resuming.
         k: strongest inputs/outputs (and dataset examples) shown per unit.
         parts: which per-unit analyses to compute (default all of ``analyses.PARTS``: "inputs", "outputs",
-            "family", "branch", "tuning", "examples"); the others show as "not computed".
-        report: write the circuit report of a layer pair: ``True`` (a default pair), ``(source, target)``, False.
-        progress: tqdm bar of units done / total with ETA.
+            "family", "branch", "tuning", "examples"); the others show what an earlier run into ``out``
+            computed, else "not computed". With ``units_per_layer`` they cover the atlas's units only.
+        report: write the circuit report of a layer pair: ``True`` (a default pair), ``(source, target)``, or
+            False (none now; a report an earlier run wrote stays linked).
+        progress: tqdm bars with ETA: units rendered, analyses done, report sections.
         on_progress: called as ``on_progress(units_done, units_total)`` after every chunk is stored.
         render_options: more keyword arguments for ``render`` (part of the settings).
         log: where messages go (default: ``tqdm.write``).
@@ -156,7 +165,9 @@ def build(
     Raises:
         AtlasLockedError: another live run is writing to ``out``.
         SettingsMismatchError: ``out`` holds an atlas made with other settings.
+        CorruptAtlasFileError: a settings, record or analysis file of ``out`` is damaged (the message names it).
         UnknownLayerError: an unknown layer name (the message lists close names).
+        OSError: ``out`` cannot be written (read-only, full, a file where a folder should be), naming the path.
     """
     log = log or tqdm.write
     dist, rank, world = _distributed()
@@ -176,16 +187,16 @@ def build(
         "render_options": {key: repr(value) for key, value in sorted((render_options or {}).items())},
     }
     lock = store.AtlasLock(directory)
-    failure, todo, done_before = None, [], 0
-    if rank == 0:
-        try:
-            todo, done_before = _setup(directory, settings, chunks, lock, log)
-        except Exception as error:  # every rank must learn of it, or the others wait forever
-            failure = error
-    failure, todo, done_before = _broadcast(dist, (failure, todo, done_before))
-    if failure is not None:
-        raise failure
     try:
+        failure, todo, done_before = None, [], 0
+        if rank == 0:
+            try:
+                todo, done_before = _setup(directory, settings, chunks, lock, log)
+            except Exception as error:  # every rank must learn of it, or the others wait forever
+                failure = error
+        failure, todo, done_before = _broadcast(dist, (failure, todo, done_before))
+        if failure is not None:
+            raise failure
         rendered = _render_chunks(model, directory, todo[rank::world], rank, world, len(units), done_before,
                                   steps=steps, size=size, seed=seed, batch_size=batch_size, device=device,
                                   render_options=render_options, progress=progress, on_progress=on_progress, log=log)
@@ -196,7 +207,7 @@ def build(
         result = AtlasResult(directory, directory / "index.html", directory / store.MANIFEST_FILE, len(units), rendered)
         if rank == 0:  # the other ranks are done (no barrier: the analyses may outlast a collective's timeout)
             _finish(model, directory, layer_list, units, settings, result, images=images, labels=labels, k=k,
-                    parts=parts, report=report, log=log)
+                    parts=parts, report=report, progress=progress, log=log)
         return result
     finally:
         if rank == 0:
@@ -207,23 +218,24 @@ def _render_chunks(model, directory, my_chunks, rank, world, total, done_before,
                    device, render_options, progress, on_progress, log) -> int:
     """Render this rank's chunks; after each, its PNGs then its records are stored. Returns units rendered."""
     record_file = store.records_path(directory, rank)
-    records = store.read_jsonl(record_file)  # this rank's file from an earlier run stays valid
+    records = store.read_jsonl(record_file, required=store.RECORD_KEYS)  # this rank's file from an earlier run stays valid
     mine = sum(len(left) for _, left in my_chunks)
     desc = "atlas" if world == 1 else f"atlas rank {rank}/{world}"
     bar = tqdm(total=total if world == 1 else mine, initial=done_before if world == 1 else 0,
                disable=not progress or (world > 1 and rank != 0), desc=desc, unit="unit", dynamic_ncols=True)
     rendered = 0
     try:
-        for number, left in my_chunks:
+        for _, left in my_chunks:
             objectives = [optvis.objectives.channel(layer, unit) for layer, unit in left]
-            chunk_seed = int.from_bytes(hashlib.blake2b(f"{seed}:{number}".encode(), digest_size=4).digest(), "little")
-            result = optvis.render(model, objectives, steps=steps, size=size, seed=chunk_seed, batch_size=batch_size,
-                                   device=device, progress=False, **dict(render_options or {}))
+            result = optvis.render(model, objectives, steps=steps, size=size, batch_size=batch_size, device=device,
+                                   image_seeds=[unit_seed(seed, layer, unit) for layer, unit in left], progress=False,
+                                   **dict(render_options or {}))
             for i, (layer, unit) in enumerate(left):
                 name = f"img/{slug(layer)}/{unit}.png"
                 store.save_png(directory / name, result.images[i, :3])
-                records.append({"layer": layer, "unit": unit, "image": name, "chunk": number,
-                                "loss": round(float(result.history[-1, i]), 6), "rank": rank, "time": time.time()})
+                records.append({"layer": layer, "unit": unit, "image": name,
+                                "loss": round(float(result.history[-1, i]), 6),
+                                "never_active": bool(result.never_active[i]), "rank": rank, "time": time.time()})
             store.write_jsonl(record_file, records)
             rendered += len(left)
             bar.update(len(left))
@@ -252,7 +264,8 @@ def _default_pair(model: nn.Module, layers: list[str]) -> tuple[str, str] | None
     return layers[-2], layers[-1]
 
 
-def _finish(model, directory: Path, layers, units, settings, result: AtlasResult, *, images, labels, k, parts, report, log):
+def _finish(model, directory: Path, layers, units, settings, result: AtlasResult, *, images, labels, k, parts, report,
+            progress, log):
     """Rank 0, after all ranks rendered: analyses, manifest, viewer, circuit report."""
     from circuits_vision.atlas import analyses, viewer
 
@@ -264,7 +277,11 @@ def _finish(model, directory: Path, layers, units, settings, result: AtlasResult
     unknown = sorted(set(chosen) - set(analyses.PARTS))
     if unknown:
         raise ValueError(f"unknown parts {unknown}; choose from {list(analyses.PARTS)}")
-    found = analyses.layer_parts(model, layers, directory, images=images, k=k, parts=chosen, log=log)
+    shown = None  # every unit of each layer
+    if settings["units_per_layer"] is not None:  # a small atlas: the analyses cover its units, not whole layers
+        shown = {layer: [u for name, u in units if name == layer] for layer in layers}
+    found = analyses.layer_parts(model, layers, directory, images=images, k=k, parts=chosen, units=shown,
+                                 progress=progress, log=log)
     manifest = []
     for layer, unit in units:
         record = dict(records[(layer, unit)])
@@ -277,13 +294,15 @@ def _finish(model, directory: Path, layers, units, settings, result: AtlasResult
     store.write_jsonl(directory / store.MANIFEST_FILE, manifest)
     pair = _default_pair(model, layers) if report is True else (tuple(report) if report else None)
     existing = directory / "report" / "index.html"
-    if pair is not None and existing.is_file() and f"{pair[0]} -&gt; {pair[1]}" in existing.read_text():
-        result.report = existing  # the same model and settings made it (the settings are fixed per atlas)
+    if existing.is_file() and (pair is None or f"{pair[0]} -&gt; {pair[1]}" in existing.read_text()):
+        # the same model and settings made it (they are fixed per atlas); a run without a report keeps the link
+        result.report = existing
     elif pair is not None:
         from circuits_vision.atlas.report import circuit_report
 
         try:
-            result.report = circuit_report(model, pair[0], pair[1], directory / "report", atlas_dir=directory, log=log)
+            result.report = circuit_report(model, pair[0], pair[1], directory / "report", atlas_dir=directory,
+                                           units_per_layer=settings["units_per_layer"], progress=progress, log=log)
         except Exception as error:  # the atlas stays usable; the index says why the report is missing
             log(f"atlas: circuit report of {pair[0]} -> {pair[1]} failed: {type(error).__name__}: {error}")
             settings = {**settings, "report_error": f"{type(error).__name__}: {error}"}

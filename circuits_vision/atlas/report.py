@@ -8,7 +8,6 @@ model says why instead of failing the report.
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Callable
 from html import escape
@@ -16,12 +15,48 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from circuits_vision.atlas.layers import slug
-from circuits_vision.atlas.store import atomic_write_bytes, atomic_write_text
+from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_bytes, atomic_write_text, read_json
 
 MAX_FAMILY_FIGURES = 4
 MAX_CIRCUITS = 12
+REPLACEMENT_SCENES = 1024
+REPLACEMENT_SEED = 2_000_003
+"""Scenes for the replacement experiment: a seed no training or held-out set of the shapes model uses."""
+
+
+class LayerOrderError(ValueError):
+    """The report's source layer does not run before its target layer."""
+
+
+def check_order(model: nn.Module, source: str, target: str) -> None:
+    """:class:`LayerOrderError` unless ``source`` finishes before ``target`` in a forward pass.
+
+    The report reads weights from ``source`` into ``target``; swapped layers would leave most of
+    it empty. The order is observed (one forward of a probe image), not taken from definition order.
+    """
+    from circuits_vision import hooks
+
+    if source == target:
+        raise LayerOrderError(f"the report needs two layers, got {source} twice: report SOURCE TARGET, e.g. "
+                              "report mixed3a mixed3b")
+    order: list[str] = []
+
+    def seen(name: str):
+        return lambda module, inputs, output: order.append(name) if name not in order else None
+
+    size = getattr(model, "input_size", 224)
+    with torch.no_grad(), hooks.eval_mode(model), hooks.hooked(model, {source: seen(source), target: seen(target)}):
+        model(hooks.probe_input(model, size))
+    missing = [name for name in (source, target) if name not in order]
+    if missing:
+        raise LayerOrderError(f"{', '.join(missing)} did not run in a forward pass of {type(model).__name__}; "
+                              "choose layers the model uses")
+    if order.index(source) > order.index(target):
+        raise LayerOrderError(f"{source} runs after {target}, but the report reads from the earlier layer into "
+                              f"the later one: swap them (report {target} {source})")
 
 
 def _e(value) -> str:
@@ -66,20 +101,26 @@ def _atlas_pictures(atlas_dir: Path | None, layer: str, units: list[int]) -> dic
     return pictures
 
 
-def _families_section(model, layer, source, out: Path, atlas_dir, title: str):
-    """Rotation families of ``layer``; returns (html, report or None)."""
+def _families_section(model, layer, source, out: Path, atlas_dir, title: str, detection: dict):
+    """Rotation families of ``layer`` (``detection``: more arguments of ``equivariance.report``); returns (html, report)."""
     from circuits_vision.analysis import equivariance
-    from circuits_vision.analysis.equivariance import unit_kernels
     from circuits_vision.viz import families as viz_families
 
-    found = equivariance.report(model, layer, source=source, kind="rotation")
-    parts = [f"<h2>{_e(title)}</h2><pre>{_e(found)}</pre>"]
+    found = equivariance.report(model, layer, source=source, kind="rotation", **detection)
+    units = detection.get("units")
+    among = "all units" if units is None else f"units {units[0]}-{units[-1]} only" if units else "no units"
+    rule = (f"FDR q < {detection.get('alpha', equivariance.ALPHA)}" if detection.get("threshold") is None
+            else f"threshold {detection['threshold']}")
+    settings = (f"{rule}, at least "
+                f"{detection.get('min_members', equivariance.MIN_MEMBERS)} members, {among}")
+    parts = [f"<h2>{_e(title)}</h2><p class=\"settings\" id=\"detection-{_e(slug(layer))}\">detection: {_e(settings)}</p>"
+             f"<pre>{_e(found)}</pre>"]
     if found.families:
         members = sorted({m for f in found.families[:MAX_FAMILY_FIGURES] for m in f.members})
         pictures = _atlas_pictures(atlas_dir, layer, members)
         kind = "feature visualizations"
         if pictures is None:
-            kernels = unit_kernels(model, layer, None, units=members)
+            kernels = equivariance.unit_kernels(model, layer, None, units=members)
             pictures, kind = {m: kernels[i] for i, m in enumerate(members)}, "kernels on the input"
         for number, family in enumerate(found.families[:MAX_FAMILY_FIGURES]):
             figure = viz_families.family_figure(family, pictures, title=f"{layer} family {number}")
@@ -135,7 +176,10 @@ def _categories_from_atlas(atlas_dir: Path | None, layer: str) -> dict[str, dict
     path = atlas_dir / "analysis" / f"{slug(layer)}.tuning.json" if atlas_dir is not None else None
     if path is None or not path.is_file():
         return {}
-    tuning = {int(u): v for u, v in json.loads(path.read_text()).items() if u != "*"}
+    stored = read_json(path, fix="delete it and rerun the atlas to compute it again")
+    if not isinstance(stored, dict):
+        raise CorruptAtlasFileError(f"{path} holds no per-unit object: delete it and rerun the atlas to compute it again")
+    tuning = {int(u): v for u, v in stored.items() if u != "*"}
     if not tuning:
         return {}
     colour: dict[str, list[int]] = {"color": [], "black_and_white": [], "both": [], "unresponsive": []}
@@ -150,18 +194,153 @@ def _categories_from_atlas(atlas_dir: Path | None, layer: str) -> dict[str, dict
     return {"color": colour, "orientation": orientation}
 
 
-def _branches_section(model, target, out: Path, atlas_dir: Path | None) -> str:
+def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_detectors=None,
+                      searched: list[int] | None = None) -> str:
+    """Colour, orientation and (when found) curve-detector units per branch; ``searched``: the units the
+    curve search covered (default all), the others of them form the "other" category."""
     from circuits_vision.analysis import branches
+    from circuits_vision.hooks import layer_shape
     from circuits_vision.viz import branches as viz_branches
 
     parts = ["<h2>Branch specialization</h2>"]
     measured = _categories_from_atlas(atlas_dir, target)
-    for categories in ("color", "orientation"):
+    kinds = ["color", "orientation"]
+    if curve_detectors:
+        units = {d.unit for d in curve_detectors}
+        width = int(layer_shape(model, target)[0])
+        pool = range(width) if searched is None else searched
+        measured["curve"] = {"curve_detector": sorted(units), "other": [u for u in pool if u not in units]}
+        kinds.append("curve")
+    for categories in kinds:
         found = branches.report(model, target, measured.get(categories, categories))
+        significant = found.significant(0.01)
+        parts.append(f"<p>{_e(categories)} categories: " + (
+            "; ".join(f"{_e(r.category)} over-represented in the {_e(r.branch)} branch ({r.count}/{r.category_size}, "
+                      f"Bonferroni p = {r.p_bonferroni:.2g})" for r in significant)
+            if significant else "no category x branch cell reaches Bonferroni p &lt; 0.01") + "</p>")
         name = _save_figure(viz_branches.plot_report(found, title=f"{target}: {categories} units per branch"),
                             out / f"{slug(target)}_branches_{categories}.png")
         parts.append(f"<pre>{_e(found.table())}</pre>" + _figure_html(name, f"{categories} categories per branch"))
     return "".join(parts)
+
+
+def _branch_name(model, layer: str, unit: int) -> str:
+    ranges = getattr(model, "branch_ranges", None)
+    if ranges is None:
+        return ""
+    try:
+        return next((name for name, (a, b) in ranges(layer).items() if a <= unit < b), "")
+    except Exception:  # not a mixed block
+        return ""
+
+
+def _curve_detector_section(model, layer: str, out: Path, state: dict, units: list[int] | None = None) -> str:
+    """The curve detectors of ``layer`` (tuning-based family; among ``units`` when given): members, angles,
+    radial plot, small multiples."""
+    from circuits_vision.analysis.tuning import find_curve_detectors
+    from circuits_vision.viz import tuning as viz_tuning
+
+    search = find_curve_detectors(model, layer, units=units)
+    state[layer] = search.detectors
+    title = f"<h2>Curve detector family of {_e(layer)} (tuning curves)</h2>"
+    explain = ("<p>find_curve_detectors with its defaults: black arcs on white at every 5 deg x 4 radii, read at the "
+               "centre unit; a detector peaks at &gt;= 2 noise std, has selectivity &gt;= 0.15, prefers curves to lines "
+               "and keeps its orientation across radii.</p>")
+    if not search.detectors:
+        return title + explain + "<p class=\"note\">no unit of this layer passes those criteria.</p>"
+    rows = "".join(f"<tr><td>{d.unit}</td><td>{_e(_branch_name(model, layer, d.unit))}</td>"
+                   f"<td>{d.preferred_orientation:.0f}</td><td>{d.peak_response:.1f}</td><td>{d.selectivity_index:.2f}</td>"
+                   f"<td>{d.curve_vs_line:.2f}</td></tr>" for d in search.detectors)
+    html = (title + explain + f"<p>{len(search.detectors)} detectors covering {len(search.sectors())} of 8 "
+            "45-degree sectors.</p><table class=\"facts\"><tr><th>unit</th><th>branch</th><th>orientation (deg)</th>"
+            f"<th>peak (std)</th><th>selectivity</th><th>curve vs line</th></tr>{rows}</table>")
+    curves = search.curves.subset([d.unit for d in search.detectors])
+    name = _save_figure(viz_tuning.radial_tuning_plot(curves, title=f"{layer}: curve detectors' orientation tuning"),
+                        out / f"{slug(layer)}_curve_radial.png")
+    html += _figure_html(name, f"{layer}: radial tuning of the curve detectors (averaged over radii)")
+    name = _save_figure(viz_tuning.tuning_curve_grid(curves, columns=6), out / f"{slug(layer)}_curve_grid.png")
+    return html + _figure_html(name, f"{layer}: each detector's response vs orientation, one line per radius")
+
+
+def _curve_circuit_section(model, source: str, target: str, out: Path, state: dict) -> str:
+    from circuits_vision.analysis import curve_circuits, motifs
+    from circuits_vision.viz import curve_circuits as viz_curves
+
+    src, tgt = state.get(source), state.get(target)
+    head = f"<h2>Curve circuit {_e(source)} &rarr; {_e(target)}</h2>"
+    if not src or len(src) < 2 or not tgt or len(tgt) < 2:
+        return head + ("<p class=\"note\">not computed: needs at least 2 curve detectors in each layer (found "
+                       f"{len(src or [])} in {_e(source)}, {len(tgt or [])} in {_e(target)}).</p>")
+    circuit = curve_circuits.curve_circuit(model, source, target, source_detectors=src, target_detectors=tgt)
+    state["circuit"] = circuit
+    html = head + ("<p>Every (target curve detector, source curve detector) pair: the net expanded weight (summed over "
+                   "the kernel) against the difference of their preferred orientations, as in Curve Circuits. The "
+                   "statistic is the correlation with cos(difference); the null shuffles which source unit has which "
+                   f"orientation.</p><pre>{_e(circuit)}</pre>")
+    name = _save_figure(viz_curves.weight_vs_orientation_figure(circuit), out / "curve_circuit_weights.png")
+    html += _figure_html(name, "net expanded weight vs orientation difference (grey: shuffled-orientation band)")
+    weights = _expanded(model, source, target, state)
+    fam_s, fam_t = curve_circuits.detector_family(src), curve_circuits.detector_family(tgt)
+    equivariance = motifs.equivariant_circuit(weights, fam_s, fam_t)
+    html += ("<p>Equivariance of the same circuit (families by tuning; weights rotated by the source angle and grouped "
+             f"by relative angle): score {equivariance.score:.3f} against {equivariance.null_score:.3f} with shuffled "
+             f"angles; one kernel per relative angle needs {equivariance.n_parameters} numbers instead of "
+             f"{equivariance.n_weights} ({equivariance.reduction:.1f}x fewer).</p>")
+    return html
+
+
+def _expanded(model, source, target, state):
+    if "expanded" not in state:
+        from circuits_vision.weights import expanded_weights
+
+        state["expanded"] = expanded_weights(model, source, target)
+    return state["expanded"]
+
+
+def _echo_section(model, source: str, target: str, out: Path, state: dict) -> str:
+    from circuits_vision.analysis import curve_experiments
+    from circuits_vision.viz import curve_circuits as viz_curves
+
+    head = "<h2>Echo: removing opposite-curve inhibition</h2>"
+    src, tgt = state.get(source), state.get(target)
+    if not src or not tgt:
+        return head + "<p class=\"note\">not computed: needs curve detectors in both layers.</p>"
+    result = curve_experiments.echo(model, source, target, source_detectors=src, target_detectors=tgt)
+    html = head + ("<p>On a copy of the model, the negative expanded weights from the source curve detectors facing "
+                   "within 45 deg of the opposite orientation into one target curve detector (the most inhibited "
+                   f"one) are removed; Curve Circuits saw a response to the opposite curve appear.</p><pre>{_e(result)}</pre>")
+    name = _save_figure(viz_curves.echo_tuning_figure(result), out / "echo.png")
+    return html + _figure_html(name, f"{target}:{result.unit} tuning before and after the edit")
+
+
+def _replacement_section(model, source: str, target: str, out: Path, state: dict) -> str:
+    from circuits_vision.analysis import curve_experiments
+    from circuits_vision.viz import curve_circuits as viz_curves
+
+    head = "<h2>Artificial artificial network: hand-built curve detectors</h2>"
+    src, tgt = state.get(source), state.get(target)
+    heads = getattr(model, "heads", None)
+    if not src or len(src) < 2 or not tgt or len(tgt) < 2:
+        return head + "<p class=\"note\">not computed: needs at least 2 curve detectors in each layer.</p>"
+    if not heads or "shape" not in heads:
+        return head + ("<p class=\"note\">not computed: needs a model trained on the labelled scenes of "
+                       "circuits_vision.stimuli.scenes (the shapes model), to measure its accuracy.</p>")
+    import torch
+
+    from circuits_vision.stimuli import scenes
+
+    images, labels = scenes.random_scenes(REPLACEMENT_SCENES, torch.Generator().manual_seed(REPLACEMENT_SEED))
+    fit, _ = scenes.random_scenes(256, torch.Generator().manual_seed(REPLACEMENT_SEED + 1))
+    result = curve_experiments.replace_curve_detectors(
+        model, (images, labels["shape"], scenes.SHAPE_CLASSES), source, target, fit_images=fit,
+        logits=slice(0, heads["shape"]), source_detectors=src, target_detectors=tgt)
+    html = head + ("<p>Every target curve detector is replaced by a unit that reads only the source curve detectors, "
+                   "through one template (a kernel per 45-degree orientation difference) rotated to the unit's "
+                   "orientation, with a fitted gain and offset. Accuracy of the shape head on fresh scenes: original, "
+                   "curve detectors ablated (set to 0), hand-built units in their place; Curve Circuits measured "
+                   f"88.6% &rarr; 86.3% &rarr; 87.6% top-5 on ImageNet.</p><pre>{_e(result)}</pre>")
+    name = _save_figure(viz_curves.replacement_figure(result), out / "replacement.png")
+    return html + _figure_html(name, "accuracy per curve class: original, ablated, hand-built")
 
 
 def circuit_report(
@@ -171,33 +350,63 @@ def circuit_report(
     out: str | os.PathLike,
     *,
     atlas_dir: str | os.PathLike | None = None,
+    units_per_layer: int | None = None,
+    threshold: float | None = None,
+    min_members: int | None = None,
+    progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Write the circuit report of ``source -> target`` into ``out``; returns ``out/index.html``.
 
     Sections: rotation families of ``source`` (kernels on the input) and ``target`` (kernels from
     ``source``, with the source families' rotation), the equivariant circuits between them (motifs),
-    and the branch specialization of ``target`` (colour and orientation units per branch). Figures
+    the curve detectors of both layers (tuning), the curve circuit between them (weight vs orientation,
+    its equivariance), the echo edit, the hand-built replacement of the target's curve detectors
+    (models with a ``shape`` head), and the branch specialization of ``target`` (colour, orientation and
+    curve-detector units per branch). Figures
     show feature visualizations from ``atlas_dir`` when given, else kernels.
+
+    ``units_per_layer``: families among the first N units of each layer only (the cost follows N);
+    ``threshold``, ``min_members``: family detection settings of
+    :func:`circuits_vision.analysis.equivariance.report` (default its own). ``progress``: a bar of the
+    sections with an ETA.
+
+    Raises:
+        LayerOrderError: ``source`` does not run before ``target`` (e.g. the two swapped).
+        UnknownLayerError: an unknown layer name.
     """
     from circuits_vision import hooks
 
     source, target = hooks.resolve_layer(model, source)[0], hooks.resolve_layer(model, target)[0]
+    check_order(model, source, target)
+    detection = {key: value for key, value in (("threshold", threshold), ("min_members", min_members))
+                 if value is not None}
+
+    def units_of(layer: str) -> dict:
+        if units_per_layer is None:
+            return {}
+        return {"units": list(range(min(int(hooks.layer_shape(model, layer)[0]), int(units_per_layer))))}
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atlas_path = Path(atlas_dir) if atlas_dir is not None else None
     sections, found = [], {}
+    bar = tqdm(total=9, disable=not progress, desc="circuit report", unit="section", dynamic_ncols=True)
 
     def section(name: str, make: Callable[[], str]) -> None:
-        log(f"report: {name}")
+        bar.set_postfix_str(name)
+        if not progress:
+            log(f"report: {name}")
         try:
             sections.append(make())
         except Exception as error:  # this section cannot be computed here: say why, keep the others
             first = (str(error).strip().splitlines() or [""])[0]
             sections.append(f"<h2>{_e(name)}</h2><p class=\"note\">not computed: {_e(type(error).__name__)}: {_e(first)}</p>")
+        finally:
+            bar.update(1)
 
     def families_of(layer, kernels_from, title):
-        html, result = _families_section(model, layer, kernels_from, out, atlas_path, title)
+        html, result = _families_section(model, layer, kernels_from, out, atlas_path, title, {**detection, **units_of(layer)})
         found[layer] = result
         return html
 
@@ -205,7 +414,17 @@ def circuit_report(
     section(f"Families of {target}", lambda: families_of(target, source, f"Rotation families of {target} (kernels from {source})"))
     section("Equivariant circuits", lambda: _circuits_section(
         model, source, target, getattr(found.get(source), "families", None), getattr(found.get(target), "families", None), out))
-    section("Branch specialization", lambda: _branches_section(model, target, out, atlas_path))
+    curves: dict = {}
+    section(f"Curve detectors of {source}", lambda: _curve_detector_section(
+        model, source, out, curves, units_of(source).get("units")))
+    section(f"Curve detectors of {target}", lambda: _curve_detector_section(
+        model, target, out, curves, units_of(target).get("units")))
+    section("Curve circuit", lambda: _curve_circuit_section(model, source, target, out, curves))
+    section("Echo", lambda: _echo_section(model, source, target, out, curves))
+    section("Artificial artificial network", lambda: _replacement_section(model, source, target, out, curves))
+    section("Branch specialization", lambda: _branches_section(model, target, out, atlas_path, curves.get(target),
+                                                               units_of(target).get("units")))
+    bar.close()
     title = f"Circuit report: {source} -> {target}"
     back = "<p><a href=\"../index.html\">atlas index</a></p>" if atlas_path is not None else ""
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

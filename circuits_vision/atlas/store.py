@@ -15,6 +15,7 @@ Layout of an atlas directory::
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -43,6 +44,19 @@ class SettingsMismatchError(ValueError):
     """The directory holds an atlas built with other settings; the message lists the differences."""
 
 
+class CorruptAtlasFileError(ValueError):
+    """A file of the atlas directory cannot be parsed; the message names the file and what to do."""
+
+
+def read_json(path: str | os.PathLike, *, fix: str):
+    """The JSON value in ``path``, or :class:`CorruptAtlasFileError` naming the file and ``fix``."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise CorruptAtlasFileError(f"{path} is not valid JSON ({error}); it was damaged or edited: {fix}") from None
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> Path:
     """Write ``data`` to ``path`` so that ``path`` is never seen half-written.
 
@@ -59,13 +73,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = Tr
             if fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(error, OSError):
+            raise _named(error, path) from error
         raise
     return path
+
+
+def _named(error: OSError, path: Path) -> OSError:
+    """``error`` with ``path`` as its file name when it names none (a full disk fails in ``write()``)."""
+    if error.filename is not None:
+        return error
+    return OSError(error.errno, error.strerror or str(error), str(path))
 
 
 def remove_temporary_files(directory: str | os.PathLike) -> int:
@@ -102,6 +125,11 @@ def save_png(path: str | os.PathLike, image) -> Path:
 # --------------------------------------------------------------------------------------------------
 # Lock
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the lock file is still created atomically
+    fcntl = None
+
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -113,11 +141,68 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _directory_guard(directory: Path):
+    """Exclusive ``flock`` on ``directory`` while the lock file is inspected and changed.
+
+    Deciding that a lock is free or stale and then taking it are two steps; holding this guard makes
+    them one for every process on the host, so two runs can never both decide the lock is theirs.
+    The guard is held for a few file operations only; the kernel drops it if the process dies.
+    """
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _create_with_content(path: Path, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` in one step (False if it exists): a complete temp file hard-linked into place.
+
+    A reader never sees the lock file empty or half-written, which it would take for a stale lock.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as error:
+            raise _named(error, path) from error
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: exclusive create, written under the guard
+            try:
+                out = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(out, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        return True
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
 class AtlasLock:
     """``with AtlasLock(directory):`` -- exclusive right to write the atlas in ``directory``.
 
-    A lock left by a process that no longer runs (killed with ``kill -9``) is taken over with a
-    warning; a lock of a live process raises :class:`AtlasLockedError`.
+    The lock file ``atlas.lock`` names the holder (pid, host). It appears complete in one step, and
+    checking it and taking it (or taking over a stale one) happen under an ``flock`` of the directory,
+    so of any number of processes starting at once exactly one gets the lock. A lock left by a
+    process that no longer runs (killed with ``kill -9``) is taken over with a warning; a lock of a
+    live process raises :class:`AtlasLockedError`.
     """
 
     def __init__(self, directory: str | os.PathLike):
@@ -126,25 +211,23 @@ class AtlasLock:
 
     def _read(self) -> dict | None:
         try:
-            return json.loads(self.path.read_text())
+            holder = json.loads(self.path.read_text())
         except FileNotFoundError:
             return None
         except (ValueError, OSError):
             return {}  # unreadable lock: treated as stale
+        return holder if isinstance(holder, dict) else {}
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._read()
-                if holder is None:
-                    continue  # released meanwhile: try again
+        host = socket.gethostname()
+        mine = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        data = json.dumps(mine).encode()
+        with _directory_guard(self.path.parent):
+            holder = self._read()
+            if holder is not None:
                 pid = holder.get("pid")
-                same_host = holder.get("host", socket.gethostname()) == socket.gethostname()
-                if isinstance(pid, int) and pid != os.getpid() and (not same_host or _pid_alive(pid)):
+                if isinstance(pid, int) and pid != os.getpid() and (holder.get("host", host) != host or _pid_alive(pid)):
                     raise AtlasLockedError(
                         f"another run (pid {pid} on {holder.get('host')}, started {holder.get('started')}) is "
                         f"writing to {self.path.parent}; wait for it to finish or stop it. If no such run "
@@ -156,24 +239,22 @@ class AtlasLock:
                     stacklevel=3,
                 )
                 self.taken_over = holder
-                atomic_write_text(self.path, json.dumps(mine))
-                if self._read() == mine:
-                    return
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(mine))
-                f.flush()
-                os.fsync(f.fileno())
-            return
-        raise AtlasLockedError(f"could not take the lock {self.path}: it keeps changing hands")
+                atomic_write_bytes(self.path, data)  # replaces the stale file in one step, under the guard
+            elif not _create_with_content(self.path, data):
+                # only a process that does not take the guard (another host, no flock) gets here
+                raise AtlasLockedError(f"another run took the lock {self.path} at the same moment; wait for it to finish")
 
     def release(self) -> None:
-        holder = self._read()
-        if holder and holder.get("pid") == os.getpid():
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
+        """Delete the lock file if this process holds it (a no-op otherwise, so it is safe in ``finally``)."""
+        if not self.path.parent.is_dir():
+            return
+        with _directory_guard(self.path.parent):
+            holder = self._read()
+            if holder and holder.get("pid") == os.getpid():
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
 
     def __enter__(self) -> AtlasLock:
         self.acquire()
@@ -193,7 +274,10 @@ def check_settings(directory: str | os.PathLike, settings: dict) -> None:
     if not path.exists():
         atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True))
         return
-    stored = json.loads(path.read_text())
+    stored = read_json(path, fix="restore it, or delete it to continue this atlas with this run's settings")
+    if not isinstance(stored, dict):
+        raise CorruptAtlasFileError(f"{path} holds no settings object; restore it, or delete it to continue "
+                                    "this atlas with this run's settings")
     keys = sorted(set(stored) | set(settings))
     differences = [f"  {k}: atlas has {stored.get(k)!r}, this run has {settings.get(k)!r}"
                    for k in keys if stored.get(k) != settings.get(k)]
@@ -212,17 +296,51 @@ def records_path(directory: str | os.PathLike, rank: int) -> Path:
     return Path(directory) / RECORDS_DIR / f"rank{rank}.jsonl"
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The records of a JSON-lines file ([] if missing)."""
+RECORD_KEYS = ("layer", "unit", "image")
+
+
+def read_jsonl(path: str | os.PathLike, *, required: tuple[str, ...] = ()) -> list[dict]:
+    """The records of a JSON-lines file ([] if missing); a line that is no JSON object with the
+    ``required`` keys raises :class:`CorruptAtlasFileError` naming the file and line."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as error:
+            record = error
+        if not isinstance(record, dict) or any(key not in record for key in required):
+            problem = f"is not valid JSON ({record})" if isinstance(record, ValueError) else (
+                f"lacks {[k for k in required if k not in record]}" if isinstance(record, dict) else "is no JSON object")
+            raise CorruptAtlasFileError(
+                f"{path} line {number} {problem}; the file was damaged or edited. Delete it to render the units "
+                "it lists again, or restore it"
+            )
+        records.append(record)
+    return records
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def prune_records(directory: str | os.PathLike) -> dict[tuple[str, int], dict]:
+    """:func:`read_records`, after rewriting each rank's file without records whose image is missing and
+    without repeated units (the last record of a unit is kept), so that a unit rendered again has one record."""
+    directory = Path(directory)
+    folder = directory / RECORDS_DIR
+    for path in sorted(folder.glob("rank*.jsonl")) if folder.is_dir() else []:
+        records = read_jsonl(path, required=RECORD_KEYS)
+        latest = {(r["layer"], int(r["unit"])): r for r in records if (directory / r["image"]).is_file()}
+        kept = list(latest.values())
+        if len(kept) != len(records):
+            write_jsonl(path, kept)
+    return read_records(directory)
 
 
 def read_records(directory: str | os.PathLike) -> dict[tuple[str, int], dict]:
@@ -230,7 +348,7 @@ def read_records(directory: str | os.PathLike) -> dict[tuple[str, int], dict]:
     found: dict[tuple[str, int], dict] = {}
     folder = Path(directory) / RECORDS_DIR
     for path in sorted(folder.glob("rank*.jsonl")) if folder.is_dir() else []:
-        for record in read_jsonl(path):
+        for record in read_jsonl(path, required=RECORD_KEYS):
             if (Path(directory) / record["image"]).is_file():
                 found[(record["layer"], int(record["unit"]))] = record
     return found

@@ -127,15 +127,28 @@ def _weights_html(title: str, links, present: set, css_id: str) -> str:
     return f"<h2>{_e(title)}</h2><div class=\"weights\" id=\"{css_id}\">{''.join(items)}</div>"
 
 
+def _curve_family_html(record: dict, present: set) -> str:
+    """The tuning-based curve-detector family the unit belongs to, or "" when it is not a curve detector."""
+    tuning = record.get("tuning")
+    if not isinstance(tuning, dict) or not tuning.get("curve_detector") or not tuning.get("curve_family"):
+        return ""
+    members = ", ".join(_unit_link(record["layer"], m, present, _e(m)) for m in tuning["curve_family"])
+    return (f"curve detector family (by tuning, {_e(len(tuning['curve_family']))} units), orientation "
+            f"{_e(tuning.get('curve_orientation'))}&deg;; members: {members}")
+
+
 def _family_html(record: dict, present: set) -> str:
     family = record.get("family")
+    curve = _curve_family_html(record, present)
     if not isinstance(family, dict):
-        return _e(family if family is not None else "not computed")
+        weights = _e(family if family is not None else "not computed")
+        return f"{curve}<br>by weights: {weights}" if curve else weights
     if family.get("kind") == "rotation-invariant":
         return "rotation-invariant (equals its own rotations)"
     members = ", ".join(_unit_link(record["layer"], m, present, _e(m)) for m in family.get("members", []))
-    return (f"rotation family {_e(family['family'])} ({_e(family['size'])} units, score {_e(family['score'])}), "
-            f"angle {_e(family['angle'])}&deg;; members: {members}")
+    rotation = (f"rotation family {_e(family['family'])} ({_e(family['size'])} units, score {_e(family['score'])}), "
+                f"angle {_e(family['angle'])}&deg;; members: {members}")
+    return f"{curve}<br>by weights: {rotation}" if curve else rotation
 
 
 def _tuning_html(tuning) -> str:
@@ -159,6 +172,13 @@ def _examples_html(examples) -> str:
     return f"<p class=\"note\">{_e(examples if examples is not None else 'not computed')}</p>"
 
 
+def _never_active_html(record: dict) -> str:
+    if not record.get("never_active"):
+        return ""
+    return (" <span class=\"note\" id=\"never-active\">never active: the unit stayed off at every step, "
+            "so the image is the barely changed start</span>")
+
+
 def _unit_html(record: dict, present: set, neighbours) -> str:
     layer, unit = record["layer"], record["unit"]
     name = f"{layer}:{unit}"
@@ -176,7 +196,7 @@ def _unit_html(record: dict, present: set, neighbours) -> str:
         f"<table class=\"facts\"><tr><th>family</th><td id=\"family\">{_family_html(record, present)}</td></tr>"
         f"<tr><th>branch</th><td id=\"branch\">{_e(branch if branch is not None else 'not a branch layer')}</td></tr>"
         f"<tr><th>tuning</th><td id=\"tuning\">{_tuning_html(record.get('tuning'))}</td></tr>"
-        f"<tr><th>final objective</th><td>{_e(record.get('loss'))}</td></tr></table>"
+        f"<tr><th>final objective</th><td>{_e(record.get('loss'))}{_never_active_html(record)}</td></tr></table>"
         + _weights_html("strongest inputs (expanded weights)", record.get("inputs"), present, "inputs")
         + _weights_html("strongest outputs (expanded weights)", record.get("outputs"), present, "outputs")
         + "<h2>dataset examples</h2>" + _examples_html(record.get("examples"))

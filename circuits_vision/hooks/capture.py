@@ -20,7 +20,7 @@ from torch import nn
 
 from circuits_vision.hooks.names import resolve_layer, resolve_layers
 
-__all__ = ["hooked", "run_with_cache", "layer_shape", "check_channel", "probe_input", "eval_mode"]
+__all__ = ["hooked", "run_with_cache", "layer_shape", "check_channel", "probe_input", "eval_mode", "as_input", "as_images"]
 
 ForwardHook = Callable[[nn.Module, tuple, object], object]
 
@@ -63,7 +63,8 @@ def run_with_cache(
 
     Args:
         model: any ``nn.Module``.
-        x: the model input, e.g. ``[N, 3, H, W]`` in [0, 1] for our models.
+        x: the model input, e.g. ``[N, 3, H, W]`` in [0, 1] for our models: a tensor, or a NumPy
+            array / nested list (moved to the model's device and floating dtype, see :func:`as_input`).
         names: layer names or aliases (a single string is accepted).
         truncate: stop the forward pass as soon as every requested layer has produced its output.
         allow_missing: leave out layers that did not run (e.g. when capturing every layer of a
@@ -82,6 +83,7 @@ def run_with_cache(
     requested = [names] if isinstance(names, str) else list(dict.fromkeys(names))
     if not requested:
         raise ValueError("run_with_cache needs at least one layer name")
+    x = as_input(model, x)
     modules = {name: module for name, (_, module) in resolve_layers(model, requested).items()}
     # Inference tensors have no version counter, so in-place changes can't be seen: copy at once.
     copy = torch.is_inference_mode_enabled()
@@ -95,6 +97,50 @@ def run_with_cache(
             "no output to capture (is the layer used only in training mode, like GoogLeNet's aux heads?)"
         )
     return {name: captured[id(modules[name])][0] for name in requested if id(modules[name]) in captured}
+
+
+def as_input(model: nn.Module, x, what: str = "x") -> torch.Tensor:
+    """A model input as a tensor: array-likes (NumPy arrays, nested lists) become tensors on the
+    model's device in its floating dtype; tensors pass unchanged. 8-bit images (0-255) are refused,
+    since the models take floats in [0, 1]."""
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(_numpy().asarray(x))
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"{what} must be a tensor or an array-like of numbers, got {type(x).__name__}") from error
+        if x.dtype == torch.uint8:
+            _refuse_uint8(what)
+        reference = _first_tensor(model)
+        dtype = reference.dtype if reference is not None and reference.is_floating_point() else torch.float32
+        x = x.to(device=reference.device if reference is not None else None, dtype=dtype)
+    elif x.dtype == torch.uint8:
+        _refuse_uint8(what)
+    return x
+
+
+def as_images(model: nn.Module, images, what: str = "images") -> torch.Tensor:
+    """:func:`as_input` for ``[N, C, H, W]`` images in [0, 1]: also checks the shape and the range."""
+    images = as_input(model, images, what)
+    if images.dim() != 4:
+        raise ValueError(f"{what} must be [N, C, H, W], got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"{what} must be floating point in [0, 1], got dtype {images.dtype}")
+    if images.numel():
+        low, high = float(images.min()), float(images.max())
+        if low < 0.0 or high > 1.0:
+            hint = " (0-255 images: divide by 255)" if high > 1.0 and high <= 255.0 and low >= 0.0 else ""
+            raise ValueError(f"{what} must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]{hint}")
+    return images
+
+
+def _refuse_uint8(what: str) -> None:
+    raise TypeError(f"{what} is uint8 (0-255); the models take floats in [0, 1]: pass x.float() / 255")
+
+
+def _numpy():
+    import numpy
+
+    return numpy
 
 
 def _forward_capturing(

@@ -5,7 +5,10 @@
   ``name-<hex>.ext`` convention (8 or more hex digits).
 - Files are always read with ``torch.load(..., weights_only=True)``.
 - A file that cannot be read, or whose keys/shapes do not fit the model, raises :class:`WeightsError`
-  naming the file and listing the missing, unexpected and wrongly shaped keys.
+  naming the file and listing the missing, unexpected and wrongly shaped keys; so do NaN/Inf values
+  and integer tensors for floating-point weights.
+- A download is written to a temporary file and cached only once complete: its length matches the
+  declared ``Content-Length`` and its hash the expected one.
 """
 
 from __future__ import annotations
@@ -117,6 +120,33 @@ def state_dict_problems(model: nn.Module, state_dict: Mapping[str, torch.Tensor]
     return problems
 
 
+def value_problems(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Lines describing values ``model`` cannot use: NaN/Inf, or integer tensors for floating-point weights.
+
+    ``load_state_dict`` would copy both silently: NaN weights then fail much later (as a non-finite
+    render), and integers are loaded as whole numbers, which no trained float model has.
+    """
+    expected = model.state_dict()
+    wrong_dtype, non_finite = [], []
+    for key, value in state_dict.items():
+        if key not in expected or value.shape != expected[key].shape:
+            continue
+        if expected[key].is_floating_point() and not (value.is_floating_point() or value.is_complex()):
+            wrong_dtype.append(f"{key}: file {value.dtype}, model {expected[key].dtype}")
+        elif value.is_floating_point() and value.numel():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                non_finite.append(f"{key} ({bad} of {value.numel()} values)")
+    problems = []
+    if wrong_dtype:
+        problems.append(f"integer tensors for floating-point weights ({len(wrong_dtype)}): {_listing(wrong_dtype)}; "
+                        "the file was saved from a converted or quantised model: save the float state dict")
+    if non_finite:
+        problems.append(f"NaN or infinite values ({len(non_finite)} tensors): {_listing(non_finite)}; the file "
+                        "comes from a diverged training run or is damaged: use an earlier checkpoint")
+    return problems
+
+
 def load_weights(
     model: nn.Module,
     weights: str | os.PathLike | Mapping[str, torch.Tensor],
@@ -127,7 +157,8 @@ def load_weights(
     """Load ``weights`` (a path, URL or state dict) into ``model`` strictly; returns ``model``.
 
     ``convert`` renames keys of other formats (e.g. captum's) before the check. Nothing is loaded
-    unless every key and shape fits.
+    unless every key and shape fits and every value is usable (:func:`value_problems`: no NaN/Inf, no
+    integer tensors for floating-point weights).
     """
     if isinstance(weights, Mapping):
         source, state_dict = "the given state dict", dict(weights)
@@ -141,6 +172,9 @@ def load_weights(
         raise WeightsError(
             f"weights file {source} does not fit {type(model).__name__}:\n  " + "\n  ".join(problems)
         )
+    problems = value_problems(model, state_dict)
+    if problems:
+        raise WeightsError(f"weights file {source} cannot be used:\n  " + "\n  ".join(problems))
     model.load_state_dict(state_dict)
     return model
 
@@ -174,14 +208,24 @@ def _download(url: str, *, sha256: str | None, timeout: float) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".partial")
     try:
-        digest = hashlib.sha256()
+        digest, received, declared = hashlib.sha256(), 0, None
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                declared = _content_length(response)
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     digest.update(chunk)
                     out.write(chunk)
+                    received += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
         except OSError as error:  # URLError and HTTPError are OSErrors
             raise WeightsError(f"could not download weights from {url}: {error}") from error
+        if declared is not None and received != declared:
+            # http.client returns a short body without complaint when the connection closes early
+            raise WeightsError(
+                f"the download from {url} stopped after {received} of {declared} bytes (the connection closed "
+                "early); nothing was cached: try again"
+            )
         actual = digest.hexdigest()
         if not _hash_ok(actual, expected, prefix_match):
             want = expected or f"a hash starting with {prefix_match.group(1)} (from the file name)"
@@ -194,6 +238,17 @@ def _download(url: str, *, sha256: str | None, timeout: float) -> Path:
         if os.path.exists(partial):
             os.remove(partial)
     return target
+
+
+def _content_length(response) -> int | None:
+    """The body length the server declared, or None (no header, a compressed or chunked body)."""
+    value = response.headers.get("Content-Length")
+    if value is None or response.headers.get("Content-Encoding") not in (None, "identity"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 def _hash_ok(actual: str, expected: str | None, prefix_match: re.Match | None) -> bool:

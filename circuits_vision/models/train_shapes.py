@@ -24,13 +24,82 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from circuits_vision.hooks import layer_shape
 from circuits_vision.models.shapes import HEADS, ShapesNet, default_weights_path
 from circuits_vision.stimuli import scenes
 
 HELDOUT_SEED_OFFSET = 1_000_003
 """The held-out set is drawn with seed ``seed + HELDOUT_SEED_OFFSET``."""
+AUX_SEED_OFFSET = 7_919
+"""Auxiliary heads are initialised from seed ``seed + AUX_SEED_OFFSET`` (the model keeps ``seed``)."""
 COLOR_LOSS_WEIGHT = 0.5
+ORIENTATION_BINS = 16
+"""Auxiliary heads classify an object's drawn orientation into this many bins over 360 degrees."""
+
+
+class OrientationHeads(nn.Module):
+    """Training-only auxiliary classifiers of object orientation read from intermediate layers.
+
+    Like InceptionV1's auxiliary heads, they add a loss at a depth the final head does not reach
+    directly: each is global average pooling of the layer's ``[N, C, h, w]`` output, then a linear map
+    to ``ORIENTATION_BINS`` logits, trained on every scene with an oriented object (curves and angles
+    over 0..360 degrees, lines over 0..180) to name its drawn orientation at 22.5-degree resolution,
+    twice as fine as the ``shape`` label's bins. Asking ``mixed3a``/``mixed3b`` themselves for the
+    orientation is meant to pull orientation-tuned curve units into those layers (without it the
+    network left most curve detectors to ``mixed4a``). The heads are not part of the shipped checkpoint.
+    """
+
+    def __init__(self, model: ShapesNet, weights: dict[str, float], generator: torch.Generator):
+        super().__init__()
+        self.weights = dict(weights)
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.heads = nn.ModuleDict()
+        for layer in self.weights:
+            channels = layer_shape(model, layer, model.input_size)[0]
+            head = nn.Linear(channels, ORIENTATION_BINS)
+            with torch.no_grad():
+                bound = channels**-0.5
+                head.weight.uniform_(-bound, bound, generator=generator)
+                head.bias.uniform_(-bound, bound, generator=generator)
+            self.heads[layer] = head
+        self._handles = [model.layer(layer).register_forward_hook(self._keeper(layer)) for layer in self.weights]
+
+    def _keeper(self, layer: str):
+        def hook(module, inputs, output):
+            self.outputs[layer] = output
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def loss(self, orientation: torch.Tensor) -> torch.Tensor:
+        """Weighted cross-entropy over the scenes with an oriented object (``orientation`` [N] degrees, NaN = none)."""
+        bins = torch.floor((orientation % 360.0) / (360.0 / ORIENTATION_BINS) + 0.5).long()
+        bins = bins % ORIENTATION_BINS
+        target = torch.where(torch.isnan(orientation), torch.full_like(bins, -100), bins)
+        total = orientation.new_zeros(())
+        if bool((target >= 0).any()):
+            for layer, weight in self.weights.items():
+                logits = self.heads[layer](self.outputs[layer].mean(dim=(2, 3)))
+                total = total + weight * F.cross_entropy(logits, target, ignore_index=-100)
+        return total
+
+
+def parse_aux(text: str) -> dict[str, float]:
+    """``"mixed3a:0.2,mixed3b:0.5"`` -> ``{"mixed3a": 0.2, "mixed3b": 0.5}`` (empty string -> none)."""
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        layer, sep, weight = item.partition(":")
+        try:
+            out[layer] = float(weight)
+        except ValueError:
+            raise ValueError(f"auxiliary head {item!r}: expected LAYER:WEIGHT, e.g. mixed3b:0.5") from None
+        if not sep or out[layer] < 0:
+            raise ValueError(f"auxiliary head {item!r}: expected LAYER:WEIGHT with WEIGHT >= 0")
+    return out
 
 
 def heads_loss(model: ShapesNet, images: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -95,17 +164,24 @@ def train(
     log_every: int = 25,
     size: int = 64,
     command: str | None = None,
+    aux: dict[str, float] | None = None,
+    aux_start: int = 0,
     log=print,
 ) -> dict:
     """Train from the seed-``seed`` initialisation for ``steps`` steps; write ``out`` (.pt) and its .json.
 
+    ``aux``: ``{layer: weight}`` of training-only orientation heads (:class:`OrientationHeads`),
+    off for the first ``aux_start`` steps and ramped in linearly over the next ``aux_start`` (from the
+    start, the extra loss kept the network at chance for 1000+ steps in our runs).
     Returns the metadata written to the .json file.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got steps={steps}, batch_size={batch_size}")
     out = Path(out) if out is not None else default_weights_path()
     model = ShapesNet(generator=torch.Generator().manual_seed(seed)).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    aux = dict(aux or {})
+    heads = OrientationHeads(model, aux, torch.Generator().manual_seed(seed + AUX_SEED_OFFSET))
+    optimizer = torch.optim.Adam([*model.parameters(), *heads.parameters()], lr=lr)
     data = torch.Generator().manual_seed(seed)
     warmup = min(100, steps // 10 + 1)
     started = time.time()
@@ -115,6 +191,9 @@ def train(
             group["lr"] = learning_rate(step, steps, lr, warmup)
         images, labels = scenes.random_scenes(batch_size, data, size=size)
         loss = heads_loss(model, images, labels)
+        ramp = min(1.0, max(0.0, (step - aux_start) / max(aux_start, 1))) if aux_start else 1.0
+        if aux and ramp > 0:
+            loss = loss + ramp * heads.loss(labels["orientation"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -124,6 +203,7 @@ def train(
                 f"{time.time() - started:.0f}s")
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             atomic_save(model.state_dict(), out)
+    heads.remove()
     atomic_save(model.state_dict(), out)
     heldout_seed = seed + HELDOUT_SEED_OFFSET
     accuracy = evaluate(model, heldout, heldout_seed, size=size)
@@ -138,7 +218,13 @@ def train(
         "batch_size": batch_size,
         "learning_rate": lr,
         "optimizer": f"Adam, linear warm-up {warmup} steps, cosine decay to 5%",
-        "loss": f"cross-entropy(shape) + {COLOR_LOSS_WEIGHT} * cross-entropy(color)",
+        "loss": f"cross-entropy(shape) + {COLOR_LOSS_WEIGHT} * cross-entropy(color)" + "".join(
+            f" + {w} * cross-entropy({layer} object orientation, {ORIENTATION_BINS} bins)"
+            for layer, w in aux.items()),
+        "auxiliary_heads": {layer: {"weight": w, "bins": ORIENTATION_BINS, "off_steps": aux_start,
+                                    "ramp_steps": aux_start,
+                                    "reads": "global average pool, linear", "shipped": False}
+                            for layer, w in aux.items()},
         "final_running_loss": round(running, 4),
         "heldout": {"n": heldout, "seed": heldout_seed, "accuracy": accuracy},
         "training_seconds": round(time.time() - started, 1),
@@ -164,12 +250,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--out", default=None, help="checkpoint path (.pt); default: the packaged shapes.pt")
+    parser.add_argument("--aux", default="", help="training-only orientation heads, e.g. mixed3a:0.2,mixed3b:0.5")
+    parser.add_argument("--aux-start", type=int, default=0, help="steps before the auxiliary heads ramp in")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python -m circuits_vision.models.train_shapes " + " ".join(sys.argv[1:] if argv is None else argv)
     train(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
         heldout=args.heldout, checkpoint_every=args.checkpoint_every, command=command.strip(),
+        aux=parse_aux(args.aux), aux_start=args.aux_start,
         log=lambda line: print(line, flush=True),
     )
 

@@ -20,6 +20,15 @@ _OP = "circuits_vision::image_pipeline"
 _BACKWARD_OP = "circuits_vision::_image_pipeline_backward"
 
 
+def _check_output_fits(x, out_size) -> None:
+    """ValueError unless the output [N, 3, h, w] can be indexed with int64 (the kernels' check, same message)."""
+    torch._check_value(
+        x.shape[0] * 3 * out_size[0] * out_size[1] * x.element_size() <= 2**63 - 1,
+        lambda: f"image_pipeline: the output [{x.shape[0]}, 3, {out_size[0]}, {out_size[1]}] has more elements than "
+        "int64 can count; use a smaller `out_size`",
+    )
+
+
 def _check_fallback_args(x, color, theta, out_size, norm_scale, norm_shift) -> None:
     """The checks the compiled op makes, for the pure-PyTorch path (same messages)."""
     named = {"x": x, "color": color, "theta": theta, "norm_scale": norm_scale, "norm_shift": norm_shift}
@@ -41,6 +50,7 @@ def _check_fallback_args(x, color, theta, out_size, norm_scale, norm_shift) -> N
                            "pass one affine per image (theta.shape[0] == x.shape[0])")
     if min(out_size) < 1:
         raise RuntimeError(f"image_pipeline: `out_size` must be at least 1 in each dimension, got {list(out_size)}")
+    _check_output_fits(x, out_size)
     for name in ("norm_scale", "norm_shift"):
         if tuple(named[name].shape) != (3,):
             raise RuntimeError(f"image_pipeline: `{name}` must have shape [3] (one value per channel), "
@@ -80,7 +90,8 @@ def image_pipeline(
         ``F.grid_sample(image - pad_value, F.affine_grid(theta, (N, 3, h, w)), bilinear, zeros,
         align_corners=False) + pad_value``, then normalised; ``image`` lies in [0, 1].
         Float32 and float64, CPU and CUDA, differentiable in x, color, theta, norm_scale and norm_shift
-        (theta's and the norm's gradients are only computed when one of them requires grad).
+        (theta's and the norm's gradients are only computed when one of them requires grad). Second-order
+        gradients are not supported: differentiating the backward raises RuntimeError.
         A source point more than a pixel outside the image reads ``pad_value`` with zero gradient, at
         any distance (the compiled kernels also read ``pad_value`` for a NaN theta).
     """
@@ -103,6 +114,7 @@ if extension_available():
     def _image_pipeline_fake(x, color, theta, pad_value, out_size, norm_scale, norm_shift):
         torch._check(x.dim() == 4 and x.shape[1] == 3, lambda: "image_pipeline: `x` must be [N, 3, H, W]")
         torch._check(theta.dim() == 3 and theta.shape[0] == x.shape[0], lambda: "image_pipeline: `theta` must be [N, 2, 3]")
+        _check_output_fits(x, out_size)
         out = x.new_empty((x.shape[0], 3, out_size[0], out_size[1]))
         return out, torch.empty_like(x, memory_format=torch.contiguous_format)
 
@@ -145,3 +157,18 @@ if extension_available():
         )
 
     torch.library.register_autograd(_OP, _backward, setup_context=_setup_context)
+
+    # Second-order gradients would need the derivative of the bilinear taps' weights with respect to
+    # theta, which the kernels do not compute; without this registration autograd would only warn and
+    # return wrong numbers, so differentiating the backward is an error that says what to do instead.
+    def _setup_backward_context(ctx, inputs, output):
+        pass
+
+    def _backward_of_backward(ctx, *grads):
+        raise RuntimeError(
+            "image_pipeline: second-order gradients (differentiating a gradient taken with create_graph=True) are "
+            "not supported by the fused op; for them, compose the same steps from differentiable torch ops "
+            "(sigmoid of the colour matrix times x, F.affine_grid, F.grid_sample, then the normalisation)"
+        )
+
+    torch.library.register_autograd(_BACKWARD_OP, _backward_of_backward, setup_context=_setup_backward_context)

@@ -14,11 +14,12 @@ from circuits_vision.optvis import objectives, param, transforms
 from circuits_vision.optvis._validate import RenderInputError
 from circuits_vision.optvis.adam import Adam
 from circuits_vision.optvis.objectives import Objective, as_objective
-from circuits_vision.optvis.redirect import redirected_relus
+from circuits_vision.optvis.redirect import NoReLUWarning, redirected_relus
 from circuits_vision.optvis.render import PRESETS, NonFiniteError, Preset, RenderResult, render
 
 __all__ = [
     "Adam",
+    "NoReLUWarning",
     "NonFiniteError",
     "Objective",
     "PRESETS",

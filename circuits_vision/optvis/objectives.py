@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 
@@ -63,6 +64,10 @@ class Objective:
         channels: ``(layer, channel)`` pairs the objective indexes, checked before rendering.
         widths: ``(layer, length, what)``: a vector argument (``what``, e.g. "direction") that must
             have one entry per channel of ``layer``, checked before rendering.
+        positions: ``(layer, x, y, wx, wy, what)``: a position (column ``x``, row ``y``, either
+            ``None`` for the centre) and window size the objective reads in ``layer``'s map.
+        batches: ``(batch, what)``: image indices among an objective's images.
+        All of these are checked against the model before the first optimisation step.
     """
 
     def __init__(
@@ -73,6 +78,8 @@ class Objective:
         layers: Iterable[str] | None = (),
         channels: Iterable[tuple[str, int]] = (),
         widths: Iterable[tuple[str, int, str]] = (),
+        positions: Iterable[tuple] = (),
+        batches: Iterable[tuple[int, str]] = (),
     ):
         self.objective_func = objective_func
         self.name = name
@@ -80,6 +87,8 @@ class Objective:
         self.layers = None if layers is None else tuple(dict.fromkeys(layers))
         self.channels = tuple(channels)
         self.widths = tuple(widths)
+        self.positions = tuple(positions)
+        self.batches = tuple(batches)
 
     def __call__(self, T: Activations) -> torch.Tensor:
         return self.objective_func(T)
@@ -89,10 +98,13 @@ class Objective:
 
     def _combine(self, other: Objective, func, name: str, description: str) -> Objective:
         layers = None if self.layers is None or other.layers is None else self.layers + other.layers
-        return Objective(func, name, description, layers, self.channels + other.channels, self.widths + other.widths)
+        return Objective(
+            func, name, description, layers, self.channels + other.channels, self.widths + other.widths,
+            self.positions + other.positions, self.batches + other.batches,
+        )
 
     def _scaled(self, func, description: str) -> Objective:
-        return Objective(func, self.name, description, self.layers, self.channels, self.widths)
+        return Objective(func, self.name, description, self.layers, self.channels, self.widths, self.positions, self.batches)
 
     def __add__(self, other):
         if isinstance(other, (int, float)):
@@ -169,18 +181,74 @@ def wrap_objective(
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             description = func.__name__.title() + " [" + ", ".join(_arg_str(a) for a in args) + "]"
+            arguments = bound.arguments
             return Objective(
                 func(*args, **kwargs),
                 func.__name__,
                 description,
-                layers(**bound.arguments) if layers else (),
-                channels(**bound.arguments) if channels else (),
-                widths(**bound.arguments) if widths else (),
+                layers(**arguments) if layers else (),
+                channels(**arguments) if channels else (),
+                widths(**arguments) if widths else (),
+                _positions_of(func.__name__, arguments),
+                _batches_of(func.__name__, arguments),
             )
 
         return wrapper
 
     return decorate
+
+
+def _positions_of(name: str, arguments: dict) -> tuple:
+    """``((layer, x, y, wx, wy, what),)`` for an objective taking ``x`` / ``y`` (checked in ``render``)."""
+    if "x" not in arguments or "layer" not in arguments:
+        return ()
+    x, y = _index_or_none(name, "x", arguments["x"]), _index_or_none(name, "y", arguments.get("y"))
+    wx, wy = int(arguments.get("wx", 1)), int(arguments.get("wy", 1))
+    if name == "localgroup_weight" and (x is None or y is None):
+        raise ValueError(f"{name} needs the window's top-left corner: pass x= and y=")
+    if wx < 1 or wy < 1:
+        raise ValueError(f"{name}: the window size wx, wy must be >= 1, got {wx}, {wy}")
+    what = f"{name}({arguments['layer']!r}, x={x}, y={y})"
+    return ((arguments["layer"], x, y, wx, wy, what),)
+
+
+def _index_or_none(name: str, what: str, value) -> int | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: {what} must be an int (None for the default), got {value!r}") from None
+
+
+def _batches_of(name: str, arguments: dict) -> tuple:
+    batch = _index_or_none(name, "batch", arguments.get("batch"))
+    return () if batch is None else ((batch, f"{name}(..., batch={batch})"),)
+
+
+def _vector(value, what: str) -> torch.Tensor | None:
+    """A ``[C]`` float tensor from a tensor, NumPy array or sequence (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    try:
+        vector = torch.as_tensor(value if isinstance(value, torch.Tensor) else _as_array(value))
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"`{what}` must be a vector (tensor, NumPy array or list of numbers), got {type(value).__name__}") from error
+    if not (vector.is_floating_point() or vector.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+        raise TypeError(f"`{what}` must hold real numbers, got dtype {vector.dtype}")
+    if vector.dim() != 1:
+        vector = vector.squeeze()
+        if vector.dim() != 1:
+            raise ValueError(f"`{what}` must be a [C] vector, one value per channel, got shape {tuple(torch.as_tensor(value).shape)}")
+    return vector.float() if not vector.is_floating_point() else vector
+
+
+def _as_array(value):
+    import numpy as np
+
+    return np.asarray(value)
 
 
 def _layer_of(layer, **_):
@@ -195,8 +263,8 @@ def _vector_width(argument: str):
     """``widths`` for an objective whose ``argument`` is a ``[C]`` vector over ``layer``'s channels."""
 
     def widths(layer, **kwargs):
-        vector = kwargs[argument]
-        return () if vector is None else ((layer, int(torch.as_tensor(vector).numel()), argument),)
+        vector = _vector(kwargs[argument], argument)
+        return () if vector is None else ((layer, int(vector.numel()), argument),)
 
     return widths
 
@@ -230,7 +298,9 @@ def neuron(layer: str, n_channel: int, x: int | None = None, y: int | None = Non
 
 @wrap_objective(_layer_of, widths=_vector_width("direction"))
 def direction(layer: str, direction: torch.Tensor, batch: int | None = None):
-    """Minus the mean cosine similarity between each position's activation vector and ``direction`` ``[C]``."""
+    """Minus the mean cosine similarity between each position's activation vector and ``direction`` ``[C]``
+    (a tensor, NumPy array or list)."""
+    direction = _vector(direction, "direction")
 
     def inner(T):
         acts = _batch(T, batch)(layer)
@@ -242,6 +312,7 @@ def direction(layer: str, direction: torch.Tensor, batch: int | None = None):
 @wrap_objective(_layer_of, widths=_vector_width("direction"))
 def direction_neuron(layer: str, direction: torch.Tensor, x: int | None = None, y: int | None = None, batch: int | None = None):
     """As :func:`direction`, at one position (the centre by default)."""
+    direction = _vector(direction, "direction")
 
     def inner(T):
         acts = _position(_batch(T, batch)(layer), x, y)
@@ -253,6 +324,7 @@ def direction_neuron(layer: str, direction: torch.Tensor, x: int | None = None, 
 @wrap_objective(_layer_of, widths=_vector_width("weight"))
 def channel_weight(layer: str, weight: torch.Tensor, batch: int | None = None):
     """Minus the mean of the activation weighted per channel by ``weight`` ``[C]``."""
+    weight = _vector(weight, "weight")
 
     def inner(T):
         acts = _batch(T, batch)(layer)
@@ -264,6 +336,7 @@ def channel_weight(layer: str, weight: torch.Tensor, batch: int | None = None):
 @wrap_objective(_layer_of, widths=_vector_width("weight"))
 def neuron_weight(layer: str, weight: torch.Tensor | None, x: int | None = None, y: int | None = None, batch: int | None = None):
     """Minus the mean of one position's activations weighted by ``weight`` ``[C]`` (all ones if None)."""
+    weight = _vector(weight, "weight")
 
     def inner(T):
         acts = _position(_batch(T, batch)(layer), x, y)[:, :, 0, 0]
@@ -275,6 +348,7 @@ def neuron_weight(layer: str, weight: torch.Tensor | None, x: int | None = None,
 @wrap_objective(_layer_of, widths=_vector_width("weight"))
 def localgroup_weight(layer: str, weight: torch.Tensor | None = None, x: int | None = None, y: int | None = None, wx: int = 1, wy: int = 1, batch: int | None = None):
     """Minus the (weighted) mean activation in the ``wx x wy`` window at ``(x, y)``."""
+    weight = _vector(weight, "weight")
 
     def inner(T):
         acts = _batch(T, batch)(layer)

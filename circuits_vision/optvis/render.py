@@ -20,11 +20,19 @@ from tqdm import tqdm
 
 from circuits_vision import hooks
 from circuits_vision.optvis import transforms as T_
-from circuits_vision.optvis._batching import choose_batch_size
+from circuits_vision.optvis import _arguments as args_
+from circuits_vision.optvis._batching import check_fits, choose_batch_size
 from circuits_vision.optvis._session import forward_autocast, precision, prepared_model
-from circuits_vision.optvis._validate import check_channels_and_size, objective_layers
+from circuits_vision.optvis._validate import (
+    check_channels_and_size,
+    declared_input_size,
+    fixed_input_size,
+    needed_layers,
+    objective_layers,
+    runs_at,
+)
 from circuits_vision.optvis.adam import Adam
-from circuits_vision.optvis.objectives import INPUT, Objective, as_objective
+from circuits_vision.optvis.objectives import INPUT, Objective
 from circuits_vision.optvis.param import CPPN, FFT, ImageFunction, Pixel
 from circuits_vision.optvis.pipeline import fused_image_pipeline, image_pipeline_torch
 from circuits_vision.optvis.redirect import redirected_relus
@@ -47,12 +55,16 @@ class RenderResult:
             that step's transformed images before the update.
         snapshots: ``{step: images}`` after each step listed in ``thresholds``.
         objectives: each objective's description.
+        never_active: ``[num_objectives]`` bool, True where the objective's value was exactly 0 at
+            every step: the unit never turned on (its ReLU stayed off for every image the
+            optimisation tried), so its image is the barely changed start, typically flat grey.
     """
 
     images: torch.Tensor
     history: torch.Tensor
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
     objectives: list[str] = field(default_factory=list)
+    never_active: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
 
 
 @dataclass(frozen=True)
@@ -127,7 +139,7 @@ def render(
     objectives,
     *,
     steps: int = 512,
-    size: int = 128,
+    size: int | tuple[int, int] = 128,
     seed: int = 0,
     thresholds: Sequence[int] = (),
     batch_size: int | None = None,
@@ -144,6 +156,7 @@ def render(
     fused: bool | None = None,
     memory_budget: int | None = None,
     cuda_graphs: bool = False,
+    image_seeds: Sequence[int] | None = None,
 ) -> RenderResult:
     """Feature visualization of every objective, optimised together.
 
@@ -151,15 +164,17 @@ def render(
         model: any ``nn.Module`` taking ``[N, 3, H, W]`` images in [0, 1]; put in eval mode with
             frozen weights for the render, then restored.
         objectives: one objective or a list: :class:`~circuits_vision.optvis.objectives.Objective`,
-            ``"layer:channel"`` strings (``"mixed4a:476"``) or functions ``T -> loss``.
+            ``"layer:channel"`` strings (``"mixed4a:476"``), functions ``T -> loss``, or a bare layer
+            name (``"mixed3b"``: every channel of the layer, in channel order).
         steps: optimisation steps.
-        size: image height and width in pixels.
+        size: image size in pixels: ``S`` (square) or ``(height, width)``.
         seed: everything random (start images, transforms) comes from generators seeded by
             ``(seed, image index)``: the same seed and ``batch_size`` give bit-identical images on the CPU.
         thresholds: steps after which to store a snapshot of the images (``RenderResult.snapshots``).
         batch_size: images optimised together; ``None`` picks the largest batch under ``memory_budget``.
         device: where to render; must be the model's device (default: the model's).
-        param: ``"fft"`` (default), ``"pixel"``, ``"cppn"``, a factory such as ``param.FFT(decay_power=1.5)``
+        param: ``"fft"`` (default), ``"pixel"``, ``"cppn"`` (with lucid's CPPN defaults: Adam 0.005 and
+            no transforms unless ``optimizer`` / ``transforms`` say otherwise), a factory such as ``param.FFT(decay_power=1.5)``
             called as ``factory(batch=, height=, width=, generator=, device=)``, or a lucent-style
             function of no arguments returning ``(params, image_f)`` for all the images.
         transforms: a list or ``compose(...)`` of transforms (default: the preset's). Geometric
@@ -174,32 +189,53 @@ def render(
             or ``"bf16"`` (bfloat16 autocast of the forward), ``"tf32"``.
         images_per_objective: images per objective; the objective sees all of them (``batch=i``
             picks one; ``diversity`` works across them).
-        redirect_relu: ``"lucid"``, ``"lucent"``, ``None`` (off), or ``"preset"`` (the preset's).
+        redirect_relu: ``"lucid"``, ``"lucent"``, ``None`` (off), or ``"preset"`` (the preset's); every
+            ReLU spelling is redirected (``nn.ReLU``, ``F.relu``, ``torch.relu``, ``x.relu_()``, ...),
+            and a model that computes no ReLU gets a :class:`~circuits_vision.optvis.NoReLUWarning`.
         fused: use the fused image pipeline (default: whenever the parameterization and transforms allow).
         memory_budget: bytes the automatic batch size may use (default: half the free GPU memory,
-            or a quarter of RAM capped at 4 GiB on the CPU).
+            or a quarter of RAM capped at 4 GiB on the CPU). Whatever the budget, a render larger
+            than 1024x1024 px whose estimated memory exceeds the free memory is refused up front.
         cuda_graphs: not implemented; must be False.
+        image_seeds: one seed per objective, used instead of ``seed``: image ``i`` of objective ``j``
+            draws from ``(image_seeds[j], i)``, so an objective's images do not depend on the other
+            objectives of the call, their order, or ``batch_size`` (how the atlas renders any subset
+            of units reproducibly).
+
+    The model runs in its own dtype (float32, float64, bfloat16 or float16): the image is
+    optimised in float32 and cast to the model's dtype at its input.
+
+    A model with a head of fixed input size (it declares ``input_size`` and only computes the layer
+    there, like InceptionV1's logits) gets its input size back under the default transforms: they
+    end with a crop or pad to ``input_size`` (lucid's preset) or resize to it (lucent's).
 
     Returns:
         :class:`RenderResult`.
 
     Raises:
-        UnknownLayerError / IndexError: an unknown layer or channel, before the first step.
-        RenderInputError: images too small for the layers (the message gives the minimum size).
+        UnknownLayerError / IndexError: an unknown layer, channel, position or batch index, before
+            the first step (the message names the valid range).
+        RenderInputError: images too small for the layers (the message gives the minimum size), or
+            of the wrong size for a fixed-size head (the message says which transform fixes it).
+        RenderTooLargeError: the render would not fit the device (the message gives the estimate).
         NonFiniteError: NaN/Inf in an image, objective value or gradient (says step and objective).
     """
+    args_.check_model(model)
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     if cuda_graphs:
         raise NotImplementedError("cuda_graphs=True is not implemented; render runs eagerly")
     config = PRESETS[preset]
-    single = isinstance(objectives, (str, Objective)) or callable(objectives)
-    objective_list = [as_objective(o) for o in ([objectives] if single else list(objectives))]
-    if not objective_list:
-        raise ValueError("render needs at least one objective")
-    steps, size, group = int(steps), int(size), int(images_per_objective)
-    if steps < 1 or size < 1 or group < 1:
-        raise ValueError(f"steps, size and images_per_objective must be >= 1, got {steps}, {size}, {group}")
+    steps, size = args_.count("steps", steps), args_.size_pair(size)
+    group = args_.count("images_per_objective", images_per_objective)
+    batch_size = args_.optional_count("batch_size", batch_size)
+    memory_budget = args_.optional_count("memory_budget", memory_budget)
+    dtype = args_.model_dtype(model)
+    objective_list = args_.objective_list(objectives, model, size)
+    if image_seeds is not None:
+        image_seeds = [int(s) for s in image_seeds]
+        if len(image_seeds) != len(objective_list):
+            raise ValueError(f"image_seeds needs one seed per objective: got {len(image_seeds)} for {len(objective_list)} objectives")
     thresholds = sorted({int(t) for t in thresholds})
     if thresholds and not 1 <= thresholds[0] <= thresholds[-1] <= steps:
         raise ValueError(f"thresholds must lie in 1..steps={steps}, got {thresholds}")
@@ -213,16 +249,24 @@ def render(
     mode = {None: "tf32", False: "fp32", True: "bf16"}.get(autocast, autocast) if not isinstance(autocast, str) else autocast
     redirect = config.redirect_relu if redirect_relu == "preset" else redirect_relu
 
+    default_transforms = transforms is None
+    resolved_param = _resolve_param(param, config)
+    if isinstance(resolved_param, CPPN):  # lucid's CPPN notebook: Adam 0.005, no transforms
+        optimizer = optimizer or _default_optimizer(resolved_param.learning_rate)
+        if transforms is None:
+            transforms = []
     transform = config.transforms() if transforms is None else (
         transforms if isinstance(transforms, T_.Compose) else T_.compose(list(transforms))
     )
     plan = _Plan(
         model=model, objectives=objective_list, steps=steps, size=size, seed=seed, thresholds=thresholds,
-        group=group, device=device, param=_resolve_param(param, config), transform=transform,
-        model_input=config.model_input(size), optimizer=optimizer or _default_optimizer(config.learning_rate),
-        redirect=redirect, fused=fused, precision=mode, channels_last=bool(channels_last),
+        group=group, device=device, param=resolved_param, transform=transform,
+        model_input=config.model_input(min(size)), optimizer=optimizer or _default_optimizer(config.learning_rate),
+        redirect=redirect, fused=fused, precision=mode, channels_last=bool(channels_last), image_seeds=image_seeds,
+        dtype=dtype, default_transforms=default_transforms,
     )
     with prepared_model(model, plan.channels_last), precision(device, mode):
+        check_fits(model, _static_layers(objective_list), size, group, device)
         plan.validate()
         total = len(objective_list) * group
         if plan.lucent_style_param:
@@ -235,12 +279,21 @@ def render(
             chunks = [plan.run_chunk(start, min(total, start + batch_size), bar) for start in range(0, total, batch_size)]
         finally:
             bar.close()
+    history = torch.cat([c.history for c in chunks], dim=1)
     return RenderResult(
         images=torch.cat([c.images for c in chunks]),
-        history=torch.cat([c.history for c in chunks], dim=1),
+        history=history,
         snapshots={t: torch.cat([c.snapshots[t] for c in chunks]) for t in thresholds},
         objectives=[o.description or o.name for o in objective_list],
+        never_active=(history == 0).all(dim=0),
     )
+
+
+def _static_layers(objectives: list[Objective]) -> list[str] | None:
+    """The layers the objectives declare (``None`` when some objective does not say)."""
+    if any(o.layers is None for o in objectives):
+        return None
+    return needed_layers(objectives, [layer for o in objectives for layer in o.layers])
 
 
 @dataclass
@@ -257,7 +310,7 @@ class _Plan:
     model: nn.Module
     objectives: list[Objective]
     steps: int
-    size: int
+    size: tuple[int, int]
     seed: int
     thresholds: list[int]
     group: int
@@ -270,8 +323,11 @@ class _Plan:
     fused: bool | None
     precision: str
     channels_last: bool
+    dtype: torch.dtype = torch.float32
+    default_transforms: bool = False
     layers: list[str] | None = None
-    input_size: int = 0
+    input_size: tuple[int, int] = (0, 0)
+    image_seeds: list[int] | None = None
 
     @property
     def lucent_style_param(self) -> bool:
@@ -287,21 +343,54 @@ class _Plan:
             )
         return possible if self.fused is None else bool(self.fused)
 
+    def _model_input_size(self) -> tuple[tuple[int, int], int | None]:
+        """``((h, w), margin)``: the size the model sees, and how much the transforms add to ``size``
+        (``None`` when a resize fixes the size)."""
+        if self.model_input is not None:
+            return (self.model_input, self.model_input), None
+        if self.transform.fusable:
+            input_size = tuple(self.transform.output_size(self.size))
+        else:
+            probe = torch.full((1, 3, *self.size), 0.5, device=self.device)
+            input_size = tuple(self.transform(probe, torch.Generator().manual_seed(0)).shape[-2:])
+        margins = {input_size[0] - self.size[0], input_size[1] - self.size[1]}
+        return input_size, margins.pop() if len(margins) == 1 else None
+
+    def _keep_fixed_input_size(self) -> None:
+        """A head of fixed input size (the model declares ``input_size`` and computes the layers
+        there but not at the transformed size): end the default transforms at that size."""
+        declared = declared_input_size(self.model)
+        if not self.default_transforms or declared is None or declared == self.input_size or self.layers is None:
+            return
+        needed = needed_layers(self.objectives, self.layers)
+        if not needed or runs_at(self.model, needed, self.input_size):
+            return
+        declared = fixed_input_size(self.model, needed)
+        if declared is None:
+            return
+        if self.model_input is not None:  # lucent: the final resize goes to the declared size
+            self.model_input = declared[0] if declared[0] == declared[1] else None
+        if self.model_input is None:
+            # lucid: crop (or pad with the transforms' grey) back to the declared size
+            self.transform = T_.compose(
+                list(self.transform.transforms) + [T_.crop_or_pad_to(*declared, value=self.transform.pad_value)]
+            )
+        self.input_size = declared
+
     def validate(self) -> None:
         """Layers, channels and image size, before any optimisation."""
-        if self.transform.fusable and self.model_input is None:
-            self.input_size = self.transform.output_size((self.size, self.size))[0]
-            margin = self.input_size - self.size
-        elif self.model_input is not None:
-            self.input_size, margin = self.model_input, None
-        else:
-            probe = torch.full((1, 3, self.size, self.size), 0.5, device=self.device)
-            self.input_size = int(self.transform(probe, torch.Generator().manual_seed(0)).shape[-1])
-            margin = self.input_size - self.size
-        if self.input_size < 1:
+        self.input_size, margin = self._model_input_size()
+        if min(self.input_size) < 1:
             raise ValueError(f"size={self.size} leaves no image after the transforms {self.transform!r}")
         self.layers = objective_layers(self.objectives, self.model, self.input_size, self.group)
-        check_channels_and_size(self.objectives, self.model, self.layers, self.input_size, self.size, margin)
+        self._keep_fixed_input_size()
+        check_channels_and_size(self.objectives, self.model, self.layers, self.input_size, self.size, margin, self.group)
+
+    def _generator(self, index: int) -> torch.Generator:
+        """Image ``index`` of the call: from ``(seed, index)``, or ``(its objective's seed, its place in the group)``."""
+        if self.image_seeds is None:
+            return _image_generator(self.seed, index)
+        return _image_generator(self.image_seeds[index // self.group], index % self.group)
 
     def _make_param(self, count: int, generators: list[torch.Generator]):
         if self.lucent_style_param:
@@ -311,11 +400,11 @@ class _Plan:
                 raise ValueError(f"param() made {made} images but {len(self.objectives)} objectives x "
                                  f"{self.group} images_per_objective need {count}")
             return params, image_f
-        return self.param(batch=count, height=self.size, width=self.size, generator=generators, device=self.device)
+        return self.param(batch=count, height=self.size[0], width=self.size[1], generator=generators, device=self.device)
 
     def run_chunk(self, start: int, stop: int, bar) -> _ChunkResult:
         count = stop - start
-        generators = [_image_generator(self.seed, i) for i in range(start, stop)]
+        generators = [self._generator(i) for i in range(start, stop)]
         params, image_f = self._make_param(count, generators)
         optimizer = self.optimizer(params)
         step_inputs = _StepInputs(self, image_f, generators, count)
@@ -355,6 +444,8 @@ class _Plan:
             names, truncate = self.layers, True
         acts = {}
         if names:
+            if model_input.dtype != self.dtype:  # the image is optimised in float32; the model runs in its dtype
+                model_input = model_input.to(self.dtype)
             with forward_autocast(self.device, self.precision):
                 acts = hooks.run_with_cache(self.model, model_input, names, truncate=truncate)
         values = []
@@ -370,7 +461,11 @@ class _Plan:
 
             value = objective(T)
             if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                raise TypeError(f"objective {objective!r} must return a scalar tensor, got {value!r}")
+                shape = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise TypeError(
+                    f"objective {objective!r} must return a scalar (one loss for its images), got {shape}; "
+                    "reduce it with .mean() or .sum()"
+                )
             values.append(value.reshape(()))
         return torch.stack(values)
 
@@ -383,7 +478,7 @@ class _StepInputs:
         self.fused = plan._use_fused(image_f)
         self.memory_format = torch.channels_last if plan.channels_last else torch.contiguous_format
         if self.fused:
-            size = (plan.size, plan.size)
+            size = plan.size
             self.out_size = plan.transform.output_size(size)
             matrices = [plan.transform.sample(plan.steps, size, g) for g in generators]
             thetas = [T_.affine_to_theta(m, size, self.out_size) for m in matrices]

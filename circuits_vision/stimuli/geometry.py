@@ -18,6 +18,7 @@ from ._canvas import (
     check_antialias,
     check_size,
     col,
+    drawn_in_float,
     fill_coverage,
     make_canvas,
     radians,
@@ -60,6 +61,7 @@ def rounded_corner_distance(x, y, orientation, radius, angular_width, arm_length
     return torch.where(on_arc, torch.minimum(arc_dist, ends), ends)
 
 
+@drawn_in_float
 def curves(
     orientation: ParamLike,
     radius: ParamLike,
@@ -108,6 +110,7 @@ def curves(
     return canvas.paint(stroke_coverage(d, p["thickness"], antialias))
 
 
+@drawn_in_float
 def angles(
     orientation: ParamLike,
     opening: ParamLike = 90.0,
@@ -137,6 +140,7 @@ def angles(
     )
 
 
+@drawn_in_float
 def lines(
     orientation: ParamLike,
     *,
@@ -163,6 +167,7 @@ def lines(
     return canvas.paint(stroke_coverage(d, p["thickness"], antialias))
 
 
+@drawn_in_float
 def edges(
     orientation: ParamLike,
     *,
@@ -189,6 +194,7 @@ def edges(
     return canvas.paint(fill_coverage(-along_normal, antialias))
 
 
+@drawn_in_float
 def circles(
     radius: ParamLike,
     *,

@@ -19,6 +19,7 @@ from ._canvas import (
     check_colors,
     check_size,
     col,
+    drawn_in_float,
     fill_coverage,
     make_canvas,
     radians,
@@ -35,6 +36,7 @@ def _wave(x, y, orientation_deg, frequency, phase_deg, contrast) -> torch.Tensor
     return 0.5 + 0.5 * col(contrast) * wave
 
 
+@drawn_in_float
 def gratings(
     orientation: ParamLike,
     frequency: ParamLike = 0.125,
@@ -62,6 +64,7 @@ def gratings(
     return canvas.paint(_wave(canvas.x, canvas.y, p["orientation"], p["frequency"], p["phase"], p["contrast"]))
 
 
+@drawn_in_float
 def high_low(
     orientation: ParamLike,
     ratio: ParamLike = 4.0,
@@ -99,6 +102,7 @@ def high_low(
     return canvas.paint(high_side * high + (1 - high_side) * low)
 
 
+@drawn_in_float
 def blobs(
     radius: ParamLike,
     *,
@@ -119,6 +123,7 @@ def blobs(
     return canvas.paint(torch.exp(-d2 / (2 * col(p["radius"]) ** 2)))
 
 
+@drawn_in_float
 def solid(
     color: ParamLike,
     *,

@@ -86,8 +86,11 @@ def record(model: nn.Module, stop_after: nn.Module, is_leaf) -> Graph:
         example = probe_input(model, size)
         try:
             tensors = itertools.chain(model.named_parameters(remove_duplicate=False), model.named_buffers(remove_duplicate=False))
-            params = {name: tensor.to("meta") for name, tensor in tensors}
-            return _Recorder(model, stop_after, is_leaf).run(
+            params, originals = {}, {}
+            for name, tensor in tensors:
+                params[name] = tensor.to("meta")
+                originals[id(params[name])] = tensor
+            return _Recorder(model, stop_after, is_leaf, originals).run(
                 lambda: torch.func.functional_call(model, params, (example.to("meta"),), strict=False)
             )
         except (RuntimeError, NotImplementedError, TypeError, ValueError):
@@ -100,9 +103,12 @@ class _StopForward(Exception):
 
 
 class _Recorder(TorchFunctionMode):
-    def __init__(self, model: nn.Module, stop_after: nn.Module, is_leaf) -> None:
+    def __init__(self, model: nn.Module, stop_after: nn.Module, is_leaf, originals: dict[int, torch.Tensor] | None = None) -> None:
         super().__init__()
         self.model, self.stop_after, self.is_leaf = model, stop_after, is_leaf
+        # id of a parameter's meta copy -> the parameter: a node's arguments hold the real tensor, so rules
+        # can read a parameter that the forward uses directly (a layer scale), not only a module's
+        self.originals = originals or {}
         self.nodes: list[Node] = []
         self.module_outputs: dict[str, list[Node]] = {}
         self.node_of: dict[int, Node] = {}  # id(tensor) -> node that produced it
@@ -188,7 +194,8 @@ class _Recorder(TorchFunctionMode):
 
     def _to_nodes(self, value):
         if isinstance(value, torch.Tensor):
-            return self.node_of.get(id(value), value)
+            node = self.node_of.get(id(value))
+            return node if node is not None else self.originals.get(id(value), value)
         if isinstance(value, (tuple, list)):
             return type(value)(self._to_nodes(v) for v in value)
         if isinstance(value, dict):

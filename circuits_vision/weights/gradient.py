@@ -28,7 +28,8 @@ def source_gradients(
     maxpool: str = "avg",
     seconds: list[float] | None = None,
 ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """``d target[c, y, x] / d source`` at the target's centre pixel ``(y, x)``, one backward per ``c``.
+    """``d target[c, y, x] / d source`` at the target's centre pixel ``(y, x)``, one backward per ``c``
+    (``d target[c] / d source`` with ``(y, x) = (0, 0)`` for an ``[N, C]`` target such as a classifier).
 
     Runs one forward of the linearised model (eval mode) on a zero image of ``input_size``, with the
     source layer's output replaced by a leaf tensor. Returns ``(grads [len(target_channels), C_source,
@@ -50,11 +51,14 @@ def source_gradients(
         clock.lap()
         if "x" not in leaf:
             raise ValueError(f"layer '{source}' did not run before '{target}', so '{target}' cannot depend on it")
-        y, x = out.shape[2] // 2, out.shape[3] // 2
+        if out.dim() not in (2, 4):
+            raise ValueError(f"layer '{target}' gives a {out.dim()}-d output; gradients need [N, C, H, W] or [N, C]")
+        y, x = (out.shape[2] // 2, out.shape[3] // 2) if out.dim() == 4 else (0, 0)
         grads = []
         for index, channel in enumerate(target_channels):
             last = index == len(target_channels) - 1
-            (grad,) = torch.autograd.grad(out[0, channel, y, x], leaf["x"], retain_graph=not last, allow_unused=True)
+            unit = out[0, channel, y, x] if out.dim() == 4 else out[0, channel]  # [N, C]: a classifier's logits
+            (grad,) = torch.autograd.grad(unit, leaf["x"], retain_graph=not last, allow_unused=True)
             grads.append(torch.zeros_like(leaf["x"][0]) if grad is None else grad[0])
             clock.lap()
     return torch.stack(grads), (y, x)

@@ -13,7 +13,10 @@
 // for a shared filter and for float32 channel mixing (cpu/compose_kernels_kernel.cpp).
 #include "compose_kernels.h"
 
+#include <c10/util/safe_numerics.h>
 #include <torch/library.h>
+
+#include <limits>
 
 namespace circuits_vision {
 namespace ops {
@@ -32,6 +35,19 @@ void check_kernel(const at::Tensor& t, const char* name) {
               "` must be float32 or float64, got ", t.scalar_type(), "; convert it with .float() or .double()");
   TORCH_CHECK(t.numel() > 0, "compose_kernels: `", name, "` is empty (shape ", t.sizes(),
               "); every dimension must be at least 1");
+}
+
+// (k_outer - 1) * stride + (k_inner - 1) * dilation + 1, or a ValueError when it does not fit in int64
+// (a stride of 2**61 would otherwise wrap around to a small or negative size and corrupt memory).
+int64_t composed_size(int64_t k_outer, int64_t k_inner, int64_t stride, int64_t dilation, const char* axis) {
+  int64_t outer_span = 0, inner_span = 0, size = 0;
+  const bool overflow = c10::mul_overflows(k_outer - 1, stride, &outer_span) ||
+                        c10::mul_overflows(k_inner - 1, dilation, &inner_span) ||
+                        c10::add_overflows(outer_span, inner_span, &size) || c10::add_overflows(size, int64_t{1}, &size);
+  TORCH_CHECK_VALUE(!overflow, "compose_kernels: the composed kernel's ", axis, " size (", k_outer, " - 1) * stride ",
+                    stride, " + (", k_inner, " - 1) * dilation ", dilation,
+                    " + 1 does not fit in int64; use a smaller stride or dilation");
+  return size;
 }
 
 }  // namespace
@@ -60,8 +76,17 @@ ComposeGeometry make_geometry(const at::Tensor& outer, const at::Tensor& inner, 
   g.sw = stride[1];
   g.dh = dilation[0];
   g.dw = dilation[1];
-  g.kh = (g.k2h - 1) * g.sh + (g.k1h - 1) * g.dh + 1;
-  g.kw = (g.k2w - 1) * g.sw + (g.k1w - 1) * g.dw + 1;
+  g.kh = composed_size(g.k2h, g.k1h, g.sh, g.dh, "y");
+  g.kw = composed_size(g.k2w, g.k1w, g.sw, g.dw, "x");
+  // Every index into the composed kernel [O, I, kh, kw] and its byte count must fit in int64
+  // before anything is allocated or indexed.
+  int64_t elements = 0;
+  const bool too_many = c10::mul_overflows(g.O, g.I, &elements) || c10::mul_overflows(elements, g.kh, &elements) ||
+                        c10::mul_overflows(elements, g.kw, &elements) ||
+                        elements > std::numeric_limits<int64_t>::max() / static_cast<int64_t>(outer.element_size());
+  TORCH_CHECK_VALUE(!too_many, "compose_kernels: the composed kernel [", g.O, ", ", g.I, ", ", g.kh, ", ", g.kw,
+                    "] (from stride ", stride, " and dilation ", dilation,
+                    ") has more elements than int64 can count; use a smaller stride or dilation");
   return g;
 }
 
@@ -158,9 +183,9 @@ std::tuple<at::Tensor, at::Tensor> compose_kernels_backward(const at::Tensor& gr
 }
 
 TORCH_LIBRARY_FRAGMENT(circuits_vision, m) {
-  m.def("compose_kernels(Tensor outer, Tensor inner, int[2] stride, int[2] dilation) -> Tensor");
+  m.def("compose_kernels(Tensor outer, Tensor inner, SymInt[2] stride, SymInt[2] dilation) -> Tensor");
   m.def(
-      "_compose_kernels_backward(Tensor grad, Tensor outer, Tensor inner, int[2] stride, int[2] dilation) -> "
+      "_compose_kernels_backward(Tensor grad, Tensor outer, Tensor inner, SymInt[2] stride, SymInt[2] dilation) -> "
       "(Tensor, Tensor)");
 }
 

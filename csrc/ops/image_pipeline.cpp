@@ -12,7 +12,10 @@
 // unwanted ones come back as zeros.
 #include "image_pipeline.h"
 
+#include <c10/util/safe_numerics.h>
 #include <torch/library.h>
+
+#include <limits>
 
 namespace circuits_vision {
 namespace ops {
@@ -60,6 +63,12 @@ PipelineGeometry check_image_pipeline_args(const at::Tensor& x, const at::Tensor
   TORCH_CHECK(out_size.size() == 2, op, ": `out_size` must be (h, w), got ", out_size.size(), " values");
   TORCH_CHECK(out_size[0] >= 1 && out_size[1] >= 1, op, ": `out_size` must be at least 1 in each dimension, got ",
               out_size);
+  int64_t out_elements = 0;
+  const bool too_many = c10::mul_overflows(x.size(0) * 3, out_size[0], &out_elements) ||
+                        c10::mul_overflows(out_elements, out_size[1], &out_elements) ||
+                        out_elements > std::numeric_limits<int64_t>::max() / static_cast<int64_t>(x.element_size());
+  TORCH_CHECK_VALUE(!too_many, op, ": the output [", x.size(0), ", 3, ", out_size[0], ", ", out_size[1],
+                    "] has more elements than int64 can count; use a smaller `out_size`");
   check_vector3(norm_scale, x, op, "norm_scale");
   check_vector3(norm_shift, x, op, "norm_shift");
   PipelineGeometry g;
@@ -97,11 +106,11 @@ PipelineGeometry check_image_pipeline_backward_args(const c10::optional<at::Tens
 
 TORCH_LIBRARY_FRAGMENT(circuits_vision, m) {
   m.def(
-      "image_pipeline(Tensor x, Tensor color, Tensor theta, float pad_value, int[2] out_size, Tensor norm_scale, "
+      "image_pipeline(Tensor x, Tensor color, Tensor theta, float pad_value, SymInt[2] out_size, Tensor norm_scale, "
       "Tensor norm_shift) -> (Tensor out, Tensor image)");
   m.def(
       "_image_pipeline_backward(Tensor? grad_out, Tensor? grad_image, Tensor x, Tensor color, Tensor theta, "
-      "Tensor image, float pad_value, int[2] out_size, Tensor norm_scale, bool[2] output_mask) -> "
+      "Tensor image, float pad_value, SymInt[2] out_size, Tensor norm_scale, bool[2] output_mask) -> "
       "(Tensor grad_x, Tensor grad_color, Tensor grad_theta, Tensor grad_norm_scale, Tensor grad_norm_shift)");
 }
 

@@ -260,3 +260,15 @@ def test_inceptionv1_reproduces_the_articles_two_results():
     report = B.specialization(model, "mixed3b", {"curve related": categories, "rest": rest})
     row = report.best_branch("curve related")
     assert (row.branch, row.count) == ("5x5", 30) and row.p_value < 1e-20
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-6), (torch.bfloat16, 1e-2)])
+def test_branch_report_runs_in_the_models_dtype(dtype, tolerance):
+    from circuits_vision.models import load
+
+    reference = B.report(load("shapes"), "mixed3a", "color", downstream="mixed3b")
+    other = B.report(load("shapes").to(dtype), "mixed3a", "color", downstream="mixed3b")
+    if dtype == torch.float64:
+        assert other.categories == reference.categories
+    assert other.routing.fraction.shape == (160, 4)
+    assert float((other.routing.fraction - reference.routing.fraction).abs().max()) <= tolerance

@@ -112,3 +112,12 @@ def test_border_positions_can_be_ignored():
     assert inside.positions[0, 0].tolist() == [8, 8]
     with pytest.raises(ValueError, match="border"):
         top_activating(ChannelModel(), "unit", [images], border=8, progress=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_models_in_other_dtypes_read_float32_images(dtype):
+    images, values, *_ = spot_images(20, seed=2)
+    reference = top_activating(ChannelModel(), "unit", [images], k=3, progress=False)
+    other = top_activating(ChannelModel().to(dtype), "unit", [images], k=3, progress=False)
+    assert torch.equal(other.indices, reference.indices)
+    assert torch.allclose(other.values, reference.values, rtol=1e-2)  # bfloat16 keeps 8 bits of the spot values

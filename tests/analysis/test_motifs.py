@@ -117,3 +117,69 @@ def test_family_indices_out_of_range_are_named(curve_circuit):
     bad = Family("rotation", [0, 99], {0: 0.0, 99: 45.0}, 0, 360.0, 1.0)
     with pytest.raises(IndexError, match="outside the weights"):
         motifs.equivariant_circuit(weights, edges, bad)
+
+
+# ------------------------------------------------------------------------- editing the shipped model
+
+
+@pytest.fixture(scope="module")
+def shapes_model():
+    from circuits_vision.models import load
+
+    return load("shapes")
+
+
+def _family(members, step=45.0):
+    return Family("rotation", list(members), {u: k * step for k, u in enumerate(members)}, members[0], 360.0, 1.0)
+
+
+def test_members_behind_a_bottleneck_are_named_with_the_source_to_use(shapes_model):
+    # mixed3b's 3x3 branch (channels 48..111) reads mixed3a through a 1x1 bottleneck, its pool branch
+    # (144..159) through a max pool; channel 5 is in the 1x1 branch, which reads mixed3a itself.
+    target = _family([83, 86, 5, 150])
+    with pytest.raises(ValueError) as error:
+        motifs.zero_inhibition(shapes_model, "mixed3a", "mixed3b", _family([0, 1, 2]), target)
+    message = str(error.value)
+    assert "members [83, 86] are written by 'mixed3b_3x3_pre_relu_conv'" in message
+    assert "source='mixed3b_3x3_bottleneck'" in message and "source='mixed3b_pool'" in message
+    assert "motifs.restrict(target_family, [5])" in message
+    with pytest.raises(ValueError, match="no single convolution"):
+        motifs.echo_experiment(shapes_model, "mixed3a", "mixed3b", _family([0, 1, 2]), target)
+
+
+def test_zero_inhibition_edits_every_member_including_units_silent_on_the_probe(shapes_model):
+    # Channels 0, 1, 2 of mixed3b are written by the 1x1 conv but are 0 on a noise image, so matching
+    # conv outputs by value could not find them.
+    source, target = _family([0, 4, 9]), _family([0, 1, 2])
+    conv = shapes_model.mixed3b_1x1_pre_relu_conv
+    before = conv.weight.detach().clone()
+    edited, zeroed = motifs.zero_inhibition(shapes_model, "mixed3a", "mixed3b", source, target, which="all")
+    block = before[[0, 1, 2]][:, [0, 4, 9]]
+    assert zeroed == int((block < 0).sum()) > 0
+    after = edited.mixed3b_1x1_pre_relu_conv.weight.detach()
+    expected = before.clone()
+    for t in (0, 1, 2):
+        for s in (0, 4, 9):
+            expected[t, s] = before[t, s].clamp_min(0)
+    assert torch.equal(after, expected)
+    assert torch.equal(conv.weight, before)  # the shipped model itself is untouched
+
+
+def test_members_reached_through_their_bottleneck_are_edited(shapes_model):
+    source, target = _family([0, 1, 2, 3]), motifs.restrict(_family([83, 86, 5]), [83, 86])
+    assert target.members == [83, 86] and target.values == {83: 0.0, 86: 45.0}
+    weight = shapes_model.mixed3b_3x3_pre_relu_conv.weight.detach()
+    edited, zeroed = motifs.zero_inhibition(shapes_model, "mixed3b_3x3_bottleneck", "mixed3b", source, target, which="all")
+    # mixed3b channel 48 + k is the 3x3 conv's output channel k
+    assert zeroed == int((weight[[83 - 48, 86 - 48]][:, [0, 1, 2, 3]] < 0).sum()) > 0
+    assert float(edited.mixed3b_3x3_pre_relu_conv.weight.detach()[35, :4].min()) >= 0.0
+
+
+def test_echo_experiment_runs_on_the_shipped_model(shapes_model):
+    # mixed3a's 1x1 branch (channels 0..23) reads maxpool1 directly; 13, 14 and 21 respond to curves
+    result = motifs.echo_experiment(shapes_model, "maxpool1", "mixed3a", _family(list(range(48))),
+                                    _family([13, 14, 21]), orientations=12)
+    assert result.before.shape == result.after.shape == (3, 12) and result.zeroed > 0
+    assert float(result.before.amax(1).min()) > 1.0
+    # zeroing every inhibitory input can only raise a unit's pre-activation
+    assert bool((result.after >= result.before - 1e-4).all()) and float((result.after - result.before).max()) > 1.0

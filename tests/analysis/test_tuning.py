@@ -160,3 +160,17 @@ def test_subset_keeps_the_rows_of_the_named_units(model):
     assert torch.equal(part.responses, curves.responses[[2, 0]])
     with pytest.raises(KeyError, match="not in these tuning curves"):
         curves.subset([5])
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-5), (torch.float16, 2e-2), (torch.bfloat16, 5e-2)])
+def test_tuning_curves_run_in_the_models_dtype(dtype, tolerance):
+    from circuits_vision.models import load
+
+    axes, fixed = {"orientation": torch.arange(12.0) * 30}, {"radius": 10.0}
+    reference = tuning.tuning_curves(load("shapes"), "mixed3a", [13, 14, 21], stimuli.curves, axes, fixed=fixed)
+    other = tuning.tuning_curves(load("shapes").to(dtype), "mixed3a", [13, 14, 21], stimuli.curves, axes, fixed=fixed)
+    assert other.responses.dtype == torch.float32
+    scale = float(reference.responses.abs().max())
+    assert scale > 5.0  # the units respond, so the comparison means something
+    assert float((other.responses - reference.responses).abs().max()) <= tolerance * scale
+    assert torch.equal(other.preferred_orientation(), reference.preferred_orientation())

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -242,3 +243,145 @@ def test_unit_page_states_curve_tuning():
              "color_category": "unresponsive", "color_drive": 0.0, "bw_drive": 0.0, "orientation_selectivity": 0.0}
     assert _tuning_html(curve).startswith("curve detector, preferred orientation 45.0° (peak 3.1 sd")
     assert _tuning_html({**curve, "curve_detector": False}).startswith("not a curve detector")
+
+
+def _pngs(directory):
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(Path(directory).rglob("img/**/*.png"))}
+
+
+def test_images_do_not_depend_on_chunk_size_batch_size_or_resuming(tiny, tmp_path, counted_render):
+    whole = tmp_path / "whole"
+    atlas.build(tiny, ["mixed3a"], whole, parts=("branch",), chunk_size=4, **FAST)
+
+    def stop_after_one_chunk(done, total):
+        raise _Interrupt
+
+    resumed = tmp_path / "resumed"
+    with pytest.raises(_Interrupt):
+        atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), chunk_size=4, on_progress=stop_after_one_chunk, **FAST)
+    assert len(_pngs(resumed)) == 4
+    # resumed with other chunk and batch sizes: the six units left land in other batches and places
+    atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), chunk_size=3, batch_size=2, **FAST)
+    assert len(_pngs(whole)) == 10 and _pngs(resumed) == _pngs(whole)
+    assert _manifest(resumed) == _manifest(whole)  # losses too
+
+    # a deleted image is rendered once more, identical, and its record replaced rather than added
+    counted_render.clear()
+    (resumed / "img" / "mixed3a" / "5.png").unlink()
+    assert atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), chunk_size=4, **FAST).rendered == 1
+    assert counted_render == ["mixed3a:5"]
+    records = store.read_jsonl(store.records_path(resumed, 0))
+    assert sorted(r["unit"] for r in records) == list(range(10))
+    assert _pngs(resumed) == _pngs(whole) and len(_manifest(resumed)) == 10
+
+
+def test_a_failing_set_up_releases_the_lock(tiny, tmp_path):
+    atlas.build(tiny, ["conv2d1"], tmp_path, parts=(), **FAST)
+    records = store.records_path(tmp_path, 0)
+    good = records.read_text()
+    records.write_text(good + '{"layer": "conv2d1", "unit": 0, "ima\n')  # a damaged line
+    with pytest.raises(store.CorruptAtlasFileError, match=r"rank0\.jsonl line 7 is not valid JSON.*Delete it"):
+        atlas.build(tiny, ["conv2d1"], tmp_path, parts=(), **FAST)
+    assert not (tmp_path / store.LOCK_FILE).exists()
+    records.unlink()
+    records.mkdir()  # a folder where the records file should be
+    with pytest.raises(IsADirectoryError, match="rank0.jsonl"):
+        atlas.build(tiny, ["conv2d1"], tmp_path, parts=(), **FAST)
+    assert not (tmp_path / store.LOCK_FILE).exists()
+    (tmp_path / "settings.json").write_text('{"model": ')
+    with pytest.raises(store.CorruptAtlasFileError, match=r"settings\.json is not valid JSON"):
+        atlas.build(tiny, ["conv2d1"], tmp_path, parts=(), **FAST)
+    assert not (tmp_path / store.LOCK_FILE).exists()
+
+
+def test_a_rerun_with_fewer_parts_and_no_report_keeps_what_was_computed(tiny, full_atlas, tmp_path):
+    import shutil
+
+    copy = tmp_path / "atlas"
+    shutil.copytree(full_atlas, copy)
+    pages = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*.html")}
+    result = atlas.build(tiny, ["mixed3a", "mixed3b"], copy, **{**FAST, "size": 32}, chunk_size=8, parts=("branch",),
+                         labels={"mixed3a:1": "<script>document.title='pwned'</script>"})
+    assert result.rendered == 0 and result.report == copy / "report" / "index.html"
+    assert {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*.html")} == pages  # nothing dropped
+    assert 'href="report/index.html"' in (copy / "index.html").read_text()
+    assert _manifest(copy) == _manifest(full_atlas)
+    (copy / "analysis" / "mixed3b.family.json").write_text("[1, 2")
+    with pytest.raises(store.CorruptAtlasFileError, match=r"mixed3b\.family\.json is not valid JSON.*delete it"):
+        atlas.build(tiny, ["mixed3a", "mixed3b"], copy, **{**FAST, "size": 32}, chunk_size=8, parts=("branch",))
+
+
+def test_a_small_atlas_analyses_only_its_units_and_shows_progress(tiny, tmp_path, monkeypatch, capsys):
+    from circuits_vision.analysis import equivariance
+
+    searched, real = [], equivariance.report
+    monkeypatch.setattr(equivariance, "report", lambda *a, **kw: searched.append((a[1], kw.get("units"))) or real(*a, **kw))
+    atlas.build(tiny, ["mixed3a", "mixed3b"], tmp_path, units_per_layer=3, parts=("inputs", "outputs", "family", "tuning"),
+                **{**FAST, "report": ("mixed3a", "mixed3b"), "progress": True})
+    for layer in ("mixed3a", "mixed3b"):
+        for part in ("inputs", "family", "tuning"):
+            stored = json.loads((tmp_path / "analysis" / f"{layer}.{part}.json").read_text())
+            assert sorted(stored) == ["0", "1", "2"], (layer, part)
+    # the atlas's family part and the report's two family sections searched the first three units only
+    assert searched == [("mixed3a", [0, 1, 2]), ("mixed3b", [0, 1, 2]), ("mixed3a", [0, 1, 2]), ("mixed3b", [0, 1, 2])]
+    err = capsys.readouterr().err
+    assert "atlas analyses" in err and "8/8" in err  # 2 layers x 4 parts, with elapsed<remaining time
+    assert re.search(r"circuit report: 100%\|[^|]*\| (\d+)/\1 \[", err)  # every section, with elapsed<remaining
+
+
+def _build_racing(model, out, barrier, outcomes):
+    import warnings
+
+    torch.set_num_threads(1)
+    barrier.wait()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            atlas.build(model, ["conv2d1"], out, parts=(), **FAST)
+        outcomes.put("built")
+    except atlas.AtlasLockedError:
+        outcomes.put("refused")
+    except Exception as error:  # e.g. the other run's clean-up pulling files from under this one
+        outcomes.put(f"{type(error).__name__}: {error}")
+
+
+def test_two_builds_started_together_on_a_stale_lock_let_one_through(tiny, tmp_path):
+    import multiprocessing
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    context = multiprocessing.get_context("fork")
+    for trial in range(3):
+        out = tmp_path / f"trial{trial}"
+        out.mkdir()
+        (out / store.LOCK_FILE).write_text(json.dumps({"pid": int(finished.stdout), "host": os.uname().nodename}))
+        barrier, outcomes = context.Barrier(2, timeout=60), context.Queue()
+        racers = [context.Process(target=_build_racing, args=(tiny, out, barrier, outcomes)) for _ in range(2)]
+        for racer in racers:
+            racer.start()
+        results = sorted(outcomes.get(timeout=120) for _ in racers)
+        for racer in racers:
+            racer.join(30)
+        assert results == ["built", "refused"], results
+        assert len(store.read_jsonl(store.records_path(out, 0))) == 6 and not (out / store.LOCK_FILE).exists()
+
+
+def test_unit_page_names_the_curve_family_and_orientation():
+    from circuits_vision.atlas.viewer import _family_html
+
+    tuning = {"curve_detector": True, "curve_orientation": 135.0, "curve_family": [4, 9, 2]}
+    record = {"layer": "mixed3b", "unit": 9, "family": "no rotation family", "tuning": tuning}
+    html = _family_html(record, {("mixed3b", 4)})
+    assert html.startswith("curve detector family (by tuning, 3 units), orientation 135.0&deg;; members: ")
+    assert "units/mixed3b/4.html" in html and "by weights: no rotation family" in html
+    plain = {"layer": "mixed3b", "unit": 1, "family": "no rotation family", "tuning": {"curve_detector": False}}
+    assert _family_html(plain, set()) == "no rotation family"
+
+
+def test_records_and_unit_pages_flag_units_that_never_activate(full_atlas):
+    records = _manifest(full_atlas)
+    assert all(isinstance(r["never_active"], bool) for r in records)
+    assert all(r["loss"] == 0 for r in records if r["never_active"])  # off at every step, so at the last
+    assert any(r["loss"] != 0 for r in records)
+    for r in records:
+        page = (Path(full_atlas) / r["page"]).read_text()
+        assert ('id="never-active"' in page) == r["never_active"]

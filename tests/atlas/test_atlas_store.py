@@ -97,3 +97,59 @@ def test_records_without_their_image_do_not_count_as_done(tmp_path):
         {"layer": "l", "unit": 1, "image": "img/l/1.png"},  # its PNG never landed
     ])
     assert list(store.read_records(tmp_path)) == [("l", 0)]
+
+
+def _contend(directory, barrier, outcomes, trials):
+    """One of several processes: in every trial, try the lock at the same moment as the others."""
+    import warnings
+
+    for _ in range(trials):
+        barrier.wait()  # the parent has set the trial up
+        lock = store.AtlasLock(directory)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                lock.acquire()
+            outcomes.put("held")
+        except store.AtlasLockedError:
+            outcomes.put("refused")
+        barrier.wait()  # everyone has tried; a holder keeps the lock until now
+        lock.release()
+        barrier.wait()  # released: the parent checks and sets the next trial up
+
+
+@pytest.mark.parametrize("start", ["no lock", "stale lock"])
+def test_concurrent_processes_never_both_hold_the_lock(tmp_path, start):
+    import multiprocessing
+    import queue
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    context = multiprocessing.get_context("fork")  # cheap copies of this process: many trials in a few seconds
+    processes, trials = 4, 25
+    barrier, outcomes = context.Barrier(processes + 1, timeout=60), context.Queue()
+    workers = [context.Process(target=_contend, args=(tmp_path, barrier, outcomes, trials)) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    holders = []
+    try:
+        for _ in range(trials):
+            if start == "stale lock":
+                (tmp_path / store.LOCK_FILE).write_text(json.dumps({"pid": dead_pid, "host": os.uname().nodename}))
+            barrier.wait()
+            barrier.wait()
+            results = [outcomes.get(timeout=60) for _ in range(processes)]
+            holders.append(results.count("held"))
+            barrier.wait()
+            assert not (tmp_path / store.LOCK_FILE).exists()  # the holder released it
+    finally:
+        for worker in workers:
+            worker.join(30)
+            if worker.is_alive():
+                worker.kill()
+    assert holders == [1] * trials  # exactly one winner every time, the others refused
+    try:
+        outcomes.get_nowait()
+        raise AssertionError("a worker reported more outcomes than trials")
+    except queue.Empty:
+        pass

@@ -180,3 +180,63 @@ def test_inceptionv1_weights_from_env(tmp_path, monkeypatch):
     (tmp_path / "inception5h.pth").write_bytes(b"x")
     monkeypatch.setenv(INCEPTIONV1_ENV, str(tmp_path / "inception5h.pth"))
     assert inceptionv1_weights_from_env() == str(tmp_path / "inception5h.pth")
+
+
+def test_nan_weights_and_integer_state_dicts_are_refused(saved, tmp_path):
+    source, _ = saved
+    state = source.state_dict()
+    state["0.weight"] = state["0.weight"].clone()
+    state["0.weight"][0, 0, 0, :2] = float("nan")
+    state["2.bias"] = torch.tensor([float("inf"), 0.0])
+    torch.save(state, tmp_path / "nan.pth")
+    target = small_model(seed=2)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(WeightsError, match=r"nan\.pth' cannot be used:\n  NaN or infinite values \(2 tensors\): "
+                                           r"0\.weight \(2 of 108 values\), 2\.bias \(1 of 2 values\); .*diverged"):
+        load_weights(target, tmp_path / "nan.pth")
+    integers = {k: (v * 10).round().to(torch.int64) for k, v in source.state_dict().items()}
+    with pytest.raises(WeightsError, match=r"integer tensors for floating-point weights \(4\): 0\.weight: file "
+                                           r"torch\.int64, model torch\.float32"):
+        load_weights(target, integers)
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())  # nothing loaded
+    doubles = {k: v.double() for k, v in source.state_dict().items()}
+    assert weights_equal(source, load_weights(target, doubles))  # float64 weights are fine
+
+
+class _LyingHandler(http.server.BaseHTTPRequestHandler):
+    """Declares the full file's length, sends its first 1000 bytes and hangs up."""
+
+    body = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body[:1000])
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_short_download_is_never_cached(saved, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    source, path = saved
+    big = {**source.state_dict(), "pad": torch.zeros(20000)}  # well over 1000 bytes
+    torch.save(big, path)
+    handler = type("Handler", (_LyingHandler,), {"body": path.read_bytes()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/short.pth"
+    try:
+        for _ in range(2):  # the second try downloads again instead of reusing a short file
+            with pytest.raises(WeightsError, match=rf"download from {url} stopped after 1000 of {path.stat().st_size} bytes"):
+                load_weights(small_model(seed=2), url)
+            assert not (cache_dir() / "short.pth").exists()
+            assert list(cache_dir().iterdir()) == []  # no partial file either
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

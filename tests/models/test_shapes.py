@@ -111,3 +111,38 @@ def test_spec_is_an_inceptionv1_style_network():
     model = ShapesNet()
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params < 1_000_000  # a few MB at most
+
+
+def test_auxiliary_heads_train_deterministically_and_are_not_shipped(tmp_path):
+    from circuits_vision.models.train_shapes import OrientationHeads
+
+    runs = []
+    for name in ("a.pt", "b.pt"):
+        metadata = train(steps=3, batch_size=6, heldout=8, out=tmp_path / name, aux={"mixed3b": 0.5}, aux_start=1,
+                         log=lambda line: None)
+        runs.append(shapes(tmp_path / name).state_dict())
+    assert all(torch.equal(v, runs[1][k]) for k, v in runs[0].items())
+    assert set(runs[0]) == set(ShapesNet().state_dict())  # the heads stay out of the checkpoint
+    assert metadata["auxiliary_heads"]["mixed3b"] == {
+        "weight": 0.5, "bins": 16, "off_steps": 1, "ramp_steps": 1, "reads": "global average pool, linear",
+        "shipped": False}
+    # Without the heads the same seed gives other weights: they did take part in training.
+    plain = train(steps=3, batch_size=6, heldout=8, out=tmp_path / "plain.pt", log=lambda line: None)
+    assert "auxiliary_heads" in plain and not plain["auxiliary_heads"]
+    assert not all(torch.equal(v, shapes(tmp_path / "plain.pt").state_dict()[k]) for k, v in runs[0].items())
+    # The loss counts scenes with an orientation: orientation 10 -> bin 0, 350 -> bin 0, 30 -> bin 1; NaN (no curve) ignored.
+    model = ShapesNet()
+    heads = OrientationHeads(model, {"mixed3b": 1.0}, torch.Generator().manual_seed(0))
+    model(torch.rand(4, 3, 64, 64))
+    logits = heads.heads["mixed3b"](heads.outputs["mixed3b"].mean(dim=(2, 3)))
+    expected = torch.nn.functional.cross_entropy(logits[:3], torch.tensor([0, 0, 1]))
+    assert torch.allclose(heads.loss(torch.tensor([10.0, 350.0, 30.0, float("nan")])), expected)
+    heads.remove()
+
+
+@pytest.mark.parametrize("text", ["mixed3b", "mixed3b:x", "mixed3b:-1"])
+def test_bad_auxiliary_head_spec_is_named(text):
+    from circuits_vision.models.train_shapes import parse_aux
+
+    with pytest.raises(ValueError, match="LAYER:WEIGHT"):
+        parse_aux(text)

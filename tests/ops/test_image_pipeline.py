@@ -259,3 +259,79 @@ def test_mixed_devices_error():
     args[1] = args[1].cuda()
     with pytest.raises(RuntimeError, match="`color` is on cuda:0 but `x` is on cpu"):
         image_pipeline(*args)
+
+
+@needs_extension
+def test_second_order_gradients_are_a_clear_error():
+    """Differentiating the fused backward raises instead of returning silently wrong numbers."""
+    x, color, theta, scale, shift = make_inputs("cpu", torch.float64, "rotation")
+    x, color, theta = (t.requires_grad_() for t in (x, color, theta))
+    out, _ = image_pipeline(x, color, theta, 0.1, (5, 6), scale, shift)
+    grad_x, grad_theta = torch.autograd.grad(out.pow(2).sum(), (x, theta), create_graph=True)  # first order: fine
+    want = torch.autograd.grad(_reference.image_pipeline(x, color, theta, 0.1, (5, 6), scale, shift)[0].pow(2).sum(),
+                               (x, theta))
+    torch.testing.assert_close(grad_x, want[0], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(grad_theta, want[1], atol=1e-10, rtol=1e-10)
+    with pytest.raises(RuntimeError, match="image_pipeline: second-order gradients .* are not supported"):
+        (grad_x.sum() + grad_theta.sum()).backward()
+
+
+@pytest.mark.parametrize("path", ["op", "fallback", "meta"])
+def test_output_too_large_for_int64_is_a_value_error(monkeypatch, path):
+    if path != "fallback" and not _extension.extension_available():
+        pytest.skip("compiled extension not built")
+    if path == "fallback":
+        monkeypatch.setattr(image_pipeline_module, "use_fallback", lambda name: True)
+    args = _valid_args()
+    if path == "meta":
+        args = [a.to("meta") if isinstance(a, torch.Tensor) else a for a in args]
+    args[4] = [2**40, 2**40]
+    with pytest.raises(ValueError, match=r"the output \[2, 3, 1099511627776, 1099511627776\] has more elements than "
+                                         "int64 can count; use a smaller `out_size`"):
+        image_pipeline(*args)
+
+
+@needs_extension
+@pytest.mark.slow  # the first compile in a process imports and warms up dynamo and AOTAutograd: ~10 s
+def test_compile_fullgraph_forward_and_backward():
+    """torch.compile(fullgraph=True) traces the op and its backward (aot_eager: inductor's C++ build takes
+    minutes on a small CPU) and gives the eager values and gradients of every input."""
+    torch.compiler.reset()
+    inputs = make_inputs("cpu", torch.float32, "zoom_out")
+
+    def loss(x, color, theta, scale, shift):
+        out, image = image_pipeline(x, color, theta, 0.3, (6, 7), scale, shift)
+        return out.sin().sum() + image.pow(2).sum()
+
+    results = []
+    for fn in (loss, torch.compile(loss, fullgraph=True, backend="aot_eager")):
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        value = fn(*leaves)
+        value.backward()
+        results.append([value.detach()] + [t.grad for t in leaves])
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@needs_extension
+def test_compile_keeps_out_size_symbolic():
+    """`out_size` is SymInt[2] in the schema: one compiled graph serves every output size."""
+    torch.compiler.reset()
+    graphs: list = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    def sampled(x, color, theta, size):
+        return image_pipeline(x, color, theta, 0.5, size)[0]
+
+    compiled = torch.compile(sampled, fullgraph=True, dynamic=True, backend=backend)
+    x, color, theta, _, _ = make_inputs("cpu", torch.float64, "rotation")
+    for size in (4, 6, 9):
+        got = compiled(x, color, theta, size)
+        assert got.shape == (2, 3, size, size)
+        torch.testing.assert_close(got, image_pipeline(x, color, theta, 0.5, size)[0], atol=0, rtol=0)
+    assert len(graphs) == 1
+    targets = {str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"}
+    assert "circuits_vision.image_pipeline" in targets

@@ -153,3 +153,42 @@ def test_parameter_grid_first_axis_slowest():
     assert shape == (3, 2)
     assert params["orientation"].tolist() == [0, 0, 90, 90, 180, 180]
     assert params["radius"].tolist() == [4, 8, 4, 8, 4, 8]
+
+
+# One call per public drawing function, with parameters that exercise its geometry.
+DRAWINGS = [
+    ("curves", lambda **kw: stimuli.curves(0.0, 5.0, **kw)),  # no arms: zero-length segments
+    ("curves_with_arms", lambda **kw: stimuli.curves(30.0, 6.0, arm_length=4.0, **kw)),
+    ("angles", lambda **kw: stimuli.angles(45.0, 60.0, **kw)),
+    ("lines", lambda **kw: stimuli.lines(20.0, **kw)),
+    ("edges", lambda **kw: stimuli.edges(20.0, **kw)),
+    ("circles", lambda **kw: stimuli.circles(7.0, **kw)),
+    ("gratings", lambda **kw: stimuli.gratings(30.0, **kw)),
+    ("high_low", lambda **kw: stimuli.high_low(60.0, **kw)),
+    ("blobs", lambda **kw: stimuli.blobs(4.0, **kw)),
+    ("solid", lambda **kw: stimuli.solid((0.2, 0.5, 0.9), **kw)),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name,draw", DRAWINGS, ids=[d[0] for d in DRAWINGS])
+def test_half_precision_is_the_float32_drawing_rounded(name, draw, dtype):
+    """Half-precision drawings are finite and equal the float32 drawing cast to the dtype (not a NaN image)."""
+    half = draw(size=SIZE, dtype=dtype)
+    assert half.dtype == dtype
+    assert torch.isfinite(half).all()
+    torch.testing.assert_close(half, draw(size=SIZE).to(dtype), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name,draw", DRAWINGS, ids=[d[0] for d in DRAWINGS])
+def test_float64_is_drawn_in_float64(name, draw):
+    img = draw(size=SIZE, dtype=torch.float64)
+    assert img.dtype == torch.float64
+    torch.testing.assert_close(img.float(), draw(size=SIZE), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint8, torch.bool, torch.complex64, "float32"])
+@pytest.mark.parametrize("name,draw", DRAWINGS, ids=[d[0] for d in DRAWINGS])
+def test_non_floating_dtype_is_rejected_by_name(name, draw, dtype):
+    with pytest.raises(TypeError, match="parameter 'dtype' must be a floating torch dtype"):
+        draw(size=SIZE, dtype=dtype)

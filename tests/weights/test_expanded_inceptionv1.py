@@ -64,8 +64,17 @@ def test_layer_errors(model):
         expanded_weights(model, "mixed3a", "mixed3bb")
     with pytest.raises(ValueError, match="does not depend on layer 'mixed4a'"):
         expanded_weights(model, "mixed4a", "mixed3b")
-    with pytest.raises(ValueError, match="cannot pass torch function/method 'flatten'"):
-        expanded_weights(model, "mixed5b", "softmax2_pre_activation_matmul", source_channels=[0])
+
+
+def test_last_block_to_logits_through_the_pool_and_flatten(model):
+    """avgpool0 (7x7) -> flatten -> the linear layer: one 7x7 kernel per logit, the gradient's."""
+    e = expand(model, "mixed5b", "softmax2_pre_activation_matmul", source_channels=[0, 500])
+    assert tuple(e.weights.shape) == (1008, 2, 7, 7) and e.offset == (0, 0)
+    want = expanded_weights_by_gradient(model, "mixed5b", "softmax2_pre_activation_matmul", e, [0, 1007], input_size=224)
+    assert want.abs().max() > 1e-5
+    torch.testing.assert_close(e.weights[[0, 1007]], want[:, [0, 500]], rtol=1e-9, atol=1e-15)
+    linear = model.softmax2_pre_activation_matmul.weight.detach()
+    torch.testing.assert_close(e.weights[:, :, 3, 3], linear[:, [0, 500]] / 49)
 
 
 def test_deep_pair_in_float32_matches_float64(model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import pytest
@@ -269,3 +270,28 @@ def test_functional_relus_are_recorded_as_identities():
     assert tuple(e.weights.shape) == (3, 4, 5, 5)
     want = expanded_weights_by_gradient(model, "conv0", "conv2", e, [0, 2], input_size=16)
     torch.testing.assert_close(e.weights[[0, 2]], want, rtol=1e-10, atol=1e-12)
+
+
+def test_half_precision_models_get_float32_weights():
+    model = _seeded(TinyLinear(), 11)
+    for low in (torch.bfloat16, torch.float16):
+        rounded = copy.deepcopy(model).to(low)
+        got = expanded_weights(rounded, "inp", "conv3")
+        assert got.dtype == torch.float32
+        # the same numbers as the rounded weights composed in float64
+        want = expanded_weights(copy.deepcopy(rounded).double(), "inp", "conv3")
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.float64"):
+        expanded_weights(model, "inp", "conv3", dtype=torch.float16)
+
+
+def test_source_channel_selections_that_are_empty_or_not_integers_are_named():
+    model = _seeded(TinyLinear(), 12)
+    with pytest.raises(ValueError, match="source_channels is empty: pass at least one channel of layer 'inp' \\(0..1\\)"):
+        expanded_weights(model, "inp", "conv3", source_channels=[])
+    with pytest.raises(TypeError, match="integer channel indices"):
+        expanded_weights(model, "inp", "conv3", source_channels=[0.5])
+    with pytest.raises(TypeError, match="integer channel indices"):
+        expanded_weights(model, "inp", "conv3", source_channels=[True])
+    full = expanded_weights(model, "inp", "conv3")
+    torch.testing.assert_close(expanded_weights(model, "inp", "conv3", source_channels=torch.tensor([1, 0])), full[:, [1, 0]])

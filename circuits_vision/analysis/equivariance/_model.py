@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from circuits_vision.analysis._arguments import check_family_search
 from circuits_vision.analysis.equivariance import _detect as D
 from circuits_vision.analysis.equivariance._kernels import family_gather, unit_kernels, validate_units
 from circuits_vision.analysis.equivariance._result import EquivarianceResult, Family, Settings
@@ -64,6 +65,8 @@ def report(
     Raises:
         UnknownLayerError (unknown layer), IndexError (unit out of range), ValueError (bad kind/method).
     """
+    check_family_search(threshold=threshold, invariant_threshold=invariant_threshold, min_members=min_members,
+                        units=units, steps=steps)
     if kind not in D.KINDS:
         raise ValueError(f"kind must be one of {D.KINDS}, got {kind!r}")
     if method not in ("weights", "visualization", "tuning"):

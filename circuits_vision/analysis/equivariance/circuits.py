@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from circuits_vision.analysis.equivariance._edit import direct_conv
 from circuits_vision.analysis.equivariance._grouping import circular_difference
 from circuits_vision.analysis.equivariance._result import Family
 
-__all__ = ["CircuitResult", "circuit", "direct_conv", "tuned_family"]
+__all__ = ["CircuitResult", "circuit", "tuned_family"]
 
 
 @dataclass

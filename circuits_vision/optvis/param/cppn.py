@@ -42,6 +42,7 @@ def cppn(
     num_hidden_channels: int = 24,
     num_layers: int = 8,
     activation: Callable[[torch.Tensor], torch.Tensor] = composite_activation,
+    normalize: bool = False,
     generator: Generators = None,
     device: torch.device | str | None = None,
 ) -> tuple[list[torch.Tensor], Callable[[], torch.Tensor]]:
@@ -49,8 +50,10 @@ def cppn(
 
     Weights start ``N(0, 1/fan_in)``, hidden biases ``N(0, 0.1)``, the output layer's weights at
     zero (so the first image is flat grey), as in lucid. ``activation`` maps ``[N, C, P]`` to
-    ``[N, C', P]``; the default doubles the channels. lucid trains CPPNs with a smaller learning
-    rate than pixel images (Adam 0.005 in its notebook).
+    ``[N, C', P]``; the default doubles the channels. ``normalize=True`` normalises each hidden
+    layer's channels over the pixels before the activation (lucid's instance norm, without the
+    learned scale). lucid trains CPPNs with a smaller learning rate than pixel images and without
+    transforms (Adam 0.005 in its notebook).
 
     Returns ``(params, image_f)`` with ``image_f() -> [batch, num_output_channels, H, W]`` in [0, 1].
     """
@@ -73,7 +76,10 @@ def cppn(
     def inner() -> torch.Tensor:
         net = coords.expand(batch, -1, -1)
         for w, b in zip(weights[:-1], biases[:-1]):
-            net = activation(torch.baddbmm(b, w, net))
+            net = torch.baddbmm(b, w, net)
+            if normalize:
+                net = torch.nn.functional.instance_norm(net)
+            net = activation(net)
         rgb = torch.sigmoid(torch.baddbmm(biases[-1], weights[-1], net))
         return rgb.reshape(batch, num_output_channels, height, width)
 

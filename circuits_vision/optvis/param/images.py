@@ -158,13 +158,21 @@ class Pixel(ParamFactory):
 
 @dataclass(frozen=True)
 class CPPN(ParamFactory):
-    """Compositional pattern-producing network (use a small learning rate, e.g. Adam 0.005)."""
+    """Compositional pattern-producing network, with the defaults of lucid's CPPN notebook (xy2rgb).
+
+    ``render(param="cppn")`` (or ``param=CPPN()``) without ``optimizer`` / ``transforms`` uses
+    Adam at ``learning_rate`` (0.005) and no transforms, as that notebook does: the network's
+    smoothness already regularises the image, and at the pixel images' 0.05 the output layer
+    saturates to a flat colour within a few steps.
+    """
 
     num_hidden_channels: int = 24
     num_layers: int = 8
+    normalize: bool = False
+    learning_rate: float = 0.005
 
     def __call__(self, *, batch, height, width, generator, device):
         return cppn(
             width, height, batch=batch, num_hidden_channels=self.num_hidden_channels,
-            num_layers=self.num_layers, generator=generator, device=device,
+            num_layers=self.num_layers, normalize=self.normalize, generator=generator, device=device,
         )

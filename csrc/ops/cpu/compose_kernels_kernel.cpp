@@ -7,6 +7,8 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <torch/library.h>
 
 #include "../compose_kernels.h"
@@ -108,7 +110,9 @@ at::Tensor compose_kernels_cpu(const at::Tensor& outer, const at::Tensor& inner,
   const ComposeGeometry g = make_geometry(outer, inner, stride, dilation);
   const int64_t M = outer.size(1);
   if (g.O == 1 && M == 1) return compose_shared_filter_cpu(outer, inner, g);
-  if (M > 1 && outer.scalar_type() == at::kFloat && at::globalContext().userEnabledMkldnn()) {
+  // oneDNN describes a convolution with int32 sizes; larger compositions take the tap loop
+  const bool fits_int32 = g.kh <= std::numeric_limits<int32_t>::max() && g.kw <= std::numeric_limits<int32_t>::max();
+  if (M > 1 && fits_int32 && outer.scalar_type() == at::kFloat && at::globalContext().userEnabledMkldnn()) {
     return compose_by_convolution_cpu(outer, inner, g);
   }
   return compose_kernels_forward(outer, inner, stride, dilation, accumulate_cpu);

@@ -1,0 +1,79 @@
+"""Figures of the Curve Circuits experiments (display only): weight vs orientation, echo, replacement.
+
+Built with ``matplotlib.figure.Figure`` (no pyplot state, headless with Agg).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def weight_vs_orientation_figure(circuit, *, size: float = 4.0) -> Figure:
+    """Net expanded weight of every (target curve, source curve) pair against their orientation difference.
+
+    ``circuit``: a :class:`~circuits_vision.analysis.curve_circuits.CurveCircuit`. Dots are pairs, the
+    line the mean per 45-degree bin, the grey band the 5-95% range of those means with the source
+    orientations shuffled.
+    """
+    fig = Figure(figsize=(size * 1.5, size))
+    ax = fig.add_subplot()
+    delta, net = circuit.delta.flatten().numpy(), circuit.net.flatten().numpy()
+    colour = np.where(net > 0, "tab:red", "tab:blue")
+    ax.scatter(delta, net, s=10, c=colour, alpha=0.6, linewidths=0)
+    bins = np.array(circuit.bins + [180.0])  # repeat the -180 bin at +180 so the curve closes
+    profile = np.array(circuit.profile + circuit.profile[:1])
+    low = np.array(circuit.null_low + circuit.null_low[:1])
+    high = np.array(circuit.null_high + circuit.null_high[:1])
+    ax.fill_between(bins, low, high, color="0.8", label="shuffled orientations (5-95%)")
+    ax.plot(bins, profile, color="k", marker="o", lw=1.5, label="mean per 45 deg")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xticks(np.arange(-180, 181, 45))
+    ax.set_xlabel(f"orientation difference {circuit.target} - {circuit.source} (deg)")
+    ax.set_ylabel("net expanded weight")
+    ax.set_title(f"{circuit.source} -> {circuit.target} curve circuit: r = {circuit.correlation:.2f} with cos, "
+                 f"p = {circuit.p_value:.2g}", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def echo_tuning_figure(report, *, size: float = 4.0) -> Figure:
+    """Tuning curve of the edited unit before (black) and after (red) removing its opposite inhibition.
+
+    ``report``: a :class:`~circuits_vision.analysis.curve_experiments.EchoReport`.
+    """
+    fig = Figure(figsize=(size * 1.5, size))
+    ax = fig.add_subplot()
+    angles = report.orientations.numpy()
+    ax.plot(angles, report.before.numpy(), color="k", label="original")
+    ax.plot(angles, report.after.numpy(), color="tab:red", label="opposite inhibition removed")
+    ax.axvline(report.preferred_orientation, color="k", ls=":", lw=0.8)
+    ax.axvline((report.preferred_orientation + 180) % 360, color="tab:red", ls=":", lw=0.8)
+    ax.set_xticks(np.arange(0, 361, 45))
+    ax.set_xlabel("curve orientation (deg)")
+    ax.set_ylabel("response (baseline std)")
+    ax.set_title(f"{report.target}:{report.unit}: echo {report.echo_before:.2f} -> {report.echo_after:.2f}", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def replacement_figure(report, *, size: float = 4.0) -> Figure:
+    """Accuracy per curve class (and overall): original, curve detectors ablated, hand-built ones.
+
+    ``report``: a :class:`~circuits_vision.analysis.curve_experiments.ReplacementReport`.
+    """
+    rows = report.table()
+    fig = Figure(figsize=(size * 2, size))
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    for k, (key, colour) in enumerate((("original", "0.3"), ("ablated", "tab:blue"), ("hand_built", "tab:orange"))):
+        ax.bar(x + (k - 1) * 0.27, [100 * r[key] for r in rows], width=0.27, color=colour, label=key.replace("_", "-"))
+    ax.set_xticks(x, [r["class"] for r in rows], rotation=45, fontsize=7)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, frameon=False, ncols=3, loc="lower left")
+    ax.set_title(f"{report.target} curve detectors: original / ablated / hand-built", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,108 @@
+"""Curve circuit statistic, the expanded-weight edit behind the echo, kernel rotation and the equivariant template."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from circuits_vision.analysis import curve_experiments as ce
+from circuits_vision.analysis.curve_circuits import curve_circuit, orientation_difference
+from circuits_vision.analysis.tuning import CurveDetector
+from circuits_vision.models.inception import BlockSpec, ConvSpec, InceptionNet, InceptionSpec, Preprocess
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def detector(unit: int, orientation: float) -> CurveDetector:
+    return CurveDetector(unit, orientation, 5.0, 0.5, 0.5, 90.0, 1.0)
+
+
+def test_orientation_difference_wraps():
+    got = orientation_difference(torch.tensor([10.0, 350.0, 180.0]), torch.tensor([350.0, 10.0, 0.0]))
+    assert got.tolist() == [20.0, -20.0, -180.0]
+
+
+def test_curve_circuit_of_a_cosine_profile_is_perfect_and_of_noise_is_not():
+    src = [detector(u, 45.0 * u) for u in range(8)]
+    tgt = [detector(u, 45.0 * u + 10) for u in range(8)]
+    delta = orientation_difference(torch.tensor([d.preferred_orientation for d in tgt])[:, None],
+                                   torch.tensor([d.preferred_orientation for d in src])[None, :])
+    weights = torch.zeros(8, 8, 3, 3)
+    weights[:, :, 1, 1] = torch.cos(torch.deg2rad(delta))
+    found = curve_circuit(None, "a", "b", source_detectors=src, target_detectors=tgt, weights=weights, permutations=2000)
+    assert found.correlation == pytest.approx(1.0)
+    assert found.p_value < 0.01 and found.null_std > 0.05
+    assert found.aligned_mean > 0.9 and found.opposite_mean < -0.9 and found.excites_aligned and found.inhibits_opposite
+    assert len(found.table()) == 64 and "p = " in str(found) and "pairs=64" in repr(found)
+    # Bin 0 (delta in [-22.5, 22.5)) holds the +10 deg pairs: cos(10 deg).
+    assert found.profile[found.bins.index(0.0)] == pytest.approx(math.cos(math.radians(10)), abs=1e-5)
+
+    noise = torch.randn(8, 8, 3, 3, generator=torch.Generator().manual_seed(0))
+    shuffled = curve_circuit(None, "a", "b", source_detectors=src, target_detectors=tgt, weights=noise, permutations=2000)
+    assert abs(shuffled.correlation) < 0.35 and shuffled.p_value > 0.01
+
+
+def test_curve_circuit_needs_two_detectors_per_layer():
+    with pytest.raises(ValueError, match="at least 2"):
+        curve_circuit(None, "a", "b", source_detectors=[detector(0, 0.0)], target_detectors=[detector(0, 0.0)] * 2,
+                      weights=torch.zeros(1, 1, 1, 1))
+
+
+def test_rotate_kernels_turns_counter_clockwise_with_y_up():
+    kernel = torch.zeros(5, 5)
+    kernel[2, 4] = 1.0  # x = +2, y = 0 (right of centre)
+    turned = ce.rotate_kernels(kernel, 90.0)
+    assert turned[0, 2] == pytest.approx(1.0)  # y = +2 (top row)
+    assert float(turned.sum()) == pytest.approx(1.0)
+    assert torch.allclose(ce.rotate_kernels(kernel, 360.0), kernel, atol=1e-6)
+
+
+def test_template_rebuilds_exactly_equivariant_weights():
+    base = torch.randn(8, 5, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    src = [detector(u, 90.0 * u) for u in range(4)]
+    tgt = [detector(u, 90.0 * u) for u in range(4)]
+    E = torch.zeros(4, 4, 5, 5, dtype=torch.float64)
+    for j, t in enumerate(tgt):
+        for i, s in enumerate(src):
+            k = int(((orientation_difference(torch.tensor(t.preferred_orientation), torch.tensor(s.preferred_orientation))
+                      + 180 + 22.5) // 45) % 8)
+            E[j, i] = ce.rotate_kernels(base[k], t.preferred_orientation)
+    built, template = ce._template(E, tgt, src)
+    assert torch.allclose(built, E, atol=1e-9)
+    assert template.shape == (8, 5, 5)
+
+
+def tiny_inception() -> InceptionNet:
+    spec = InceptionSpec(
+        stem=(ConvSpec("conv2d0", 6, 3, stride=2),),
+        blocks=(BlockSpec("mixed3a", 4, 3, 4, 2, 3, 3), BlockSpec("mixed3b", 4, 3, 4, 2, 3, 3)),
+        num_classes=0, preprocess=Preprocess(scale=2.0, offset=-1.0), input_size=16)
+    return InceptionNet(spec, generator=torch.Generator().manual_seed(0)).eval()
+
+
+def test_expanded_edit_of_a_1x1_unit_equals_editing_its_weights():
+    model = tiny_inception()
+    images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    found = ce._expansion(model, "mixed3a", "mixed3b")
+    unit = 1  # in mixed3b's 1x1 branch: a direct 1x1 convolution of mixed3a
+    delta = torch.zeros(found.weights.shape[1:])
+    delta[[0, 5], found.offset[0], found.offset[1]] = torch.tensor([0.7, -0.4])
+    from circuits_vision.hooks import run_with_cache
+
+    with ce._ExpandedEdit(model, "mixed3a", "mixed3b", {unit: delta}, found.offset):
+        edited = run_with_cache(model, images, ["mixed3b_pre_relu"])["mixed3b_pre_relu"]
+    plain = run_with_cache(model, images, ["mixed3b_pre_relu"])["mixed3b_pre_relu"]
+    conv = model.mixed3b_1x1_pre_relu_conv
+    with torch.no_grad():
+        conv.weight[unit, 0, 0, 0] += 0.7
+        conv.weight[unit, 5, 0, 0] -= 0.4
+    direct = run_with_cache(model, images, ["mixed3b_pre_relu"])["mixed3b_pre_relu"]
+    assert not torch.allclose(plain[:, unit], direct[:, unit])
+    assert torch.allclose(edited, direct, atol=1e-6)
+
+
+def test_edits_need_branches():
+    with pytest.raises(ValueError, match="branch_ranges"):
+        ce._branch_of(torch.nn.Conv2d(1, 1, 1), "x", 0)
