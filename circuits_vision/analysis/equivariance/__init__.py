@@ -45,8 +45,8 @@ from circuits_vision.analysis.equivariance._detect import (
     families_from_kernels,
     families_from_tuning,
     orientation_error,
-    reflection_pairs_from_kernels,
 )
+from circuits_vision.analysis.equivariance._mirror import reflection_pairs_from_kernels
 from circuits_vision.analysis.equivariance._grouping import circular_difference
 from circuits_vision.analysis.equivariance._kernels import family_gather, unit_kernels
 from circuits_vision.analysis.equivariance._model import earlier_layers, orientation_tuning, report

@@ -8,6 +8,7 @@ from torch import nn
 from circuits_vision.analysis._arguments import check_family_search
 from circuits_vision.analysis.equivariance import _detect as D
 from circuits_vision.analysis.equivariance._kernels import family_gather, unit_kernels, validate_units
+from circuits_vision.analysis.equivariance._mirror import reflection_pairs_from_kernels
 from circuits_vision.analysis.equivariance._result import EquivarianceResult, Family, Settings
 from circuits_vision.hooks import layer_names, layer_shape, resolve_layer
 
@@ -117,7 +118,7 @@ def report(
 
 def _detect(kernels, kind, units, gather, steps, invariant_threshold, min_span, center, options) -> EquivarianceResult:
     if kind == "reflection":
-        return D.reflection_pairs_from_kernels(kernels, units=units, gather=None, alpha=options["alpha"],
+        return reflection_pairs_from_kernels(kernels, units=units, gather=None, alpha=options["alpha"],
                                                threshold=options["threshold"], null=options["null"],
                                                null_units=options["null_units"], seed=options["seed"])
     return D.families_from_kernels(kernels, kind, steps=steps, invariant_threshold=invariant_threshold, units=units,

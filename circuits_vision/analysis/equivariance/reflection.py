@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from circuits_vision.analysis.equivariance._detect import reflection_pairs_from_kernels
+from circuits_vision.analysis.equivariance._mirror import reflection_pairs_from_kernels
 from circuits_vision.analysis.equivariance._model import report
 from circuits_vision.analysis.equivariance._result import EquivarianceResult
 
