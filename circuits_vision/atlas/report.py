@@ -109,7 +109,9 @@ def _families_section(model, layer, source, out: Path, atlas_dir, title: str, de
     found = equivariance.report(model, layer, source=source, kind="rotation", **detection)
     units = detection.get("units")
     among = "all units" if units is None else f"units {units[0]}-{units[-1]} only" if units else "no units"
-    settings = (f"threshold {detection.get('threshold', equivariance.ROTATION_THRESHOLD)}, at least "
+    rule = (f"FDR q < {detection.get('alpha', equivariance.ALPHA)}" if detection.get("threshold") is None
+            else f"threshold {detection['threshold']}")
+    settings = (f"{rule}, at least "
                 f"{detection.get('min_members', equivariance.MIN_MEMBERS)} members, {among}")
     parts = [f"<h2>{_e(title)}</h2><p class=\"settings\" id=\"detection-{_e(slug(layer))}\">detection: {_e(settings)}</p>"
              f"<pre>{_e(found)}</pre>"]
