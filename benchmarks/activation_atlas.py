@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--objective", default="direction", choices=["direction", "direction_neuron"])
     parser.add_argument("--compare", type=int, default=16, help="cells to render one at a time (0: skip)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--class-target", default=None, choices=list(SHAPE_CLASSES),
+                        help="a class-filtered atlas: only activations pushing toward this shape class")
     parser.add_argument("--curves-only", action="store_true",
                         help="only the held-out scenes of curves (any orientation): the atlas of the curve region")
     args = parser.parse_args()
@@ -101,9 +103,14 @@ def main() -> None:
     result = atlas.activation_atlas(model, args.layer, images, labels=labels, label_names=list(SHAPE_CLASSES),
                                     grid=args.grid, n_images=args.images,
                                     positions_per_image=args.positions, reducer=args.reducer, min_count=args.min_count,
-                                    steps=args.steps, size=args.size, sampling=args.sampling, objective=args.objective)
+                                    steps=args.steps, size=args.size, sampling=args.sampling, objective=args.objective,
+                                    class_target=None if args.class_target is None else SHAPE_CLASSES.index(args.class_target))
     total = time.perf_counter() - start
     print(result)
+    if args.class_target is not None:
+        share = float((result.labels == SHAPE_CLASSES.index(args.class_target)).float().mean())
+        print(f"{share:.1%} of the kept activations come from {args.class_target} scenes "
+              f"(1/{len(SHAPE_CLASSES)} = {1 / len(SHAPE_CLASSES):.1%} of all scenes)")
     print(f"atlas built in {total:.1f} s ({len(result.cells)} cells, {args.steps} steps, {args.size} px, reducer {result.reducer})")
 
     if args.compare:

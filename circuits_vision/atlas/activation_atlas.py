@@ -36,6 +36,7 @@ from torch import nn
 
 from circuits_vision import hooks
 from circuits_vision.analysis import attribute
+from circuits_vision.models.train_shapes import HELDOUT_SEED_OFFSET
 from circuits_vision.optvis import objectives as obj
 from circuits_vision.optvis import render
 
@@ -44,8 +45,8 @@ __all__ = ["ActivationAtlas", "OBJECTIVES", "REDUCERS", "SAMPLINGS", "activation
 REDUCERS = ("auto", "umap", "tsne", "pca")
 SAMPLINGS = ("uniform", "norm")
 OBJECTIVES = {"direction": obj.direction, "direction_neuron": obj.direction_neuron}
-HELDOUT_SEED = 1_000_003
-"""Seed of the shipped model's held-out scenes (``models.train_shapes``: training seed 0 + its offset)."""
+HELDOUT_SEED = 0 + HELDOUT_SEED_OFFSET
+"""Seed of the shipped model's held-out scenes: its training seed (0) plus the held-out offset."""
 
 
 @dataclass

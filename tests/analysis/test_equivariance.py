@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from circuits_vision.analysis import _equivariance_transforms as T
+from circuits_vision.analysis.equivariance import transforms as T
 from circuits_vision.analysis import equivariance as eq
 from circuits_vision.models import planted
 
@@ -205,7 +205,7 @@ def test_visualization_method_compares_rotated_images():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_random_control_reports_nothing_at_default_thresholds(seed):
+def test_random_control_reports_nothing_at_the_defaults(seed):
     model = planted.random_control(seed).model
     for layer in ("edges", "curves"):
         for kind in ("rotation", "hue", "scale", "reflection"):
@@ -221,8 +221,19 @@ def test_random_control_reports_nothing_at_default_thresholds(seed):
 
 def test_layer_without_spatial_extent_gives_explained_empty_result():
     pm = planted.union_unit()
-    report = eq.report(pm.model, pm.truth["union"]["layer"], source=pm.truth["curves"]["layer"])
+    report = eq.report(pm.model, pm.truth["union"]["layer"], source=pm.truth["curves"]["layer"], extent=False)
     assert report.empty and "no spatial extent" in report.explanation
+
+
+def test_units_without_extent_take_kernels_from_an_earlier_layer():
+    """The 1x1 union unit has 1x1 kernels from "curves"; from "edges" (through the curves) it has extent."""
+    pm = planted.union_unit()
+    layer, unit = pm.truth["union"]["layer"], pm.truth["union"]["unit"]
+    report = eq.report(pm.model, layer, source=pm.truth["curves"]["layer"], kind="reflection")
+    assert report.sources == {unit: "edges"}
+    assert "took their kernels from edges" in report.explanation
+    direct = eq.unit_kernels(pm.model, layer, "edges", units=[unit])
+    assert direct.shape[-1] >= 3 and float(direct.abs().sum()) > 0
 
 
 def test_too_few_units_and_bad_indices():

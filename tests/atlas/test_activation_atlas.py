@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import re
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ from torch import nn
 
 from circuits_vision import atlas
 from circuits_vision.hooks import run_with_cache
+from circuits_vision.models.shapes import metadata_path
 from circuits_vision.stimuli.scenes import random_scenes
 
 # the module (the package attribute of the same name is the function)
@@ -137,6 +139,7 @@ def test_norm_sampling_never_picks_a_silent_position_and_the_neuron_objective_re
 
 
 def test_heldout_scenes_are_the_held_out_stream_not_the_training_one():
+    assert json.loads(metadata_path().read_text())["heldout"]["seed"] == AA.HELDOUT_SEED
     first = next(AA.heldout_scenes(4, batch_size=4, size=32))
     images, labels = random_scenes(4, torch.Generator().manual_seed(AA.HELDOUT_SEED), size=32)
     assert torch.equal(first[0], images) and torch.equal(first[1], labels["shape"])
