@@ -7,7 +7,8 @@ published mixed3b curve unit reads only its published 3a partner, through a 5x5 
 partner's own response map to a curve at the unit's published orientation (a matched filter): so
 379 <- 147 is its strongest input, the curve family sits at its published orientations, inside the 5x5
 branch, and the 3a black-and-white units are colour-blind (their relay weighs R, G, B equally; the
-curve partners' relay reads red only, so they see colour). Every other weight stays random.
+curve partners' relay reads red only, so they see colour). The high-low frequency units' weights get the published NMF factors
+(:func:`_plant_high_low_frequency`). Every other weight stays random.
 """
 
 from __future__ import annotations
@@ -54,7 +55,26 @@ def _quiet_neighbours(conv, channel):
                     conv.bias[c] = 0
 
 
-def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: bool = True):
+def _plant_high_low_frequency(model):
+    """The 15 high-low frequency units read the published high-frequency conv2d2 units (weighted by their
+    published NMF coefficients) at the top row of their 3x3 kernel and the low-frequency ones at the bottom
+    row, through two channels of the 3x3 bottleneck: the weights factor into those two groups."""
+    hlf = facts.high_low_frequency()
+    bottleneck, conv3x3 = _conv(model, "mixed3a_3x3_bottleneck"), _conv(model, "mixed3a_3x3")
+    with torch.no_grad():
+        for channel, name in ((1, "conv2d2_factor_high"), (2, "conv2d2_factor_low")):
+            bottleneck.weight[channel] = 0
+            bottleneck.bias[channel] = 0
+            for unit, coefficient in hlf["factor_coefficients"][name].items():
+                bottleneck.weight[channel, int(unit), 0, 0] = coefficient
+        for unit in hlf["mixed3a_units"]:
+            conv3x3.weight[unit - 64] = 0
+            conv3x3.weight[unit - 64, 1, 0, :] = 1.0
+            conv3x3.weight[unit - 64, 2, 2, :] = 1.0
+            conv3x3.bias[unit - 64] = 0
+
+
+def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: bool = True, frequency: bool = True):
     """Random InceptionV1 (seed ``seed``) with the curve family, the aligned 3a->3b pairs and the mixed3a
     black-and-white 5x5 units planted (``curves`` / ``bw`` turn them off). Templates are made at ``size`` px."""
     model = inceptionv1(generator=torch.Generator().manual_seed(seed))
@@ -84,6 +104,8 @@ def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: 
         _one_hot_row(bottleneck, 0, GREY_CONV2D2)
         for unit in facts.family("mixed3a", "BW vs Color"):
             _one_hot_row(conv5x5, unit - 192, 0)
+    if frequency:
+        _plant_high_low_frequency(model)
     if curves:
         _plant_curve_family(model, size, pairs, partners)
     return model.eval()

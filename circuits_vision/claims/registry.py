@@ -39,7 +39,7 @@ def claim(name: str, *, article: str, figure: str, published: str, requires: tup
 
 def select(pattern: str | list[str] | None) -> list[Claim]:
     """The registered claims matching ``pattern`` (a name, a glob such as ``"curve*"``, or a list of them)."""
-    from circuits_vision.claims import branches, curves, equivariance, families  # noqa: F401  (registers the claims)
+    from circuits_vision.claims import branches, curves, equivariance, families, frequency  # noqa: F401  (registers)
 
     if pattern is None:
         return list(CLAIMS.values())

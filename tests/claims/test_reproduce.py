@@ -19,7 +19,7 @@ from planted_inceptionv1 import planted_inceptionv1
 
 SIZE = 64
 PLANTED = ("curve_detectors", "curve_circuits", "branch_bw_mixed3a_5x5", "branch_curves_mixed3b_5x5",
-           "equivariance_mixed3b_curves")
+           "equivariance_mixed3b_curves", "high_low_frequency_factors")
 
 
 def random_inceptionv1(seed: int = 0):
@@ -38,7 +38,7 @@ def random_report():
 
 def test_every_claim_runs(planted_report):
     assert [r.claim for r in planted_report.results] == list(CLAIMS) == claims.available_claims()
-    assert len(CLAIMS) >= 8
+    assert len(CLAIMS) >= 9
 
 
 @pytest.mark.parametrize("name", PLANTED)
@@ -56,6 +56,9 @@ def test_planted_numbers(planted_report):
     assert bw["recall"] == 1.0 and bw["p_value"] < 1e-3
     family = planted_report["early_vision_mixed3b_curves"].numbers
     assert family["recall"] == 1.0  # the planted family is found; the other published lists are not planted
+    frequency = planted_report["high_low_frequency_factors"].numbers
+    assert frequency["top_high"] == [119, 102, 123, 90, 173]  # in the published coefficient order
+    assert frequency["overlap_low"] == 5
     rotation = planted_report["equivariance_mixed3b_curves"].numbers
     assert rotation["fraction"] >= 6 / 7 and rotation["median_angle_error_deg"] < 15
 
