@@ -4,7 +4,7 @@ Darkness relays (black = 1, white = 0) are carried from the image to
 chosen channels through conv2d0 -> conv2d1 -> conv2d2 -> mixed3a's 3x3 branch (the published 3a curve
 partners of the aligned pairs) and mixed3a's 5x5 branch (its 9 published black-and-white units). Each
 published mixed3b curve unit reads only its published 3a partner, through a 5x5 kernel that is the
-partner's own response map to a curve at the unit's published orientation (a matched filter): so
+partner's own response map to a curve at the unit's published orientation (fitted to respond at that orientation and not to lines): so
 379 <- 147 is its strongest input, the curve family sits at its published orientations, inside the 5x5
 branch, and the 3a black-and-white units are colour-blind (their relay weighs R, G, B equally; the
 curve partners' relay reads red only, so they see colour). The high-low frequency units' weights get the published NMF factors
@@ -26,8 +26,17 @@ from circuits_vision.models import facts, inceptionv1
 # sees colour, so the curve partners are not black-and-white units) and grey darkness (colour-blind).
 RED_STEM, RED_CONV2D2 = 19, 100
 GREY_STEM, GREY_CONV2D2 = 40, 150
-THRESHOLD = 0.3  # curve units fire above this fraction of their weakest preferred-curve drive
+BLUR_SIGMA = 1.5
+BUMP_DEG = 25.0  # width of the planted orientation tuning
+RIDGE = 1e-3
+GAIN = 10.0  # response at the preferred curve (the noise baseline is silent, so this is its scale)
 LRN_RADIUS = 5
+
+
+def _gaussian7(sigma: float) -> torch.Tensor:
+    x = torch.arange(7.0) - 3
+    g = torch.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma**2))
+    return g / g.sum()
 
 
 def _conv(model, name):
@@ -80,11 +89,13 @@ def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: 
     model = inceptionv1(generator=torch.Generator().manual_seed(seed))
     conv0, conv1, conv2 = _conv(model, "conv2d0"), _conv(model, "conv2d1"), _conv(model, "conv2d2")
     with torch.no_grad():
-        # conv2d0 sees x * 255 - 117: darkness = (138 - value) / 255 (averaged over 3x3), 0 on white.
+        # conv2d0 sees x * 255 - 117: darkness = (138 - value) / 255, blurred over the whole 7x7 kernel
+        # so the coarse maps downstream do not alias with where a stroke falls on the stride-8 grid.
+        blur = _gaussian7(BLUR_SIGMA)
         conv0.weight[RED_STEM] = 0
-        conv0.weight[RED_STEM, 0, 2:5, 2:5] = -1.0 / (255 * 9)
+        conv0.weight[RED_STEM, 0] = -blur / 255
         conv0.weight[GREY_STEM] = 0
-        conv0.weight[GREY_STEM, :, 2:5, 2:5] = -1.0 / (3 * 255 * 9)
+        conv0.weight[GREY_STEM, :] = -blur / (3 * 255)
         conv0.bias[[RED_STEM, GREY_STEM]] = 138.0 / 255.0
     for stem, relay in ((RED_STEM, RED_CONV2D2), (GREY_STEM, GREY_CONV2D2)):
         _quiet_neighbours(conv0, stem)
@@ -111,28 +122,55 @@ def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: 
     return model.eval()
 
 
-def _plant_curve_family(model, size, pairs, partners):
+def _plant_curve_family(model, size, pairs, partners, rounds: int = 3):
     bottleneck, conv5x5 = _conv(model, "mixed3b_5x5_bottleneck"), _conv(model, "mixed3b_5x5")
     for k, unit in enumerate(partners):
         _one_hot_row(bottleneck, k, unit)
-    center = receptive_field_center(model, "mixed3b", size=size)
+    # The stimuli are drawn where mixed3b's centre position looks, which the planted units themselves
+    # move (it is a gradient centroid over every channel): plant, re-measure, plant again until it settles.
+    for _ in range(rounds):
+        center = receptive_field_center(model, "mixed3b", size=size)
+        _write_curve_templates(model, size, pairs, partners, center)
+        after = receptive_field_center(model, "mixed3b", size=size)
+        if max(abs(a - b) for a, b in zip(after, center)) < 0.5:
+            return
+    raise RuntimeError("the receptive-field centre did not settle; plant at another size")
+
+
+def _write_curve_templates(model, size, pairs, partners, center):
+    """Each curve unit's 5x5 kernel (and bias) on its partner's map, fitted by ridge regression so that
+    its response to curves at every orientation and radius is a bump at its published orientation and
+    its response to straight lines is below zero (every partner carries the same relay, so one set of
+    response maps serves all units)."""
+    conv5x5 = _conv(model, "mixed3b_5x5")
     radii = [size / 8, size / 6, size / 4.5, size / 3.5]
     thickness = max(1.5, size / 32)
-    line_angles = torch.arange(0.0, 180.0, 5.0)
-    lines = stimuli.lines(line_angles, length=sum(radii) / len(radii) * math.pi / 2, thickness=thickness,
-                          center=center, size=size)
+    angles = torch.arange(0.0, 360.0, 5.0)
+    grid_angles = angles.repeat_interleave(len(radii))
+    grid_radii = torch.tensor(radii).repeat(len(angles))
+    curves = stimuli.curves(grid_angles, grid_radii, angular_width=90.0, thickness=thickness, center=center, size=size)
+    lines = stimuli.lines(torch.arange(0.0, 180.0, 5.0), length=sum(radii) / len(radii) * math.pi / 2,
+                          thickness=thickness, center=center, size=size)
+    # Uniform noise (the tuning curves' baseline) and flat greys: the unit should stay silent on them.
+    quiet = torch.cat([torch.rand(16, 3, size, size, generator=torch.Generator().manual_seed(1)),
+                       torch.linspace(0, 1, 11)[:, None, None, None].expand(11, 3, size, size)])
+    source = partners[0]
+    windows = torch.cat([_centre_windows(model, curves, source), _centre_windows(model, lines, source),
+                         _centre_windows(model, quiet, source)])
+    design = torch.cat([windows.flatten(1), torch.ones(len(windows), 1)], dim=1).double()  # [N, 26]
+    scale = design[:, :-1].abs().max()
+    design[:, :-1] /= scale
     for unit, angle in facts.curve_orientations("mixed3b").items():
-        source = pairs[unit]
-        images = stimuli.curves(torch.tensor([angle] * len(radii)), torch.tensor(radii), angular_width=90.0,
-                                thickness=thickness, center=center, size=size)
-        windows = _centre_windows(model, images, source)
-        line_windows = _centre_windows(model, lines, source)
-        template = _discriminative(windows.mean(0), line_windows)
-        drive = (windows * template).sum(dim=(1, 2)).min()  # the weakest radius's drive
+        off = torch.remainder(grid_angles - angle, 360.0)
+        off = torch.minimum(off, 360.0 - off)
+        target = torch.cat([torch.exp(-(off**2) / (2 * BUMP_DEG**2)) - 0.3, torch.full((len(lines),), -0.6),
+                            torch.full((len(quiet),), -0.5)]) * GAIN
+        solution = torch.linalg.solve(design.T @ design + RIDGE * torch.eye(design.shape[1], dtype=design.dtype),
+                                      design.T @ target.double())
         with torch.no_grad():
             conv5x5.weight[unit - 320] = 0
-            conv5x5.weight[unit - 320, partners.index(source)] = template
-            conv5x5.bias[unit - 320] = -THRESHOLD * drive
+            conv5x5.weight[unit - 320, partners.index(pairs[unit])] = (solution[:-1] / scale).reshape(5, 5).float()
+            conv5x5.bias[unit - 320] = float(solution[-1])
 
 
 def _centre_windows(model, images, channel):
@@ -141,16 +179,3 @@ def _centre_windows(model, images, channel):
         maps = run_with_cache(model, images, ["mixed3a"])["mixed3a"][:, channel]
     h, w = maps.shape[1:]
     return maps[:, h // 2 - 2 : h // 2 + 3, w // 2 - 2 : w // 2 + 3]
-
-
-def _discriminative(curve, lines, steps: int = 3):
-    """A unit-norm zero-mean 5x5 filter matching ``curve`` with the most similar line maps projected out,
-    so a straight line drives it less than the curve (curve-vs-line preference)."""
-    zero_mean = lambda t: t - t.mean()
-    template = zero_mean(curve)
-    lines = torch.stack([zero_mean(line) for line in lines])
-    lines = lines / lines.flatten(1).norm(dim=1).clamp_min(1e-8)[:, None, None]
-    for _ in range(steps):
-        similar = lines[(lines * template).sum(dim=(1, 2)).argmax()]
-        template = template - (similar * template).sum() * similar
-    return template / template.norm().clamp_min(1e-8)
