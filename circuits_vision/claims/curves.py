@@ -18,6 +18,7 @@ CIRCUITS = "Curve Circuits (Cammarata et al., Distill 2021)"
 DETECTED_HOLDS, DETECTED_PARTLY = 0.8, 0.5
 ERROR_HOLDS, ERROR_PARTLY = 30.0, 45.0
 TOP_K = 5
+MIN_CURVE_VS_LINE = 0.2  # find_curve_detectors' own bar
 
 
 def circular_difference(a: np.ndarray, b: np.ndarray, period: float = 360.0) -> np.ndarray:
@@ -72,6 +73,40 @@ def curve_detectors(ctx: Context) -> ClaimResult:
             "article's stimulus convention, so the error is also given after one fitted common rotation")
     return ClaimResult("curve_detectors", CURVES, "the curve family of mixed3b", "", measured_text, verdict, rule,
                        numbers)
+
+
+@claim("curve_vs_line_mixed3b", article=CURVES, figure="curve detectors respond to curves more than to lines",
+       published="the mixed3b curve units respond much more to curves than to straight lines, at every curvature "
+                 "of their preferred orientation (radial tuning)",
+       requires=("mixed3b",))
+def curve_vs_line(ctx: Context) -> ClaimResult:
+    units = facts.curve_units("mixed3b")
+    search = ctx.curve_detectors("mixed3b", units)
+    responses = search.curves.responses  # [U, orientations, radii]
+    best_curve = responses.reshape(len(units), -1).amax(1).clamp_min(0)
+    best_line = search.lines.responses.reshape(len(units), -1).amax(1).clamp_min(0)
+    score = ((best_curve - best_line) / (best_curve + best_line).clamp_min(1e-12)).numpy()
+    # Across curvatures: each radius's own preferred orientation within 45 degrees of the unit's overall one
+    # on most radii (find_curve_detectors' radius consistency, its default bar 0.5).
+    orientations = search.curves.orientations.numpy()
+    overall = search.curves.preferred_orientation().numpy()
+    per_radius = orientations[responses.argmax(1).numpy()]  # [U, radii]
+    consistency = (circular_difference(per_radius, overall[:, None]) <= 45).mean(1)
+    every_radius = consistency >= 0.5
+    prefer = score >= MIN_CURVE_VS_LINE
+    fraction = float(prefer.mean())
+    radial = float(every_radius.mean())
+    verdict = HOLDS if fraction >= DETECTED_HOLDS and radial >= DETECTED_HOLDS else \
+        PARTLY if fraction >= DETECTED_PARTLY else FAILS
+    measured = (f"curve-vs-line score (best curve - best line) / sum: median {np.median(score):.2f}; "
+                f"{int(prefer.sum())}/{len(units)} units >= {MIN_CURVE_VS_LINE}; {int(every_radius.sum())}/{len(units)} "
+                "keep their preferred orientation (within 45 deg) on most radii")
+    rule = (f"holds: >= {DETECTED_HOLDS:.0%} of units with a score >= {MIN_CURVE_VS_LINE} and >= {DETECTED_HOLDS:.0%} "
+            f"tuned across radii; partly: >= {DETECTED_PARTLY:.0%} with the score; else fails")
+    return ClaimResult("curve_vs_line_mixed3b", CURVES, "", "", measured, verdict, rule,
+                       {"curve_vs_line": dict(zip(map(str, units), score.tolist())),
+                        "radius_consistency": dict(zip(map(str, units), consistency.tolist())),
+                        "fraction_prefer_curves": fraction, "fraction_radial": radial})
 
 
 @claim("curve_circuits", article=CIRCUITS, figure="aligned 3a->3b curve pairs (expanded weights)",

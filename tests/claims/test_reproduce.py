@@ -19,7 +19,7 @@ from planted_inceptionv1 import planted_inceptionv1
 
 SIZE = 64
 PLANTED = ("curve_detectors", "curve_circuits", "branch_bw_mixed3a_5x5", "branch_curves_mixed3b_5x5",
-           "equivariance_mixed3b_curves", "high_low_frequency_factors")
+           "equivariance_mixed3b_curves", "high_low_frequency_factors", "curve_vs_line_mixed3b")
 
 
 def random_inceptionv1(seed: int = 0):
@@ -38,7 +38,7 @@ def random_report():
 
 def test_every_claim_runs(planted_report):
     assert [r.claim for r in planted_report.results] == list(CLAIMS) == claims.available_claims()
-    assert len(CLAIMS) >= 9
+    assert len(CLAIMS) >= 10
 
 
 @pytest.mark.parametrize("name", PLANTED)
