@@ -87,6 +87,13 @@ def test_model_without_the_layers_is_not_applicable():
     assert "mixed3b" in report["curve_detectors"].measured
 
 
+def test_shipped_model_is_not_applicable():
+    # The shipped model has mixed3a / mixed3b, but not InceptionV1's channels: the unit ids do not apply.
+    report = cv.reproduce(cv.models.load("shapes"), size=SIZE, progress=False)
+    assert {r.verdict for r in report.results} == {NOT_APPLICABLE}
+    assert "channels, published 480" in report["curve_detectors"].measured
+
+
 def test_wrong_width_is_not_applicable():
     # A layer with the published name but another width: the unit ids mean nothing there.
     class Narrow(nn.Module):
