@@ -8,7 +8,8 @@ partner's own response map to a curve at the unit's published orientation (fitte
 379 <- 147 is its strongest input, the curve family sits at its published orientations, inside the 5x5
 branch, and the 3a black-and-white units are colour-blind (their relay weighs R, G, B equally; the
 curve partners' relay reads red only, so they see colour). The high-low frequency units' weights get the published NMF factors
-(:func:`_plant_high_low_frequency`). Every other weight stays random.
+(:func:`_plant_high_low_frequency`) and mixed5b's 5x5 kernels horizontal bands. Every other weight stays
+random.
 """
 
 from __future__ import annotations
@@ -83,7 +84,15 @@ def _plant_high_low_frequency(model):
             conv3x3.bias[unit - 64] = 0
 
 
-def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: bool = True, frequency: bool = True):
+def _plant_banding(model):
+    """mixed5b's 5x5 kernels made constant along each row (horizontal bands), values from their first column."""
+    weight = _conv(model, "mixed5b_5x5").weight
+    with torch.no_grad():
+        weight.copy_(weight[:, :, :, :1].expand_as(weight).clone())
+
+
+def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: bool = True, frequency: bool = True,
+                        banding: bool = True):
     """Random InceptionV1 (seed ``seed``) with the curve family, the aligned 3a->3b pairs and the mixed3a
     black-and-white 5x5 units planted (``curves`` / ``bw`` turn them off). Templates are made at ``size`` px."""
     model = inceptionv1(generator=torch.Generator().manual_seed(seed))
@@ -117,6 +126,8 @@ def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: 
             _one_hot_row(conv5x5, unit - 192, 0)
     if frequency:
         _plant_high_low_frequency(model)
+    if banding:
+        _plant_banding(model)
     if curves:
         _plant_curve_family(model, size, pairs, partners)
     return model.eval()

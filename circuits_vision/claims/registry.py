@@ -40,7 +40,7 @@ def claim(name: str, *, article: str, figure: str, published: str, requires: tup
 def select(pattern: str | list[str] | None) -> list[Claim]:
     """The registered claims matching ``pattern`` (a name, a glob such as ``"curve*"``, or a list of them)."""
     # Importing the claim modules registers their claims, in this order (most central claims first).
-    from circuits_vision.claims import curves, families, branches, equivariance, frequency  # noqa: F401, I001
+    from circuits_vision.claims import curves, families, branches, equivariance, frequency, banding  # noqa: F401, I001
 
     if pattern is None:
         return list(CLAIMS.values())

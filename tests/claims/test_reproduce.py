@@ -19,7 +19,8 @@ from planted_inceptionv1 import planted_inceptionv1
 
 SIZE = 64
 PLANTED = ("curve_detectors", "curve_circuits", "branch_bw_mixed3a_5x5", "branch_curves_mixed3b_5x5",
-           "equivariance_mixed3b_curves", "high_low_frequency_factors", "curve_vs_line_mixed3b")
+           "equivariance_mixed3b_curves", "high_low_frequency_factors", "curve_vs_line_mixed3b",
+           "weight_banding_mixed5b")
 
 
 def random_inceptionv1(seed: int = 0):
@@ -38,7 +39,7 @@ def random_report():
 
 def test_every_claim_runs(planted_report):
     assert [r.claim for r in planted_report.results] == list(CLAIMS) == claims.available_claims()
-    assert len(CLAIMS) >= 10
+    assert len(CLAIMS) >= 11
 
 
 @pytest.mark.parametrize("name", PLANTED)
@@ -72,6 +73,8 @@ def test_random_weights_fail_every_claim(random_report):
     assert {r.verdict for r in random_report.results} <= {FAILS, NOT_APPLICABLE}, str(random_report)
     assert random_report["curve_detectors"].numbers["fraction_detected"] < 0.5
     assert max(random_report["curve_circuits"].numbers["ranks"].values()) > 5
+    banding = random_report["weight_banding_mixed5b"].numbers
+    assert abs(banding["median_row_fraction"] - banding["noise_expectation"]) < 0.1
 
 
 def test_report_prints_measured_beside_published(planted_report):
