@@ -15,9 +15,12 @@ from circuits_vision.claims.result import ClaimResult
 
 
 def fingerprint(model: nn.Module, size: int) -> str:
-    """16 hex digits identifying ``model``'s class, parameters and buffers (names, shapes, values) and the
-    input ``size`` the claims are measured at: the same weights give the same fingerprint."""
-    digest = hashlib.sha256(f"{type(model).__qualname__}|{size}".encode())
+    """16 hex digits identifying ``model``'s class, parameters and buffers (names, shapes, values), the
+    input ``size`` the claims are measured at and the toolkit's version (whose claims and rules made the
+    record): the same weights give the same fingerprint."""
+    from circuits_vision import __version__
+
+    digest = hashlib.sha256(f"{type(model).__qualname__}|{size}|{__version__}".encode())
     for name, tensor in model.state_dict().items():
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
