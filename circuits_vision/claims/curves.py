@@ -19,6 +19,7 @@ DETECTED_HOLDS, DETECTED_PARTLY = 0.8, 0.5
 ERROR_HOLDS, ERROR_PARTLY = 30.0, 45.0
 TOP_K = 5
 MIN_CURVE_VS_LINE = 0.2  # find_curve_detectors' own bar
+PERMUTATIONS, P_HOLDS, P_PARTLY = 2000, 0.01, 0.05
 
 
 def circular_difference(a: np.ndarray, b: np.ndarray, period: float = 360.0) -> np.ndarray:
@@ -135,3 +136,37 @@ def curve_circuits(ctx: Context) -> ClaimResult:
     numbers = {"ranks": {str(t): r for t, r in ranks.items()}, "fraction_in_top_k": fraction, "k": TOP_K,
                "chance_per_pair": chance}
     return ClaimResult("curve_circuits", CIRCUITS, "aligned 3a->3b curve pairs", "", measured, verdict, rule, numbers)
+
+
+@claim("curve_weight_pattern", article=CIRCUITS, figure="net 3a->3b weight against the orientation difference",
+       published="between the curve units of mixed3a and mixed3b, the net expanded weight is excitatory for "
+                 "similar orientations and inhibitory for opposite ones (it follows cos of the difference)",
+       requires=("mixed3a", "mixed3b"))
+def curve_weight_pattern(ctx: Context) -> ClaimResult:
+    from circuits_vision.analysis.curve_circuits import curve_circuit
+    from circuits_vision.analysis.tuning import CurveDetector
+    from circuits_vision.weights import expanded_weights
+
+    # The published units at their published orientations: the claim is about the weights between them.
+    def published(layer: str) -> list[CurveDetector]:
+        nan = math.nan
+        return [CurveDetector(u, a, nan, nan, nan, nan, nan) for u, a in facts.curve_orientations(layer).items()]
+
+    expanded = ctx.shared(("expanded", "mixed3a", "mixed3b"),
+                          lambda: expanded_weights(ctx.model, "mixed3a", "mixed3b").detach().cpu())
+    result = curve_circuit(ctx.model, "mixed3a", "mixed3b", source_detectors=published("mixed3a"),
+                           target_detectors=published("mixed3b"), weights=expanded, permutations=PERMUTATIONS)
+    signs = result.aligned_mean > 0 > result.opposite_mean
+    if result.p_value < P_HOLDS and signs:
+        verdict = HOLDS
+    elif result.p_value < P_PARTLY:
+        verdict = PARTLY
+    else:
+        verdict = FAILS
+    measured = (f"corr(net weight, cos of the orientation difference) = {result.correlation:.3f}, permutation "
+                f"p = {result.p_value:.3g}; mean net weight aligned (< 45 deg) {result.aligned_mean:.3g}, opposite "
+                f"(> 135 deg) {result.opposite_mean:.3g} (analysis.curve_circuits over the published units)")
+    rule = (f"holds: p < {P_HOLDS} and aligned > 0 > opposite; partly: p < {P_PARTLY}; else fails")
+    return ClaimResult("curve_weight_pattern", CIRCUITS, "", "", measured, verdict, rule,
+                       {"correlation": result.correlation, "p_value": result.p_value,
+                        "aligned_mean": result.aligned_mean, "opposite_mean": result.opposite_mean})

@@ -39,7 +39,7 @@ def random_report():
 
 def test_every_claim_runs(planted_report):
     assert [r.claim for r in planted_report.results] == list(CLAIMS) == claims.available_claims()
-    assert len(CLAIMS) >= 11
+    assert len(CLAIMS) >= 12
 
 
 @pytest.mark.parametrize("name", PLANTED)
@@ -64,7 +64,8 @@ def test_planted_numbers(planted_report):
     assert rotation["fraction"] >= 6 / 7 and rotation["median_angle_error_deg"] < 15
 
 
-@pytest.mark.parametrize("name", ["early_vision_conv2d2_curves", "early_vision_mixed3a_curves"])
+# Not planted: the planted curve kernels have (almost) no net weight, so no cos-shaped weight pattern.
+@pytest.mark.parametrize("name", ["early_vision_conv2d2_curves", "early_vision_mixed3a_curves", "curve_weight_pattern"])
 def test_claims_not_planted_fail(planted_report, name):
     assert planted_report[name].verdict == FAILS, str(planted_report[name])
 
@@ -183,3 +184,22 @@ def test_cli(tmp_path, capsys):
     assert (out / "report.html").is_file() and (out / "report.json").is_file()
     assert main(["reproduce", "--model", str(factory), "--claims", "nope", "--out", str(out)]) == 2
     assert "no claim matches" in capsys.readouterr().err
+
+
+def test_weight_pattern_holds_when_written():
+    # Each mixed3b curve unit reads every published mixed3a curve unit with weight cos(orientation difference).
+    model = random_inceptionv1()
+    bottleneck = model.get_submodule("mixed3b_5x5_bottleneck_pre_relu_conv")
+    conv = model.get_submodule("mixed3b_5x5_pre_relu_conv")
+    sources = cv.models.facts.curve_orientations("mixed3a")
+    with torch.no_grad():
+        for k, unit in enumerate(sources):
+            bottleneck.weight[k] = 0
+            bottleneck.weight[k, unit] = 1
+        for target, angle in cv.models.facts.curve_orientations("mixed3b").items():
+            conv.weight[target - 320] = 0
+            for k, source_angle in enumerate(sources.values()):
+                conv.weight[target - 320, k, 2, 2] = float(torch.cos(torch.deg2rad(torch.tensor(angle - source_angle))))
+    result = cv.reproduce(model, "curve_weight_pattern", size=SIZE, progress=False)["curve_weight_pattern"]
+    assert result.verdict == HOLDS, str(result)
+    assert result.numbers["correlation"] > 0.9 and result.numbers["p_value"] < 0.01
