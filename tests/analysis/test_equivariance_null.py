@@ -161,15 +161,21 @@ def test_blob_look_alikes_fail_the_shuffled_angle_test():
     assert not result.families, str(result)
 
 
+@pytest.mark.slow
 def test_shapes_conv2d2_and_mixed3b_have_no_look_alike_families():
+    """At threshold 0.5 these layers gave a family of members within +-40 deg (conv2d2) and a 28-unit
+    "period 90" family (mixed3b); the span rule and the shuffled-angle test reject such groups."""
     from circuits_vision import models
 
     model = models.load("shapes")
-    for threshold in (None, 0.5):
-        result = eq.report(model, "conv2d2", threshold=threshold)
+    for layer, threshold in (("conv2d2", None), ("conv2d2", 0.5), ("mixed3b", 0.5)):
+        result = eq.report(model, layer, threshold=threshold)
         for fam in result.families:
             values = torch.tensor(list(fam.values.values()))
             assert float(eq.circular_difference(values - values[0], 360.0).abs().max()) > 40.0, str(result)
+            assert fam.period != 90.0, str(result)
+        if layer == "mixed3b":
+            assert max(len(members) for members, _ in result.rejected) >= 20, str(result)
 
 
 def test_a_classifier_layer_gives_an_empty_explained_result():

@@ -104,7 +104,7 @@ def report(
     gather = family_gather(source_families, kernels.shape[1], kernels) if source_families else None
     source_name = source or "input"
     groups = [(source_name, unit_list, kernels, gather)]
-    if extent and source is not None and kind in ("rotation", "scale", "reflection") and kernels.shape[-1] >= 1:
+    if extent and source is not None and kind in ("rotation", "scale", "reflection"):
         groups = _with_extent(model, layer, source, unit_list, kernels, gather)
     parts = [_detect(k, kind, us, g, steps, invariant_threshold, min_span, False, options) for _, us, k, g in groups]
     for (name, us, _, _), part in zip(groups, parts):
