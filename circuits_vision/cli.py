@@ -171,7 +171,9 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--units-per-layer", type=_positive, default=None, help="only the first N units of each layer")
     build.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cpu)")
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--images", default=None, help="folder of images for dataset examples")
+    build.add_argument("--images", default=None,
+                       help="folder of images for dataset examples (default: 2048 scenes of the shipped model's "
+                            "training distribution, outside its training and held-out sets)")
     build.add_argument("--no-report", action="store_true", help="skip the circuit report")
     build.add_argument("--parts", nargs="+", default=None, choices=PARTS,
                        help="per-unit analyses to compute (default all)")

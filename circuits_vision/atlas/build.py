@@ -144,7 +144,8 @@ def build(
         steps, size, seed: render settings (see :func:`circuits_vision.optvis.render`).
         batch_size: images per optimisation batch (default: chosen by ``render`` from the device memory).
         device: render device (default the model's); the model is moved there.
-        images: a folder of images for dataset examples (optional).
+        images: a folder of images for dataset examples (default: :data:`analyses.EXAMPLE_SCENES` scenes
+            of the shipped model's training distribution drawn from :data:`analyses.EXAMPLE_SEED`).
         units_per_layer: only the first N channels of each layer (a small atlas).
         labels: ``{"layer:unit": text}`` shown with the units (escaped).
         model_name: recorded in the settings (default the model's class name).

@@ -165,8 +165,14 @@ def _tuning_html(tuning) -> str:
 def _examples_html(examples) -> str:
     if isinstance(examples, dict) and examples.get("image"):
         values = ", ".join(f"{v:.3g}" for v in examples.get("values", []))
-        return (f"<img class=\"examples\" id=\"examples\" src=\"../../{_e(examples['image'])}\" "
-                f"alt=\"dataset examples\"><p>activations: {_e(values)}</p>")
+        html = (f"<img class=\"examples\" id=\"examples\" src=\"../../{_e(examples['image'])}\" "
+                f"alt=\"dataset examples, the activating crop outlined\"><p>activations: {_e(values)}</p>")
+        if examples.get("labels"):
+            html += f"<p class=\"note\">scenes: {_e(', '.join(examples['labels']))}</p>"
+        if examples.get("crops"):
+            html += (f"<img class=\"examples\" id=\"example-crops\" src=\"../../{_e(examples['crops'])}\" "
+                     f"alt=\"activating crops\">")
+        return html
     if isinstance(examples, dict):
         return "<p class=\"note\">no images</p>"
     return f"<p class=\"note\">{_e(examples if examples is not None else 'not computed')}</p>"
