@@ -3,6 +3,8 @@
 - :mod:`.attribution`: which units of a layer, where, an image uses for a target (:func:`attribute`,
   :func:`between`); :mod:`.groups` (:func:`neuron_groups`) and :mod:`.dictionary`
   (:func:`semantic_dictionary`): the Building Blocks views.
+- :mod:`.polysemanticity` (:func:`.polysemanticity.polysemanticity`): is a unit one thing or several (example
+  clusters and a score).
 - :mod:`.ablation` (:func:`ablate`) and :mod:`.curve_circuits`: accuracy deltas of unit sets, and the
   Curve Circuits experiments.
 """
@@ -14,4 +16,6 @@ from circuits_vision.analysis.attribution import Attribution, Target, UnitAttrib
 from circuits_vision.analysis.dictionary import SemanticDictionary, semantic_dictionary  # noqa: F401
 from circuits_vision.analysis.groups import NeuronGroups, neuron_groups  # noqa: F401
 from circuits_vision.analysis import ablation, curve_circuits  # noqa: F401
+from circuits_vision.analysis import polysemanticity  # noqa: F401  (cv.analysis.polysemanticity.polysemanticity)
+from circuits_vision.analysis.polysemanticity import Polysemanticity  # noqa: F401
 from circuits_vision.analysis.ablation import ablate  # noqa: F401  (cv.analysis.ablate)
