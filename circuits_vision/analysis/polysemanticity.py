@@ -15,10 +15,11 @@ Definitions (per unit):
 - ``separation``: that best mean silhouette, in [-1, 1]: near 1 when the examples fall into tight,
   far-apart groups of input patterns, near 0 when they are one blob cut arbitrarily.
 - ``n_clusters``: the chosen cluster count when ``separation >= min_separation`` (default 0.5), else 1.
-- ``cluster_entropy``: entropy in bits of the best clustering's sizes (1 bit for two equal groups),
-  whether or not it passed ``min_separation``.
-- ``score`` (the polysemanticity score) ``= cluster_entropy * max(separation, 0)``: 0 for one pattern,
-  about 1 for two equally common, clearly different patterns, up to ``log2(max_clusters)``.
+- ``cluster_entropy``: entropy in bits of the kept clusters' sizes (1 bit for two equal groups; 0
+  for one cluster).
+- ``score`` (the polysemanticity score) ``= cluster_entropy * separation``: 0 for one pattern (or
+  groups too close to pass ``min_separation``), about 1 for two equally common, clearly different
+  patterns, at most ``log2(max_clusters)``.
 - ``label_entropy``: entropy in bits of the top examples over the image labels (scene classes by
   default), when labels are known: how many stimulus categories drive the unit.
 
@@ -251,8 +252,7 @@ def polysemanticity(
                      "examples": [index[j] for j in np.flatnonzero(assignment == c)],
                      "labels": [name(index[j]) for j in np.flatnonzero(assignment == c)] if labels is not None else []}
                     for c in order if sizes[c] > 0]
-        # the best clustering's entropy, even below min_separation: the score stays continuous
-        cluster_entropy = _entropy(np.bincount(best).astype(float))
+        cluster_entropy = _entropy(sizes.astype(float))
         score = cluster_entropy * max(separation, 0.0)
         result.units.append(UnitPolysemanticity(
             unit, float(score), len(clusters), float(separation), float(cluster_entropy), label_entropy,

@@ -26,7 +26,10 @@ from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_text, png_bytes, read_json, save_png
 from circuits_vision.models.train_shapes import EXAMPLES_SEED_OFFSET
 
-PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples")
+PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples", "polysemanticity", "facets")
+DEFAULT_PARTS = PARTS[:-1]
+"""Computed unless ``parts`` says otherwise: all but the facets, which cost ``FACETS`` renders per unit."""
+FACETS = 3
 ANALYSIS_DIR = "analysis"
 
 
@@ -193,7 +196,7 @@ def outlined(image: torch.Tensor, box: list[int], scale: int) -> torch.Tensor:
 
 
 def examples(model: nn.Module, layer: str, images: str | os.PathLike | None, directory: Path, k: int = 6,
-             units: list[int] | None = None, n_scenes: int = EXAMPLE_SCENES) -> dict[int, dict]:
+             units: list[int] | None = None, n_scenes: int | None = None) -> dict[int, dict]:
     """Top-``k`` dataset examples per unit (of ``units``), from an image folder or, when ``images`` is
     None, from ``n_scenes`` scenes of the shipped model's training distribution (:data:`EXAMPLE_SEED`).
 
@@ -207,7 +210,7 @@ def examples(model: nn.Module, layer: str, images: str | os.PathLike | None, dir
 
     labels: dict[str, list] = {}
     if images is None:
-        stream = scene_batches(n_scenes, EXAMPLE_SEED, size=scene_size(model), labels=labels)
+        stream = scene_batches(n_scenes or EXAMPLE_SCENES, EXAMPLE_SEED, size=scene_size(model), labels=labels)
         found = top_activating(model, layer, stream, units=units, k=k, batch_size=128, keep_images=True,
                                progress=False)
     else:
@@ -238,6 +241,47 @@ def examples(model: nn.Module, layer: str, images: str | os.PathLike | None, dir
     return result
 
 
+def polysemanticity(model: nn.Module, layer: str, previous: str | None, units: list[int] | None = None,
+                    k: int = 16, n_scenes: int | None = None) -> dict[int, dict]:
+    """Each unit's polysemanticity (:mod:`circuits_vision.analysis.polysemanticity`) on the example
+    scenes, clustered by ``previous`` (the chosen layer before, None for the first): score, clusters
+    (size and scene labels) and label entropy."""
+    from circuits_vision.analysis import polysemanticity as poly
+    from circuits_vision.stimuli.scenes import SHAPE_CLASSES, scene_batches
+
+    drawn: dict[str, list] = {"shape": [], "color": []}  # filled as the scenes are drawn, read after the stream
+    stream = scene_batches(n_scenes or EXAMPLE_SCENES, EXAMPLE_SEED, size=scene_size(model), labels=drawn)
+    found = poly.polysemanticity(model, layer, previous, stream, labels=drawn["shape"], label_names=SHAPE_CLASSES,
+                                 units=units, k=k)
+    return {u.unit: {**u.row(), "previous": previous,
+                     "clusters": [{"size": c["size"], "labels": c["labels"]} for c in u.clusters]}
+            for u in found.units}
+
+
+def facet_strips(model: nn.Module, layer: str, directory: Path, units: list[int] | None, *, steps: int, size: int,
+                 seed: int, k: int = FACETS, weight: float = 1.0) -> dict[int, dict]:
+    """``k`` diversity facets per unit (:mod:`circuits_vision.optvis.facets`' objective, all units in one
+    batched render), saved as one strip per unit; with their pairwise Gram similarity at ``layer``."""
+    from circuits_vision import optvis
+    from circuits_vision.optvis.facets import gram_similarity
+
+    units = _all_units(model, layer) if units is None else list(units)
+    objectives = [optvis.objectives.channel(layer, u) - weight * optvis.objectives.diversity(layer) for u in units]
+    found = optvis.render(model, objectives, steps=steps, size=size, seed=seed, images_per_objective=k,
+                          progress=False)
+    images = found.images[:, :3]
+    with torch.no_grad():
+        acts = hooks.run_with_cache(model, images.to(next(model.parameters()).device), [layer])[layer].float().cpu()
+    result = {}
+    for i, unit in enumerate(units):
+        name = f"img/{slug(layer)}/{unit}_facets.png"
+        save_png(directory / name, torch.cat(list(images[i * k : (i + 1) * k]), dim=2))
+        result[unit] = {"image": name, "k": k, "weight": weight,
+                        "similarity": round(gram_similarity(acts[i * k : (i + 1) * k]), 4),
+                        "activation": [round(float(a), 4) for a in acts[i * k : (i + 1) * k, unit].flatten(1).mean(1)]}
+    return result
+
+
 def layer_parts(
     model: nn.Module,
     layers: list[str],
@@ -245,8 +289,9 @@ def layer_parts(
     *,
     images: str | os.PathLike | None = None,
     k: int = 6,
-    parts: tuple[str, ...] = PARTS,
+    parts: tuple[str, ...] = DEFAULT_PARTS,
     units: Mapping[str, list[int]] | None = None,
+    render: Mapping | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, dict]]:
@@ -254,9 +299,11 @@ def layer_parts(
 
     ``units``: ``{layer: units}`` the atlas shows (default all): families, RGB kernels, curve tuning and
     dataset examples are computed for these only. ``progress``: a bar of the parts with an ETA.
+    ``render``: ``{"steps", "size", "seed"}`` for the facets (default 64 steps, 64 px, seed 0).
     """
     directory = Path(directory)
     pairs: dict[tuple[str, str], tuple] = {}
+    facet_settings = {"steps": 64, "size": 64, "seed": 0, **dict(render or {})}
 
     def pair(source: str, target: str):
         if (source, target) not in pairs:
@@ -283,6 +330,8 @@ def layer_parts(
                 "branch": lambda t=layer: branch_names(model, t),
                 "tuning": lambda t=layer, u=chosen: tuning(model, t, u),
                 "examples": lambda t=layer, u=chosen: examples(model, t, images, directory, k, u),
+                "polysemanticity": lambda t=layer, p=previous, u=chosen: polysemanticity(model, t, p, u),
+                "facets": lambda t=layer, u=chosen: facet_strips(model, t, directory, u, **facet_settings),
             }
             result[layer] = {}
             for part, make in makers.items():

@@ -178,6 +178,36 @@ def _examples_html(examples) -> str:
     return f"<p class=\"note\">{_e(examples if examples is not None else 'not computed')}</p>"
 
 
+def _polysemanticity_html(value) -> str:
+    if not isinstance(value, dict):
+        return f"<p class=\"note\">{_e(value if value is not None else 'not computed')}</p>"
+    source = value.get("previous") or "input pixels"
+    label_h = value.get("label_entropy")
+    html = (f"<p>score <b id=\"poly-score\">{_e(value.get('score'))}</b>: {_e(value.get('n_clusters'))} "
+            f"cluster(s) of its top examples by what drives it in {_e(source)} (separation "
+            f"{_e(value.get('separation'))}); scene-label entropy {_e(label_h if label_h is not None else '-')} bits"
+            + (f" <span class=\"note\">({_e(value['note'])})</span>" if value.get("note") else "") + "</p>")
+    rows = []
+    for i, cluster in enumerate(value.get("clusters") or []):
+        counts: dict[str, int] = {}
+        for label in cluster.get("labels", []):
+            counts[label] = counts.get(label, 0) + 1
+        common = ", ".join(f"{name} x{n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:4])
+        rows.append(f"<tr><td>{i + 1}</td><td>{_e(cluster.get('size'))}</td><td>{_e(common)}</td></tr>")
+    if rows:
+        html += ("<table class=\"facts\" id=\"clusters\"><tr><th>cluster</th><th>examples</th>"
+                 "<th>commonest scenes</th></tr>" + "".join(rows) + "</table>")
+    return html
+
+
+def _facets_html(value) -> str:
+    if isinstance(value, dict) and value.get("image"):
+        return (f"<img class=\"facets\" id=\"facets\" src=\"../../{_e(value['image'])}\" alt=\"diversity facets\">"
+                f"<p class=\"note\">{_e(value.get('k'))} facets optimised together with the diversity term "
+                f"(weight {_e(value.get('weight'))}); pairwise Gram similarity {_e(value.get('similarity'))}</p>")
+    return f"<p class=\"note\">{_e(value if value is not None else 'not computed')}</p>"
+
+
 def _never_active_html(record: dict) -> str:
     if not record.get("never_active"):
         return ""
@@ -198,7 +228,10 @@ def _unit_html(record: dict, present: set, neighbours) -> str:
         links.append(f"<a href=\"../../{_e(following['page'])}\">{_e(following['unit'])} &rarr;</a>")
     body = (
         f"<nav>{' | '.join(links)}</nav><h1>{_e(name)}</h1>{label}"
-        f"<img class=\"vis\" id=\"vis\" src=\"../../{_e(record['image'])}\" alt=\"feature visualization of {_e(name)}\">"
+        f"<div class=\"views\"><div><h2>feature visualization</h2><img class=\"vis\" id=\"vis\" "
+        f"src=\"../../{_e(record['image'])}\" alt=\"feature visualization of {_e(name)}\"></div>"
+        f"<div><h2>facets</h2>{_facets_html(record.get('facets'))}</div>"
+        f"<div><h2>polysemanticity</h2>{_polysemanticity_html(record.get('polysemanticity'))}</div></div>"
         f"<table class=\"facts\"><tr><th>family</th><td id=\"family\">{_family_html(record, present)}</td></tr>"
         f"<tr><th>branch</th><td id=\"branch\">{_e(branch if branch is not None else 'not a branch layer')}</td></tr>"
         f"<tr><th>tuning</th><td id=\"tuning\">{_tuning_html(record.get('tuning'))}</td></tr>"

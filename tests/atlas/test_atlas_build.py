@@ -428,3 +428,28 @@ def test_records_and_unit_pages_flag_units_that_never_activate(full_atlas):
     for r in records:
         page = (Path(full_atlas) / r["page"]).read_text()
         assert ('id="never-active"' in page) == r["never_active"]
+
+
+def test_unit_pages_show_polysemanticity_and_facets(tiny, full_atlas, tmp_path):
+    from circuits_vision.atlas import analyses
+
+    records = _manifest(full_atlas)
+    for r in records:
+        value = r["polysemanticity"]
+        assert value["previous"] == (None if r["layer"] == "mixed3a" else "mixed3a")
+        assert [c["size"] for c in value["clusters"]] == value["cluster_sizes"]
+        assert value["score"] >= 0 and value["n_clusters"] == len(value["clusters"])
+    r = next(r for r in records if r["polysemanticity"]["clusters"])
+    page = (full_atlas / r["page"]).read_text()
+    assert f'id="poly-score">{r["polysemanticity"]["score"]}<' in page and 'id="clusters"' in page
+    assert r["facets"] == "not computed: not requested"  # facets are opt-in: three more renders per unit
+    # the polysemanticity part is the analysis module's result on the example scenes
+    direct = analyses.polysemanticity(tiny, r["layer"], r["polysemanticity"]["previous"], [r["unit"]])
+    assert direct[r["unit"]]["score"] == r["polysemanticity"]["score"]
+    out = tmp_path / "facets"
+    atlas.build(tiny, ["mixed3b"], out, parts=("facets",), units_per_layer=2, **FAST)
+    for r in _manifest(out):
+        assert r["facets"]["k"] == analyses.FACETS and 0 <= r["facets"]["similarity"] <= 1
+        with Image.open(out / r["facets"]["image"]) as strip:
+            assert strip.size == (analyses.FACETS * 32, 32)
+        assert 'id="facets"' in (out / r["page"]).read_text()
