@@ -83,8 +83,8 @@ def main() -> None:
         last_chunk = []
         start = time.perf_counter()
         result = atlas.build(model, layers, out, steps=args.steps, size=args.size, units_per_layer=args.units_per_layer,
-                             progress=False, log=lambda message: None,
-                             on_progress=lambda done, of: last_chunk.append(time.perf_counter()))
+                             progress=False, config=atlas.AtlasConfig(
+                                 log=lambda message: None, on_progress=lambda done, of: last_chunk.append(time.perf_counter())))
         whole = time.perf_counter() - start
         render_time = (last_chunk[-1] if last_chunk else time.perf_counter()) - start
     print(f"circuits_vision atlas: {result.rendered} units rendered in {render_time:.1f} s "

@@ -32,7 +32,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from
 from circuits_vision import hooks
 from circuits_vision.models import inceptionv1
 from circuits_vision.optvis import param, render, transforms
-from circuits_vision.optvis.pipeline import fused_image_pipeline, image_pipeline_torch
+from circuits_vision import ops
+from circuits_vision.optvis.pipeline import image_pipeline_torch
 
 
 def _lucent_rate(ours_model, layer: str, channels: list[int], steps: int, size: int) -> float:
@@ -66,7 +67,8 @@ def _render_vis_rate(render_vis, image, model, layer: str, channels: list[int], 
 
 
 def _dropin_vs_lucent(ours_model, layer: str, channels: list[int], steps: int, size: int) -> tuple[float, float]:
-    """The same render_vis call through lucent and through the drop-in, same weights: (lucent, drop-in) rates."""
+    """The same render_vis call through lucent and through the drop-in, same weights, timed one
+    after the other: (lucent, drop-in) rates."""
     from lucent.modelzoo.inceptionv1.InceptionV1 import InceptionV1 as LucentInceptionV1
     from lucent.optvis import param as lucent_param
     from lucent.optvis import render as lucent_render
@@ -92,9 +94,9 @@ def _ours_rate(model, layer: str, channels: list[int], steps: int, size: int, **
 
 
 def _pipeline_times(count: int, size: int, repeats: int = 20) -> tuple[float, float] | None:
-    op = fused_image_pipeline()
-    if op is None:
+    if not ops.extension_available():
         return None
+    op = ops.image_pipeline
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(count, 3, size, size, generator=generator, requires_grad=True)
     chain = transforms.standard_transforms()

@@ -106,9 +106,9 @@ def run_atlas(args) -> int:
     try:
         result = atlas.build(
             model, layers=args.layers, out=args.out, steps=args.steps, size=size, seed=args.seed,
-            batch_size=args.batch_size, device=device, images=args.images, units_per_layer=args.units_per_layer,
-            model_name=_model_label(args.model), chunk_size=args.chunk_size, report=not args.no_report,
-            parts=args.parts,
+            device=device, images=args.images, units_per_layer=args.units_per_layer,
+            model_name=_model_label(args.model), report=not args.no_report, parts=args.parts,
+            config=atlas.AtlasConfig(chunk_size=args.chunk_size, batch_size=args.batch_size),
         )
     finally:
         import torch.distributed as dist

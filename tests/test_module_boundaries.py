@@ -102,3 +102,48 @@ def test_private_import_checker_sees_them(tmp_path):
                       "from circuits_vision.compat import _mine\nimport circuits_vision.hooks\n")
     assert _private_imports(sample, tmp_path) == ["circuits_vision.optvis._session: ['x']",
                                                   "circuits_vision.optvis: ['_x', 'render']"]
+
+
+def _nested_private_imports(path: Path, package_root: Path = PACKAGE) -> list[str]:
+    """Private (``_name``) modules of another package, at any depth, that ``path`` imports (a sibling module of
+    ``analysis`` reaching into ``analysis.equivariance._x`` counts)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    own = ".".join(["circuits_vision", *path.relative_to(package_root).parent.parts])
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute_module(path, node, package_root)
+            names = [module] + [f"{module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            for depth, part in enumerate(parts):
+                if part.startswith("_") and not part.startswith("__") and depth > 0:
+                    parent = ".".join(parts[:depth])
+                    if parent != own and parent.startswith("circuits_vision"):
+                        found.append(name)
+                    break
+    return found
+
+
+def test_no_room_imports_the_equivariance_subpackage_private_modules():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "equivariance" in path.relative_to(PACKAGE).parts:
+            continue
+        bad = [n for n in _nested_private_imports(path) if n.startswith("circuits_vision.analysis.equivariance._")]
+        if bad:
+            offenders.append(f"{path.relative_to(PACKAGE)} imports {bad}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_nested_private_import_checker_sees_them(tmp_path):
+    (tmp_path / "atlas").mkdir()
+    sample = tmp_path / "atlas" / "sample.py"
+    sample.write_text("from circuits_vision.analysis.equivariance._kernels import unit_kernels\n"
+                      "from circuits_vision.analysis.equivariance import report\nfrom . import _own\n")
+    assert _nested_private_imports(sample, tmp_path) == ["circuits_vision.analysis.equivariance._kernels",
+                                                  "circuits_vision.analysis.equivariance._kernels.unit_kernels"]

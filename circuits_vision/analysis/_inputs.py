@@ -8,20 +8,10 @@ back as float32 for the statistics.
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import nn
 
-from circuits_vision.hooks import model_device
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The dtype of the model's first floating-point parameter or buffer (float32 without one)."""
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float32
+from circuits_vision.hooks import model_device, model_dtype
 
 
 def for_model(model: nn.Module, images: torch.Tensor) -> torch.Tensor:

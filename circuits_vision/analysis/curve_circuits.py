@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from circuits_vision.analysis._equivariance_grouping import Family
+from circuits_vision.analysis.equivariance import Family
 from circuits_vision.analysis.tuning import CurveDetector, find_curve_detectors
 
 __all__ = ["CurveCircuit", "curve_circuit", "detector_family", "orientation_difference"]

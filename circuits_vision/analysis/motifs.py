@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from circuits_vision.analysis import _equivariance_transforms as T
-from circuits_vision.analysis._equivariance_grouping import Family, circular_difference
+from circuits_vision.analysis.equivariance import transforms as T
+from circuits_vision.analysis.equivariance import Family, circular_difference
 from circuits_vision.analysis._circuit_edit import ConvLinks, conv_links, layer_read_by
 
 __all__ = [

@@ -18,6 +18,7 @@
 from circuits_vision.atlas.activation_atlas import ActivationAtlas, activation_atlas, heldout_scenes
 from circuits_vision.atlas.activation_atlas_page import write_activation_atlas_page
 from circuits_vision.atlas.build import AtlasResult, build, weights_fingerprint
+from circuits_vision.atlas.config import AtlasConfig
 from circuits_vision.atlas.layers import default_layers
 from circuits_vision.atlas.report import LayerOrderError, circuit_report
 from circuits_vision.atlas.serve import serve
@@ -25,6 +26,7 @@ from circuits_vision.atlas.store import AtlasLockedError, CorruptAtlasFileError,
 
 __all__ = [
     "ActivationAtlas",
+    "AtlasConfig",
     "AtlasLockedError",
     "AtlasResult",
     "CorruptAtlasFileError",

@@ -22,7 +22,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from circuits_vision import hooks, optvis
+from circuits_vision.optvis import RenderConfig
 from circuits_vision.atlas import store
+from circuits_vision.atlas.config import AtlasConfig
 from circuits_vision.atlas.layers import default_layers, slug
 
 DEFAULT_CHUNK = 32
@@ -119,20 +121,16 @@ def build(
     steps: int = 256,
     size: int = 96,
     seed: int = 0,
-    batch_size: int | None = None,
     device: torch.device | str | None = None,
     images: str | os.PathLike | None = None,
     units_per_layer: int | None = None,
     labels: Mapping[str, str] | None = None,
     model_name: str | None = None,
-    chunk_size: int | None = None,
     k: int = 6,
     parts: Sequence[str] | None = None,
     report: bool | tuple[str, str] = True,
     progress: bool = True,
-    on_progress: Callable[[int, int], None] | None = None,
-    render_options: Mapping | None = None,
-    log: Callable[[str], None] | None = None,
+    config: AtlasConfig | None = None,
 ) -> AtlasResult:
     """Render every unit of ``layers`` and write the atlas (PNGs, ``manifest.jsonl``, viewer) into ``out``.
 
@@ -142,16 +140,12 @@ def build(
             concatenation layers outside blocks, e.g. ``conv2d0 ... mixed3a, mixed3b, ...``).
         out: the atlas directory; rerunning into it continues an interrupted run.
         steps, size, seed: render settings (see :func:`circuits_vision.optvis.render`).
-        batch_size: images per optimisation batch (default: chosen by ``render`` from the device memory).
         device: render device (default the model's); the model is moved there.
         images: a folder of images for dataset examples (default: :data:`analyses.EXAMPLE_SCENES` scenes
             of the shipped model's training distribution drawn from :data:`analyses.EXAMPLE_SEED`).
         units_per_layer: only the first N channels of each layer (a small atlas).
         labels: ``{"layer:unit": text}`` shown with the units (escaped).
         model_name: recorded in the settings (default the model's class name).
-        chunk_size: units per render call and per checkpoint (default ``batch_size`` or 32). A unit's
-            start image and transforms are seeded by ``(seed, layer, unit)`` alone (:func:`unit_seed`), so
-            its image does not depend on ``chunk_size``, ``batch_size``, the other units or resuming.
         k: strongest inputs/outputs (and dataset examples) shown per unit.
         parts: which per-unit analyses to compute, of ``analyses.PARTS`` ("inputs", "outputs", "family",
             "branch", "tuning", "examples", "polysemanticity", "facets"); default all but "facets", which
@@ -160,9 +154,10 @@ def build(
         report: write the circuit report of a layer pair: ``True`` (a default pair), ``(source, target)``, or
             False (none now; a report an earlier run wrote stays linked).
         progress: tqdm bars with ETA: units rendered, analyses done, report sections.
-        on_progress: called as ``on_progress(units_done, units_total)`` after every chunk is stored.
-        render_options: more keyword arguments for ``render`` (part of the settings).
-        log: where messages go (default: ``tqdm.write``).
+        config: how the job runs (:class:`~circuits_vision.atlas.AtlasConfig`: chunk and batch sizes, the
+            render engine's knobs and extra render options, progress callback, log); default ``AtlasConfig()``.
+            Units are seeded by ``(seed, layer, unit)`` alone (:func:`unit_seed`), so an image depends on
+            neither chunking, batching, the other units nor resuming.
 
     Raises:
         AtlasLockedError: another live run is writing to ``out``.
@@ -171,23 +166,28 @@ def build(
         UnknownLayerError: an unknown layer name (the message lists close names).
         OSError: ``out`` cannot be written (read-only, full, a file where a folder should be), naming the path.
     """
-    log = log or tqdm.write
+    if config is None:
+        config = AtlasConfig()
+    elif not isinstance(config, AtlasConfig):
+        raise TypeError(f"config must be an AtlasConfig, got {type(config).__name__}")
+    batch_size, render_options = config.batch_size, {**config.render_options, "config": config.render}
+    log, on_progress = config.log or tqdm.write, config.on_progress
     dist, rank, world = _distributed()
     directory = Path(out)
     if device is not None:
         model = model.to(device)
     layer_list = resolve_layers(model, layers)
     units = _units(model, layer_list, units_per_layer)
-    chunk = int(chunk_size or batch_size or DEFAULT_CHUNK)
-    if chunk < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk}")
+    chunk = int(config.chunk_size or batch_size or DEFAULT_CHUNK)
     chunks = [units[i : i + chunk] for i in range(0, len(units), chunk)]
     settings = {
         "model": model_name or type(model).__qualname__, "weights_sha256": weights_fingerprint(model),
         "steps": int(steps), "size": int(size), "seed": int(seed), "layers": layer_list,
         "units_per_layer": units_per_layer,
-        "render_options": {key: repr(value) for key, value in sorted((render_options or {}).items())},
+        "render_options": {key: repr(value) for key, value in sorted(config.render_options.items())},
     }
+    if config.render != RenderConfig():  # only set when used, so atlases made before it still resume
+        settings["render_config"] = repr(config.render)
     lock = store.AtlasLock(directory)
     try:
         failure, todo, done_before = None, [], 0

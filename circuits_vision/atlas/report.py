@@ -109,7 +109,9 @@ def _families_section(model, layer, source, out: Path, atlas_dir, title: str, de
     found = equivariance.report(model, layer, source=source, kind="rotation", **detection)
     units = detection.get("units")
     among = "all units" if units is None else f"units {units[0]}-{units[-1]} only" if units else "no units"
-    settings = (f"threshold {detection.get('threshold', equivariance.ROTATION_THRESHOLD)}, at least "
+    rule = (f"FDR q < {detection.get('alpha', equivariance.ALPHA)}" if detection.get("threshold") is None
+            else f"threshold {detection['threshold']}")
+    settings = (f"{rule}, at least "
                 f"{detection.get('min_members', equivariance.MIN_MEMBERS)} members, {among}")
     parts = [f"<h2>{_e(title)}</h2><p class=\"settings\" id=\"detection-{_e(slug(layer))}\">detection: {_e(settings)}</p>"
              f"<pre>{_e(found)}</pre>"]
@@ -136,7 +138,9 @@ def _circuits_section(model, source, target, source_families, target_families, o
     from circuits_vision.weights import expanded_weights
 
     if not source_families or not target_families:
-        return "<h2>Equivariant circuits</h2><p class=\"note\">not computed: needs rotation families in both layers</p>"
+        return ("<h2>Equivariant circuits</h2><p class=\"note\">not computed: needs rotation families (from the weights) in "
+                "both layers; the families sections above say what the weight search found. The curve circuit section "
+                "below scores the same equivariance between the tuning-based curve-detector families.</p>")
     E = expanded_weights(model, source, target)
     rows, best = [], None
     for i, sf in enumerate(source_families):
@@ -200,7 +204,7 @@ def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_de
     from circuits_vision.hooks import layer_shape
     from circuits_vision.viz import branches as viz_branches
 
-    parts = ["<h2>Branch specialization</h2>"]
+    parts = [f"<h2>Branch specialization of {_e(target)}</h2>"]
     measured = _categories_from_atlas(atlas_dir, target)
     kinds = ["color", "orientation"]
     if curve_detectors:
@@ -389,7 +393,7 @@ def circuit_report(
     out.mkdir(parents=True, exist_ok=True)
     atlas_path = Path(atlas_dir) if atlas_dir is not None else None
     sections, found = [], {}
-    bar = tqdm(total=9, disable=not progress, desc="circuit report", unit="section", dynamic_ncols=True)
+    bar = tqdm(total=10, disable=not progress, desc="circuit report", unit="section", dynamic_ncols=True)
 
     def section(name: str, make: Callable[[], str]) -> None:
         bar.set_postfix_str(name)
@@ -420,8 +424,10 @@ def circuit_report(
     section("Curve circuit", lambda: _curve_circuit_section(model, source, target, out, curves))
     section("Echo", lambda: _echo_section(model, source, target, out, curves))
     section("Artificial artificial network", lambda: _replacement_section(model, source, target, out, curves))
-    section("Branch specialization", lambda: _branches_section(model, target, out, atlas_path, curves.get(target),
-                                                               units_of(target).get("units")))
+    section(f"Branch specialization of {source}", lambda: _branches_section(
+        model, source, out, atlas_path, curves.get(source), units_of(source).get("units")))
+    section(f"Branch specialization of {target}", lambda: _branches_section(
+        model, target, out, atlas_path, curves.get(target), units_of(target).get("units")))
     bar.close()
     title = f"Circuit report: {source} -> {target}"
     back = "<p><a href=\"../index.html\">atlas index</a></p>" if atlas_path is not None else ""

@@ -7,7 +7,7 @@
 - :func:`hooked`: forward hooks by name inside a ``with`` block.
 - :func:`layer_shape`, :func:`check_channel`: layer widths from a cached probe forward.
 - :func:`branches`, :func:`branch_of`: which channel range of a concatenated layer comes from which branch.
-- :func:`probe_input`, :func:`eval_mode`, :func:`model_device`: a probe image on the model's device, eval
+- :func:`probe_input`, :func:`eval_mode`, :func:`model_device`, :func:`model_dtype`: a probe image on the model's device, eval
   mode for a block with every module's own mode restored afterwards, and the device itself.
 """
 
@@ -20,6 +20,7 @@ from circuits_vision.hooks.capture import (
     hooked,
     layer_shape,
     model_device,
+    model_dtype,
     probe_input,
     run_with_cache,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "layer_names",
     "layer_shape",
     "model_device",
+    "model_dtype",
     "probe_input",
     "resolve_layer",
     "resolve_layers",

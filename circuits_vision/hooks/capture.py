@@ -110,9 +110,7 @@ def as_input(model: nn.Module, x, what: str = "x") -> torch.Tensor:
             raise TypeError(f"{what} must be a tensor or an array-like of numbers, got {type(x).__name__}") from error
         if x.dtype == torch.uint8:
             _refuse_uint8(what)
-        reference = _first_tensor(model)
-        dtype = reference.dtype if reference is not None and reference.is_floating_point() else torch.float32
-        x = x.to(device=reference.device if reference is not None else None, dtype=dtype)
+        x = x.to(device=model_device(model), dtype=model_dtype(model))
     elif x.dtype == torch.uint8:
         _refuse_uint8(what)
     return x
@@ -256,6 +254,14 @@ def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a model without either)."""
     reference = _first_tensor(model)
     return reference.device if reference is not None else torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter or buffer (float32 without one)."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
 
 
 def _first_tensor(model: nn.Module) -> torch.Tensor | None:

@@ -11,8 +11,10 @@ Four small modules with lucid/lucent's contracts: :mod:`.param` (``param -> (par
 """
 
 from circuits_vision.optvis import facets, objectives, param, transforms
+from circuits_vision.optvis._batching import RenderTooLargeError
 from circuits_vision.optvis._validate import RenderInputError
 from circuits_vision.optvis.adam import Adam
+from circuits_vision.optvis.config import RenderConfig
 from circuits_vision.optvis.objectives import Objective, as_objective
 from circuits_vision.optvis.redirect import NoReLUWarning, redirected_relus
 from circuits_vision.optvis.render import PRESETS, NonFiniteError, Preset, RenderResult, render
@@ -24,8 +26,10 @@ __all__ = [
     "Objective",
     "PRESETS",
     "Preset",
+    "RenderConfig",
     "RenderInputError",
     "RenderResult",
+    "RenderTooLargeError",
     "as_objective",
     "facets",
     "objectives",

@@ -51,16 +51,14 @@ def size_pair(size) -> tuple[int, int]:
 
 
 def model_dtype(model: nn.Module) -> torch.dtype:
-    """The dtype of the model's first floating parameter or buffer (float32 without any)."""
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if tensor.is_floating_point():
-            if tensor.dtype not in SUPPORTED_DTYPES:
-                raise TypeError(
-                    f"render supports models in float32, float64, bfloat16 or float16; this one is {tensor.dtype}: "
-                    "convert it with model.float()"
-                )
-            return tensor.dtype
-    return torch.float32
+    """The model's floating dtype (:func:`hooks.model_dtype`), refused unless render supports it."""
+    dtype = hooks.model_dtype(model)
+    if dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"render supports models in float32, float64, bfloat16 or float16; this one is {dtype}: "
+            "convert it with model.float()"
+        )
+    return dtype
 
 
 def objective_list(objectives, model: nn.Module, size: tuple[int, int]) -> list[Objective]:

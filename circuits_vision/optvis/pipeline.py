@@ -8,27 +8,17 @@
                                                   image reads pad_value
     out = out * scale + shift                     per channel
 
-This is the contract of the fused C++/CUDA op ``circuits_vision.ops.image_pipeline``; when the
-compiled op is there ``render`` uses it, otherwise :func:`image_pipeline_torch`, the op's
-pure-PyTorch twin. One resample replaces lucid's pad, jitter, scale, rotate and jitter.
+This is the contract of the fused C++/CUDA op ``circuits_vision.ops.image_pipeline``, which
+``render`` calls; without the compiled extension that op runs :func:`image_pipeline_torch`, its
+pure-PyTorch twin, after one warning (``CIRCUITS_VISION_REQUIRE_EXT=1`` makes it an error). One
+resample replaces lucid's pad, jitter, scale, rotate and jitter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-from circuits_vision import ops
 from circuits_vision.ops._reference import image_pipeline as image_pipeline_torch
 
-__all__ = ["image_pipeline_torch", "fused_image_pipeline"]
+__all__ = ["image_pipeline_torch"]
 
-Pipeline = Callable[..., tuple[torch.Tensor, torch.Tensor]]
-
-
-def fused_image_pipeline() -> Pipeline | None:
-    """The compiled ``image_pipeline`` op when the extension provides it, else ``None``."""
-    if not ops.extension_available() or not hasattr(torch.ops.circuits_vision, "image_pipeline"):
-        return None
-    return ops.image_pipeline

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from circuits_vision import hooks
+from circuits_vision import hooks, ops
 from circuits_vision.optvis import transforms as T_
 from circuits_vision.optvis import _arguments as args_
 from circuits_vision.optvis._batching import check_fits, choose_batch_size
@@ -34,7 +34,7 @@ from circuits_vision.optvis._validate import (
 from circuits_vision.optvis.adam import Adam
 from circuits_vision.optvis.objectives import INPUT, Objective
 from circuits_vision.optvis.param import CPPN, FFT, ImageFunction, Pixel
-from circuits_vision.optvis.pipeline import fused_image_pipeline, image_pipeline_torch
+from circuits_vision.optvis.config import RenderConfig
 from circuits_vision.optvis.redirect import redirected_relus
 
 __all__ = ["render", "RenderResult", "NonFiniteError", "PRESETS", "Preset"]
@@ -149,14 +149,10 @@ def render(
     preset: str = "lucid",
     optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer] | None = None,
     progress: bool | None = None,
-    channels_last: bool | None = None,
-    autocast: bool | str | None = None,
     images_per_objective: int = 1,
     redirect_relu: str | None = "preset",
-    fused: bool | None = None,
-    memory_budget: int | None = None,
-    cuda_graphs: bool = False,
     image_seeds: Sequence[int] | None = None,
+    config: RenderConfig | None = None,
 ) -> RenderResult:
     """Feature visualization of every objective, optimised together.
 
@@ -171,7 +167,8 @@ def render(
         seed: everything random (start images, transforms) comes from generators seeded by
             ``(seed, image index)``: the same seed and ``batch_size`` give bit-identical images on the CPU.
         thresholds: steps after which to store a snapshot of the images (``RenderResult.snapshots``).
-        batch_size: images optimised together; ``None`` picks the largest batch under ``memory_budget``.
+        batch_size: images optimised together; ``None`` picks the largest batch under the config's
+            ``memory_budget``.
         device: where to render; must be the model's device (default: the model's).
         param: ``"fft"`` (default), ``"pixel"``, ``"cppn"`` (with lucid's CPPN defaults: Adam 0.005 and
             no transforms unless ``optimizer`` / ``transforms`` say otherwise), a factory such as ``param.FFT(decay_power=1.5)``
@@ -184,23 +181,19 @@ def render(
         optimizer: ``params -> optimizer`` (default Adam, lr 0.05: ``torch.optim.Adam``'s update,
             see :class:`~circuits_vision.optvis.adam.Adam`).
         progress: show a tqdm bar with ETA (default: only when stderr is a terminal).
-        channels_last: channels-last memory format for the model (default: on).
-        autocast: ``None`` (TF32 on CUDA, exact fp32 on CPU), ``False`` (fp32 everywhere), ``True``
-            or ``"bf16"`` (bfloat16 autocast of the forward), ``"tf32"``.
         images_per_objective: images per objective; the objective sees all of them (``batch=i``
             picks one; ``diversity`` works across them).
         redirect_relu: ``"lucid"``, ``"lucent"``, ``None`` (off), or ``"preset"`` (the preset's); every
             ReLU spelling is redirected (``nn.ReLU``, ``F.relu``, ``torch.relu``, ``x.relu_()``, ...),
             and a model that computes no ReLU gets a :class:`~circuits_vision.optvis.NoReLUWarning`.
-        fused: use the fused image pipeline (default: whenever the parameterization and transforms allow).
-        memory_budget: bytes the automatic batch size may use (default: half the free GPU memory,
-            or a quarter of RAM capped at 4 GiB on the CPU). Whatever the budget, a render larger
-            than 1024x1024 px whose estimated memory exceeds the free memory is refused up front.
-        cuda_graphs: not implemented; must be False.
         image_seeds: one seed per objective, used instead of ``seed``: image ``i`` of objective ``j``
             draws from ``(image_seeds[j], i)``, so an objective's images do not depend on the other
             objectives of the call, their order, or ``batch_size`` (how the atlas renders any subset
             of units reproducibly).
+        config: the engine's knobs (:class:`~circuits_vision.optvis.RenderConfig`: memory format,
+            precision, fused pipeline, memory budget); default ``RenderConfig()``. Whatever the
+            memory budget, a render larger than 1024x1024 px whose estimated memory exceeds the
+            free memory is refused up front.
 
     The model runs in its own dtype (float32, float64, bfloat16 or float16): the image is
     optimised in float32 and cast to the model's dtype at its input.
@@ -223,13 +216,15 @@ def render(
     args_.check_model(model)
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    if cuda_graphs:
-        raise NotImplementedError("cuda_graphs=True is not implemented; render runs eagerly")
-    config = PRESETS[preset]
+    if config is None:
+        config = RenderConfig()
+    elif not isinstance(config, RenderConfig):
+        raise TypeError(f"config must be a RenderConfig, got {type(config).__name__}")
+    memory_budget, mode = config.memory_budget, config.precision
+    preset_settings = PRESETS[preset]
     steps, size = args_.count("steps", steps), args_.size_pair(size)
     group = args_.count("images_per_objective", images_per_objective)
     batch_size = args_.optional_count("batch_size", batch_size)
-    memory_budget = args_.optional_count("memory_budget", memory_budget)
     dtype = args_.model_dtype(model)
     objective_list = args_.objective_list(objectives, model, size)
     if image_seeds is not None:
@@ -244,25 +239,22 @@ def render(
     device = torch.device(device) if device is not None else model_dev
     if device != model_dev and not (device.type == model_dev.type and device.index is None):
         raise ValueError(f"the model is on {model_dev} but device={device}: move it first with model.to({str(device)!r})")
-    if channels_last is None:
-        channels_last = True
-    mode = {None: "tf32", False: "fp32", True: "bf16"}.get(autocast, autocast) if not isinstance(autocast, str) else autocast
-    redirect = config.redirect_relu if redirect_relu == "preset" else redirect_relu
+    redirect = preset_settings.redirect_relu if redirect_relu == "preset" else redirect_relu
 
     default_transforms = transforms is None
-    resolved_param = _resolve_param(param, config)
+    resolved_param = _resolve_param(param, preset_settings)
     if isinstance(resolved_param, CPPN):  # lucid's CPPN notebook: Adam 0.005, no transforms
         optimizer = optimizer or _default_optimizer(resolved_param.learning_rate)
         if transforms is None:
             transforms = []
-    transform = config.transforms() if transforms is None else (
+    transform = preset_settings.transforms() if transforms is None else (
         transforms if isinstance(transforms, T_.Compose) else T_.compose(list(transforms))
     )
     plan = _Plan(
         model=model, objectives=objective_list, steps=steps, size=size, seed=seed, thresholds=thresholds,
         group=group, device=device, param=resolved_param, transform=transform,
-        model_input=config.model_input(min(size)), optimizer=optimizer or _default_optimizer(config.learning_rate),
-        redirect=redirect, fused=fused, precision=mode, channels_last=bool(channels_last), image_seeds=image_seeds,
+        model_input=preset_settings.model_input(min(size)), optimizer=optimizer or _default_optimizer(preset_settings.learning_rate),
+        redirect=redirect, fused=config.fused, precision=mode, channels_last=config.channels_last, image_seeds=image_seeds,
         dtype=dtype, default_transforms=default_transforms,
     )
     with prepared_model(model, plan.channels_last), precision(device, mode):
@@ -487,7 +479,7 @@ class _StepInputs:
             self.pad_value = float(plan.transform.pad_value)
             self.scale = torch.ones(3, device=plan.device)
             self.shift = torch.zeros(3, device=plan.device)
-            self.pipeline = fused_image_pipeline() or image_pipeline_torch
+            self.pipeline = ops.image_pipeline  # the compiled op, or its twin with the ops' one warning
             self.color = None
             self.alpha = None
         else:

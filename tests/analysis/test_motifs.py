@@ -7,7 +7,7 @@ import torch
 
 from circuits_vision.analysis import equivariance as eq
 from circuits_vision.analysis import motifs
-from circuits_vision.analysis._equivariance_grouping import Family
+from circuits_vision.analysis.equivariance import Family
 from circuits_vision.models import planted
 from circuits_vision.weights import expanded_weights
 

@@ -173,4 +173,13 @@ def test_tuning_curves_run_in_the_models_dtype(dtype, tolerance):
     scale = float(reference.responses.abs().max())
     assert scale > 5.0  # the units respond, so the comparison means something
     assert float((other.responses - reference.responses).abs().max()) <= tolerance * scale
-    assert torch.equal(other.preferred_orientation(), reference.preferred_orientation())
+    # Preferred orientations are compared on units that have one: the curve detectors the shipped model's
+    # metadata records (13, 14 and 21 respond almost equally at 120 and 300 degrees, a near-tie that rounding may swap).
+    import json
+
+    from circuits_vision.models import shapes
+
+    detectors = json.loads(shapes.default_weights_path().with_suffix(".json").read_text())["curve_detectors"]["mixed3a"]["units"]
+    tuned = tuning.tuning_curves(load("shapes"), "mixed3a", detectors, stimuli.curves, axes, fixed=fixed)
+    tuned_other = tuning.tuning_curves(load("shapes").to(dtype), "mixed3a", detectors, stimuli.curves, axes, fixed=fixed)
+    assert torch.equal(tuned_other.preferred_orientation(), tuned.preferred_orientation())

@@ -30,6 +30,6 @@ def tiny():
 def full_atlas(tiny, tmp_path_factory):
     """Every unit of mixed3a and mixed3b with all analyses, the circuit report and a hostile label."""
     out = tmp_path_factory.mktemp("atlas")
-    atlas.build(tiny, ["mixed3a", "mixed3b"], out, steps=2, size=32, chunk_size=8, progress=False,
-                log=lambda message: None, labels={"mixed3a:1": LABEL}, report=("mixed3a", "mixed3b"))
+    atlas.build(tiny, ["mixed3a", "mixed3b"], out, steps=2, size=32, progress=False, labels={"mixed3a:1": LABEL},
+                report=("mixed3a", "mixed3b"), config=atlas.AtlasConfig(chunk_size=8, log=lambda message: None))
     return out

@@ -19,7 +19,12 @@ from circuits_vision.atlas import store
 from circuits_vision.cli import load_model_file
 
 TINY = Path(__file__).with_name("tiny_model.py")
-FAST = dict(steps=2, size=32, progress=False, log=lambda message: None, report=False)
+FAST = dict(steps=2, size=32, progress=False, report=False, config=atlas.AtlasConfig(log=lambda message: None))
+
+
+def job(**knobs) -> atlas.AtlasConfig:
+    """A quiet AtlasConfig with these job knobs (chunk_size, batch_size, on_progress, ...)."""
+    return atlas.AtlasConfig(log=lambda message: None, **knobs)
 
 
 @pytest.fixture
@@ -96,17 +101,17 @@ def test_interrupted_run_resumes_without_rendering_any_unit_twice(tiny, tmp_path
             raise _Interrupt
 
     with pytest.raises(_Interrupt):
-        atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), chunk_size=4, on_progress=stop_after_two_chunks, **FAST)
+        atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), **{**FAST, "config": job(chunk_size=4, on_progress=stop_after_two_chunks)})
     assert len(counted_render) == 8 and not (tmp_path / "manifest.jsonl").exists()
     assert not (tmp_path / store.LOCK_FILE).exists()  # released on the way out
-    result = atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), chunk_size=4, **FAST)
+    result = atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), **{**FAST, "config": job(chunk_size=4)})
     assert result.rendered == 2 and result.units == 10
     assert sorted(counted_render) == sorted(set(counted_render)) and len(counted_render) == 10
     for r in _manifest(tmp_path):
         with Image.open(tmp_path / r["image"]) as image:
             image.verify()
     # a third run finds nothing to do
-    assert atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), chunk_size=4, **FAST).rendered == 0
+    assert atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), **{**FAST, "config": job(chunk_size=4)}).rendered == 0
     assert len(counted_render) == 10
 
 
@@ -184,8 +189,8 @@ def test_kill_9_mid_run_then_rerun_takes_over_and_finishes(tiny, tmp_path, count
     if len(done_before) == 10:
         pytest.skip("the run finished before it could be killed")
     with pytest.warns(UserWarning, match="stale lock"):
-        result = atlas.build(tiny, ["mixed3a"], out, parts=("branch",), chunk_size=1, model_name=TINY.name,
-                             **{**FAST, "steps": 20})
+        result = atlas.build(tiny, ["mixed3a"], out, parts=("branch",), model_name=TINY.name,
+                             **{**FAST, "steps": 20, "config": job(chunk_size=1)})
     units = [int(name.split(":")[1]) for name in counted_render]
     assert not set(units) & done_before  # nothing rendered twice
     assert sorted(units + sorted(done_before)) == list(range(10)) and result.rendered == len(units)
@@ -294,24 +299,24 @@ def _pngs(directory):
 
 def test_images_do_not_depend_on_chunk_size_batch_size_or_resuming(tiny, tmp_path, counted_render):
     whole = tmp_path / "whole"
-    atlas.build(tiny, ["mixed3a"], whole, parts=("branch",), chunk_size=4, **FAST)
+    atlas.build(tiny, ["mixed3a"], whole, parts=("branch",), **{**FAST, "config": job(chunk_size=4)})
 
     def stop_after_one_chunk(done, total):
         raise _Interrupt
 
     resumed = tmp_path / "resumed"
     with pytest.raises(_Interrupt):
-        atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), chunk_size=4, on_progress=stop_after_one_chunk, **FAST)
+        atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), **{**FAST, "config": job(chunk_size=4, on_progress=stop_after_one_chunk)})
     assert len(_pngs(resumed)) == 4
     # resumed with other chunk and batch sizes: the six units left land in other batches and places
-    atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), chunk_size=3, batch_size=2, **FAST)
+    atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), **{**FAST, "config": job(chunk_size=3, batch_size=2)})
     assert len(_pngs(whole)) == 10 and _pngs(resumed) == _pngs(whole)
     assert _manifest(resumed) == _manifest(whole)  # losses too
 
     # a deleted image is rendered once more, identical, and its record replaced rather than added
     counted_render.clear()
     (resumed / "img" / "mixed3a" / "5.png").unlink()
-    assert atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), chunk_size=4, **FAST).rendered == 1
+    assert atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), **{**FAST, "config": job(chunk_size=4)}).rendered == 1
     assert counted_render == ["mixed3a:5"]
     records = store.read_jsonl(store.records_path(resumed, 0))
     assert sorted(r["unit"] for r in records) == list(range(10))
@@ -343,7 +348,7 @@ def test_a_rerun_with_fewer_parts_and_no_report_keeps_what_was_computed(tiny, fu
     copy = tmp_path / "atlas"
     shutil.copytree(full_atlas, copy)
     pages = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*.html")}
-    result = atlas.build(tiny, ["mixed3a", "mixed3b"], copy, **{**FAST, "size": 32}, chunk_size=8, parts=("branch",),
+    result = atlas.build(tiny, ["mixed3a", "mixed3b"], copy, **{**FAST, "size": 32, "config": job(chunk_size=8)}, parts=("branch",),
                          labels={"mixed3a:1": "<script>document.title='pwned'</script>"})
     assert result.rendered == 0 and result.report == copy / "report" / "index.html"
     assert {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*.html")} == pages  # nothing dropped
@@ -351,7 +356,7 @@ def test_a_rerun_with_fewer_parts_and_no_report_keeps_what_was_computed(tiny, fu
     assert _manifest(copy) == _manifest(full_atlas)
     (copy / "analysis" / "mixed3b.family.json").write_text("[1, 2")
     with pytest.raises(store.CorruptAtlasFileError, match=r"mixed3b\.family\.json is not valid JSON.*delete it"):
-        atlas.build(tiny, ["mixed3a", "mixed3b"], copy, **{**FAST, "size": 32}, chunk_size=8, parts=("branch",))
+        atlas.build(tiny, ["mixed3a", "mixed3b"], copy, **{**FAST, "size": 32, "config": job(chunk_size=8)}, parts=("branch",))
 
 
 def test_a_small_atlas_analyses_only_its_units_and_shows_progress(tiny, tmp_path, monkeypatch, capsys):
@@ -453,3 +458,32 @@ def test_unit_pages_show_polysemanticity_and_facets(tiny, full_atlas, tmp_path):
         with Image.open(out / r["facets"]["image"]) as strip:
             assert strip.size == (analyses.FACETS * 32, 32)
         assert 'id="facets"' in (out / r["page"]).read_text()
+
+
+def test_job_knobs_live_in_a_frozen_atlas_config(tiny, tmp_path, monkeypatch):
+    import dataclasses
+    import inspect
+
+    knobs = {"chunk_size", "batch_size", "render_options", "on_progress", "log"}
+    assert not knobs & set(inspect.signature(atlas.build).parameters)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job().chunk_size = 3
+    for bad in ({"chunk_size": 0}, {"batch_size": -1}, {"chunk_size": 2.5}):
+        with pytest.raises(ValueError, match="AtlasConfig"):
+            atlas.AtlasConfig(**bad)
+    with pytest.raises(TypeError, match="AtlasConfig.render must be a RenderConfig"):
+        atlas.AtlasConfig(render={"fused": False})
+    with pytest.raises(TypeError, match="config must be an AtlasConfig, got dict"):
+        atlas.build(tiny, ["mixed3a"], tmp_path / "bad", **{**FAST, "config": {"chunk_size": 2}})
+
+    seen = []
+    real = optvis.render
+    monkeypatch.setattr(optvis, "render", lambda model, objectives, **kw: seen.append(kw) or real(model, objectives, **kw))
+    engine = optvis.RenderConfig(fused=False, channels_last=False)
+    out = tmp_path / "atlas"
+    atlas.build(tiny, ["mixed3a"], out, units_per_layer=3, parts=(),
+                **{**FAST, "config": job(chunk_size=2, render=engine, render_options={"preset": "lucent"})})
+    assert [len(kw["image_seeds"]) for kw in seen] == [2, 1]  # chunks of two units
+    assert all(kw["config"] is engine and kw["preset"] == "lucent" for kw in seen)
+    settings = json.loads((out / store.SETTINGS_FILE).read_text())
+    assert settings["render_options"] == {"preset": "'lucent'"} and "fused=False" in settings["render_config"]

@@ -13,8 +13,9 @@ import torch
 from circuits_vision import atlas
 from circuits_vision.atlas import store
 
-SETTINGS = dict(layers=["conv2d1", "mixed3a"], units_per_layer=4, chunk_size=3, parts=("inputs", "outputs", "branch"),
-                steps=2, size=32, report=False, progress=False, log=lambda message: None)
+SETTINGS = dict(layers=["conv2d1", "mixed3a"], units_per_layer=4, parts=("inputs", "outputs", "branch"),
+                steps=2, size=32, report=False, progress=False,
+                config=atlas.AtlasConfig(chunk_size=3, log=lambda message: None))
 
 
 def _files(directory: Path) -> dict[str, bytes]:

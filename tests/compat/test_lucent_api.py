@@ -46,6 +46,8 @@ def test_every_public_lucent_name_exists_with_lucents_parameters(path):
         target = obj.__init__ if inspect.isclass(obj) else obj
         expected = inspect.signature(target).parameters
         got = inspect.signature(mine.__init__ if inspect.isclass(mine) else mine).parameters
+        positional = [p.name for p in expected.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        assert list(got)[: len(positional)] == positional, f"{path}.{name}: positional order differs"
         for parameter in expected.values():
             if parameter.name in ("self", "args", "kwargs") or parameter.kind is parameter.VAR_KEYWORD:
                 continue

@@ -229,3 +229,13 @@ def test_unknown_layer_names_the_closest_ones(net):
     with pytest.raises(AssertionError, match="conv2"):
         render.render_vis(net, "conv3:1", lambda: param.image(16), transforms=[lambda x: x], thresholds=(1,),
                           progress=False, show_image=False)
+
+
+def test_non_square_images_and_fixed_sizes_keep_lucents_shapes(net):
+    images = render.render_vis(net, "conv2:0", lambda: param.image(20, 12), thresholds=(1, 2), progress=False,
+                               show_image=False, fixed_image_size=40)
+    assert render.last_run() == "eager"  # the engine renders square images
+    assert [i.shape for i in images] == [(1, 12, 20, 3)] * 2
+    images = render.render_vis(net, "conv2:0", lambda: param.image(16, batch=3), thresholds=(0, 2, 9), progress=False,
+                               show_image=False, fixed_image_size=40)
+    assert render.last_run() == "engine" and [i.shape for i in images] == [(3, 16, 16, 3)] * 2

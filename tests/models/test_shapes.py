@@ -44,6 +44,8 @@ def test_reaches_its_recorded_heldout_accuracy_on_freshly_drawn_scenes(model, me
     for head in ("shape", "color"):
         assert fresh[head] >= recorded[head] - 0.07, (head, fresh, recorded)
     assert recorded["shape"] > 0.5 and recorded["color"] > 0.5  # far above chance (1/24, 1/8)
+    # Not below the checkpoint it replaced (shape 93.8%, colour 93.0% on the same held-out set).
+    assert recorded["shape"] >= 0.9384 and recorded["color"] >= 0.9296
 
 
 def test_metadata_describes_the_training(metadata):
@@ -54,10 +56,10 @@ def test_metadata_describes_the_training(metadata):
 
 
 def test_shipped_model_has_a_curve_detector_family(model):
-    """>= 6 curve detectors in one mixed layer, preferring >= 4 distinct 45-degree sectors."""
+    """>= 8 curve detectors in mixed3b, preferring >= 7 distinct 45-degree sectors (measured: 21 over 7)."""
     search = find_curve_detectors(model, CURVE_LAYER)
-    assert len(search.detectors) >= 6, search.detectors
-    assert len(search.sectors()) >= 4, search.detectors
+    assert len(search.detectors) >= 8, search.detectors
+    assert len(search.sectors()) >= 7, search.detectors
 
 
 def test_an_untrained_network_has_no_such_family():

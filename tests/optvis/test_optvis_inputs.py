@@ -12,9 +12,7 @@ from torch import nn
 
 from circuits_vision import hooks
 from circuits_vision.analysis import tuning
-from circuits_vision.optvis import RenderInputError, objectives, render, transforms
-from circuits_vision.optvis import _batching
-from circuits_vision.optvis._batching import RenderTooLargeError
+from circuits_vision.optvis import RenderConfig, RenderInputError, RenderTooLargeError, _batching, objectives, render, transforms
 
 
 def _render(model, objs, **kwargs):
@@ -159,9 +157,11 @@ def test_units_that_never_activate_are_flagged(make_net):
 def test_bad_arguments_fail_before_the_first_step(tiny_net, monkeypatch):
     with pytest.raises(TypeError, match="needs an nn.Module as model, got NoneType"):
         render(None, "relu3:0")
-    for name, value in [("batch_size", 0), ("memory_budget", -1), ("steps", -4), ("steps", 0), ("images_per_objective", 0)]:
+    for name, value in [("batch_size", 0), ("steps", -4), ("steps", 0), ("images_per_objective", 0)]:
         with pytest.raises(ValueError, match=rf"{name} must be >= 1, got {value}"):
             _render(tiny_net, "relu3:0", **{name: value})
+    with pytest.raises(ValueError, match=r"memory_budget must be >= 1, got -1"):
+        RenderConfig(memory_budget=-1)
     with pytest.raises(TypeError, match="steps must be an int, got float: 2.5"):
         _render(tiny_net, "relu3:0", steps=2.5)
     with pytest.raises(TypeError, match=r"render needs objectives"):

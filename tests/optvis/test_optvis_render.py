@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from circuits_vision import hooks
-from circuits_vision.optvis import NonFiniteError, RenderInputError, objectives, param, render, transforms
+from circuits_vision.optvis import NonFiniteError, RenderConfig, RenderInputError, objectives, param, render, transforms
 
 
 def _render(model, objs, **kwargs):
@@ -161,21 +161,38 @@ def test_sequential_transforms_and_lucent_preset(tiny_net, make_net):
 
 
 def test_fused_matches_unfused_pipeline(tiny_net):
-    a = _render(tiny_net, ["relu2:1", "relu3:2"], fused=True)
-    b = _render(tiny_net, ["relu2:1", "relu3:2"], fused=False)  # sequential transforms, other draws
+    a = _render(tiny_net, ["relu2:1", "relu3:2"], config=RenderConfig(fused=True))
+    b = _render(tiny_net, ["relu2:1", "relu3:2"], config=RenderConfig(fused=False))  # sequential transforms, other draws
     assert a.images.shape == b.images.shape
     with pytest.raises(ValueError, match="fused=True needs"):
-        _render(tiny_net, ["relu2:1"], fused=True, param="cppn")
+        _render(tiny_net, ["relu2:1"], config=RenderConfig(fused=True), param="cppn")
 
 
 def test_channels_last_and_precision_switches(tiny_net):
-    a = _render(tiny_net, ["relu2:1"], channels_last=True, autocast=False)
-    b = _render(tiny_net, ["relu2:1"], channels_last=False, autocast=False)
+    a = _render(tiny_net, ["relu2:1"], config=RenderConfig(channels_last=True, autocast=False))
+    b = _render(tiny_net, ["relu2:1"], config=RenderConfig(channels_last=False, autocast=False))
     assert torch.allclose(a.images, b.images, atol=1e-4)
-    c = _render(tiny_net, ["relu2:1"], autocast="bf16", steps=3)
+    c = _render(tiny_net, ["relu2:1"], config=RenderConfig(autocast="bf16"), steps=3)
     assert torch.isfinite(c.images).all()
-    with pytest.raises(NotImplementedError, match="cuda_graphs"):
-        _render(tiny_net, ["relu2:1"], cuda_graphs=True)
+
+
+def test_engine_knobs_live_in_a_frozen_render_config(tiny_net):
+    import dataclasses
+    import inspect
+
+    knobs = {"channels_last", "autocast", "fused", "memory_budget", "cuda_graphs"}
+    assert not knobs & set(inspect.signature(render).parameters)
+    assert {f.name for f in dataclasses.fields(RenderConfig)} == knobs - {"cuda_graphs"}
+    config = RenderConfig(autocast=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.fused = True
+    assert config.precision == "fp32" and RenderConfig().precision == "tf32" and RenderConfig(autocast=True).precision == "bf16"
+    for bad, error in [({"autocast": "fp16"}, ValueError), ({"fused": "yes"}, TypeError), ({"channels_last": None}, TypeError),
+                       ({"memory_budget": 0}, ValueError), ({"memory_budget": True}, ValueError)]:
+        with pytest.raises(error, match="RenderConfig"):
+            RenderConfig(**bad)
+    with pytest.raises(TypeError, match="config must be a RenderConfig, got dict"):
+        _render(tiny_net, ["relu2:1"], config={"fused": True})
 
 
 def test_plain_function_objective_layers_are_discovered(tiny_net):
@@ -215,4 +232,4 @@ def test_memory_budget_picks_the_batch_size(tiny_net):
     assert choose_batch_size(tiny_net, ["relu2"], 20, 1, 5, torch.device("cpu"), memory_budget=10**12) == 5
     # a budget for one image at a time renders in chunks of one, exactly like batch_size=1
     objs = ["relu2:1", "relu2:2", "relu2:3"]
-    assert torch.equal(_render(tiny_net, objs, memory_budget=1, steps=3).images, _render(tiny_net, objs, batch_size=1, steps=3).images)
+    assert torch.equal(_render(tiny_net, objs, config=RenderConfig(memory_budget=1), steps=3).images, _render(tiny_net, objs, batch_size=1, steps=3).images)

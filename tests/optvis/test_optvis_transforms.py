@@ -116,11 +116,11 @@ def test_rotation_units():
 
 
 def test_compiled_pipeline_matches_the_torch_twin():
-    from circuits_vision.optvis.pipeline import fused_image_pipeline
+    from circuits_vision import ops
 
-    op = fused_image_pipeline()
-    if op is None:
+    if not ops.extension_available():
         pytest.skip("the compiled image_pipeline op is not built")
+    op = ops.image_pipeline
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(3, 3, 12, 12, generator=generator, requires_grad=True)
     color = torch.randn(3, 3, generator=generator)

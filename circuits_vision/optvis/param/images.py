@@ -164,11 +164,17 @@ class CPPN(ParamFactory):
     Adam at ``learning_rate`` (0.005) and no transforms, as that notebook does: the network's
     smoothness already regularises the image, and at the pixel images' 0.05 the output layer
     saturates to a flat colour within a few steps.
+
+    Unlike that notebook, ``normalize`` defaults to True (each hidden layer normalised per
+    image, as lucid's ``cppn(normalize=True)``): without it, on the shipped ``shapes`` model,
+    several live mixed3b units (e.g. curve detectors 18 and 37) never turned on in 128 steps and
+    others rendered flat (spatial std 1e-4), while with it all of them rendered with structure
+    (std 0.06-0.37) and objectives of -8 to -118 in 32 steps.
     """
 
     num_hidden_channels: int = 24
     num_layers: int = 8
-    normalize: bool = False
+    normalize: bool = True
     learning_rate: float = 0.005
 
     def __call__(self, *, batch, height, width, generator, device):

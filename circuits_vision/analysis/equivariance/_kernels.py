@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from circuits_vision.analysis import _equivariance_transforms as T
+from circuits_vision.analysis.equivariance import transforms as T
 from circuits_vision.hooks import check_channel, layer_shape, run_with_cache
 from circuits_vision.weights import expanded_weights, linearized
 

@@ -22,9 +22,11 @@ Transform = Callable[[torch.Tensor, float], torch.Tensor]
 def _affine(kernels: torch.Tensor, matrix: list[list[float]]) -> torch.Tensor:
     """Resample ``kernels [N, C, S, S]`` at ``matrix @ (x, y_down)`` (normalised, centre at 0), bilinear, 0 outside."""
     n, c, h, w = kernels.shape
-    theta = kernels.new_tensor([matrix[0] + [0.0], matrix[1] + [0.0]]).expand(n, 2, 3)
-    grid = F.affine_grid(theta, [n, c, h, w], align_corners=True)
-    return F.grid_sample(kernels, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    theta = kernels.new_tensor([[matrix[0] + [0.0], matrix[1] + [0.0]]])
+    # One transform for every kernel: fold the kernels into channels, so one grid serves them all.
+    grid = F.affine_grid(theta, [1, n * c, h, w], align_corners=True)
+    out = F.grid_sample(kernels.reshape(1, n * c, h, w), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.view(n, c, h, w)
 
 
 def rotate(kernels: torch.Tensor, angle_deg: float) -> torch.Tensor:
@@ -151,6 +153,26 @@ def transform_similarity(
         done[key] = left @ right.T
         sims.append(done[key])
     return torch.stack(sims)
+
+
+def self_similarity(
+    kernels: torch.Tensor,
+    parameters: torch.Tensor,
+    transform: Transform,
+    *,
+    mask: torch.Tensor | None = None,
+    gather: Callable[[float], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """``[P, N]``: each kernel's similarity to itself transformed, ``cos(T_{p/2}(W_i), T_{-p/2}(W_i))``.
+
+    The diagonal of :func:`transform_similarity` at a cost linear in ``N`` (no all-pairs product).
+    """
+    rows = []
+    for p in parameters.tolist():
+        left = normalised_flat(_apply(kernels, p / 2, transform, gather), mask)
+        right = normalised_flat(_apply(kernels, -p / 2, transform, gather), mask)
+        rows.append((left * right).sum(1))
+    return torch.stack(rows)
 
 
 def _key(p: float, period: float | None) -> float:

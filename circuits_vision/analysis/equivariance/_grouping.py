@@ -11,40 +11,10 @@ reference pair.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 
-
-@dataclass
-class Family:
-    """Units that are transformed copies of each other.
-
-    Attributes:
-        kind: "rotation", "hue" or "scale".
-        members: unit indices, ordered by ``values``.
-        values: per member, its transformation relative to ``reference`` (degrees for rotation and
-            hue, in ``[0, period)``; log2 scale for "scale", the smallest member at 0).
-        reference: the member the values are relative to (the most typical member).
-        period: 360, or 180 / 120 / 90 when every member equals its own rotation by that much
-            (lines and edges are 180-periodic); None for scale.
-        score: mean over member pairs of their similarity at the best transformation.
-        confidence: per member, mean similarity to the others at the transformation the synchronised
-            values predict (low = the member fits the family's geometry badly).
-        residual: median over pairs of |best pairwise parameter - difference of synchronised values|.
-    """
-
-    kind: str
-    members: list[int]
-    values: dict[int, float]
-    reference: int
-    period: float | None
-    score: float
-    confidence: dict[int, float] = field(default_factory=dict)
-    residual: float = 0.0
-
-    def __len__(self) -> int:
-        return len(self.members)
+from circuits_vision.analysis.equivariance._result import Family
 
 
 def circular_difference(a: torch.Tensor, period: float) -> torch.Tensor:
@@ -138,38 +108,40 @@ def group_families(
     *,
     kind: str,
     circular: bool,
-    threshold: float,
+    distance: torch.Tensor,
+    cut: float,
     min_members: int,
     exclude: torch.Tensor,
-    min_spread: float,
-) -> tuple[list[Family], list[list[int]]]:
-    """Families among the units not in ``exclude [N] bool``; returns them and the rejected groups of
-    look-alikes (row indices: similar units that all sit at one parameter value).
+    period_level: float | None,
+) -> list[Family]:
+    """Candidate families among the units not in ``exclude [N] bool`` (row indices; not yet tested).
 
     Args:
         sim: [P, N, N] similarity after transformation (see ``transform_similarity``).
         parameters: [P] evenly spaced; for ``circular`` they cover [0, 360).
-        threshold: a group's members must have average pairwise best similarity >= this.
-        min_members: smallest family reported.
-        min_spread: a group whose values all lie within this of each other is a set of look-alikes,
-            not an equivariant family, and is not reported.
+        distance: [N, N] pair distances; groups are average-linkage clusters cut at ``cut``.
+        min_members: smallest group kept.
+        period_level: self-similarity every member needs at a candidate period (90/120/180); None:
+            0.9 of the group's mean pair similarity.
     """
-    look_alike: list[list[int]] = []
     best, arg = best_parameters(sim, parameters, 360.0 if circular else None)
     best = (best + best.T) / 2  # S[p, i, j] and S[-p, j, i] measure the same pair
     keep = (~exclude).nonzero().flatten()
     if len(keep) < min_members:
-        return [], look_alike
-    distance = (1 - best[keep][:, keep]).clamp_min(0)
-    distance.fill_diagonal_(0)
+        return []
+    d = distance[keep][:, keep].clone()
+    d.fill_diagonal_(0)
     families = []
-    for group in cluster(distance, 1 - threshold):
-        units = keep[group]
-        if len(units) < min_members:
+    for group in cluster(d, cut):
+        if len(group) < min_members:
             continue
-        idx = units
+        idx = keep[group]
         sub_best, sub_arg = best[idx][:, idx], arg[idx][:, idx]
-        period = detect_period(sim[:, idx, idx], parameters, threshold) if circular else None  # [P, n] self-similarities
+        n = len(idx)
+        off = ~torch.eye(n, dtype=torch.bool, device=sub_best.device)
+        score = float(sub_best[off].mean())
+        level = 0.9 * score if period_level is None else period_level
+        period = detect_period(sim[:, idx, idx], parameters, level) if circular else None  # [P, n] self-similarities
         if circular:
             values = synchronise_circular(sub_arg, sub_best.clamp_min(0), period)
         else:
@@ -179,13 +151,7 @@ def group_families(
         rel = torch.remainder(values - values[ref], period) if circular else values
         predicted = rel[None, :] - rel[:, None]
         error = circular_difference(sub_arg - predicted, period) if circular else sub_arg - predicted
-        n = len(idx)
-        off = ~torch.eye(n, dtype=torch.bool, device=sub_best.device)
-        spread = _spread(rel, period)
-        if spread < min_spread:
-            look_alike.append(idx.tolist())
-            continue
-        confidence = _predicted_similarity(sim[:, idx][:, :, idx], parameters, predicted, circular)
+        confidence = predicted_similarity(sim[:, idx][:, :, idx], parameters, predicted, circular)
         conf = (confidence * off).sum(1) / (n - 1)
         order = torch.argsort(rel)
         members = [int(idx[i]) for i in order]
@@ -196,24 +162,37 @@ def group_families(
                 values={int(idx[i]): round(float(rel[i]), 3) for i in order},
                 reference=int(idx[ref]),
                 period=period,
-                score=float(sub_best[off].mean()),
+                score=score,
                 confidence={int(idx[i]): round(float(conf[i]), 4) for i in order},
                 residual=float(error[off].abs().median()),
             )
         )
     families.sort(key=lambda f: (-len(f), -f.score))
-    return families, look_alike
+    return families
 
 
-def _spread(values: torch.Tensor, period: float | None) -> float:
-    """Largest distance of a value from the first (circular when ``period``)."""
-    d = values - values[0]
+def span(values: torch.Tensor, period: float | None) -> float:
+    """How far the values spread: ``period`` minus the largest circular gap, or max - min."""
+    if period is None:
+        return float(values.max() - values.min()) if len(values) else 0.0
+    ordered = torch.sort(torch.remainder(values.double(), period)).values
+    gaps = torch.diff(torch.cat([ordered, ordered[:1] + period]))
+    return float(period - gaps.max())
+
+
+def distinct_values(values: torch.Tensor, period: float | None, resolution: float) -> int:
+    """How many groups the values form when values closer than ``resolution`` (circularly) are one group."""
+    if len(values) == 0:
+        return 0
+    ordered = torch.sort(torch.remainder(values.double(), period) if period is not None else values.double()).values
+    gaps = torch.diff(ordered)
     if period is not None:
-        d = circular_difference(d, period)
-    return float(d.abs().max())
+        gaps = torch.cat([gaps, (ordered[:1] + period) - ordered[-1:]])
+        return max(1, int((gaps > resolution).sum()))
+    return 1 + int((gaps > resolution).sum())
 
 
-def _predicted_similarity(sim: torch.Tensor, parameters: torch.Tensor, predicted: torch.Tensor, circular: bool) -> torch.Tensor:
+def predicted_similarity(sim: torch.Tensor, parameters: torch.Tensor, predicted: torch.Tensor, circular: bool) -> torch.Tensor:
     """``sim [P, n, n]`` read at the parameter nearest ``predicted [n, n]``."""
     delta = predicted[None] - parameters[:, None, None]
     if circular:

@@ -1,0 +1,243 @@
+"""Model-level entry point: which kernels (or curves, or images) each unit gets, then the detectors."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from circuits_vision.analysis._arguments import check_family_search
+from circuits_vision.analysis.equivariance import _detect as D
+from circuits_vision.analysis.equivariance._kernels import family_gather, unit_kernels, validate_units
+from circuits_vision.analysis.equivariance._mirror import reflection_pairs_from_kernels
+from circuits_vision.analysis.equivariance._result import EquivarianceResult, Family, Settings
+from circuits_vision.hooks import layer_names, layer_shape, resolve_layer
+
+MAX_EARLIER = 4  # earlier layers tried for units without spatial extent at the chosen source
+
+
+def report(
+    model: nn.Module,
+    layer: str,
+    *,
+    source: str | None = None,
+    kind: str = "rotation",
+    method: str = "weights",
+    units: list[int] | None = None,
+    steps: int | None = None,
+    alpha: float = D.ALPHA,
+    threshold: float | None = None,
+    invariant_threshold: float = D.INVARIANT_THRESHOLD,
+    min_members: int = D.MIN_MEMBERS,
+    min_span: float | None = None,
+    source_families: list[Family] | str | None = None,
+    extent: bool = True,
+    null: str = "scramble",
+    null_units: int | None = None,
+    seed: int = 0,
+    images: torch.Tensor | None = None,
+    render_kwargs: dict | None = None,
+) -> EquivarianceResult:
+    """Find the ``kind`` families of ``layer``, calibrated against a null.
+
+    Args:
+        kind: "rotation", "hue", "scale" or "reflection".
+        method: "weights" (expanded weights from ``source`` to ``layer``; ``source=None``: to the RGB
+            input, through the linearised model), "tuning" (orientation tuning curves to drawn curves,
+            :func:`orientation_tuning`) or "visualization" (feature visualizations of every unit,
+            rendered with :func:`circuits_vision.optvis.render` unless ``images [N, 3, H, W]`` are given).
+        units: restrict to these unit indices (default: all units of the layer).
+        steps: angles in [0, 360) searched (default 72) / log2 scales in [-1, 1] (default 9).
+        alpha: the false-discovery rate (the default rule: q < 0.05 for pairs, families, invariant units).
+        threshold: a cosine similarity that pairs must reach instead of the pair test (the family-level
+            shuffled-angle test still applies). For comparison with fixed-threshold searches.
+        min_span: smallest spread of a family's values (default 90 deg; 1.5 steps for scale).
+        source_families: rotation families of ``source`` (from a report on it): rotating a unit then
+            also moves its inputs from each member of those families to the member rotated by the same
+            angle. Needed when ``source`` is not the input and holds oriented units (edges -> curves).
+            ``"auto"``: find them first (rotation families of ``source``, kernels from the input).
+        extent: units whose kernels from ``source`` have no spatial extent (1x1 and pool branches) take
+            their kernels from the nearest earlier layer (up to 4 back) that gives them a spatial pattern
+            through a convolution (a pooling window alone does not count); ``sources`` says which.
+            Units of different sources are searched separately (their kernels live in different spaces).
+        null, null_units, seed: the structure null (see :mod:`circuits_vision.analysis.equivariance.null`).
+    Returns:
+        An :class:`EquivarianceResult`; empty with an ``explanation`` when the layer has no spatial
+        dimensions or extent, too few units, or nothing is significant.
+    Raises:
+        UnknownLayerError (unknown layer), IndexError (unit out of range), ValueError (bad kind/method).
+    """
+    check_family_search(threshold=threshold, invariant_threshold=invariant_threshold, min_members=min_members,
+                        units=units, steps=steps)
+    if kind not in D.KINDS:
+        raise ValueError(f"kind must be one of {D.KINDS}, got {kind!r}")
+    if method not in ("weights", "visualization", "tuning"):
+        raise ValueError(f"method must be 'weights', 'visualization' or 'tuning', got {method!r}")
+    if method == "tuning" and kind != "rotation":
+        raise ValueError("method='tuning' finds rotation families (orientation tuning curves); use method='weights'")
+    if kind == "hue" and source is not None:
+        raise ValueError("hue families rotate the RGB input's colours: use source=None (expanded weights to the input)")
+    options = dict(alpha=alpha, threshold=threshold, min_members=min_members, null=null, null_units=null_units,
+                   seed=seed)
+    flat = _not_spatial(model, layer, source if method == "weights" else None)
+    if flat:
+        result = EquivarianceResult(kind, layer, source, method,
+                                    settings=Settings(alpha=alpha, threshold=threshold, min_members=min_members))
+        result.explanation = flat
+        return result
+    unit_list = validate_units(model, layer, units)
+    if method == "tuning":
+        curves = orientation_tuning(model, layer, unit_list, steps=steps or 72)
+        result = D.families_from_tuning(curves, alpha=alpha, threshold=threshold, min_members=min_members,
+                                        min_span=min_span, units=unit_list, null_units=null_units, seed=seed)
+        result.layer = layer
+        return result
+    if method == "visualization":
+        kernels = _visualizations(model, layer, unit_list, images, render_kwargs or {})
+        result = _detect(kernels, kind, unit_list, None, steps, invariant_threshold, min_span, True, options)
+        result.layer, result.method = layer, "visualization"
+        return result
+    if isinstance(source_families, str):
+        if source_families != "auto":
+            raise ValueError(f"source_families must be a list of families, 'auto' or None, got {source_families!r}")
+        source_families = report(model, source, kind="rotation").families if source is not None else None
+    kernels = unit_kernels(model, layer, source, units=unit_list)
+    gather = family_gather(source_families, kernels.shape[1], kernels) if source_families else None
+    source_name = source or "input"
+    groups = [(source_name, unit_list, kernels, gather)]
+    if extent and source is not None and kind in ("rotation", "scale", "reflection"):
+        groups = _with_extent(model, layer, source, unit_list, kernels, gather)
+    parts = [_detect(k, kind, us, g, steps, invariant_threshold, min_span, False, options) for _, us, k, g in groups]
+    for (name, us, _, _), part in zip(groups, parts):
+        part.sources = {u: name for u in us}
+        for fam in part.families:
+            fam.source = name
+    result = parts[0] if len(parts) == 1 else _merge(parts, [g[0] for g in groups])
+    result.layer, result.source, result.method = layer, source_name, "weights"
+    return result
+
+
+def _detect(kernels, kind, units, gather, steps, invariant_threshold, min_span, center, options) -> EquivarianceResult:
+    if kind == "reflection":
+        return reflection_pairs_from_kernels(kernels, units=units, gather=None, alpha=options["alpha"],
+                                               threshold=options["threshold"], null=options["null"],
+                                               null_units=options["null_units"], seed=options["seed"])
+    return D.families_from_kernels(kernels, kind, steps=steps, invariant_threshold=invariant_threshold, units=units,
+                                   gather=gather, center=center, min_span=min_span, **options)
+
+
+def _not_spatial(model: nn.Module, layer: str, source: str | None) -> str:
+    """Why ``layer`` (or ``source``) cannot hold spatial families, or ""."""
+    for name, role in ((layer, "layer"), (source, "source layer")):
+        if name is None:
+            continue
+        shape = tuple(layer_shape(model, name))
+        if len(shape) != 3:
+            return (f"{role} {name!r} has output shape {shape}, not [channels, height, width]: a layer without "
+                    f"spatial dimensions (a classifier or pooled layer) has no rotation, hue, scale or reflection "
+                    f"families; pick a convolutional layer")
+    return ""
+
+
+def earlier_layers(model: nn.Module, source: str) -> list[str]:
+    """Layers before ``source`` in the model's order, nearest first, skipping ``source``'s own sub-layers."""
+    name, _ = resolve_layer(model, source)
+    names = layer_names(model)
+    if name not in names:
+        return []
+    inside = (f"{name}.", f"{name}_")
+    return [n for n in reversed(names[: names.index(name)]) if not n.startswith(inside) and "pre_relu" not in n]
+
+
+def _with_extent(model, layer, source, units, kernels, gather):
+    """Split the units by kernel source: those without spatial extent at ``source`` walk back to earlier layers."""
+    trivial = D.spatially_trivial(kernels) & ~D.dead_kernels(kernels)
+    groups = []
+    keep = [i for i in range(len(units)) if not bool(trivial[i])]
+    waiting = [units[i] for i in range(len(units)) if bool(trivial[i])]
+    tried = 0
+    for candidate in earlier_layers(model, source):
+        if not waiting or tried >= MAX_EARLIER:
+            break
+        if len(tuple(layer_shape(model, candidate))) != 3:
+            continue
+        tried += 1
+        try:
+            found = unit_kernels(model, layer, candidate, units=waiting)
+        except ValueError:  # not an ancestor, or nothing linear connects them
+            continue
+        ok = ~D.spatially_trivial(found) & ~D.dead_kernels(found) & ~D.pooled_profile(found)
+        if bool(ok.any()):
+            rows = ok.nonzero().flatten()
+            groups.append((candidate, [waiting[i] for i in rows.tolist()], found[rows], None))
+            waiting = [u for i, u in enumerate(waiting) if not bool(ok[i])]
+    rows = torch.tensor(keep + [units.index(u) for u in waiting], dtype=torch.long)
+    primary = (source, [units[i] for i in rows.tolist()], kernels[rows], gather)
+    return [primary] + groups
+
+
+def _merge(parts: list[EquivarianceResult], names: list[str]) -> EquivarianceResult:
+    """One result from detections over disjoint unit groups with kernels from different sources."""
+    first = parts[0]
+    units = [u for part in parts for u in part.units]
+    out = EquivarianceResult(first.kind, first.layer, first.source, first.method, units=units, settings=first.settings,
+                             null=first.null)
+    out.families = sorted((f for part in parts for f in part.families), key=lambda f: (-len(f), -f.score))
+    out.pairs = [p for part in parts for p in part.pairs]
+    out.invariant = [u for part in parts for u in part.invariant]
+    out.rejected = [r for part in parts for r in part.rejected]
+    out.sources = {u: s for part in parts for u, s in part.sources.items()}
+    moved = set(u for part in parts[1:] for u in part.units)
+    out.excluded = {u: why for part in parts for u, why in part.excluded.items()
+                    if not (part is first and u in moved)}
+    sims = [part.similarity for part in parts]
+    if all(s is not None for s in sims) and len({s.shape[0] for s in sims}) == 1:
+        out.similarity = torch.zeros(sims[0].shape[0], len(units), len(units), dtype=sims[0].dtype)
+        out.p_values = torch.ones(len(units), len(units), dtype=torch.float64)
+        out.q_values = torch.ones(len(units), len(units), dtype=torch.float64)
+        out.effect_sizes = torch.zeros(len(units), len(units), dtype=torch.float64)
+        start = 0
+        for part in parts:
+            stop = start + len(part.units)
+            out.similarity[:, start:stop, start:stop] = part.similarity
+            for name in ("p_values", "q_values", "effect_sizes"):
+                block = getattr(part, name)
+                if block is not None:
+                    getattr(out, name)[start:stop, start:stop] = block
+            start = stop
+        out.parameters = first.parameters
+    notes = [f"{len(part.units)} units without spatial extent at {names[0]} took their kernels from {name}"
+             for part, name in zip(parts[1:], names[1:])]
+    out.explanation = "; ".join([D.explain(out)] + notes)
+    return out
+
+
+def orientation_tuning(model: nn.Module, layer: str, units: list[int], *, steps: int = 72, radius: float | None = None,
+                       thickness: float | None = None) -> torch.Tensor:
+    """Responses ``[len(units), steps]`` of the units (centre position) to curves facing ``k * 360 / steps``.
+
+    Stimuli: :func:`circuits_vision.stimuli.curves`, black on white, centred on the layer's receptive
+    field, radius ``input_size / 6`` and thickness ``input_size / 16`` unless given.
+    """
+    from circuits_vision import stimuli
+    from circuits_vision.analysis.tuning import tuning_curves
+
+    size = getattr(model, "input_size", 224)
+    fixed = {"radius": radius or size / 6, "thickness": thickness or max(size / 16, 1.0)}
+    angles = torch.arange(steps, dtype=torch.float32) * (360.0 / steps)
+    ones = torch.ones(len(units))
+    curves = tuning_curves(model, layer, units, stimuli.curves, {"orientation": angles}, fixed=fixed,
+                           baseline=(torch.zeros_like(ones), ones))
+    return curves.orientation_curve()
+
+
+def _visualizations(model, layer, units, images, render_kwargs) -> torch.Tensor:
+    if images is not None:
+        if images.ndim != 4 or images.shape[0] != len(units):
+            raise ValueError(f"images must be [len(units)={len(units)}, C, H, W], got {tuple(images.shape)}")
+        return images
+    from circuits_vision.optvis import objectives, render  # the optimisation is only needed for this method
+
+    # Neuron (centre position) objectives: a channel objective paints a texture at random phases, which
+    # no rotation about the centre can align; a neuron's visualization is centred on its receptive field.
+    result = render(model, [objectives.neuron(layer, u) for u in units], **render_kwargs)
+    return result.images

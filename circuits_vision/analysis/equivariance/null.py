@@ -1,0 +1,146 @@
+"""Null baselines for the equivariance statistics, permutation p-values and Benjamini-Hochberg q-values.
+
+Every score that decides membership is compared with the same statistic on a baseline that keeps the
+layer's marginal statistics and breaks the structure being tested:
+
+- :func:`scramble_kernels` (pairs, invariance, mirror pairs, the default): every kernel's spatial
+  phases randomised, the same random phase for all its input channels, then its radial energy profile
+  put back. The surrogate keeps the kernel's spatial power spectrum per channel, the cross-spectra
+  between its channels (so it stays inside the subspace a bottleneck confines the layer to) and how its
+  energy falls off from the centre; it loses its shape. For random weights (Gaussian fields) the
+  surrogates are drawn from the same distribution as the kernels, so the test is calibrated there.
+- :func:`shuffle_kernels`: which kernel belongs to which unit shuffled independently per input channel.
+  Keeps every channel's kernels exactly; breaks the coherence across channels. It is anti-conservative
+  when a bottleneck confines the kernels to a subspace (the surrogates leave it), so it is an option only.
+- :func:`scramble_curves` (tuning-curve pairs): each curve's Fourier phases randomised (power spectrum
+  kept). A pure cosine keeps its shape under this, so cosine-tuned units cannot reach significance.
+- :func:`shift_curves`, shuffled angles (families, circuits): each member's angle redrawn uniformly
+  over the period, which for tuning curves is each curve shifted circularly.
+
+Randomness comes only from the ``torch.Generator`` passed in.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "benjamini_hochberg",
+    "effect_size",
+    "permutation_p_values",
+    "scramble_curves",
+    "scramble_kernels",
+    "shift_curves",
+    "shuffle_kernels",
+]
+
+
+def _sources(n: int, count: int | None, generator: torch.Generator) -> torch.Tensor:
+    """``[count]`` unit indices: every unit once per round, in random order, as many rounds as needed."""
+    count = n if count is None else count
+    rounds = [torch.randperm(n, generator=generator) for _ in range(-(-count // n))]
+    return torch.cat(rounds)[:count]
+
+
+def scramble_kernels(kernels: torch.Tensor, generator: torch.Generator, count: int | None = None, *,
+                     sources: torch.Tensor | None = None) -> torch.Tensor:
+    """``count`` (default ``N``) phase-randomised surrogates of ``kernels [N, C, S, S]``: ``[count, C, S, S]``.
+
+    Surrogate ``m`` is made from kernel ``sources[m]`` (default: every kernel once per round, random order).
+    """
+    if kernels.ndim != 4:
+        raise ValueError(f"kernels must be [N, C, S, S], got {tuple(kernels.shape)}")
+    n, c, h, w = kernels.shape
+    pick = _sources(n, count, generator) if sources is None else sources
+    k = kernels[pick.to(kernels.device)].double()
+    noise = torch.randn(len(pick), 1, h, w, generator=generator, dtype=torch.float64).to(k.device)
+    phase = torch.angle(torch.fft.fft2(noise))  # Hermitian-antisymmetric, so the surrogate stays real
+    phase[..., 0, 0] = 0.0  # keep the mean of every channel
+    surrogate = torch.fft.ifft2(torch.fft.fft2(k) * torch.polar(torch.ones_like(phase), phase)).real
+    # Put the radial energy profile back: phase randomisation spreads energy evenly over the square,
+    # while kernels concentrate it near the centre (fewer effective pixels, more extreme similarities).
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    ring = torch.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2).round().long().flatten().to(k.device)  # [S*S]
+    energy = k.pow(2).sum(1).flatten(1)  # [M, S*S]
+    rings = int(ring.max()) + 1
+    total = torch.zeros(len(pick), rings, dtype=torch.float64, device=k.device).index_add_(1, ring, energy)
+    count_per_ring = torch.bincount(ring, minlength=rings).to(k.dtype)
+    profile = (total / count_per_ring)[:, ring].view(len(pick), 1, h, w)
+    mean_energy = surrogate.pow(2).sum(1, keepdim=True).mean((2, 3), keepdim=True).clamp_min(1e-300)
+    surrogate = surrogate * (profile / mean_energy).sqrt()
+    return surrogate.to(kernels.dtype)
+
+
+def shuffle_kernels(kernels: torch.Tensor, generator: torch.Generator, count: int | None = None, *,
+                    sources: torch.Tensor | None = None) -> torch.Tensor:
+    """Surrogates ``[count, C, S, S]`` whose channel ``c`` is channel ``c`` of a random unit, drawn per channel
+    (channel 0 from ``sources[m]`` when given)."""
+    if kernels.ndim != 4:
+        raise ValueError(f"kernels must be [N, C, S, S], got {tuple(kernels.shape)}")
+    n, c = kernels.shape[:2]
+    count = n if count is None else count
+    picks = [_sources(n, count, generator) for _ in range(c)]
+    if sources is not None:
+        picks[0] = sources
+    pick = torch.stack(picks, 1).to(kernels.device)  # [count, C]
+    return kernels[pick, torch.arange(c, device=kernels.device)[None, :]]
+
+
+def scramble_curves(curves: torch.Tensor, generator: torch.Generator, count: int | None = None, *,
+                    sources: torch.Tensor | None = None) -> torch.Tensor:
+    """Phase-randomised surrogates ``[count, A]`` of tuning curves ``[N, A]`` (mean and power spectrum kept);
+    surrogate ``m`` from curve ``sources[m]`` (default: every curve once per round, random order)."""
+    if curves.ndim != 2:
+        raise ValueError(f"curves must be [units, orientations], got {tuple(curves.shape)}")
+    pick = _sources(curves.shape[0], count, generator) if sources is None else sources
+    x = curves[pick.to(curves.device)].double()
+    spectrum = torch.fft.rfft(x, dim=1)
+    phase = torch.rand(spectrum.shape, generator=generator, dtype=torch.float64).to(x.device) * (2 * torch.pi)
+    phase[:, 0] = 0.0
+    if x.shape[1] % 2 == 0:
+        phase[:, -1] = 0.0  # the Nyquist term is real
+    return torch.fft.irfft(spectrum * torch.polar(torch.ones_like(phase), phase), n=x.shape[1], dim=1).to(curves.dtype)
+
+
+def shift_curves(curves: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each curve of ``[N, A]`` shifted circularly by a random number of steps; returns (curves, shifts [N])."""
+    n, a = curves.shape
+    shifts = torch.randint(a, (n,), generator=generator)
+    index = (torch.arange(a)[None, :] - shifts[:, None]) % a
+    return curves.gather(1, index.to(curves.device)), shifts
+
+
+def permutation_p_values(statistic: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+    """``(1 + #{null >= s}) / (1 + len(null))`` for every ``s`` in ``statistic`` (any shape); ``null`` 1-D.
+
+    The ``+1`` counts the observed value among the draws, so no p-value is 0.
+    """
+    ordered = torch.sort(null.flatten().double()).values
+    s = statistic.double()
+    below = torch.searchsorted(ordered, s.flatten().contiguous(), right=False).view(s.shape)
+    return (1.0 + (len(ordered) - below).double()) / (1.0 + len(ordered))
+
+
+def benjamini_hochberg(p: torch.Tensor) -> torch.Tensor:
+    """Benjamini-Hochberg q-values of ``p`` (any shape; NaN entries are not tests and stay NaN)."""
+    flat = p.double().flatten()
+    valid = ~torch.isnan(flat)
+    q = torch.full_like(flat, float("nan"))
+    values = flat[valid]
+    m = len(values)
+    if m == 0:
+        return q.view(p.shape)
+    order = torch.argsort(values)
+    ranked = values[order] * m / torch.arange(1, m + 1, dtype=torch.float64)
+    ranked = torch.flip(torch.cummin(torch.flip(ranked, [0]), 0).values, [0]).clamp(max=1.0)
+    out = torch.empty_like(values)
+    out[order] = ranked
+    q[valid] = out
+    return q.view(p.shape)
+
+
+def effect_size(statistic: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+    """``(statistic - mean(null)) / std(null)``."""
+    null = null.double().flatten()
+    return (statistic.double() - null.mean()) / null.std().clamp_min(1e-12)
+

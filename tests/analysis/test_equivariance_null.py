@@ -1,0 +1,219 @@
+"""Calibrated detection: the nulls, p- and q-values, the defaults on every ground truth, look-alikes, bad layers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from circuits_vision.analysis import equivariance as eq
+from circuits_vision.analysis.equivariance import null
+from circuits_vision.models import planted
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def precision_recall(found: set, truth: set) -> tuple[float, float]:
+    hit = len(found & truth)
+    return hit / max(len(found), 1), hit / max(len(truth), 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# p-values and q-values
+
+
+def test_benjamini_hochberg_matches_the_step_up_rule_by_hand():
+    p = torch.tensor([0.01, 0.04, 0.03, 0.20, float("nan")])
+    q = null.benjamini_hochberg(p)
+    # sorted 0.01, 0.03, 0.04, 0.20 -> 0.01*4/1, 0.03*4/2, 0.04*4/3, 0.20*4/4, then running minimum from the top
+    expected = torch.tensor([0.04, 0.0533333, 0.0533333, 0.20], dtype=torch.float64)
+    assert torch.allclose(q[:4], expected[[0, 2, 1, 3]], atol=1e-6)
+    assert math.isnan(float(q[4]))
+
+
+def test_permutation_p_values_count_the_observation_among_the_draws():
+    draws = torch.arange(99, dtype=torch.float64)  # 0..98
+    p = null.permutation_p_values(torch.tensor([98.5, 49.0, -1.0]), draws)
+    assert torch.allclose(p, torch.tensor([1 / 100, 51 / 100, 1.0], dtype=torch.float64))
+
+
+def test_scrambled_kernels_keep_the_radial_energy_profile_and_lose_the_shape():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(11, dtype=torch.float64) - 5
+    line = torch.exp(-(x[None, :] ** 2) / 2).expand(11, 11) * torch.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / 30)
+    kernels = line[None, None].repeat(4, 3, 1, 1).float()
+    surrogates = null.scramble_kernels(kernels, g, 64).double()
+    ring = torch.hypot(x[:, None], x[None, :]).round().long()
+
+    def profile(k):
+        e = k.pow(2).sum(1).mean(0)
+        return torch.stack([e[ring == r].mean() for r in range(6)])
+
+    real, fake = profile(kernels.double()), profile(surrogates)
+    assert torch.allclose(fake / fake.sum(), real / real.sum(), atol=0.03)
+    flat = surrogates.flatten(1)
+    cos = (flat @ kernels[0].double().flatten()) / (flat.norm(dim=1) * kernels[0].double().norm())
+    assert float(cos.abs().mean()) < 0.5  # the line itself is gone
+
+
+def test_pair_p_values_of_random_kernels_are_uniform():
+    """Under the null (He-initialised random kernels) about 5 % of pairs have p < 0.05, so q < 0.05 is rare."""
+    g = torch.Generator().manual_seed(3)
+    kernels = torch.randn(40, 8, 7, 7, generator=g)
+    result = eq.families_from_kernels(kernels)
+    iu = torch.triu_indices(40, 40, 1)
+    p = result.p_values[iu[0], iu[1]]
+    assert 0.02 <= float((p < 0.05).double().mean()) <= 0.09
+    assert 0.40 <= float(p.median()) <= 0.60
+    assert result.empty, str(result)
+
+
+# --------------------------------------------------------------------------------------------------
+# Planted ground truth at the defaults (no threshold)
+
+
+def test_planted_families_at_the_default_false_discovery_rate():
+    pm = planted.curve_circuit()
+    edges = eq.report(pm.model, "edges")
+    found = set().union(*(f.members for f in edges.families))
+    p, r = precision_recall(found, set(pm.truth["edges"]["units"]))
+    assert p >= 0.95 and r >= 0.95
+    assert all(f.q_value < 0.05 and f.pair_q_max < 0.05 and f.fit > f.null_score + 0.3 for f in edges.families)
+    curves = eq.report(pm.model, "curves", source="edges", source_families="auto")
+    assert len(curves.families) == 1
+    p, r = precision_recall(set(curves.families[0].members), set(pm.truth["curves"]["units"]))
+    assert p >= 0.95 and r >= 0.95
+    hues = eq.hue.families(planted.hue_family().model, "hues")
+    assert len(hues.families) == 1 and len(hues.families[0]) == 6
+
+
+def test_planted_scale_family_at_the_default_false_discovery_rate():
+    size = 31
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+
+    def pattern(scale):
+        u, v = x[None, :] / scale, -x[:, None] / scale
+        return torch.exp(-((u - 3) ** 2 + v**2) / 4) - torch.exp(-((u + 2) ** 2 + (v - 3) ** 2) / 3)
+
+    g = torch.Generator().manual_seed(0)
+    family = torch.stack([pattern(s) for s in (1.0, 2**0.5, 2.0)])[:, None]
+    kernels = torch.cat([family, torch.randn(5, 1, size, size, generator=g, dtype=torch.float64)]).float()
+    result = eq.scale.from_kernels(kernels, steps=17)
+    assert [sorted(f.members) for f in result.families] == [[0, 1, 2]], str(result)
+
+
+@pytest.mark.slow
+def test_random_controls_report_nothing_in_19_of_20_seeds():
+    reported = []
+    for seed in range(20):
+        model = planted.random_control(seed).model
+        for layer in ("edges", "curves"):
+            for kind in ("rotation", "hue", "scale", "reflection"):
+                result = eq.report(model, layer, kind=kind)
+                if not result.empty:
+                    reported.append((seed, layer, kind, str(result)))
+    assert len({r[0] for r in reported}) <= 1, reported
+
+
+def test_threshold_option_still_joins_pairs_by_cosine():
+    pm = planted.curve_circuit()
+    result = eq.report(pm.model, "edges", threshold=0.8)
+    assert result.settings.threshold == 0.8 and len(result.families) == 2
+    assert "cosine >= 0.8" in str(result)
+    with pytest.raises(ValueError, match="alpha"):
+        eq.report(pm.model, "edges", alpha=1.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Look-alikes and layers without families
+
+
+def test_look_alike_units_within_forty_degrees_are_not_a_family():
+    """Copies of one pattern at 0, 6, 9, 14, 21 and -38 degrees: similar after rotation, but no family."""
+    size = 21
+    x = torch.arange(size, dtype=torch.float64) - 10
+
+    def arc(angle):
+        a = math.radians(angle)
+        u = x[None, :] * math.cos(a) - x[:, None] * math.sin(a)
+        v = x[None, :] * math.sin(a) + x[:, None] * math.cos(a)
+        return torch.exp(-((torch.hypot(u + 3, v) - 3) ** 2) / 2) * torch.exp(-(u**2 + v**2) / 40)
+
+    kernels = torch.stack([arc(a) for a in (0.0, 6.4, 8.6, 14.4, 20.9, -38.0)])[:, None].float()
+    for threshold in (None, 0.5):
+        result = eq.families_from_kernels(kernels, threshold=threshold)
+        assert not result.families, str(result)
+        assert result.rejected and "look-alike" in result.rejected[0][1]
+
+
+def test_blob_look_alikes_fail_the_shuffled_angle_test():
+    """Nearly round blobs match each other at every angle: the angles carry nothing."""
+    size = 15
+    x = torch.arange(size, dtype=torch.float64) - 7
+    g = torch.Generator().manual_seed(0)
+    blobs = []
+    for i in range(8):
+        sx, sy = 2.0 + 0.1 * i, 2.3 + 0.05 * i
+        blob = torch.exp(-(x[None, :] ** 2) / (2 * sx**2) - (x[:, None] ** 2) / (2 * sy**2))
+        blobs.append(blob + 0.02 * torch.randn(size, size, generator=g, dtype=torch.float64))
+    result = eq.families_from_kernels(torch.stack(blobs)[:, None].float(), invariant_threshold=1.01)
+    assert not result.families, str(result)
+
+
+@pytest.mark.slow
+def test_shapes_conv2d2_and_mixed3b_have_no_look_alike_families():
+    """At threshold 0.5 these layers gave a family of members within +-40 deg (conv2d2) and a 28-unit
+    "period 90" family (mixed3b); the span rule and the shuffled-angle test reject such groups."""
+    from circuits_vision import models
+
+    model = models.load("shapes")
+    for layer, threshold in (("conv2d2", None), ("conv2d2", 0.5), ("mixed3b", 0.5)):
+        result = eq.report(model, layer, threshold=threshold)
+        for fam in result.families:
+            values = torch.tensor(list(fam.values.values()))
+            assert float(eq.circular_difference(values - values[0], 360.0).abs().max()) > 40.0, str(result)
+            assert fam.period != 90.0, str(result)
+        if layer == "mixed3b":
+            assert max(len(members) for members, _ in result.rejected) >= 20, str(result)
+
+
+def test_a_classifier_layer_gives_an_empty_explained_result():
+    from circuits_vision import models
+
+    model = models.load("shapes")
+    for kind in ("rotation", "reflection"):
+        result = eq.report(model, "softmax2_pre_activation_matmul", kind=kind)
+        assert result.empty and "without spatial dimensions" in result.explanation
+
+
+# --------------------------------------------------------------------------------------------------
+# The result type
+
+
+def test_result_contract():
+    pm = planted.curve_circuit()
+    result = eq.report(pm.model, "edges")
+    rows = result.table()
+    assert len(rows) == 16 and {"family", "unit", "value", "p", "q", "effect_size", "source"} <= set(rows[0])
+    assert all(r["q"] < 0.05 and r["source"] == "input" for r in rows)
+    assert repr(result).startswith("EquivarianceResult(kind='rotation'") and len(repr(result)) < 200
+    text = str(result)
+    assert "FDR q < 0.05" in text and "null (scramble)" in text and "family 1: 8 units" in text
+    assert isinstance(result.settings, eq.Settings) and result.settings.alpha == 0.05
+    assert result.p_values.shape == (16, 16) and result.q_values.shape == (16, 16)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("layer", "source", "width"), [("mixed3a", "maxpool1", 256), ("mixed3b", "mixed3a", 480)])
+def test_random_inceptionv1_reports_nothing(layer, source, width):
+    """Every 6th unit (all branches; the benchmark runs whole layers): no family, pair or invariant unit,
+    including the 1x1 and pool-branch units, whose kernels come from earlier layers."""
+    from circuits_vision.models import inceptionv1
+
+    model = inceptionv1(generator=torch.Generator().manual_seed(0)).eval()
+    units = list(range(0, width, 6))
+    for kind in ("rotation", "reflection"):
+        result = eq.report(model, layer, source=source, kind=kind, units=units)
+        assert result.empty, str(result)
+        assert set(result.sources) == set(units) and len(set(result.sources.values())) >= 2
