@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 
 FACTORY_NAMES = ("model", "build_model", "create_model")
-PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples")  # circuits_vision.atlas.analyses.PARTS
+PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples", "polysemanticity",
+         "facets")  # circuits_vision.atlas.analyses.PARTS
 # The demo: the shipped model's default layers (the first 32 units of each) and the 3a -> 3b report,
 # sized for ~2-4 minutes on a busy 2-core CPU.
 DEMO = {"layers": None, "units_per_layer": 32, "steps": 96, "size": 64,
@@ -200,10 +201,12 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--units-per-layer", type=_positive, default=None, help="only the first N units of each layer")
     build.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cpu)")
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--images", default=None, help="folder of images for dataset examples")
+    build.add_argument("--images", default=None,
+                       help="folder of images for dataset examples (default: 2048 scenes of the shipped model's "
+                            "training distribution, outside its training and held-out sets)")
     build.add_argument("--no-report", action="store_true", help="skip the circuit report")
     build.add_argument("--parts", nargs="+", default=None, choices=PARTS,
-                       help="per-unit analyses to compute (default all)")
+                       help="per-unit analyses to compute (default all but facets)")
     build.set_defaults(run=run_atlas)
 
     report = commands.add_parser("report", help="circuit report of a layer pair (families, motifs, branches)")

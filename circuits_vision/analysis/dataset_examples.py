@@ -38,6 +38,9 @@ class DatasetExamples:
         crops: ``[U, k, 3, c, c]`` image patches centred on that position (zero padding off the image).
         sources: stream index -> file path (folders) or ``"tensor:<i>"``, for the images in ``indices``.
         n_images: images read; skipped: files that could not be read as images.
+        images: ``[U, k, 3, H, W]`` the whole top images (``keep_images=True`` only, else None), so a
+            viewer can show each crop in its context; :meth:`boxes` gives where the crops lie in them.
+        image_size: ``(H, W)`` of the images streamed; map_size: ``(h, w)`` of the layer's feature map.
     """
 
     layer: str
@@ -49,6 +52,20 @@ class DatasetExamples:
     sources: dict[int, str] = field(default_factory=dict)
     n_images: int = 0
     skipped: list[str] = field(default_factory=list)
+    images: torch.Tensor | None = None
+    image_size: tuple[int, int] | None = None
+    map_size: tuple[int, int] | None = None
+
+    def boxes(self) -> torch.Tensor:
+        """``[U, k, 4]`` (top, left, bottom, right) pixel box of each crop in its image (bottom/right
+        exclusive; may reach past the image, where the crop is zero padding)."""
+        if self.image_size is None or self.map_size is None:
+            raise ValueError("these examples do not record the image and feature-map sizes; recompute them "
+                             "with top_activating")
+        (H, W), (h, w), c = self.image_size, self.map_size, self.crops.shape[-1]
+        rows = ((self.positions[..., 0].float() + 0.5) * H / h).long() - c // 2
+        cols = ((self.positions[..., 1].float() + 0.5) * W / w).long() - c // 2
+        return torch.stack([rows, cols, rows + c, cols + c], dim=-1)
 
     @property
     def n_skipped(self) -> int:
@@ -153,6 +170,7 @@ def top_activating(
     size: int | None = None,
     crop_size: int | None = None,
     border: int = 0,
+    keep_images: bool = False,
     progress: bool = True,
 ) -> DatasetExamples:
     """Stream ``images`` through ``model`` and keep the ``k`` most activating images of each unit.
@@ -165,6 +183,8 @@ def top_activating(
         crop_size: side of the saved crops (default half the image size).
         border: feature-map positions this close to the edge are ignored. Units at the edge see the
             padding as an edge of their own, which can dominate their top examples in small maps.
+        keep_images: also keep each top image whole (``result.images``), which costs ``U x k`` images
+            of memory (four times the default crops).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -191,6 +211,8 @@ def top_activating(
     indices = torch.full((n_units, k), -1, dtype=torch.long)
     positions = torch.zeros(n_units, k, 2, dtype=torch.long)
     crops = None
+    kept = None
+    image_size = map_size = None
     sources: dict[int, str] = {}
     seen = 0
     with eval_mode(model):
@@ -199,8 +221,16 @@ def top_activating(
             crop = crop_size or max(1, batch.shape[-1] // 2)
             if crops is None:
                 crops = torch.zeros(n_units, k, 3, crop, crop)
+                kept = torch.zeros(n_units, k, 3, *batch.shape[-2:]) if keep_images else None
+                image_size = tuple(int(d) for d in batch.shape[-2:])
+            elif image_size is not None and tuple(batch.shape[-2:]) != image_size:
+                if keep_images:
+                    raise ValueError(f"keep_images needs images of one size; got {tuple(batch.shape[-2:])} after "
+                                     f"{image_size}: resize them first")
+                image_size = None  # mixed sizes: no single pixel box per feature-map position
             act = run_with_cache(model, for_model(model, batch), [layer])[layer][:, unit_index.to(device)].float()  # [B, U, h, w]
             b, _, h, w = act.shape
+            map_size = (int(h), int(w)) if image_size is not None else None
             if border:
                 if 2 * border >= min(h, w):
                     raise ValueError(f"border={border} leaves no position of the {h}x{w} map of {layer!r}")
@@ -219,6 +249,10 @@ def top_activating(
             crops = torch.zeros_like(old_crops)
             keep = ~new
             crops[keep] = old_crops[torch.nonzero(keep)[:, 0], top[keep]]
+            if kept is not None:
+                old_kept = kept
+                kept = torch.zeros_like(old_kept)
+                kept[keep] = old_kept[torch.nonzero(keep)[:, 0], top[keep]]
             if new.any():
                 u_idx, slot = torch.nonzero(new, as_tuple=True)
                 img_idx = from_batch[u_idx, slot]
@@ -227,6 +261,8 @@ def top_activating(
                 rows = ((pos[:, 0].float() + 0.5) * batch.shape[-2] / h).long()
                 cols = ((pos[:, 1].float() + 0.5) * batch.shape[-1] / w).long()
                 crops[u_idx, slot] = _crops(batch.cpu().float(), img_idx, rows, cols, crop)
+                if kept is not None:
+                    kept[u_idx, slot] = batch.cpu().float()[img_idx]
             values = top_values
             positions = torch.gather(merged_positions, 1, top[..., None].expand(-1, -1, 2))
             indices = torch.gather(merged_indices, 1, top)
@@ -243,4 +279,5 @@ def top_activating(
         layer=layer, units=units, values=values, indices=indices, positions=positions,
         crops=crops if crops is not None else torch.zeros(n_units, k, 3, 1, 1),
         sources={i: s for i, s in sources.items() if i in live}, n_images=seen, skipped=skipped,
+        images=kept, image_size=image_size, map_size=map_size,
     )

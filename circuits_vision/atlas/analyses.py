@@ -2,9 +2,9 @@
 
 For every chosen layer: the strongest inputs (expanded weights from the previous chosen layer, or
 the RGB kernel for the first layer) and outputs (into the next chosen layer) with weight pictures,
-the rotation family, the branch, a tuning summary and, when an image folder is given, dataset
-examples. Each part is stored as ``analysis/<layer>.<part>.json`` (atomically), so an interrupted
-run does not redo it. A part that fails is recorded as ``"not computed: <reason>"`` for its units
+the rotation family, the branch, a tuning summary and dataset examples (from an image folder, else
+from scenes of the shipped model's training distribution). Each part is stored as
+``analysis/<layer>.<part>.json`` (atomically), so an interrupted run does not redo it. A part that fails is recorded as ``"not computed: <reason>"`` for its units
 instead of failing the atlas.
 """
 
@@ -24,8 +24,12 @@ from tqdm.auto import tqdm
 from circuits_vision import hooks
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_text, png_bytes, read_json, save_png
+from circuits_vision.models.train_shapes import EXAMPLES_SEED_OFFSET
 
-PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples")
+PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples", "polysemanticity", "facets")
+DEFAULT_PARTS = PARTS[:-1]
+"""Computed unless ``parts`` says otherwise: all but the facets, which cost ``FACETS`` renders per unit."""
+FACETS = 3
 ANALYSIS_DIR = "analysis"
 
 
@@ -159,24 +163,122 @@ def curve_tuning(model: nn.Module, layer: str, units: list[int] | None = None) -
             for d in detectors}
 
 
-def examples(model: nn.Module, layer: str, images: str | os.PathLike, directory: Path, k: int = 6,
-             units: list[int] | None = None) -> dict[int, dict]:
-    """Top-``k`` dataset examples per unit (of ``units``), saved as one strip of crops per unit under ``img/``."""
-    from circuits_vision.analysis.dataset_examples import top_activating
+EXAMPLE_SCENES = 2048
+"""Scenes searched for dataset examples when no image folder is given."""
+EXAMPLE_SEED = 0 + EXAMPLES_SEED_OFFSET
+"""Their seed: the shipped model's training seed (0) plus the examples offset, so they come from its
+training distribution but are neither its training stream nor its held-out set."""
+OUTLINE = (1.0, 0.55, 0.0)  # orange box around the activating crop, with a black rim so it shows on any colour
 
-    found = top_activating(model, layer, images, units=units, k=k, progress=False)
+
+def scene_size(model: nn.Module) -> int:
+    """Side of the example scenes for ``model``: its input size, kept within 16..128 pixels."""
+    return int(min(max(int(getattr(model, "input_size", 64)), 16), 128))
+
+
+def outlined(image: torch.Tensor, box: list[int], scale: int) -> torch.Tensor:
+    """``image [3, H, W]`` enlarged ``scale`` times with ``box`` (top, left, bottom, right; pixels of
+    ``image``, bottom/right exclusive, clipped to the image) outlined: an orange line inside a black one."""
+    big = image.repeat_interleave(scale, 1).repeat_interleave(scale, 2).clone()
+    H, W = big.shape[1:]
+    top, left = max(0, box[0] * scale), max(0, box[1] * scale)
+    bottom, right = min(H, box[2] * scale) - 1, min(W, box[3] * scale) - 1
+    for inset, colour in ((0, (0.0, 0.0, 0.0)), (1, OUTLINE)):
+        t, l, b, r = top + inset, left + inset, bottom - inset, right - inset
+        if t > b or l > r:
+            continue
+        c = torch.tensor(colour)[:, None]
+        big[:, t, l : r + 1] = c
+        big[:, b, l : r + 1] = c
+        big[:, t : b + 1, l] = c
+        big[:, t : b + 1, r] = c
+    return big
+
+
+def examples(model: nn.Module, layer: str, images: str | os.PathLike | None, directory: Path, k: int = 6,
+             units: list[int] | None = None, n_scenes: int | None = None) -> dict[int, dict]:
+    """Top-``k`` dataset examples per unit (of ``units``), from an image folder or, when ``images`` is
+    None, from ``n_scenes`` scenes of the shipped model's training distribution (:data:`EXAMPLE_SEED`).
+
+    Saved under ``img/`` per unit: ``<unit>_examples.png``, the whole images side by side with the
+    activating crop outlined, and ``<unit>_crops.png``, the crops alone. Each unit's value lists the
+    activations, the crop boxes (top, left, bottom, right in image pixels), the sources and, for
+    scenes, each example's shape and colour label.
+    """
+    from circuits_vision.analysis.dataset_examples import top_activating
+    from circuits_vision.stimuli.scenes import COLOR_NAMES, SHAPE_CLASSES, scene_batches
+
+    labels: dict[str, list] = {}
+    if images is None:
+        stream = scene_batches(n_scenes or EXAMPLE_SCENES, EXAMPLE_SEED, size=scene_size(model), labels=labels)
+        found = top_activating(model, layer, stream, units=units, k=k, batch_size=128, keep_images=True,
+                               progress=False)
+    else:
+        found = top_activating(model, layer, images, units=units, k=k, keep_images=True, progress=False)
+    boxes = found.boxes()
+    scale = max(1, 128 // max(found.images.shape[-2:]))  # scenes of 64 px shown at 128
     result = {}
     for row, unit in enumerate(found.units):
         valid = found.indices[row] >= 0
-        crops = found.crops[row][valid]
-        if len(crops) == 0:
+        if not bool(valid.any()):
             result[unit] = {"image": None, "values": []}
             continue
-        strip = torch.cat(list(crops), dim=2)  # [3, c, k*c]
+        index = found.indices[row][valid].tolist()
+        unit_boxes = boxes[row][valid].tolist()
+        whole = [outlined(found.images[row, i], unit_boxes[i], scale) for i in range(len(index))]
         name = f"img/{slug(layer)}/{unit}_examples.png"
-        save_png(directory / name, strip)
-        result[unit] = {"image": name, "values": [round(float(v), 4) for v in found.values[row][valid]],
-                        "sources": [found.sources.get(int(i), "") for i in found.indices[row][valid]]}
+        crops_name = f"img/{slug(layer)}/{unit}_crops.png"
+        save_png(directory / name, torch.cat(whole, dim=2))  # [3, H, k*W]
+        save_png(directory / crops_name, torch.cat(list(found.crops[row][valid]), dim=2))
+        value = {"image": name, "crops": crops_name, "values": [round(float(v), 4) for v in found.values[row][valid]],
+                 "boxes": unit_boxes}
+        if images is None:
+            value["sources"] = [f"scene {i} (seed {EXAMPLE_SEED})" for i in index]
+            value["labels"] = [f"{SHAPE_CLASSES[labels['shape'][i]]} {COLOR_NAMES[labels['color'][i]]}" for i in index]
+        else:
+            value["sources"] = [found.sources.get(int(i), "") for i in index]
+        result[unit] = value
+    return result
+
+
+def polysemanticity(model: nn.Module, layer: str, previous: str | None, units: list[int] | None = None,
+                    k: int = 16, n_scenes: int | None = None) -> dict[int, dict]:
+    """Each unit's polysemanticity (:mod:`circuits_vision.analysis.polysemanticity`) on the example
+    scenes, clustered by ``previous`` (the chosen layer before, None for the first): score, clusters
+    (size and scene labels) and label entropy."""
+    from circuits_vision.analysis import polysemanticity as poly
+    from circuits_vision.stimuli.scenes import SHAPE_CLASSES, scene_batches
+
+    drawn: dict[str, list] = {"shape": [], "color": []}  # filled as the scenes are drawn, read after the stream
+    stream = scene_batches(n_scenes or EXAMPLE_SCENES, EXAMPLE_SEED, size=scene_size(model), labels=drawn)
+    found = poly.polysemanticity(model, layer, previous, stream, labels=drawn["shape"], label_names=SHAPE_CLASSES,
+                                 units=units, k=k)
+    return {u.unit: {**u.row(), "previous": previous,
+                     "clusters": [{"size": c["size"], "labels": c["labels"]} for c in u.clusters]}
+            for u in found.units}
+
+
+def facet_strips(model: nn.Module, layer: str, directory: Path, units: list[int] | None, *, steps: int, size: int,
+                 seed: int, k: int = FACETS, weight: float = 1.0) -> dict[int, dict]:
+    """``k`` diversity facets per unit (:mod:`circuits_vision.optvis.facets`' objective, all units in one
+    batched render), saved as one strip per unit; with their pairwise Gram similarity at ``layer``."""
+    from circuits_vision import optvis
+    from circuits_vision.optvis.facets import gram_similarity
+
+    units = _all_units(model, layer) if units is None else list(units)
+    objectives = [optvis.objectives.channel(layer, u) - weight * optvis.objectives.diversity(layer) for u in units]
+    found = optvis.render(model, objectives, steps=steps, size=size, seed=seed, images_per_objective=k,
+                          progress=False)
+    images = found.images[:, :3]
+    with torch.no_grad():
+        acts = hooks.run_with_cache(model, images.to(next(model.parameters()).device), [layer])[layer].float().cpu()
+    result = {}
+    for i, unit in enumerate(units):
+        name = f"img/{slug(layer)}/{unit}_facets.png"
+        save_png(directory / name, torch.cat(list(images[i * k : (i + 1) * k]), dim=2))
+        result[unit] = {"image": name, "k": k, "weight": weight,
+                        "similarity": round(gram_similarity(acts[i * k : (i + 1) * k]), 4),
+                        "activation": [round(float(a), 4) for a in acts[i * k : (i + 1) * k, unit].flatten(1).mean(1)]}
     return result
 
 
@@ -187,8 +289,9 @@ def layer_parts(
     *,
     images: str | os.PathLike | None = None,
     k: int = 6,
-    parts: tuple[str, ...] = PARTS,
+    parts: tuple[str, ...] = DEFAULT_PARTS,
     units: Mapping[str, list[int]] | None = None,
+    render: Mapping | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, dict]]:
@@ -196,9 +299,11 @@ def layer_parts(
 
     ``units``: ``{layer: units}`` the atlas shows (default all): families, RGB kernels, curve tuning and
     dataset examples are computed for these only. ``progress``: a bar of the parts with an ETA.
+    ``render``: ``{"steps", "size", "seed"}`` for the facets (default 64 steps, 64 px, seed 0).
     """
     directory = Path(directory)
     pairs: dict[tuple[str, str], tuple] = {}
+    facet_settings = {"steps": 64, "size": 64, "seed": 0, **dict(render or {})}
 
     def pair(source: str, target: str):
         if (source, target) not in pairs:
@@ -209,7 +314,7 @@ def layer_parts(
         return directory / ANALYSIS_DIR / f"{slug(layer)}.{part}.json"
 
     todo = sum(1 for layer in layers for part in parts
-               if part in PARTS and not path_of(layer, part).is_file() and (part != "examples" or images is not None))
+               if part in PARTS and not path_of(layer, part).is_file() )
     bar = tqdm(total=todo, disable=not progress or not todo, desc="atlas analyses", unit="part", dynamic_ncols=True)
     result = {}
     try:
@@ -217,23 +322,22 @@ def layer_parts(
             previous = layers[i - 1] if i > 0 else None
             following = layers[i + 1] if i + 1 < len(layers) else None
             chosen = None if units is None else list(units[layer])
-            makers: dict[str, Callable[[], dict] | None] = {
+            makers: dict[str, Callable[[], dict]] = {
                 "inputs": (lambda p=previous, t=layer: pair(p, t)[0]) if previous else (
                     lambda t=layer, u=chosen: rgb_links(model, t, u)),
                 "outputs": (lambda s=layer, f=following: pair(s, f)[1]) if following else (lambda: {}),
                 "family": lambda t=layer, p=previous, u=chosen: families(model, t, p, u),
                 "branch": lambda t=layer: branch_names(model, t),
                 "tuning": lambda t=layer, u=chosen: tuning(model, t, u),
-                "examples": (lambda t=layer, u=chosen: examples(model, t, images, directory, k, u)) if images is not None else None,
+                "examples": lambda t=layer, u=chosen: examples(model, t, images, directory, k, u),
+                "polysemanticity": lambda t=layer, p=previous, u=chosen: polysemanticity(model, t, p, u),
+                "facets": lambda t=layer, u=chosen: facet_strips(model, t, directory, u, **facet_settings),
             }
             result[layer] = {}
             for part, make in makers.items():
                 path = path_of(layer, part)
                 if path.is_file():  # computed by an earlier run: shown even when this run did not ask for it
                     result[layer][part] = _cached(path)
-                    continue
-                if make is None:
-                    result[layer][part] = {"*": not_computed("no --images folder given")}
                     continue
                 if part not in parts:
                     result[layer][part] = {"*": not_computed("not requested")}

@@ -141,13 +141,15 @@ def build(
         out: the atlas directory; rerunning into it continues an interrupted run.
         steps, size, seed: render settings (see :func:`circuits_vision.optvis.render`).
         device: render device (default the model's); the model is moved there.
-        images: a folder of images for dataset examples (optional).
+        images: a folder of images for dataset examples (default: :data:`analyses.EXAMPLE_SCENES` scenes
+            of the shipped model's training distribution drawn from :data:`analyses.EXAMPLE_SEED`).
         units_per_layer: only the first N channels of each layer (a small atlas).
         labels: ``{"layer:unit": text}`` shown with the units (escaped).
         model_name: recorded in the settings (default the model's class name).
         k: strongest inputs/outputs (and dataset examples) shown per unit.
-        parts: which per-unit analyses to compute (default all of ``analyses.PARTS``: "inputs", "outputs",
-            "family", "branch", "tuning", "examples"); the others show what an earlier run into ``out``
+        parts: which per-unit analyses to compute, of ``analyses.PARTS`` ("inputs", "outputs", "family",
+            "branch", "tuning", "examples", "polysemanticity", "facets"); default all but "facets", which
+            renders 3 more images per unit. The others show what an earlier run into ``out``
             computed, else "not computed". With ``units_per_layer`` they cover the atlas's units only.
         report: write the circuit report of a layer pair: ``True`` (a default pair), ``(source, target)``, or
             False (none now; a report an earlier run wrote stays linked).
@@ -273,7 +275,7 @@ def _finish(model, directory: Path, layers, units, settings, result: AtlasResult
     missing = [f"{layer}:{unit}" for layer, unit in units if (layer, unit) not in records]
     if missing:
         raise RuntimeError(f"{len(missing)} units have no image after rendering (first: {missing[:5]}); rerun to finish them")
-    chosen = tuple(analyses.PARTS if parts is None else parts)
+    chosen = tuple(analyses.DEFAULT_PARTS if parts is None else parts)
     unknown = sorted(set(chosen) - set(analyses.PARTS))
     if unknown:
         raise ValueError(f"unknown parts {unknown}; choose from {list(analyses.PARTS)}")
@@ -281,6 +283,7 @@ def _finish(model, directory: Path, layers, units, settings, result: AtlasResult
     if settings["units_per_layer"] is not None:  # a small atlas: the analyses cover its units, not whole layers
         shown = {layer: [u for name, u in units if name == layer] for layer in layers}
     found = analyses.layer_parts(model, layers, directory, images=images, k=k, parts=chosen, units=shown,
+                                 render={"steps": settings["steps"], "size": settings["size"], "seed": settings["seed"]},
                                  progress=progress, log=log)
     manifest = []
     for layer, unit in units:

@@ -1,6 +1,7 @@
 """The atlas's static viewer: ``index.html``, one grid page per layer, one page per unit.
 
-Plain HTML with relative links (works from ``file://``, no server, no script); thumbnails use
+Plain HTML with relative links (works from ``file://``, no server); the layer pages' search, filters
+and sorting are one local script (``atlas.js``, no dependencies; without it every unit is listed). Thumbnails use
 ``loading="lazy"`` with fixed sizes, so a layer of thousands of units opens at once. Everything taken
 from the model, the settings or the user (layer names, labels, file names) goes through
 :func:`html.escape`.
@@ -18,6 +19,7 @@ from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import atomic_write_text
 
 STYLE = "atlas.css"
+SCRIPT = "atlas.js"  # the layer pages' filters: a local file, so pages work from file:// and offline
 
 
 def _e(value) -> str:
@@ -45,8 +47,9 @@ def _layer_page(layer: str) -> str:
 def write_viewer(directory: str | Path, manifest: list[dict], settings: dict, *, report: Path | None = None) -> Path:
     """Write the viewer for ``manifest`` (records in layer order) into ``directory``; returns ``index.html``."""
     directory = Path(directory)
-    with resources.as_file(resources.files("circuits_vision.atlas") / "static" / STYLE) as css:
-        shutil.copyfile(css, directory / STYLE)
+    for name in (STYLE, SCRIPT):
+        with resources.as_file(resources.files("circuits_vision.atlas") / "static" / name) as source:
+            shutil.copyfile(source, directory / name)
     by_layer: dict[str, list[dict]] = defaultdict(list)
     for record in manifest:
         by_layer[record["layer"]].append(record)
@@ -89,12 +92,32 @@ def _index_html(by_layer: dict[str, list[dict]], settings: dict, directory: Path
     return _page(f"Atlas of {settings.get('model', 'model')}", body, 0)
 
 
+def _facets(record: dict) -> dict[str, str]:
+    """The values a layer page filters and sorts a unit by (empty where not computed)."""
+    family = record.get("family")
+    tuning = record.get("tuning") if isinstance(record.get("tuning"), dict) else {}
+    poly = record.get("polysemanticity") if isinstance(record.get("polysemanticity"), dict) else {}
+    return {
+        "unit": str(record["unit"]), "label": str(record.get("label") or ""),
+        "family": str(family["family"]) if isinstance(family, dict) and "family" in family else "",
+        "branch": str(record.get("branch") or ""), "category": str(tuning.get("color_category") or ""),
+        "selectivity": str(tuning.get("orientation_selectivity", "")), "score": str(poly.get("score", "")),
+    }
+
+
+def _options(name: str, values, title: str) -> str:
+    items = "".join(f"<option value=\"{_e(v)}\">{_e(v)}</option>" for v in sorted(set(values) - {""}))
+    return f"<label>{_e(title)} <select name=\"{name}\"><option value=\"\">any</option>{items}</select></label>"
+
+
 def _layer_html(layer: str, records: list[dict], layers: list[str], i: int) -> str:
     cells = []
-    for r in records:
+    facets = [_facets(r) for r in records]
+    for r, facet in zip(records, facets):
         label = f"<span class=\"label\">{_e(r['label'])}</span>" if r.get("label") else ""
+        data = " ".join(f"data-{key}=\"{_e(value)}\"" for key, value in facet.items())
         cells.append(
-            f"<a class=\"unit\" href=\"../{_e(r['page'])}\"><img loading=\"lazy\" decoding=\"async\" width=\"100\" "
+            f"<a class=\"unit\" {data} href=\"../{_e(r['page'])}\"><img loading=\"lazy\" decoding=\"async\" width=\"100\" "
             f"height=\"100\" src=\"../{_e(r['image'])}\" alt=\"{_e(layer)}:{r['unit']}\">{r['unit']}{label}</a>"
         )
     links = ["<a href=\"../index.html\">index</a>"]
@@ -102,8 +125,20 @@ def _layer_html(layer: str, records: list[dict], layers: list[str], i: int) -> s
         links.append(f"<a href=\"../{_e(_layer_page(layers[i - 1]))}\">&larr; {_e(layers[i - 1])}</a>")
     if i + 1 < len(layers):
         links.append(f"<a href=\"../{_e(_layer_page(layers[i + 1]))}\">{_e(layers[i + 1])} &rarr;</a>")
-    body = (f"<nav>{' | '.join(links)}</nav><h1>{_e(layer)}</h1><p>{len(records)} units</p>"
-            f"<div class=\"grid\">{''.join(cells)}</div>")
+    filters = (
+        "<form id=\"filters\" class=\"filters\">"
+        "<label>search <input name=\"q\" type=\"search\" placeholder=\"unit number or label\"></label>"
+        "<label>family <select name=\"family\"><option value=\"\">any</option><option value=\"yes\">in a family"
+        "</option><option value=\"no\">in none</option></select></label>"
+        + _options("branch", [f["branch"] for f in facets], "branch")
+        + _options("category", [f["category"] for f in facets], "colour")
+        + "<label>polysemanticity &ge; <input name=\"minscore\" type=\"number\" step=\"0.05\" min=\"0\"></label>"
+        "<label>sort <select name=\"sort\"><option value=\"unit\">unit</option><option value=\"selectivity\">"
+        "orientation selectivity</option><option value=\"score\">polysemanticity</option></select></label>"
+        f"<span id=\"shown\" class=\"note\"></span></form>"
+    )
+    body = (f"<nav>{' | '.join(links)}</nav><h1>{_e(layer)}</h1><p>{len(records)} units</p>{filters}"
+            f"<div class=\"grid\" id=\"units\">{''.join(cells)}</div><script src=\"../{SCRIPT}\" defer></script>")
     return _page(f"{layer} - atlas", body, 1)
 
 
@@ -165,11 +200,47 @@ def _tuning_html(tuning) -> str:
 def _examples_html(examples) -> str:
     if isinstance(examples, dict) and examples.get("image"):
         values = ", ".join(f"{v:.3g}" for v in examples.get("values", []))
-        return (f"<img class=\"examples\" id=\"examples\" src=\"../../{_e(examples['image'])}\" "
-                f"alt=\"dataset examples\"><p>activations: {_e(values)}</p>")
+        html = (f"<img class=\"examples\" id=\"examples\" src=\"../../{_e(examples['image'])}\" "
+                f"alt=\"dataset examples, the activating crop outlined\"><p>activations: {_e(values)}</p>")
+        if examples.get("labels"):
+            html += f"<p class=\"note\">scenes: {_e(', '.join(examples['labels']))}</p>"
+        if examples.get("crops"):
+            html += (f"<img class=\"examples\" id=\"example-crops\" src=\"../../{_e(examples['crops'])}\" "
+                     f"alt=\"activating crops\">")
+        return html
     if isinstance(examples, dict):
         return "<p class=\"note\">no images</p>"
     return f"<p class=\"note\">{_e(examples if examples is not None else 'not computed')}</p>"
+
+
+def _polysemanticity_html(value) -> str:
+    if not isinstance(value, dict):
+        return f"<p class=\"note\">{_e(value if value is not None else 'not computed')}</p>"
+    source = value.get("previous") or "input pixels"
+    label_h = value.get("label_entropy")
+    html = (f"<p>score <b id=\"poly-score\">{_e(value.get('score'))}</b>: {_e(value.get('n_clusters'))} "
+            f"cluster(s) of its top examples by what drives it in {_e(source)} (separation "
+            f"{_e(value.get('separation'))}); scene-label entropy {_e(label_h if label_h is not None else '-')} bits"
+            + (f" <span class=\"note\">({_e(value['note'])})</span>" if value.get("note") else "") + "</p>")
+    rows = []
+    for i, cluster in enumerate(value.get("clusters") or []):
+        counts: dict[str, int] = {}
+        for label in cluster.get("labels", []):
+            counts[label] = counts.get(label, 0) + 1
+        common = ", ".join(f"{name} x{n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:4])
+        rows.append(f"<tr><td>{i + 1}</td><td>{_e(cluster.get('size'))}</td><td>{_e(common)}</td></tr>")
+    if rows:
+        html += ("<table class=\"facts\" id=\"clusters\"><tr><th>cluster</th><th>examples</th>"
+                 "<th>commonest scenes</th></tr>" + "".join(rows) + "</table>")
+    return html
+
+
+def _facets_html(value) -> str:
+    if isinstance(value, dict) and value.get("image"):
+        return (f"<img class=\"facets\" id=\"facets\" src=\"../../{_e(value['image'])}\" alt=\"diversity facets\">"
+                f"<p class=\"note\">{_e(value.get('k'))} facets optimised together with the diversity term "
+                f"(weight {_e(value.get('weight'))}); pairwise Gram similarity {_e(value.get('similarity'))}</p>")
+    return f"<p class=\"note\">{_e(value if value is not None else 'not computed')}</p>"
 
 
 def _never_active_html(record: dict) -> str:
@@ -192,7 +263,10 @@ def _unit_html(record: dict, present: set, neighbours) -> str:
         links.append(f"<a href=\"../../{_e(following['page'])}\">{_e(following['unit'])} &rarr;</a>")
     body = (
         f"<nav>{' | '.join(links)}</nav><h1>{_e(name)}</h1>{label}"
-        f"<img class=\"vis\" id=\"vis\" src=\"../../{_e(record['image'])}\" alt=\"feature visualization of {_e(name)}\">"
+        f"<div class=\"views\"><div><h2>feature visualization</h2><img class=\"vis\" id=\"vis\" "
+        f"src=\"../../{_e(record['image'])}\" alt=\"feature visualization of {_e(name)}\"></div>"
+        f"<div><h2>facets</h2>{_facets_html(record.get('facets'))}</div>"
+        f"<div><h2>polysemanticity</h2>{_polysemanticity_html(record.get('polysemanticity'))}</div></div>"
         f"<table class=\"facts\"><tr><th>family</th><td id=\"family\">{_family_html(record, present)}</td></tr>"
         f"<tr><th>branch</th><td id=\"branch\">{_e(branch if branch is not None else 'not a branch layer')}</td></tr>"
         f"<tr><th>tuning</th><td id=\"tuning\">{_tuning_html(record.get('tuning'))}</td></tr>"

@@ -32,6 +32,9 @@ from circuits_vision.stimuli import scenes
 
 HELDOUT_SEED_OFFSET = 1_000_003
 """The held-out set is drawn with seed ``seed + HELDOUT_SEED_OFFSET``."""
+EXAMPLES_SEED_OFFSET = 2_000_029
+"""Scenes for dataset examples (atlas pages, polysemanticity) are drawn with seed ``seed + EXAMPLES_SEED_OFFSET``:
+from the training distribution, but neither the training stream nor the held-out set."""
 AUX_SEED_OFFSET = 7_919
 """Auxiliary heads are initialised from seed ``seed + AUX_SEED_OFFSET`` (the model keeps ``seed``)."""
 COLOR_LOSS_WEIGHT = 0.5

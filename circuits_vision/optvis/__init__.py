@@ -10,7 +10,7 @@ Four small modules with lucid/lucent's contracts: :mod:`.param` (``param -> (par
 :mod:`.objectives` (``objective(T) -> loss``, with ``+ - * /``) and :mod:`.render`.
 """
 
-from circuits_vision.optvis import objectives, param, transforms
+from circuits_vision.optvis import facets, objectives, param, transforms
 from circuits_vision.optvis._batching import RenderTooLargeError
 from circuits_vision.optvis._validate import RenderInputError
 from circuits_vision.optvis.adam import Adam
@@ -31,6 +31,7 @@ __all__ = [
     "RenderResult",
     "RenderTooLargeError",
     "as_objective",
+    "facets",
     "objectives",
     "param",
     "redirected_relus",

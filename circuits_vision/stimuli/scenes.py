@@ -14,6 +14,8 @@ Everything is drawn from the ``torch.Generator`` passed in, so a seed fixes the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 from ._canvas import as_device
@@ -134,3 +136,31 @@ def _draw_plain(kind, idx, fg, bg, size, s, g, dev) -> torch.Tensor:
         return high_low(_uniform(m, 0, 360, g, dev), _uniform(m, 3, 8, g, dev),
                         frequency=(_uniform(m, 0.2, 0.4, g, dev) / s).clamp(max=0.5), center=center, **colors)
     return blobs(_uniform(m, 3, 8, g, dev) * s, center=center, **colors)
+
+
+def scene_batches(
+    n: int,
+    seed: int,
+    *,
+    batch_size: int = 128,
+    size: int = 64,
+    labels: dict[str, list] | None = None,
+) -> Iterator[torch.Tensor]:
+    """``n`` scenes of :func:`random_scenes` drawn from ``seed``, in batches ``[b, 3, size, size]``.
+
+    The same ``(n, seed, size, batch_size)`` gives the same scenes (one generator draws every batch
+    in turn; only ``batch_size`` scenes are in memory at a time). ``labels``: a dict whose
+    ``"shape"`` and ``"color"`` lists get each scene's class indices appended as it is drawn, so a
+    consumer of the stream can name the scenes it kept.
+    """
+    if int(n) < 1:
+        raise ValueError(f"parameter 'n' must be >= 1 scenes, got {n}")
+    if int(batch_size) < 1:
+        raise ValueError(f"parameter 'batch_size' must be >= 1, got {batch_size}")
+    generator = torch.Generator().manual_seed(int(seed))
+    for start in range(0, int(n), int(batch_size)):
+        images, drawn = random_scenes(min(int(batch_size), int(n) - start), generator, size=size)
+        if labels is not None:
+            for key in ("shape", "color"):
+                labels.setdefault(key, []).extend(int(v) for v in drawn[key])
+        yield images

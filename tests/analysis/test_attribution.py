@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from circuits_vision.analysis import attribution as A
-from circuits_vision.analysis import dictionary, groups
+from circuits_vision.analysis import groups, semantic_dictionary
 
 
 class PlantedLinear(nn.Module):
@@ -240,7 +240,7 @@ def test_neuron_groups_reject_negative_layers_and_bad_k():
 def test_semantic_dictionary_lists_each_positions_strongest_units():
     model = TwoGroups().eval()
     x = images(n=1, size=4, seed=6)
-    words = dictionary.semantic_dictionary(model, x, "layer", k=2)
+    words = semantic_dictionary(model, x, "layer", k=2)
     acts = model.layer(x).detach()[0]  # [5, 4, 4]
     for y in range(4):
         for col in range(4):

@@ -57,6 +57,30 @@ def test_top_k_values_order_positions_and_crops():
         assert result.sources[int(expected[0])] == f"tensor:{int(expected[0])}"
 
 
+def test_kept_images_and_boxes_locate_each_crop_in_its_image():
+    images, values, rows, cols = spot_images(20, seed=3)
+    result = top_activating(ChannelModel(), "unit", [images], k=3, crop_size=5, keep_images=True, progress=False)
+    assert result.images.shape == (3, 3, 3, SIZE, SIZE)
+    assert result.image_size == (SIZE, SIZE) and result.map_size == (SIZE, SIZE)
+    boxes = result.boxes()
+    for u in range(3):
+        for j, i in enumerate(result.indices[u].tolist()):
+            assert torch.equal(result.images[u, j], images[i])
+            top, left, bottom, right = boxes[u, j].tolist()
+            assert (bottom - top, right - left) == (5, 5)
+            # the box is centred on the spot (identity 1x1 layer: map position = pixel)
+            assert (top + 2, left + 2) == (int(rows[i, u]), int(cols[i, u]))
+            padded = torch.nn.functional.pad(images[i], (5, 5, 5, 5))
+            assert torch.equal(result.crops[u, j], padded[:, top + 5 : bottom + 5, left + 5 : right + 5])
+    assert top_activating(ChannelModel(), "unit", [images], k=3, progress=False).images is None
+
+
+def test_keep_images_refuses_images_of_several_sizes():
+    with pytest.raises(ValueError, match="one size"):
+        top_activating(ChannelModel(), "unit", [torch.rand(2, 3, 16, 16), torch.rand(2, 3, 12, 12)], k=2,
+                       crop_size=4, batch_size=2, keep_images=True, progress=False)
+
+
 def test_streaming_in_small_batches_equals_one_big_batch():
     images, *_ = spot_images(30, seed=1)
     small = top_activating(ChannelModel(), "unit", iter(images), units=[2, 0], k=4, batch_size=3, progress=False)

@@ -75,3 +75,44 @@ def test_click_from_index_to_a_unit(full_atlas, browser, tmp_path):
     browser.find_element(By.ID, "layer").click()
     assert browser.title == "mixed3b - atlas"
     assert Path(browser.current_url.removeprefix("file://")).name == "mixed3b.html"
+
+
+def test_layer_page_search_filter_and_sort(full_atlas, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from circuits_vision.atlas import store
+
+    records = {r["unit"]: r for r in store.read_jsonl(full_atlas / "manifest.jsonl") if r["layer"] == "mixed3b"}
+    browser.get((full_atlas / "layers" / "mixed3b.html").resolve().as_uri())
+
+    def visible() -> list[int]:
+        return [int(a.get_attribute("data-unit")) for a in browser.find_elements(By.CSS_SELECTOR, "#units a.unit")
+                if a.is_displayed()]
+
+    assert visible() == list(range(12))
+    assert browser.find_element(By.ID, "shown").text == "12 shown"
+    search = browser.find_element(By.NAME, "q")
+    search.send_keys("7")
+    assert visible() == [7]
+    search.clear()
+    search.send_keys(" ")  # an input event with an empty query: every unit again
+    assert len(visible()) == 12
+    branch = records[0]["branch"]
+    Select(browser.find_element(By.NAME, "branch")).select_by_value(branch)
+    assert visible() == [u for u, r in records.items() if r["branch"] == branch]
+    Select(browser.find_element(By.NAME, "branch")).select_by_value("")
+    Select(browser.find_element(By.NAME, "sort")).select_by_value("score")
+    scores = [records[u]["polysemanticity"]["score"] for u in visible()]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 12
+    threshold = sorted(scores)[6]
+    browser.find_element(By.NAME, "minscore").send_keys(str(threshold))
+    assert sorted(visible()) == sorted(u for u, r in records.items() if r["polysemanticity"]["score"] >= threshold)
+    browser.save_screenshot(str(tmp_path / "layer.png"))
+    assert (tmp_path / "layer.png").stat().st_size > 1000
+    top = visible()[0]  # the most polysemantic unit shown: click through to it
+    next(a for a in browser.find_elements(By.CSS_SELECTOR, "#units a.unit") if a.is_displayed()).click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 10).until(lambda driver: driver.title == f"mixed3b:{top} - atlas")
+    assert browser.find_element(By.ID, "poly-score").text == str(records[top]["polysemanticity"]["score"])

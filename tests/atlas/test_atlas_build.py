@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -72,7 +73,8 @@ def test_build_writes_every_unit_with_metadata(tiny, full_atlas):
     for r in records:
         assert isinstance(r["tuning"], dict) and r["tuning"]["color_category"] in ("color", "black_and_white", "both", "unresponsive")
         assert isinstance(r["family"], (dict, str)) and not str(r["family"]).startswith("not computed")
-    assert records[0]["examples"] == "not computed: no --images folder given"
+    # without an image folder the examples come from scenes of the shipped model's distribution
+    assert len(records[0]["examples"]["values"]) == 6 and records[0]["examples"]["sources"][0].startswith("scene ")
     # curve tuning in the atlas is find_curve_detectors' verdict, unit by unit
     from circuits_vision.analysis.tuning import find_curve_detectors
 
@@ -216,6 +218,47 @@ def test_dataset_examples_from_an_image_folder(tiny, tmp_path):
             assert strip.size[0] == 5 * strip.size[1]  # five square crops side by side
     page = (out / records[0]["page"]).read_text()
     assert 'id="examples"' in page and records[0]["examples"]["image"] in page
+
+
+def test_dataset_examples_default_to_held_out_scenes_with_the_crop_outlined(tiny, tmp_path):
+    from circuits_vision.analysis.dataset_examples import top_activating
+    from circuits_vision.atlas import analyses
+    from circuits_vision.models.train_shapes import HELDOUT_SEED_OFFSET
+    from circuits_vision.stimuli.scenes import COLOR_NAMES, SHAPE_CLASSES, scene_batches
+
+    # neither the shipped model's training stream (seed 0) nor its held-out set
+    assert analyses.EXAMPLE_SEED not in (0, 0 + HELDOUT_SEED_OFFSET)
+    found = analyses.examples(tiny, "conv2d1", None, tmp_path, k=4, units=[1, 3], n_scenes=300)
+    assert sorted(found) == [1, 3]
+    labels: dict = {}
+    scenes = torch.cat(list(scene_batches(300, analyses.EXAMPLE_SEED, size=32, labels=labels)))
+    act = hooks.run_with_cache(tiny, scenes, ["conv2d1"])["conv2d1"].amax(dim=(2, 3))  # [300, 6]
+    for unit, value in found.items():
+        index = [int(s.split()[1]) for s in value["sources"]]
+        assert index == act[:, unit].argsort(descending=True)[:4].tolist()
+        assert value["values"] == pytest.approx(act[index, unit].tolist(), abs=1e-3)
+        assert value["labels"][0] == f"{SHAPE_CLASSES[labels['shape'][index[0]]]} {COLOR_NAMES[labels['color'][index[0]]]}"
+        with Image.open(tmp_path / value["image"]) as strip:
+            whole = torch.from_numpy(np.asarray(strip.convert("RGB"), dtype=np.float32)).permute(2, 0, 1) / 255
+        scale = whole.shape[1] // 32
+        assert whole.shape == (3, 32 * scale, 4 * 32 * scale)
+        for j, (top, left, bottom, right) in enumerate(value["boxes"]):
+            assert (bottom - top, right - left) == (16, 16)
+            picture = whole[:, :, j * 32 * scale : (j + 1) * 32 * scale]
+            t, l = max(0, top) * scale, max(0, left) * scale
+            b, r = min(32, bottom) * scale - 1, min(32, right) * scale - 1
+            # black rim on the box edge, orange line just inside it
+            assert torch.allclose(picture[:, t, l : r + 1], torch.zeros(3, 1), atol=0.01)
+            assert torch.allclose(picture[:, b, l : r + 1], torch.zeros(3, 1), atol=0.01)
+            assert torch.allclose(picture[:, t + 1, l + 1 : r], torch.tensor(analyses.OUTLINE)[:, None], atol=0.01)
+            # outside the box (and at its centre) the picture is the scene, enlarged
+            small, scene = picture[:, ::scale, ::scale], scenes[index[j]]
+            outside = torch.ones(32, 32, dtype=torch.bool)
+            outside[max(0, top) : bottom, max(0, left) : right] = False
+            outside[(top + bottom) // 2, (left + right) // 2] = True
+            assert torch.allclose(small[:, outside], scene[:, outside], atol=0.01)
+        with Image.open(tmp_path / value["crops"]) as crops:
+            assert crops.size == (4 * 16, 16)
 
 
 def test_inceptionv1_default_layers_are_its_relu_and_mixed_layers():
@@ -390,6 +433,31 @@ def test_records_and_unit_pages_flag_units_that_never_activate(full_atlas):
     for r in records:
         page = (Path(full_atlas) / r["page"]).read_text()
         assert ('id="never-active"' in page) == r["never_active"]
+
+
+def test_unit_pages_show_polysemanticity_and_facets(tiny, full_atlas, tmp_path):
+    from circuits_vision.atlas import analyses
+
+    records = _manifest(full_atlas)
+    for r in records:
+        value = r["polysemanticity"]
+        assert value["previous"] == (None if r["layer"] == "mixed3a" else "mixed3a")
+        assert [c["size"] for c in value["clusters"]] == value["cluster_sizes"]
+        assert value["score"] >= 0 and value["n_clusters"] == len(value["clusters"])
+    r = next(r for r in records if r["polysemanticity"]["clusters"])
+    page = (full_atlas / r["page"]).read_text()
+    assert f'id="poly-score">{r["polysemanticity"]["score"]}<' in page and 'id="clusters"' in page
+    assert r["facets"] == "not computed: not requested"  # facets are opt-in: three more renders per unit
+    # the polysemanticity part is the analysis module's result on the example scenes
+    direct = analyses.polysemanticity(tiny, r["layer"], r["polysemanticity"]["previous"], [r["unit"]])
+    assert direct[r["unit"]]["score"] == r["polysemanticity"]["score"]
+    out = tmp_path / "facets"
+    atlas.build(tiny, ["mixed3b"], out, parts=("facets",), units_per_layer=2, **FAST)
+    for r in _manifest(out):
+        assert r["facets"]["k"] == analyses.FACETS and 0 <= r["facets"]["similarity"] <= 1
+        with Image.open(out / r["facets"]["image"]) as strip:
+            assert strip.size == (analyses.FACETS * 32, 32)
+        assert 'id="facets"' in (out / r["page"]).read_text()
 
 
 def test_job_knobs_live_in_a_frozen_atlas_config(tiny, tmp_path, monkeypatch):

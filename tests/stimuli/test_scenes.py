@@ -74,3 +74,18 @@ def test_bad_arguments():
         scenes.random_scenes(0, torch.Generator())
     with pytest.raises(ValueError, match="'size'"):
         scenes.random_scenes(4, torch.Generator(), size=8)
+
+
+def test_scene_batches_stream_the_seeded_scenes_with_their_labels():
+    labels: dict = {}
+    batches = list(scenes.scene_batches(10, 7, batch_size=4, size=32, labels=labels))
+    assert [b.shape[0] for b in batches] == [4, 4, 2]
+    g = torch.Generator().manual_seed(7)
+    first, drawn = scenes.random_scenes(4, g, size=32)
+    assert torch.equal(batches[0], first)
+    assert labels["shape"][:4] == drawn["shape"].tolist() and labels["color"][:4] == drawn["color"].tolist()
+    assert len(labels["shape"]) == len(labels["color"]) == 10
+    again = torch.cat(list(scenes.scene_batches(10, 7, batch_size=4, size=32)))
+    assert torch.equal(torch.cat(batches), again)
+    with pytest.raises(ValueError, match="'n'"):
+        next(scenes.scene_batches(0, 7))
