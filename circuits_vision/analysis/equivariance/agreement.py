@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from circuits_vision.analysis.equivariance._grouping import best_parameters, circular_difference
-from circuits_vision.analysis.equivariance._model import report
+from circuits_vision.analysis.equivariance._model import orientation_tuning, report
 from circuits_vision.analysis.equivariance._result import EquivarianceResult, Family
 
 
@@ -98,25 +98,6 @@ def weights_vs_tuning(model: nn.Module, layer: str, *, source: str | None = None
                strong_pairs=int(strong.sum()) // 2,
                strong_pair_median_error_deg=median_error(pref, strong) if bool(strong.any()) else math.nan)
     return out
-
-
-def orientation_tuning(model: nn.Module, layer: str, units: list[int], *, steps: int = 72, radius: float | None = None,
-                       thickness: float | None = None) -> torch.Tensor:
-    """Responses ``[len(units), steps]`` of the units (centre position) to curves facing ``k * 360 / steps``.
-
-    Stimuli: :func:`circuits_vision.stimuli.curves`, black on white, centred on the layer's receptive
-    field, radius ``input_size / 6`` and thickness ``input_size / 16`` unless given.
-    """
-    from circuits_vision import stimuli
-    from circuits_vision.analysis.tuning import tuning_curves
-
-    size = getattr(model, "input_size", 224)
-    fixed = {"radius": radius or size / 6, "thickness": thickness or max(size / 16, 1.0)}
-    angles = torch.arange(steps, dtype=torch.float32) * (360.0 / steps)
-    ones = torch.ones(len(units))
-    curves = tuning_curves(model, layer, units, stimuli.curves, {"orientation": angles}, fixed=fixed,
-                           baseline=(torch.zeros_like(ones), ones))
-    return curves.orientation_curve()
 
 
 @dataclass
