@@ -146,7 +146,8 @@ def run_demo(args) -> int:
 
     model = load_model("shapes", None)
     result = atlas.build(model, layers=DEMO["layers"], out=args.out, steps=DEMO["steps"], size=DEMO["size"],
-                         units_per_layer=DEMO["units_per_layer"], model_name="shapes", report=DEMO["report"])
+                         units_per_layer=DEMO["units_per_layer"], model_name="shapes", report=DEMO["report"],
+                         config=atlas.AtlasConfig(report_whole_layers=True))
     print(f"open {result.index.resolve()}")
     if result.report is not None:
         print(f"circuit report: {result.report.resolve()}")

@@ -209,7 +209,8 @@ def build(
         result = AtlasResult(directory, directory / "index.html", directory / store.MANIFEST_FILE, len(units), rendered)
         if rank == 0:  # the other ranks are done (no barrier: the analyses may outlast a collective's timeout)
             _finish(model, directory, layer_list, units, settings, result, images=images, labels=labels, k=k,
-                    parts=parts, report=report, progress=progress, log=log)
+                    parts=parts, report=report, progress=progress, log=log,
+                    report_units_per_layer=None if config.report_whole_layers else units_per_layer)
         return result
     finally:
         if rank == 0:
@@ -267,7 +268,7 @@ def _default_pair(model: nn.Module, layers: list[str]) -> tuple[str, str] | None
 
 
 def _finish(model, directory: Path, layers, units, settings, result: AtlasResult, *, images, labels, k, parts, report,
-            progress, log):
+            progress, log, report_units_per_layer):
     """Rank 0, after all ranks rendered: analyses, manifest, viewer, circuit report."""
     from circuits_vision.atlas import analyses, viewer
 
@@ -305,7 +306,7 @@ def _finish(model, directory: Path, layers, units, settings, result: AtlasResult
 
         try:
             result.report = circuit_report(model, pair[0], pair[1], directory / "report", atlas_dir=directory,
-                                           units_per_layer=settings["units_per_layer"], progress=progress, log=log)
+                                           units_per_layer=report_units_per_layer, progress=progress, log=log)
         except Exception as error:  # the atlas stays usable; the index says why the report is missing
             log(f"atlas: circuit report of {pair[0]} -> {pair[1]} failed: {type(error).__name__}: {error}")
             settings = {**settings, "report_error": f"{type(error).__name__}: {error}"}

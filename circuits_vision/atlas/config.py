@@ -30,6 +30,10 @@ class AtlasConfig:
             atlas's settings: a rerun with other options is refused).
         on_progress: called as ``on_progress(units_done, units_total)`` after every chunk is stored.
         log: where messages go (default: ``tqdm.write``).
+        report_whole_layers: the circuit report covers the whole source and target layers even when
+            ``units_per_layer`` limits the atlas (its cost is per layer: right for small models such as
+            the shipped ``shapes``, whose curve detectors are not among the first units); default False,
+            the report follows ``units_per_layer``.
     """
 
     chunk_size: int | None = None
@@ -38,6 +42,7 @@ class AtlasConfig:
     render_options: Mapping = field(default_factory=dict)
     on_progress: Callable[[int, int], None] | None = None
     log: Callable[[str], None] | None = None
+    report_whole_layers: bool = False
 
     def __post_init__(self) -> None:
         for name in ("chunk_size", "batch_size"):

@@ -487,3 +487,19 @@ def test_job_knobs_live_in_a_frozen_atlas_config(tiny, tmp_path, monkeypatch):
     assert all(kw["config"] is engine and kw["preset"] == "lucent" for kw in seen)
     settings = json.loads((out / store.SETTINGS_FILE).read_text())
     assert settings["render_options"] == {"preset": "'lucent'"} and "fused=False" in settings["render_config"]
+
+
+def test_the_report_can_cover_whole_layers_of_a_small_atlas(tiny, tmp_path, monkeypatch):
+    from circuits_vision.atlas import report as report_module
+
+    scopes = []
+
+    def recording(model, source, target, out, **kwargs):
+        scopes.append(kwargs["units_per_layer"])
+        raise RuntimeError("stop after recording the scope")
+
+    monkeypatch.setattr(report_module, "circuit_report", recording)
+    for whole, expected in [(False, 3), (True, None)]:
+        atlas.build(tiny, ["mixed3a", "mixed3b"], tmp_path / str(whole), units_per_layer=3, parts=(),
+                    **{**FAST, "report": ("mixed3a", "mixed3b"), "config": job(report_whole_layers=whole)})
+        assert scopes[-1] == expected
