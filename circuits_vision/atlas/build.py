@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from circuits_vision import hooks, optvis
+from circuits_vision._utils import derive_seed
 from circuits_vision.optvis import RenderConfig
 from circuits_vision.atlas import store
 from circuits_vision.atlas.config import AtlasConfig
@@ -109,8 +110,7 @@ def _setup(directory: Path, settings: dict, chunks: list[list[tuple[str, int]]],
 def unit_seed(seed: int, layer: str, unit: int) -> int:
     """The seed of one unit's image: from ``(seed, layer, unit)`` alone, so chunking, batching and resuming
     never change it."""
-    digest = hashlib.blake2b(f"{int(seed)}:{layer}:{int(unit)}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
+    return derive_seed(int(seed), layer, int(unit))
 
 
 def build(

@@ -8,7 +8,6 @@ default path colour, sigmoid and all geometric transforms are a single resamplin
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from circuits_vision import hooks, ops
+from circuits_vision._utils import derive_seed
 from circuits_vision.optvis import transforms as T_
 from circuits_vision.optvis import _arguments as args_
 from circuits_vision.optvis._batching import check_fits, choose_batch_size
@@ -97,8 +97,7 @@ _PARAMS = {"fft": FFT, "pixel": Pixel, "cppn": CPPN}
 
 def _image_generator(seed: int, index: int) -> torch.Generator:
     """Image ``index``'s own generator: its start and random transforms depend on nothing else."""
-    digest = hashlib.blake2b(f"{int(seed)}:{int(index)}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+    return torch.Generator().manual_seed(derive_seed(int(seed), int(index)))
 
 
 def _resolve_param(param, preset: Preset):
