@@ -34,20 +34,29 @@ def _absolute_module(path: Path, node: ast.ImportFrom, package_root: Path) -> st
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def _imported_subpackages(path: Path, package_root: Path = PACKAGE) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    found = set()
-    for node in ast.walk(tree):
-        names = []
+def _imports(path: Path, package_root: Path = PACKAGE) -> list[tuple[str, list[str]]]:
+    """``(module, names)`` for every import in ``path``: ``import a.b`` gives ``("a.b", [])``, ``from .x import y``
+    gives the absolute module and ``["y"]``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            found += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            module = _absolute_module(path, node, package_root)
-            names = [module] + [f"{module}.{alias.name}" for alias in node.names]
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "circuits_vision" and len(parts) > 1:
-                found.add(parts[1])
+            found.append((_absolute_module(path, node, package_root), [alias.name for alias in node.names]))
+    return found
+
+
+def _imported_names(path: Path, package_root: Path = PACKAGE) -> list[str]:
+    """Every dotted name ``path`` imports: each module, and each ``module.name`` of a ``from`` import."""
+    return [full for module, names in _imports(path, package_root) for full in [module] + [f"{module}.{n}" for n in names]]
+
+
+def _imported_subpackages(path: Path, package_root: Path = PACKAGE) -> set[str]:
+    found = set()
+    for name in _imported_names(path, package_root):
+        parts = name.split(".")
+        if parts[0] == "circuits_vision" and len(parts) > 1:
+            found.add(parts[1])
     return found
 
 
@@ -72,19 +81,12 @@ def _private_imports(path: Path, package_root: Path = PACKAGE) -> list[str]:
     """Imports of another subpackage's private modules or names (``_x``) in ``path``."""
     own = path.relative_to(package_root).parts[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            modules = [(alias.name, []) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            modules = [(_absolute_module(path, node, package_root), [alias.name for alias in node.names])]
-        else:
+    for module, names in _imports(path, package_root):
+        parts = module.split(".")
+        if parts[0] != "circuits_vision" or len(parts) < 2 or parts[1] == own:
             continue
-        for module, names in modules:
-            parts = module.split(".")
-            if parts[0] != "circuits_vision" or len(parts) < 2 or parts[1] == own:
-                continue
-            if any(p.startswith("_") for p in parts[1:]) or any(n.startswith("_") for n in names):
-                found.append(f"{module}: {names}")
+        if any(p.startswith("_") for p in parts[1:]) or any(n.startswith("_") for n in names):
+            found.append(f"{module}: {names}")
     return found
 
 
@@ -107,25 +109,16 @@ def test_private_import_checker_sees_them(tmp_path):
 def _nested_private_imports(path: Path, package_root: Path = PACKAGE) -> list[str]:
     """Private (``_name``) modules of another package, at any depth, that ``path`` imports (a sibling module of
     ``analysis`` reaching into ``analysis.equivariance._x`` counts)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
     own = ".".join(["circuits_vision", *path.relative_to(package_root).parent.parts])
     found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            module = _absolute_module(path, node, package_root)
-            names = [module] + [f"{module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        for name in names:
-            parts = name.split(".")
-            for depth, part in enumerate(parts):
-                if part.startswith("_") and not part.startswith("__") and depth > 0:
-                    parent = ".".join(parts[:depth])
-                    if parent != own and parent.startswith("circuits_vision"):
-                        found.append(name)
-                    break
+    for name in _imported_names(path, package_root):
+        parts = name.split(".")
+        for depth, part in enumerate(parts):
+            if part.startswith("_") and not part.startswith("__") and depth > 0:
+                parent = ".".join(parts[:depth])
+                if parent != own and parent.startswith("circuits_vision"):
+                    found.append(name)
+                break
     return found
 
 
