@@ -40,10 +40,15 @@ from circuits_vision.models.train_shapes import HELDOUT_SEED_OFFSET
 from circuits_vision.optvis import objectives as obj
 from circuits_vision.optvis import render
 
-__all__ = ["ActivationAtlas", "OBJECTIVES", "REDUCERS", "SAMPLINGS", "activation_atlas", "collect_activations", "heldout_scenes", "layout_2d"]
+__all__ = ["ActivationAtlas", "BACKGROUND", "OBJECTIVES", "REDUCERS", "SAMPLINGS", "activation_atlas", "collect_activations",
+           "heldout_scenes", "layout_2d", "object_mask"]
 
 REDUCERS = ("auto", "umap", "tsne", "pca")
-SAMPLINGS = ("uniform", "norm")
+SAMPLINGS = ("uniform", "norm", "object")
+BACKGROUND = "background"
+"""Label name of activations whose position sees none of its scene's object (see :func:`collect_activations`)."""
+OBJECT_SHARE = 0.02
+"""A position sees the object when object pixels are more than this share of its window (two layer strides wide)."""
 OBJECTIVES = {"direction": obj.direction, "direction_neuron": obj.direction_neuron}
 HELDOUT_SEED = 0 + HELDOUT_SEED_OFFSET
 """Seed of the shipped model's held-out scenes: its training seed (0) plus the held-out offset."""
@@ -53,7 +58,10 @@ HELDOUT_SEED = 0 + HELDOUT_SEED_OFFSET
 class Samples:
     """Activation vectors collected at random positions: ``vectors [M, C]``, where they came from
     (``sources [M]`` image index in the stream, ``positions [M, 2]`` (row, col) in the feature map),
-    ``labels [M]`` (-1 when unknown) and, for a class-filtered atlas, ``scores [M]`` (attribution)."""
+    ``labels [M]`` (-1 when unknown) and, for a class-filtered atlas, ``scores [M]`` (attribution).
+    With scene details (object masks, orientations): ``on_object [M]`` whether the position's window sees
+    the object (True where no mask was given) and ``orientations [M]`` the object's drawn orientation in
+    degrees (NaN where unknown)."""
 
     vectors: torch.Tensor
     sources: torch.Tensor
@@ -61,6 +69,8 @@ class Samples:
     labels: torch.Tensor
     scores: torch.Tensor | None
     n_images: int
+    on_object: torch.Tensor | None = None
+    orientations: torch.Tensor | None = None
 
 
 @dataclass
@@ -75,8 +85,13 @@ class ActivationAtlas:
         directions: ``[K, C]`` each cell's (weighted) mean activation, the ``direction`` it was rendered with.
         images: ``[K, 3, S, S]`` the rendered cells.
         labels: ``[M]`` int64 label of each activation's image (-1 if unknown); ``label_names`` their names.
+            With object masks (the held-out scenes), an activation whose position sees none of the object
+            gets the label named ``"background"`` instead of its scene's: a position beside a curve is not
+            a curve activation.
         cell_label / cell_purity: ``[K]`` the most common label in each cell (-1 none) and its share.
         class_target: the target of a class-filtered atlas, else ``None``.
+        orientations: ``[M]`` the drawn orientation (degrees) of each activation's object (NaN: unknown or
+            none), or ``None`` without scene details.
     """
 
     layer: str
@@ -95,6 +110,7 @@ class ActivationAtlas:
     label_names: list[str] = field(default_factory=list)
     class_target: str | None = None
     settings: dict = field(default_factory=dict)
+    orientations: torch.Tensor | None = None
 
     def top_units(self, cell: int, k: int = 5) -> list[tuple[int, float]]:
         """The units with the largest share of cell ``cell``'s direction: ``[(unit, value)]``."""
@@ -173,14 +189,16 @@ def activation_atlas(
     """An activation atlas of ``layer``: collect, lay out in 2-D, bin to ``grid x grid``, render every cell once.
 
     Args:
-        images: ``[N, 3, H, W]``, an iterable of such batches (or of ``(batch, labels)`` pairs), or
+        images: ``[N, 3, H, W]``, an iterable of such batches (or of ``(batch, labels)`` pairs, or of
+            ``(batch, labels, details)`` as :func:`heldout_scenes` with ``details=True`` yields), or
             ``None``: ``n_images`` held-out scenes of the shipped model's training distribution
-            (:func:`heldout_scenes`, labelled by shape class).
+            (:func:`heldout_scenes`, labelled by shape class, positions off the object ``"background"``).
         grid: cells per side.
         positions_per_image: random positions sampled per image (``torch.Generator`` seeded by ``seed``).
-        sampling: ``"uniform"`` (every position equally likely, as lucid) or ``"norm"`` (in proportion to
-            the activation vector's norm: for images of one object on a plain background, where most
-            positions see only background).
+        sampling: ``"uniform"`` (every position equally likely, as lucid), ``"norm"`` (in proportion to
+            the activation vector's norm) or ``"object"`` (in proportion to how much of the object each
+            position's window sees; needs object masks, as the held-out scenes have: for images of one
+            object on a plain background, where most positions see only background).
         objective: ``"direction"`` (cosine with the cell's direction at every position of the picture) or
             ``"direction_neuron"`` (at its centre position only, as lucid's atlas renders).
         reducer: ``"auto"`` (UMAP if importable, else t-SNE), ``"umap"``, ``"tsne"`` or ``"pca"``.
@@ -202,7 +220,7 @@ def activation_atlas(
     canonical = hooks.resolve_layer(model, layer)[0]
     if images is None:
         size_in = int(getattr(model, "input_size", 64))
-        stream = heldout_scenes(n_images, batch_size=batch_size, size=size_in)
+        stream = heldout_scenes(n_images, batch_size=batch_size, size=size_in, details=True)
         if label_names is None:
             from circuits_vision.stimuli.scenes import SHAPE_CLASSES
 
@@ -212,6 +230,12 @@ def activation_atlas(
     generator = torch.Generator().manual_seed(int(seed))
     samples = collect_activations(model, canonical, stream, positions_per_image=positions_per_image,
                                   sampling=sampling, generator=generator, class_target=class_target)
+    label_names = list(label_names or [])
+    if samples.on_object is not None and not bool(samples.on_object.all()):
+        # off-object positions are background, whatever the scene shows elsewhere
+        if BACKGROUND not in label_names:
+            label_names.append(BACKGROUND)
+        samples.labels = torch.where(samples.on_object, samples.labels, label_names.index(BACKGROUND))
     vectors, weights, keep = samples.vectors, None, torch.arange(samples.vectors.shape[0])
     target_name = None
     if class_target is not None:
@@ -239,16 +263,21 @@ def activation_atlas(
     rendered = render(model, [OBJECTIVES[objective](canonical, d) for d in directions], **options)
     return ActivationAtlas(
         canonical, grid, used, coords, sample_cell, cells, counts, directions, rendered.images, kept_labels,
-        cell_label, purity, samples.n_images, list(label_names or []), target_name,
+        cell_label, purity, samples.n_images, label_names, target_name,
         {"positions_per_image": positions_per_image, "sampling": sampling, "objective": objective,
          "min_count": min_count, "steps": steps, "size": size,
          "seed": seed, "class_keep": class_keep if class_target is not None else None},
+        None if samples.orientations is None else samples.orientations[keep],
     )
 
 
-def heldout_scenes(n: int, *, batch_size: int = 128, size: int = 64, seed: int = HELDOUT_SEED) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def heldout_scenes(n: int, *, batch_size: int = 128, size: int = 64, seed: int = HELDOUT_SEED,
+                   details: bool = False) -> Iterator[tuple]:
     """``n`` scenes from :func:`circuits_vision.stimuli.scenes.random_scenes` in batches ``(images, shape labels)``,
-    drawn from the held-out seed (never the training stream of the shipped model)."""
+    drawn from the held-out seed (never the training stream of the shipped model).
+
+    With ``details=True`` each batch is ``(images, shape labels, {"orientation": [B] degrees (NaN for kinds
+    without one), "object": [B, H, W] bool mask})`` (:func:`object_mask`); the images are the same."""
     from circuits_vision.stimuli.scenes import random_scenes
 
     if int(n) < 1:
@@ -256,7 +285,31 @@ def heldout_scenes(n: int, *, batch_size: int = 128, size: int = 64, seed: int =
     generator = torch.Generator().manual_seed(int(seed))
     for start in range(0, int(n), int(batch_size)):
         batch, labels = random_scenes(min(int(batch_size), int(n) - start), generator, size=size)
-        yield batch, labels["shape"]
+        if details:
+            yield batch, labels["shape"], {"orientation": labels["orientation"], "object": object_mask(batch)}
+        else:
+            yield batch, labels["shape"]
+
+
+def object_mask(images: torch.Tensor, threshold: float = 0.25) -> torch.Tensor:
+    """``[N, 3, H, W]`` scenes of one object on a plain background -> ``[N, H, W]`` bool: pixels farther than
+    ``threshold`` (RGB distance) from the image's median colour, which is the background's. The scenes
+    draw objects at least 0.45 from their background and add 0.03 pixel noise, so 0.25 separates them."""
+    median = images.flatten(2).median(2).values[:, :, None, None]
+    return (images - median).norm(dim=1) > float(threshold)
+
+
+def _window_share(mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``[B, H, W]`` object mask -> ``[B, h, w]``: the object's share of each position's window, two strides
+    of the ``h x w`` map wide and centred on the position's cell (the centre of its receptive field)."""
+    stride_y, stride_x = mask.shape[1] / h, mask.shape[2] / w
+    ky, kx = max(1, round(2 * stride_y)), max(1, round(2 * stride_x))
+    # half a stride of padding each side: window r spans [(r - 1/2) * stride, (r + 3/2) * stride)
+    padded = torch.nn.functional.pad(mask[:, None].float(), (kx // 4, kx // 4, ky // 4, ky // 4))
+    share = torch.nn.functional.avg_pool2d(padded, (ky, kx), stride=(max(1, round(stride_y)), max(1, round(stride_x))))
+    if share.shape[-2:] != (h, w):
+        share = torch.nn.functional.interpolate(share, size=(h, w), mode="nearest")
+    return share[:, 0]
 
 
 def collect_activations(
@@ -271,10 +324,15 @@ def collect_activations(
 ) -> Samples:
     """Activation vectors at ``positions_per_image`` random positions of every image of ``batches``.
 
-    ``batches`` yields ``[B, 3, H, W]`` tensors or ``(tensor, labels [B])`` pairs. Only one batch of
-    activations is alive at a time. ``sampling="norm"`` draws positions in proportion to the norm of
-    their activation vector (uniformly in an image whose activations are all zero). With ``class_target``, each kept vector also gets its attribution
-    score ``sum_c A_c dt/dA_c`` at that position.
+    ``batches`` yields ``[B, 3, H, W]`` tensors, ``(tensor, labels [B])`` pairs or ``(tensor, labels,
+    details)`` with ``details`` a dict of ``"object"`` (``[B, H, W]`` bool object mask) and/or
+    ``"orientation"`` (``[B]`` degrees). Only one batch of activations is alive at a time.
+    ``sampling="norm"`` draws positions in proportion to the norm of their activation vector,
+    ``sampling="object"`` in proportion to the object's share of the position's window (both uniformly
+    in an image where that is zero everywhere). With an object mask, a position ``sees the object`` when
+    the object covers more than ``OBJECT_SHARE`` of its window (two strides of the layer's map, centred
+    on the position). With ``class_target``, each kept vector also gets its attribution score
+    ``sum_c A_c dt/dA_c`` at that position.
     """
     per = int(positions_per_image)
     if per < 1:
@@ -282,11 +340,11 @@ def collect_activations(
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     device = hooks.model_device(model)
-    vectors, sources, positions, labels, scores = [], [], [], [], []
-    seen = 0
+    vectors, sources, positions, labels, scores, on_object, orientations = [], [], [], [], [], [], []
+    seen, any_details = 0, False
     with hooks.eval_mode(model):
         for item in batches:
-            batch, batch_labels = item if isinstance(item, tuple) else (item, None)
+            batch, batch_labels, details = _unpack(item)
             if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
                 raise ValueError(f"each batch of images must be a [B, 3, H, W] tensor, got {getattr(batch, 'shape', type(batch))}")
             if class_target is None:
@@ -299,15 +357,33 @@ def collect_activations(
             if acts.dim() != 4:
                 raise ValueError(f"layer {layer!r} gives a {acts.dim()}-d output; an activation atlas needs [N, C, H, W] maps")
             b, c, h, w = acts.shape
+            mask = details.get("object")
+            share = None
+            if mask is not None:
+                mask = torch.as_tensor(mask).cpu()
+                if mask.shape != (b, batch.shape[2], batch.shape[3]):
+                    raise ValueError(f"the object mask must be [B, H, W] = {(b, batch.shape[2], batch.shape[3])}, got {tuple(mask.shape)}")
+                share = _window_share(mask.bool(), h, w).flatten(1)  # [b, h*w]
             if sampling == "uniform":
                 flat = torch.randint(h * w, (b, per), generator=generator)
             else:
-                weight = acts.flatten(2).norm(dim=1).double()  # [b, h*w]
+                if sampling == "norm":
+                    weight = acts.flatten(2).norm(dim=1).double()  # [b, h*w]
+                elif share is None:
+                    raise ValueError("sampling='object' needs object masks: pass (batch, labels, {'object': mask}) batches "
+                                     "(heldout_scenes(..., details=True) yields them)")
+                else:
+                    weight = share.double() * (share > OBJECT_SHARE)
                 weight[weight.sum(1) == 0] = 1.0
                 flat = torch.multinomial(weight, per, replacement=True, generator=generator)
             rows = torch.arange(b).repeat_interleave(per)
             where = flat.flatten()
             vectors.append(acts.flatten(2)[rows, :, where])
+            any_details = any_details or bool(details)
+            on_object.append(share[rows, where] > OBJECT_SHARE if share is not None else torch.ones(b * per, dtype=torch.bool))
+            angle = details.get("orientation")
+            orientations.append(torch.as_tensor(angle).float().cpu().repeat_interleave(per) if angle is not None
+                                else torch.full((b * per,), float("nan")))
             if attr is not None:
                 scores.append(attr.flatten(2)[rows, :, where].sum(1))
             sources.append(rows + seen)
@@ -320,7 +396,23 @@ def collect_activations(
     if seen == 0:
         raise ValueError("no images: the image stream was empty")
     return Samples(torch.cat(vectors), torch.cat(sources), torch.cat(positions), torch.cat(labels),
-                   torch.cat(scores) if scores else None, seen)
+                   torch.cat(scores) if scores else None, seen,
+                   torch.cat(on_object) if any_details else None, torch.cat(orientations) if any_details else None)
+
+
+def _unpack(item) -> tuple:
+    """A stream item -> ``(batch, labels or None, details dict)``."""
+    if not isinstance(item, tuple):
+        return item, None, {}
+    if len(item) == 2:
+        return item[0], item[1], {}
+    if len(item) == 3 and isinstance(item[2], dict):
+        unknown = set(item[2]) - {"object", "orientation"}
+        if unknown:
+            raise ValueError(f"scene details may hold 'object' and 'orientation', got {sorted(unknown)}")
+        return item
+    raise ValueError("each stream item must be a batch, (batch, labels) or (batch, labels, details dict), "
+                     f"got a {len(item)}-tuple")
 
 
 def layout_2d(vectors: torch.Tensor, reducer: str = "auto", *, generator: torch.Generator) -> tuple[torch.Tensor, str]:

@@ -182,3 +182,42 @@ def test_activation_atlas_errors_say_what_to_change(tiny, tmp_path):
         atlas.activation_atlas(tiny, "mixed3b", images, grid=2, reducer="pca", min_count=1000)
     with pytest.raises(ValueError, match="plain file name"):
         atlas.write_activation_atlas_page(SimpleNamespace(layer="mixed3b"), tmp_path, name="../x")
+
+
+def test_positions_that_see_none_of_the_object_are_background_and_object_sampling_lands_on_it(tiny):
+    batch, shape, details = next(AA.heldout_scenes(12, batch_size=12, size=32, details=True))
+    assert torch.equal(batch, next(AA.heldout_scenes(12, batch_size=12, size=32))[0])
+    mask = details["object"]
+    assert mask.shape == (12, 32, 32) and 0 < float(mask.double().mean()) < 1
+    samples = AA.collect_activations(tiny, "mixed3b", [(batch, shape, details)], positions_per_image=6,
+                                     generator=torch.Generator().manual_seed(0))
+    h = run_with_cache(tiny, batch[:1], ["mixed3b"])["mixed3b"].shape[-1]
+    stride = 32 // h
+    for m in range(samples.vectors.shape[0]):  # the window: two strides, centred on the position's cell
+        i, (r, c) = int(samples.sources[m]), samples.positions[m].tolist()
+        top, left = r * stride - stride // 2, c * stride - stride // 2
+        window = mask[i, max(0, top) : top + 2 * stride, max(0, left) : left + 2 * stride]
+        assert bool(samples.on_object[m]) == (float(window.sum()) / (2 * stride) ** 2 > AA.OBJECT_SHARE)
+    assert torch.equal(samples.orientations.isnan(), details["orientation"].isnan().repeat_interleave(6))
+    assert 0 < float(samples.on_object.double().mean()) < 1  # uniform positions: some beside the object
+    on = AA.collect_activations(tiny, "mixed3b", [(batch, shape, details)], positions_per_image=6, sampling="object",
+                                generator=torch.Generator().manual_seed(0))
+    assert bool(on.on_object.all())
+    with pytest.raises(ValueError, match="needs object masks"):
+        AA.collect_activations(tiny, "mixed3b", [(batch, shape)], sampling="object", generator=torch.Generator())
+    with pytest.raises(ValueError, match="'object' and 'orientation'"):
+        AA.collect_activations(tiny, "mixed3b", [(batch, shape, {"mask": mask})], generator=torch.Generator())
+
+
+def test_the_default_atlas_labels_off_object_activations_background_and_keeps_their_orientations(tiny, monkeypatch):
+    monkeypatch.setattr(AA, "render", lambda model, objectives, **kw: SimpleNamespace(images=torch.zeros(len(objectives), 3, 4, 4)))
+    result = atlas.activation_atlas(tiny, "mixed3b", grid=3, n_images=24, positions_per_image=4, reducer="pca",
+                                    min_count=1, size=32, batch_size=12)
+    background = result.label_names.index(AA.BACKGROUND)
+    assert background == len(result.label_names) - 1 and result.label_names[0] == "curve_0"
+    off = result.labels == background
+    assert 0 < int(off.sum()) < len(result.labels)
+    batches = list(AA.heldout_scenes(24, batch_size=12, size=32, details=True))
+    drawn = torch.cat([d["orientation"] for _, _, d in batches]).repeat_interleave(4)
+    assert torch.equal(result.orientations.isnan(), drawn.isnan())
+    assert torch.allclose(result.orientations.nan_to_num(-1), drawn.nan_to_num(-1))
