@@ -49,7 +49,8 @@ BACKGROUND = "background"
 """Label name of activations whose position sees none of its scene's object (see :func:`collect_activations`)."""
 OBJECT_SHARE = 0.02
 """A position sees the object when object pixels are more than this share of its window (two layer strides wide)."""
-OBJECTIVES = {"direction": obj.direction, "direction_neuron": obj.direction_neuron}
+OBJECTIVES = {"direction": obj.direction, "direction_neuron": obj.direction_neuron,
+              "direction_neuron_cossim": obj.direction_neuron_cossim}
 HELDOUT_SEED = 0 + HELDOUT_SEED_OFFSET
 """Seed of the shipped model's held-out scenes: its training seed (0) plus the held-out offset."""
 
@@ -199,8 +200,11 @@ def activation_atlas(
             the activation vector's norm) or ``"object"`` (in proportion to how much of the object each
             position's window sees; needs object masks, as the held-out scenes have: for images of one
             object on a plain background, where most positions see only background).
-        objective: ``"direction"`` (cosine with the cell's direction at every position of the picture) or
-            ``"direction_neuron"`` (at its centre position only, as lucid's atlas renders).
+        objective: ``"direction"`` (cosine with the cell's direction at every position of the picture),
+            ``"direction_neuron"`` (the cosine at its centre position only) or ``"direction_neuron_cossim"``
+            (lucid's atlas objective: dot product times cosine to the 4th power at the centre position;
+            on the shipped model's curve cells the one whose pictures follow the cells' orientation,
+            see ``notebooks/activation_atlas.ipynb``).
         reducer: ``"auto"`` (UMAP if importable, else t-SNE), ``"umap"``, ``"tsne"`` or ``"pca"``.
         min_count: cells with fewer activations are not rendered.
         class_target: a logit index, ``"layer:channel"`` or an attribution ``Target`` for a class-filtered atlas.

@@ -35,6 +35,7 @@ __all__ = [
     "neuron",
     "direction",
     "direction_neuron",
+    "direction_neuron_cossim",
     "channel_weight",
     "neuron_weight",
     "localgroup_weight",
@@ -317,6 +318,30 @@ def direction_neuron(layer: str, direction: torch.Tensor, x: int | None = None, 
     def inner(T):
         acts = _position(_batch(T, batch)(layer), x, y)
         return -F.cosine_similarity(direction.to(acts).reshape(1, -1, 1, 1), acts, dim=1).mean()
+
+    return inner
+
+
+@wrap_objective(_layer_of, widths=_vector_width("direction"))
+def direction_neuron_cossim(layer: str, direction: torch.Tensor, x: int | None = None, y: int | None = None,
+                            cossim_pow: float = 4.0, batch: int | None = None):
+    """Minus ``dot * max(cos, 0.1) ** cossim_pow`` at one position (the centre by default), where ``dot`` is the
+    activation vector's projection on the unit ``direction`` ``[C]`` and ``cos`` their cosine similarity: the
+    objective lucid's activation atlas rendered its cells with. The dot product makes the picture drive the
+    direction hard; the cosine power keeps it from doing so with other channels (a plain dot product is
+    won by whichever channels grow easiest). The floor at 0.1 keeps a gradient when the cosine starts
+    negative."""
+    direction = _vector(direction, "direction")
+    power = float(cossim_pow)
+    if power < 0:
+        raise ValueError(f"cossim_pow must be >= 0, got {cossim_pow}")
+
+    def inner(T):
+        acts = _position(_batch(T, batch)(layer), x, y)[:, :, 0, 0]  # [N, C]
+        unit = direction.to(acts) / direction.to(acts).norm().clamp_min(1e-12)
+        dot = acts @ unit
+        cos = dot / (acts.norm(dim=1) + 1e-4)
+        return -(dot * cos.clamp_min(0.1) ** power).mean()
 
     return inner
 

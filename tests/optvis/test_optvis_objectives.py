@@ -59,6 +59,26 @@ def test_string_objectives():
     assert wrapped.layers is None
 
 
+def test_direction_neuron_cossim_is_the_projection_times_a_cosine_power_at_one_position():
+    acts, T = _activations()
+    direction = torch.randn(16, generator=torch.Generator().manual_seed(3))
+    a = acts["mixed3a"][:, :, 3, 3]
+    dot = a @ (direction / direction.norm())
+    cos = torch.nn.functional.cosine_similarity(a, direction[None], dim=1)
+    expected = -(dot * cos.clamp_min(0.1) ** 4).mean()
+    assert obj.direction_neuron_cossim("mixed3a", direction)(T).item() == pytest.approx(expected.item(), rel=1e-3)
+    at = acts["mixed3a"][1:2, :, 5, 1]
+    one = at @ (direction / direction.norm())
+    expected = -(one * (one / at.norm()).clamp_min(0.1) ** 2).mean()
+    value = obj.direction_neuron_cossim("mixed3a", direction, x=1, y=5, cossim_pow=2, batch=1)(T)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-3)
+    # scaling the direction changes nothing; the activation along it counts once, not squared
+    assert obj.direction_neuron_cossim("mixed3a", 5 * direction)(T).item() == pytest.approx(
+        obj.direction_neuron_cossim("mixed3a", direction)(T).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="cossim_pow"):
+        obj.direction_neuron_cossim("mixed3a", direction, cossim_pow=-1)
+
+
 def test_penalties():
     acts, T = _activations()
     image = acts["input"]
