@@ -7,9 +7,9 @@
 Builds an activation atlas of ``--layer`` on held-out scenes (the shipped model's training distribution),
 then renders ``--compare`` of its cells again one ``render`` call per cell with the same settings and
 prints both times and their ratio. With ``--out`` it also writes the zoomable page, the mosaic PNG and
-a per-cell table, and checks the cells whose activations come mostly from curve scenes: the model's
-own classification of the rendered cell image, and the preferred orientation of the strongest curve
-detector (``circuits_vision/data/shapes.json``) in the cell's direction against the scenes' orientation.
+a per-cell table, and checks the curve region (cells of mostly curve activations): the orientation read
+from each cell's picture against its scenes' drawn orientation, with a shuffled-picture null, and the
+model's own classification of the rendered picture.
 """
 
 from __future__ import annotations
@@ -21,54 +21,32 @@ from pathlib import Path
 
 import torch
 
+import importlib
+
 from circuits_vision import atlas, models
 from circuits_vision.atlas.store import save_png
 from circuits_vision.models.shapes import metadata_path
-from circuits_vision.optvis import objectives as obj
 from circuits_vision.optvis import render
 from circuits_vision.stimuli.scenes import SHAPE_CLASSES
 
-
-def _circular_difference(a: float, b: float) -> float:
-    return abs((a - b + 180.0) % 360.0 - 180.0)
+AA = importlib.import_module("circuits_vision.atlas.activation_atlas")  # the package attribute is the function
 
 
 def curve_check(model, result, out: Path) -> dict:
-    """The cells whose activations come mostly (>= 50 %) from curve scenes, with their scenes' mean orientation.
-
-    Per such cell: the circular mean of its curve scenes' orientation bins, the preferred orientation of
-    the curve detector (shapes.json) weighted most in the cell's direction and their difference, and the
-    model's own shape class for the rendered picture.
-    """
-    meta = json.loads(metadata_path().read_text())
-    detectors = meta["curve_detectors"].get(result.layer)
-    names = meta["heads"]["shape"]
+    """The curve region's cells (at least half curve activations), their scenes' orientation against the
+    orientation read from their pictures (``atlas.curve_cells``, no model involved), and the model's own
+    shape class for each rendered picture."""
+    check = atlas.curve_cells(result)
+    names = json.loads(metadata_path().read_text())["heads"]["shape"]
     with torch.no_grad():
         predicted = model.split_logits(model(result.images))["shape"].argmax(1)
-    bins = torch.tensor([float(n.split("_")[1]) if n.startswith("curve_") else float("nan") for n in names])
-    rows, errors, any_curve = [], [], 0
-    for i, row in enumerate(result.table()):
-        mine = result.labels[result.sample_cell == i]
-        curve = mine[(mine >= 0) & (mine < len(names))]
-        curve = curve[~torch.isnan(bins[curve])]
-        entry = dict(row, predicted=names[int(predicted[i])], curve_share=curve.numel() / max(1, mine.numel()))
-        if entry["curve_share"] >= 0.5:
-            angles = torch.deg2rad(bins[curve])
-            mean = float(torch.rad2deg(torch.atan2(angles.sin().mean(), angles.cos().mean()))) % 360
-            entry["scene_orientation"] = mean
-            any_curve += entry["predicted"].startswith("curve_")
-            if detectors:
-                best = int(result.directions[i, detectors["units"]].argmax())
-                entry["top_curve_detector"] = detectors["units"][best]
-                entry["its_preferred_orientation"] = detectors["preferred_orientation_deg"][best]
-                entry["orientation_error_deg"] = _circular_difference(entry["its_preferred_orientation"], mean)
-                errors.append(entry["orientation_error_deg"])
-        rows.append(entry)
-    (out / "cells.json").write_text(json.dumps(rows, indent=1))
-    curve_cells = [r for r in rows if "scene_orientation" in r]
-    return {"cells": len(rows), "curve_cells": len(curve_cells), "rendered_classified_as_a_curve": any_curve,
-            "median_orientation_error_deg": float(torch.tensor(errors).median()) if errors else None,
-            "within_45deg": sum(e <= 45 for e in errors)}
+    rows = [dict(row, predicted=names[int(predicted[row["cell"]])]) for row in check.table()]
+    (out / "cells.json").write_text(json.dumps({"cells": result.table(), "curve_cells": rows}, indent=1))
+    axis = torch.minimum(check.errors, 180 - check.errors)
+    return {"cells": len(result.cells), "curve_cells": len(rows), "median_orientation_error_deg": check.median_error,
+            "shuffled_null_median_deg": check.null_median, "p_value": check.p_value, "within_45deg": check.within(45),
+            "median_axis_error_deg": float(axis.median()) if axis.numel() else None,
+            "rendered_classified_as_a_curve": sum(r["predicted"].startswith("curve_") for r in rows)}
 
 
 def main() -> None:
@@ -81,8 +59,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--min-count", type=int, default=3)
     parser.add_argument("--reducer", default="auto")
-    parser.add_argument("--sampling", default="uniform", choices=["uniform", "norm"])
-    parser.add_argument("--objective", default="direction", choices=["direction", "direction_neuron"])
+    parser.add_argument("--sampling", default="object", choices=list(AA.SAMPLINGS))
+    parser.add_argument("--objective", default="direction_neuron_cossim", choices=sorted(AA.OBJECTIVES))
     parser.add_argument("--compare", type=int, default=16, help="cells to render one at a time (0: skip)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--class-target", default=None, choices=list(SHAPE_CLASSES),
@@ -93,14 +71,14 @@ def main() -> None:
 
     model = models.load("shapes")
     start = time.perf_counter()
-    images = labels = None
+    images = None
     if args.curves_only:
-        batches = list(atlas.heldout_scenes(3 * args.images, batch_size=512))
-        images, labels = torch.cat([b for b, _ in batches]), torch.cat([lab for _, lab in batches])
-        curve = [i for i, name in enumerate(SHAPE_CLASSES) if name.startswith("curve_")]
-        keep = torch.isin(labels, torch.tensor(curve)).nonzero().flatten()[: args.images]
-        images, labels = images[keep], labels[keep]
-    result = atlas.activation_atlas(model, args.layer, images, labels=labels, label_names=list(SHAPE_CLASSES),
+        curve = torch.tensor([i for i, name in enumerate(SHAPE_CLASSES) if name.startswith("curve_")])
+        images = []
+        for batch, labels, details in atlas.heldout_scenes(3 * args.images, batch_size=512, details=True):
+            keep = torch.isin(labels, curve)
+            images.append((batch[keep], labels[keep], {k: v[keep] for k, v in details.items()}))
+    result = atlas.activation_atlas(model, args.layer, images, label_names=list(SHAPE_CLASSES),
                                     grid=args.grid, n_images=args.images,
                                     positions_per_image=args.positions, reducer=args.reducer, min_count=args.min_count,
                                     steps=args.steps, size=args.size, sampling=args.sampling, objective=args.objective,
@@ -115,7 +93,7 @@ def main() -> None:
 
     if args.compare:
         cells = result.directions[: args.compare]
-        make = obj.direction if args.objective == "direction" else obj.direction_neuron
+        make = AA.OBJECTIVES[args.objective]
         objectives = [make(result.layer, d) for d in cells]
         settings = dict(steps=args.steps, size=args.size, progress=False)
         t0 = time.perf_counter()

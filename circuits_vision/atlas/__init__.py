@@ -12,10 +12,12 @@
 - :func:`serve`: serve an atlas directory on 127.0.0.1.
 - :func:`activation_atlas`: an activation atlas of one layer (2-D layout of many activations, every grid
   cell rendered in one batched call), class-filtered on request; ``result.save(out)`` writes its static
-  zoomable page (:func:`write_activation_atlas_page`).
+  zoomable page (:func:`write_activation_atlas_page`); :func:`curve_cells` measures whether its curve
+  cells' pictures show curves of their scenes' orientation.
 """
 
 from circuits_vision.atlas.activation_atlas import ActivationAtlas, activation_atlas, heldout_scenes
+from circuits_vision.atlas.activation_atlas_check import CurveCells, curve_cells
 from circuits_vision.atlas.activation_atlas_page import write_activation_atlas_page
 from circuits_vision.atlas.build import AtlasResult, build, weights_fingerprint
 from circuits_vision.atlas.config import AtlasConfig
@@ -27,6 +29,7 @@ from circuits_vision.atlas.store import AtlasLockedError, CorruptAtlasFileError,
 __all__ = [
     "ActivationAtlas",
     "AtlasConfig",
+    "CurveCells",
     "AtlasLockedError",
     "AtlasResult",
     "CorruptAtlasFileError",
@@ -35,6 +38,7 @@ __all__ = [
     "activation_atlas",
     "build",
     "circuit_report",
+    "curve_cells",
     "default_layers",
     "heldout_scenes",
     "serve",

@@ -50,3 +50,44 @@ def test_the_check_needs_drawn_orientations_and_a_sensible_share():
     result.orientations = None
     with pytest.raises(ValueError, match="no drawn orientations"):
         curve_cells(result)
+
+
+@pytest.mark.slow
+def test_the_shipped_models_mean_curve_activations_render_as_strokes_along_their_orientation():
+    """On held-out scenes, the mean mixed3b activation of the positions that see a curve of one orientation
+    bin, rendered with the atlas's objective, is a stroke whose axis follows that orientation; the bar is
+    the shuffled-picture null measured here, not a fixed number of degrees."""
+    import importlib
+    import json
+
+    from circuits_vision import models
+    from circuits_vision.analysis.image_orientation import circular_difference, curve_orientation
+    from circuits_vision.models.shapes import metadata_path
+    from circuits_vision.optvis import render
+
+    AA = importlib.import_module("circuits_vision.atlas.activation_atlas")
+    layer = "mixed3b"
+    assert json.loads(metadata_path().read_text())["curve_detectors"][layer]["units"]  # the model has curve units there
+    model = models.load("shapes")
+    samples = AA.collect_activations(model, layer, AA.heldout_scenes(512, details=True), positions_per_image=2,
+                                     sampling="object", generator=torch.Generator().manual_seed(0))
+    directions, targets = [], []
+    for k in range(8):  # curve_0 .. curve_315
+        mine = (samples.labels == k) & samples.on_object
+        assert int(mine.sum()) >= 10
+        angles = torch.deg2rad(samples.orientations[mine].double())
+        targets.append(float(torch.rad2deg(torch.atan2(angles.sin().mean(), angles.cos().mean()))) % 360)
+        directions.append(samples.vectors[mine].mean(0))
+    pictures = render(model, [AA.OBJECTIVES["direction_neuron_cossim"](layer, d) for d in directions], steps=64,
+                      size=64, batch_size=8, progress=False, seed=0).images
+    targets = torch.tensor(targets, dtype=torch.float64)
+    rendered = curve_orientation(pictures).degrees
+
+    def axis_error(degrees):  # the stroke's axis, whichever way it bends: 0..90 degrees
+        error = circular_difference(degrees, targets)
+        return torch.minimum(error, 180 - error)
+
+    generator = torch.Generator().manual_seed(0)
+    null = torch.stack([axis_error(rendered[torch.randperm(8, generator=generator)]).median() for _ in range(500)])
+    observed = axis_error(rendered)
+    assert float(observed.median()) < float(null.quantile(0.05)), (observed.tolist(), float(null.quantile(0.05)))
