@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from circuits_vision.analysis.stats import bonferroni, holm, hypergeometric_log10_sf, hypergeometric_sf
-from circuits_vision.hooks import Branch, NotABranchLayerError, get_layer, layer_shape, resolve_layer
+from circuits_vision.hooks import Branch, NotABranchLayerError, get_layer, layer_shape, model_input_size, resolve_layer
 from circuits_vision.hooks import branches as hook_branches
 
 __all__ = [
@@ -392,7 +392,7 @@ def _direct_weights(model: nn.Module, source: str, target: str) -> torch.Tensor:
         seen["source"] = output
 
     with torch.no_grad(), hooked(model, {target: keep_input, source: keep_output}):
-        model(probe_input(model, getattr(model, "input_size", 224), torch.Generator().manual_seed(0)))
+        model(probe_input(model, model_input_size(model), torch.Generator().manual_seed(0)))
     if not torch.equal(seen.get("input", torch.empty(0)), seen.get("source", torch.empty(1))):
         raise ValueError(f"conv {target!r} does not read {source!r}'s output directly; expanded weights are "
                          f"needed (circuits_vision.weights.expanded_weights)")

@@ -31,7 +31,7 @@ from circuits_vision import stimuli
 from circuits_vision.analysis.ablation import AblationReport, ablate
 from circuits_vision.analysis.curve_circuits import orientation_difference
 from circuits_vision.analysis.tuning import CurveDetector, find_curve_detectors, tuning_curves
-from circuits_vision.hooks import get_layer, resolve_layer
+from circuits_vision.hooks import get_layer, model_input_size, resolve_layer
 
 __all__ = ["EchoReport", "ReplacementReport", "echo", "replace_curve_detectors", "rotate_kernels"]
 
@@ -180,7 +180,7 @@ class EchoReport:
 
 
 def _tuning(model, layer, unit, baseline=None):
-    size = getattr(model, "input_size", 224)
+    size = model_input_size(model)
     radii = [size / 8, size / 6, size / 4.5, size / 3.5]  # find_curve_detectors' defaults
     return tuning_curves(model, layer, [unit], stimuli.curves,
                          {"orientation": list(range(0, 360, 5)), "radius": radii},

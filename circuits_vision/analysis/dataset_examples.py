@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from circuits_vision.analysis._inputs import for_model
-from circuits_vision.hooks import check_channel, eval_mode, layer_shape, model_device, run_with_cache
+from circuits_vision.hooks import check_channel, eval_mode, layer_shape, model_device, model_input_size, run_with_cache
 
 
 @dataclass
@@ -190,7 +190,7 @@ def top_activating(
         raise ValueError(f"k must be >= 1, got {k}")
     if border < 0:
         raise ValueError(f"border must be >= 0 feature-map positions, got {border}")
-    size = size or getattr(model, "input_size", 224)
+    size = size or model_input_size(model)
     channels = layer_shape(model, layer, size)[0]
     units = list(range(channels)) if units is None else [int(u) for u in units]
     for unit in units:

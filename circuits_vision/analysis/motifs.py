@@ -28,6 +28,7 @@ from torch import nn
 from circuits_vision.analysis.equivariance import transforms as T
 from circuits_vision.analysis.equivariance import Family, circular_difference
 from circuits_vision.analysis._circuit_edit import ConvLinks, conv_links, layer_read_by
+from circuits_vision.hooks import model_input_size
 
 __all__ = [
     "CircuitEquivariance",
@@ -467,7 +468,7 @@ def echo_experiment(
     from circuits_vision.analysis.tuning import tuning_curves
 
     edited, zeroed = zero_inhibition(model, source, target, source_family, target_family, which=which)
-    size = getattr(model, "input_size", 224)
+    size = model_input_size(model)
     fixed = {"radius": radius or size / 6, "thickness": thickness or max(size / 16, 1.0)}
     angles = torch.arange(orientations, dtype=torch.float32) * (360.0 / orientations)
     curves = []

@@ -23,7 +23,15 @@ from torch import nn
 
 from circuits_vision import stimuli
 from circuits_vision.analysis._inputs import for_model
-from circuits_vision.hooks import as_images, check_channel, eval_mode, layer_shape, model_device, run_with_cache
+from circuits_vision.hooks import (
+    as_images,
+    check_channel,
+    eval_mode,
+    layer_shape,
+    model_device,
+    model_input_size,
+    run_with_cache,
+)
 
 Positions = str  # "center" or "max"
 
@@ -87,7 +95,7 @@ def receptive_field_center(model: nn.Module, layer: str, *, size: int | None = N
     uniform-noise images (noise rather than a flat image, so ReLU units are active somewhere).
     Stimuli drawn at this offset are centred on the unit ``unit_responses(position="center")`` reads.
     """
-    size = size or getattr(model, "input_size", 224)
+    size = size or model_input_size(model)
     noise = torch.rand(8, 3, size, size, generator=torch.Generator().manual_seed(0))
     image = for_model(model, noise).requires_grad_(True)
     with torch.enable_grad(), eval_mode(model):
@@ -122,7 +130,7 @@ def noise_baseline(
     gets std 1 (its responses then stay in raw units) rather than a division by zero.
     """
     if images is None:
-        size = size or getattr(model, "input_size", 224)
+        size = size or model_input_size(model)
         generator = generator or torch.Generator().manual_seed(0)
         images = torch.rand(n, 3, size, size, generator=generator).to(model_device(model))
     r = unit_responses(model, layer, images, units, position=position)
@@ -257,7 +265,7 @@ def tuning_curves(
         baseline: ``(mean [U], std [U])``, or baseline images ``[N, 3, H, W]``; default uniform noise.
     """
     _positions(position)
-    size = size or getattr(model, "input_size", 224)
+    size = size or model_input_size(model)
     units = _units(model, layer, units, size)
     device = model_device(model)
     params, shape = stimuli.parameter_grid(**{name: list(values) if not isinstance(values, torch.Tensor) else values
@@ -349,7 +357,7 @@ def find_curve_detectors(
     overall preference (a curve detector keeps its orientation across curvatures).
     Radii and thickness default to fractions of the input size (1/8..1/3 and 1/32).
     """
-    size = size or getattr(model, "input_size", 224)
+    size = size or model_input_size(model)
     radii = list(radii) if radii is not None else [size / 8, size / 6, size / 4.5, size / 3.5]
     thickness = thickness if thickness is not None else max(1.5, size / 32)
     units = _units(model, layer, units, size)

@@ -173,7 +173,7 @@ OUTLINE = (1.0, 0.55, 0.0)  # orange box around the activating crop, with a blac
 
 def scene_size(model: nn.Module) -> int:
     """Side of the example scenes for ``model``: its input size, kept within 16..128 pixels."""
-    return int(min(max(int(getattr(model, "input_size", 64)), 16), 128))
+    return int(min(max(int(hooks.model_input_size(model, default=64)), 16), 128))
 
 
 def outlined(image: torch.Tensor, box: list[int], scale: int) -> torch.Tensor:

@@ -47,7 +47,7 @@ def check_order(model: nn.Module, source: str, target: str) -> None:
     def seen(name: str):
         return lambda module, inputs, output: order.append(name) if name not in order else None
 
-    size = getattr(model, "input_size", 224)
+    size = hooks.model_input_size(model)
     with torch.no_grad(), hooks.eval_mode(model), hooks.hooked(model, {source: seen(source), target: seen(target)}):
         model(hooks.probe_input(model, size))
     missing = [name for name in (source, target) if name not in order]

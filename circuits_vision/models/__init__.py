@@ -1,6 +1,7 @@
 """Models: lucid's InceptionV1, the shipped ``shapes`` model, planted models, torchvision models.
 
-Every model takes RGB images in [0, 1], ``[N, 3, H, W]``, and owns its preprocessing::
+Every model takes RGB images in [0, 1], ``[N, 3, H, W]``, and owns its preprocessing (the model
+contract, :class:`VisionModel` in :mod:`.contract`)::
 
     import circuits_vision as cv
     model = cv.models.inceptionv1(weights="inception5h.pth")   # lucent's/captum's file, path or URL
@@ -23,6 +24,7 @@ from circuits_vision.models.inception import (
     MaxPoolSpec,
     Preprocess,
 )
+from circuits_vision.models.contract import LinearlyApproximable, VisionModel
 from circuits_vision.models.inceptionv1 import InceptionV1, inceptionv1
 from circuits_vision.models.layers import Concat, LocalResponseNormLucent, LocalResponseNormTF
 from circuits_vision.models.loading import WeightsError, inceptionv1_weights_from_env, load_weights
@@ -36,11 +38,13 @@ __all__ = [
     "InceptionSpec",
     "InceptionV1",
     "LRNSpec",
+    "LinearlyApproximable",
     "LocalResponseNormLucent",
     "LocalResponseNormTF",
     "MaxPoolSpec",
     "Preprocess",
     "UnknownModelError",
+    "VisionModel",
     "WeightsError",
     "available_models",
     "inceptionv1",

@@ -195,6 +195,7 @@ class ConvReLUStack(nn.Module):
     def __init__(self, layers: list[tuple[str, nn.Conv2d]], input_size: int):
         super().__init__()
         self.input_size = input_size
+        self.input_channels = layers[0][1].in_channels
         self.layer_order = [name for name, _ in layers]
         for name, conv in layers:
             setattr(self, f"{name}_pre_relu_conv", conv)
@@ -386,6 +387,7 @@ class BranchBlock(nn.Module):
     def __init__(self, convs: dict[str, nn.Conv2d], head: nn.Conv2d):
         super().__init__()
         self.input_size = 32
+        self.input_channels = 3
         self.block_1x1_pre_relu_conv, self.block_1x1 = convs["1x1"], nn.ReLU()
         self.block_3x3_pre_relu_conv, self.block_3x3 = convs["3x3"], nn.ReLU()
         self.block_5x5_pre_relu_conv, self.block_5x5 = convs["5x5"], nn.ReLU()

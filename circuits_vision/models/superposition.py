@@ -25,6 +25,7 @@ class SuperpositionModel(nn.Module):
         super().__init__()
         n_features, n_neurons = directions.shape
         self.input_size = input_size
+        self.input_channels = n_features  # the input is the features' codes, not an image
         self.neurons = nn.Conv2d(n_features, n_neurons, 1, bias=False)
         with torch.no_grad():
             self.neurons.weight.copy_(directions.T[:, :, None, None])

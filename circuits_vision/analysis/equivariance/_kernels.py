@@ -10,6 +10,7 @@ from torch import nn
 from circuits_vision.analysis.equivariance import transforms as T
 from circuits_vision.hooks import check_channel, layer_shape, run_with_cache
 from circuits_vision.weights import expanded_weights, linearized
+from circuits_vision.hooks import model_input_size
 
 
 def validate_units(model: nn.Module, layer: str, units: list[int] | None) -> list[int]:
@@ -42,7 +43,7 @@ def unit_kernels(model: nn.Module, layer: str, source: str | None = None, *, uni
 
 
 def _input_kernels(model: nn.Module, layer: str, units: list[int], chunk: int) -> torch.Tensor:
-    size = getattr(model, "input_size", 224)
+    size = model_input_size(model)
     _, height, width = layer_shape(model, layer)
     reference = next(iter(model.parameters()))
     pieces = []
