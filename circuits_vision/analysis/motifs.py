@@ -29,6 +29,7 @@ from circuits_vision.analysis.equivariance import transforms as T
 from circuits_vision.analysis.equivariance import Family, circular_difference
 from circuits_vision.analysis._circuit_edit import ConvLinks, conv_links, layer_read_by
 from circuits_vision.hooks import model_input_size
+from circuits_vision.results import Result
 
 __all__ = [
     "CircuitEquivariance",
@@ -68,8 +69,8 @@ def _step(fam: Family) -> float:
 # Equivariant circuits
 
 
-@dataclass
-class CircuitEquivariance:
+@dataclass(repr=False)
+class CircuitEquivariance(Result):
     """How well the weights between two families follow the rotation symmetry.
 
     Attributes:
@@ -91,6 +92,11 @@ class CircuitEquivariance:
     n_weights: int
     n_parameters: int
     reduction: float
+
+    def table(self) -> list[dict]:
+        """One row per relative angle: its canonical kernel's energy (sum of squares) and net weight."""
+        return [{"relative_angle": a, "energy": float(k.pow(2).sum()), "net_weight": float(k.sum())}
+                for a, k in zip(self.relative_angles, self.kernels)]
 
 
 def equivariant_circuit(
@@ -153,8 +159,8 @@ def _explained(block: torch.Tensor, a: torch.Tensor, b: torch.Tensor, step: floa
 # Curve-circuit pattern
 
 
-@dataclass
-class CurvePattern:
+@dataclass(repr=False)
+class CurvePattern(Result):
     """Net weight between two families as a function of their relative angle.
 
     Attributes:
@@ -173,6 +179,10 @@ class CurvePattern:
     period: float
     excites_aligned: bool
     inhibits_opposite: bool
+
+    def table(self) -> list[dict]:
+        """The profile: one row per relative angle with its net weight."""
+        return [{"relative_angle": a, "net_weight": w} for a, w in zip(self.relative_angles, self.net_weight)]
 
     @property
     def holds(self) -> bool:
@@ -433,8 +443,8 @@ def zero_inhibition(
     return edited, zeroed
 
 
-@dataclass
-class EchoResult:
+@dataclass(repr=False)
+class EchoResult(Result):
     """Tuning of the target family before and after zeroing inhibition.
 
     Attributes:
@@ -452,6 +462,11 @@ class EchoResult:
     echo_after: torch.Tensor
     zeroed: int
     notes: list[str] = field(default_factory=list)
+
+    def table(self) -> list[dict]:
+        """One row per target member: its echo before and after zeroing the inhibition."""
+        return [{"unit": u, "echo_before": float(b), "echo_after": float(a)}
+                for u, b, a in zip(self.units, self.echo_before.tolist(), self.echo_after.tolist())]
 
 
 def echo_experiment(

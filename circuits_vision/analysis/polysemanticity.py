@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from circuits_vision.hooks import check_channel, layer_shape, model_input_size
+from circuits_vision.results import Result
 
 __all__ = ["DEFAULT_SCENES", "Polysemanticity", "UnitPolysemanticity", "polysemanticity"]
 
@@ -78,7 +79,7 @@ class UnitPolysemanticity:
 
 
 @dataclass
-class Polysemanticity:
+class Polysemanticity(Result):
     """Polysemanticity of ``units`` of ``layer``, clustered by ``previous``'s activations (None: pixels)."""
 
     layer: str

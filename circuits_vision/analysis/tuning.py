@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,7 @@ from circuits_vision.hooks import (
     model_input_size,
     run_with_cache,
 )
+from circuits_vision.results import Result
 
 Positions = str  # "center" or "max"
 
@@ -138,8 +140,8 @@ def noise_baseline(
     return r.mean(dim=0), torch.where(std > 1e-8, std, torch.ones_like(std))
 
 
-@dataclass
-class TuningCurves:
+@dataclass(repr=False)
+class TuningCurves(Result):
     """Responses of units to a stimulus grid.
 
     Attributes:
@@ -157,6 +159,16 @@ class TuningCurves:
     baseline_mean: torch.Tensor
     baseline_std: torch.Tensor
     period: float = 360.0
+
+    def table(self) -> list[dict]:
+        """One row per unit: its largest response (baseline SDs) and, with an orientation axis, its
+        preferred orientation and selectivity index."""
+        peaks = self.responses.flatten(1).amax(1).tolist()
+        rows = [{"unit": u, "max_response": p} for u, p in zip(self.units, peaks)]
+        if "orientation" in self.axes:
+            for row, o, s in zip(rows, self.preferred_orientation().tolist(), self.selectivity_index().tolist()):
+                row.update(preferred_orientation=o, selectivity_index=s)
+        return rows
 
     def subset(self, units: Iterable[int]) -> TuningCurves:
         """The same curves restricted to ``units`` (channel ids, in the order given)."""
@@ -313,8 +325,8 @@ class CurveDetector:
     """Fraction of radii whose own preferred orientation is within 45 degrees of the overall one."""
 
 
-@dataclass
-class CurveDetectorSearch:
+@dataclass(repr=False)
+class CurveDetectorSearch(Result):
     """Result of :func:`find_curve_detectors`: the detectors and the tuning curves they came from."""
 
     detectors: list[CurveDetector]
@@ -324,6 +336,13 @@ class CurveDetectorSearch:
     @property
     def units(self) -> list[int]:
         return [d.unit for d in self.detectors]
+
+    def table(self) -> list[dict]:
+        """One row per detector: its :class:`CurveDetector` fields."""
+        return [dataclasses.asdict(d) for d in self.detectors]
+
+    def __repr__(self) -> str:
+        return f"CurveDetectorSearch(layer={self.curves.layer!r}, detectors={self.units}, searched={len(self.curves.units)})"
 
     def sectors(self, width: float = 45.0) -> set[int]:
         """Distinct ``width``-degree sectors (``floor(orientation / width)``) the detectors' preferences cover."""

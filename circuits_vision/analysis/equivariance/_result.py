@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from circuits_vision.results import Result
 
 
 @dataclass
@@ -117,7 +118,7 @@ class NullSummary:
 
 
 @dataclass
-class EquivarianceResult:
+class EquivarianceResult(Result):
     """What one detector found in one layer.
 
     Attributes:
