@@ -119,6 +119,23 @@ def _contains(padded: torch.Tensor, source: torch.Tensor) -> bool:
     return False
 
 
+def reads_directly(model: nn.Module, source: str, conv: str, *, seed: int = 0) -> bool:
+    """Whether layer ``conv``'s input is layer ``source``'s output as it is (a padded copy counts), so
+    ``conv``'s weights are the convolution between the two: one probe forward on a noise image."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep_input(module, args, output):
+        seen.setdefault("input", args[0].detach())
+
+    def keep_output(module, args, output):
+        seen.setdefault("source", output.detach())
+
+    x = probe_input(model, model_input_size(model), torch.Generator().manual_seed(seed))
+    with torch.no_grad(), eval_mode(model), hooked(model, {conv: keep_input}), hooked(model, {source: keep_output}):
+        model(x)
+    return "input" in seen and "source" in seen and _contains(seen["input"], seen["source"])
+
+
 def layer_read_by(model: nn.Module, conv_input: torch.Tensor, *, seed: int = 0) -> str | None:
     """The last named layer (in forward order) whose output the conv input ``[1, C, H, W]`` holds as it is."""
     names = layer_names(model)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from circuits_vision._utils import first_line
 from circuits_vision import hooks
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_text, png_bytes, read_json, save_png
@@ -35,7 +36,7 @@ ANALYSIS_DIR = "analysis"
 
 def not_computed(error: BaseException | str) -> str:
     if isinstance(error, BaseException):
-        first = (str(error).strip().splitlines() or [""])[0][:300]
+        first = first_line(error, limit=300)
         return f"not computed: {type(error).__name__}: {first}"
     return f"not computed: {error}"
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import shutil
 from collections import defaultdict
-from html import escape
 from importlib import resources
 from pathlib import Path
 
+from circuits_vision._utils import escape_html
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import atomic_write_text
 
@@ -22,8 +22,7 @@ STYLE = "atlas.css"
 SCRIPT = "atlas.js"  # the layer pages' filters: a local file, so pages work from file:// and offline
 
 
-def _e(value) -> str:
-    return escape(str(value), quote=True)
+_e = escape_html
 
 
 def _page(title: str, body: str, depth: int) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from circuits_vision._utils import int_pair
 from circuits_vision.hooks.names import resolve_layer, resolve_layers
 
 __all__ = [
@@ -351,9 +352,4 @@ def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
-    """``224 -> (224, 224)``; ``(H, W)`` as a tuple of ints."""
-    if isinstance(size, int):
-        return (size, size)
-    height, width = size
-    return (int(height), int(width))
+size_pair = int_pair  # ``224 -> (224, 224)``; ``(H, W)`` as a tuple of ints

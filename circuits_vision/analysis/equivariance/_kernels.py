@@ -8,9 +8,8 @@ import torch
 from torch import nn
 
 from circuits_vision.analysis.equivariance import transforms as T
-from circuits_vision.hooks import check_channel, layer_shape, run_with_cache
+from circuits_vision.hooks import check_channel, eval_mode, layer_shape, model_input_size, run_with_cache
 from circuits_vision.weights import expanded_weights, linearized
-from circuits_vision.hooks import model_input_size
 
 
 def validate_units(model: nn.Module, layer: str, units: list[int] | None) -> list[int]:
@@ -47,9 +46,7 @@ def _input_kernels(model: nn.Module, layer: str, units: list[int], chunk: int) -
     _, height, width = layer_shape(model, layer)
     reference = next(iter(model.parameters()))
     pieces = []
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with linearized(model):
             for start in range(0, len(units), chunk):
                 block = torch.tensor(units[start : start + chunk], device=reference.device)
@@ -59,8 +56,6 @@ def _input_kernels(model: nn.Module, layer: str, units: list[int], chunk: int) -
                 picked = out[torch.arange(len(block), device=out.device), block, height // 2, width // 2]
                 (grad,) = torch.autograd.grad(picked.sum(), x)
                 pieces.append(grad.detach())
-    finally:
-        model.train(was_training)
     return _crop_to_support(torch.cat(pieces))
 
 
