@@ -28,7 +28,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from circuits_vision.hooks import check_channel, eval_mode, hooked, layer_shape, model_device, resolve_layer, run_with_cache
+from circuits_vision.hooks import (
+    check_channel,
+    eval_mode,
+    hooked,
+    layer_shape,
+    model_device,
+    resolve_layer,
+    run_with_cache,
+)
 from circuits_vision.results import Result
 
 __all__ = [

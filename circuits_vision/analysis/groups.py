@@ -24,8 +24,8 @@ from torch import nn
 
 from circuits_vision.analysis.attribution import attribute
 from circuits_vision.hooks import eval_mode, model_device, resolve_layer, run_with_cache
-from circuits_vision.optvis import render
 from circuits_vision.optvis import objectives as obj
+from circuits_vision.optvis import render
 from circuits_vision.results import Result
 
 __all__ = ["NeuronGroups", "neuron_groups"]

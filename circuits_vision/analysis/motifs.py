@@ -19,15 +19,14 @@ All functions take expanded weights ``E [C_target, C_source, kh, kw]`` between t
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from circuits_vision.analysis.equivariance import transforms as T
-from circuits_vision.analysis.equivariance import Family, circular_difference
 from circuits_vision.analysis._circuit_edit import ConvLinks, conv_links, layer_read_by
+from circuits_vision.analysis.equivariance import Family, circular_difference
+from circuits_vision.analysis.equivariance import transforms as T
 from circuits_vision.hooks import model_input_size
 from circuits_vision.results import Result
 

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from circuits_vision.hooks import eval_mode, model_device, resolve_layer, run_with_cache
-from circuits_vision.optvis import render
 from circuits_vision.optvis import objectives as obj
+from circuits_vision.optvis import render
 from circuits_vision.results import Result
 
 __all__ = ["SemanticDictionary", "semantic_dictionary"]

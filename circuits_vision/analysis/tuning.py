@@ -13,10 +13,10 @@ default, or dataset images you pass), so a response of 5 means "five baseline st
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-import dataclasses
 from dataclasses import dataclass
 
 import torch

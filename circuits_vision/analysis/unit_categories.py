@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from circuits_vision.analysis._inputs import for_model
-from circuits_vision.hooks import eval_mode, layer_shape, model_device, run_with_cache
+from circuits_vision.hooks import eval_mode, layer_shape, model_device, model_input_size, run_with_cache
 from circuits_vision.stimuli import gratings, solid
-from circuits_vision.hooks import model_input_size
 
 __all__ = ["color_categories", "color_drives", "orientation_categories", "orientation_selectivity", "probe_stimuli"]
 

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from circuits_vision._utils import first_line
 from circuits_vision import hooks
+from circuits_vision._utils import first_line
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_text, png_bytes, read_json, save_png
 from circuits_vision.models.train_shapes import EXAMPLES_SEED_OFFSET
@@ -185,14 +185,14 @@ def outlined(image: torch.Tensor, box: list[int], scale: int) -> torch.Tensor:
     top, left = max(0, box[0] * scale), max(0, box[1] * scale)
     bottom, right = min(H, box[2] * scale) - 1, min(W, box[3] * scale) - 1
     for inset, colour in ((0, (0.0, 0.0, 0.0)), (1, OUTLINE)):
-        t, l, b, r = top + inset, left + inset, bottom - inset, right - inset
-        if t > b or l > r:
+        y0, x0, y1, x1 = top + inset, left + inset, bottom - inset, right - inset
+        if y0 > y1 or x0 > x1:
             continue
         c = torch.tensor(colour)[:, None]
-        big[:, t, l : r + 1] = c
-        big[:, b, l : r + 1] = c
-        big[:, t : b + 1, l] = c
-        big[:, t : b + 1, r] = c
+        big[:, y0, x0 : x1 + 1] = c
+        big[:, y1, x0 : x1 + 1] = c
+        big[:, y0 : y1 + 1, x0] = c
+        big[:, y0 : y1 + 1, x1] = c
     return big
 
 

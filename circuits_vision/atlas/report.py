@@ -87,8 +87,8 @@ def _atlas_pictures(atlas_dir: Path | None, layer: str, units: list[int]) -> dic
     """Feature visualizations of ``units`` from an atlas directory, if all are there."""
     if atlas_dir is None:
         return None
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     pictures = {}
     for unit in units:

@@ -134,7 +134,7 @@ def _layer_html(layer: str, records: list[dict], layers: list[str], i: int) -> s
         + "<label>polysemanticity &ge; <input name=\"minscore\" type=\"number\" step=\"0.05\" min=\"0\"></label>"
         "<label>sort <select name=\"sort\"><option value=\"unit\">unit</option><option value=\"selectivity\">"
         "orientation selectivity</option><option value=\"score\">polysemanticity</option></select></label>"
-        f"<span id=\"shown\" class=\"note\"></span></form>"
+        "<span id=\"shown\" class=\"note\"></span></form>"
     )
     body = (f"<nav>{' | '.join(links)}</nav><h1>{_e(layer)}</h1><p>{len(records)} units</p>{filters}"
             f"<div class=\"grid\" id=\"units\">{''.join(cells)}</div><script src=\"../{SCRIPT}\" defer></script>")

@@ -15,6 +15,7 @@ import importlib
 import os
 
 from circuits_vision.errors import UnknownNameError, close_names, did_you_mean
+from circuits_vision.models.contract import LinearlyApproximable, VisionModel
 from circuits_vision.models.inception import (
     BlockSpec,
     ConvSpec,
@@ -24,7 +25,6 @@ from circuits_vision.models.inception import (
     MaxPoolSpec,
     Preprocess,
 )
-from circuits_vision.models.contract import LinearlyApproximable, VisionModel
 from circuits_vision.models.inceptionv1 import InceptionV1, inceptionv1
 from circuits_vision.models.layers import Concat, LocalResponseNormLucent, LocalResponseNormTF
 from circuits_vision.models.loading import WeightsError, inceptionv1_weights_from_env, load_weights

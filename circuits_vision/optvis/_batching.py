@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from circuits_vision._utils import int_pair
 from circuits_vision import hooks
+from circuits_vision._utils import int_pair
 
 __all__ = ["choose_batch_size", "bytes_per_image", "default_memory_budget", "available_memory", "check_fits", "RenderTooLargeError"]
 

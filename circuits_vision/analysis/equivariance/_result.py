@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+
 from circuits_vision.results import Result
 
 

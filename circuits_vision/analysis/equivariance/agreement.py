@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from circuits_vision.analysis.equivariance._grouping import best_parameters, circular_difference
-from circuits_vision.analysis.equivariance._model import orientation_tuning, report
+from circuits_vision.analysis.equivariance._model import report
 from circuits_vision.analysis.equivariance._result import EquivarianceResult, Family
 from circuits_vision.results import Result
 
