@@ -27,6 +27,11 @@ from circuits_vision.analysis._inputs import for_model
 from circuits_vision.hooks import check_channel, eval_mode, layer_shape, model_device, model_input_size, run_with_cache
 from circuits_vision.results import Result
 
+__all__ = [
+    "DatasetExamples",
+    "top_activating",
+]
+
 
 @dataclass(repr=False)
 class DatasetExamples(Result):

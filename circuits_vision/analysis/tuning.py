@@ -35,6 +35,17 @@ from circuits_vision.hooks import (
 )
 from circuits_vision.results import Result
 
+__all__ = [
+    "CurveDetector",
+    "CurveDetectorSearch",
+    "TuningCurves",
+    "find_curve_detectors",
+    "noise_baseline",
+    "receptive_field_center",
+    "tuning_curves",
+    "unit_responses",
+]
+
 Positions = str  # "center" or "max"
 
 
