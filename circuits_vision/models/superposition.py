@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from circuits_vision.models.truth import SuperpositionTruth
+
 __all__ = ["SuperpositionModel", "sparse_codes", "superposition"]
 
 
@@ -30,7 +32,7 @@ class SuperpositionModel(nn.Module):
         with torch.no_grad():
             self.neurons.weight.copy_(directions.T[:, :, None, None])
         self.neurons.requires_grad_(False)
-        self.truth = {"directions": directions.clone(), "layer": "neurons"}
+        self.truth = SuperpositionTruth(directions.clone(), "neurons")
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         return self.neurons(codes)
