@@ -170,7 +170,7 @@ def test_the_leaf_helpers_have_one_home():
     patterns = {
         "HTML escaping": re.compile(r"def _e\(|escape\(str\("),
         "the first line of an error": re.compile(r"str\(error\)\.strip\(\)\.splitlines\(\)"),
-        "int pairs": re.compile(r"\(int\(size\), int\(size\)\) if isinstance|def size_pair\(size: int \| tuple"),
+        "int pairs": re.compile(r"\(int\(size\), int\(size\)\) if isinstance|def size_pair\(size: int \| tuple|utils\._pair\("),
         "restoring the training mode": re.compile(r"was_training = model\.training"),
     }
     offenders = []
