@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from circuits_vision.hooks import layer_shape
+from circuits_vision.hooks import eval_mode, layer_shape
 from circuits_vision.models.shapes import HEADS, ShapesNet, default_weights_path
 from circuits_vision.stimuli import scenes
 
@@ -176,18 +176,14 @@ def heads_loss(model: ShapesNet, images: torch.Tensor, labels: dict[str, torch.T
 @torch.no_grad()
 def evaluate(model: ShapesNet, n: int, seed: int, *, batch_size: int = 256, size: int = 64) -> dict[str, float]:
     """Accuracy of each head on ``n`` scenes drawn with ``seed`` -> ``{"shape": acc, "color": acc}``."""
-    was_training = model.training
-    model.eval()
     generator = torch.Generator().manual_seed(seed)
     correct = {head: 0 for head in HEADS}
-    try:
+    with eval_mode(model):
         for start in range(0, n, batch_size):
             images, labels = scenes.random_scenes(min(batch_size, n - start), generator, size=size)
             logits = model.split_logits(model(images))
             for head in HEADS:
                 correct[head] += int((logits[head].argmax(1) == labels[head]).sum())
-    finally:
-        model.train(was_training)
     return {head: correct[head] / n for head in HEADS}
 
 
