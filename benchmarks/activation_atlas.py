@@ -15,13 +15,12 @@ model's own classification of the rendered picture.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import time
 from pathlib import Path
 
 import torch
-
-import importlib
 
 from circuits_vision import atlas, models
 from circuits_vision.atlas.store import save_png
