@@ -24,14 +24,15 @@ import torch
 import torch.nn.functional as F
 
 from circuits_vision import stimuli
+from circuits_vision.results import Result
 
 __all__ = ["CurveOrientation", "circular_difference", "curve_orientation", "edge_map"]
 
 _SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
 
 
-@dataclass
-class CurveOrientation:
+@dataclass(repr=False)
+class CurveOrientation(Result):
     """The measured curve orientation of ``N`` pictures.
 
     Attributes:

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 import torch
 
 from circuits_vision.analysis.image_orientation import circular_difference, curve_orientation
+from circuits_vision.results import Result
 
 __all__ = ["CurveCells", "curve_cells"]
 
 
-@dataclass
-class CurveCells:
+@dataclass(repr=False)
+class CurveCells(Result):
     """The curve region of an activation atlas and how well its pictures follow it.
 
     Attributes:
