@@ -1,8 +1,8 @@
 """Activation atlas of the shipped model: all grid cells rendered in one batch vs the same cells one at a time.
 
     OMP_NUM_THREADS=1 python benchmarks/activation_atlas.py                       # timing, 16 cells
-    OMP_NUM_THREADS=1 python benchmarks/activation_atlas.py --out /tmp/aa --grid 12 --steps 256 --compare 0
-    OMP_NUM_THREADS=1 python benchmarks/activation_atlas.py --out /tmp/aa --curves-only --sampling norm --compare 0
+    OMP_NUM_THREADS=1 python benchmarks/activation_atlas.py --out /tmp/aa --grid 12 --images 2048 --steps 128 --compare 0
+    OMP_NUM_THREADS=1 python benchmarks/activation_atlas.py --out /tmp/aa --curves-only --compare 0
 
 Builds an activation atlas of ``--layer`` on held-out scenes (the shipped model's training distribution),
 then renders ``--compare`` of its cells again one ``render`` call per cell with the same settings and
@@ -10,6 +10,27 @@ prints both times and their ratio. With ``--out`` it also writes the zoomable pa
 a per-cell table, and checks the curve region (cells of mostly curve activations): the orientation read
 from each cell's picture against its scenes' drawn orientation, with a shuffled-picture null, and the
 model's own classification of the rendered picture.
+
+Measured on the shipped model (mixed3b, 2048 held-out scenes, 2 positions each, t-SNE, 12 x 12 grid,
+128 steps, 64 px; 2-core CPU shared with other jobs):
+
+- defaults ``--sampling object --objective direction_neuron_cossim``: 114 cells, 19 curve cells, median
+  orientation error 16.3 deg (79 % within 45 deg; the axis, ignoring which way the stroke bends, 11.3 deg)
+  against 80.4 deg with the pictures shuffled among the curve cells (p = 0.0005); the model itself calls
+  4 of the 19 pictures curves (most of the rest angles or lines of the same orientation); 482 s.
+- the same 19 cells rendered with ``direction`` (cosine at every position): 87.9 deg against a null of
+  81.0 deg (p = 0.68), i.e. chance; with ``direction_neuron_cossim`` in that run 25.3 deg (p = 0.001).
+- before object masks, cells were called curve cells by their scenes' class; with uniform positions only
+  26 % of sampled positions see their scene's object, and the 10 "curve cells" of that layout had a
+  median of 30 % of their curve-scene members seeing a curve. Their strongest curve detector's preferred
+  orientation (the earlier check, which read the direction, not the picture) was 100 deg off (chance 90).
+
+Objectives on the 8 mean on-object curve activations of each orientation bin (128 steps; median error of
+the picture's orientation, lower median of 8): ``direction`` 42.5, ``direction_neuron`` 17.8, lucid's
+``direction_neuron_cossim`` 14.3 (axis 6.9), the same at every position 15.6, cosine after subtracting the
+dataset mean 73.7, whitened (inverse covariance) direction with the cosine power 43.7 at the centre and
+104.3 at every position. On this model the pictures are short oriented strokes, often bent; about one in
+four points its bend the opposite way (error near 180 deg) with the axis right.
 """
 
 from __future__ import annotations
