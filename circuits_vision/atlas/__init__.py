@@ -22,7 +22,8 @@ from circuits_vision.atlas.config import AtlasConfig
 from circuits_vision.atlas.layers import default_layers
 from circuits_vision.atlas.report import LayerOrderError, circuit_report
 from circuits_vision.atlas.serve import serve
-from circuits_vision.atlas.store import AtlasLockedError, CorruptAtlasFileError, SettingsMismatchError
+from circuits_vision.atlas.coordination import AtlasLockedError
+from circuits_vision.atlas.store import CorruptAtlasFileError, SettingsMismatchError
 
 __all__ = [
     "ActivationAtlas",

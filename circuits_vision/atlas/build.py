@@ -25,6 +25,7 @@ from circuits_vision import hooks, optvis
 from circuits_vision._utils import derive_seed
 from circuits_vision.optvis import RenderConfig
 from circuits_vision.atlas import store
+from circuits_vision.atlas.coordination import AtlasLock, Ranks
 from circuits_vision.atlas.config import AtlasConfig
 from circuits_vision.atlas.layers import default_layers, slug
 
@@ -53,23 +54,6 @@ def weights_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _distributed():
-    """``(torch.distributed or None, rank, world size)``."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist, dist.get_rank(), dist.get_world_size()
-    return None, 0, 1
-
-
-def _broadcast(dist, value):
-    if dist is None:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def _units(model: nn.Module, layers: Sequence[str], units_per_layer: int | None) -> list[tuple[str, int]]:
     units = []
     for layer in layers:
@@ -90,7 +74,7 @@ def resolve_layers(model: nn.Module, layers: Sequence[str] | str | None) -> list
     return canonical
 
 
-def _setup(directory: Path, settings: dict, chunks: list[list[tuple[str, int]]], lock: store.AtlasLock, log):
+def _setup(directory: Path, settings: dict, chunks: list[list[tuple[str, int]]], lock: AtlasLock, log):
     """Rank 0: lock, settings check, then the chunks left to render. Returns ``(todo, done)``.
 
     Runs inside the caller's ``try/finally`` that releases the lock, so a failure after taking it
@@ -172,7 +156,7 @@ def build(
         raise TypeError(f"config must be an AtlasConfig, got {type(config).__name__}")
     batch_size, render_options = config.batch_size, {**config.render_options, "config": config.render}
     log, on_progress = config.log or tqdm.write, config.on_progress
-    dist, rank, world = _distributed()
+    ranks = Ranks.current()
     directory = Path(out)
     if device is not None:
         model = model.to(device)
@@ -188,32 +172,21 @@ def build(
     }
     if config.render != RenderConfig():  # only set when used, so atlases made before it still resume
         settings["render_config"] = repr(config.render)
-    lock = store.AtlasLock(directory)
+    lock = AtlasLock(directory)
     try:
-        failure, todo, done_before = None, [], 0
-        if rank == 0:
-            try:
-                todo, done_before = _setup(directory, settings, chunks, lock, log)
-            except Exception as error:  # every rank must learn of it, or the others wait forever
-                failure = error
-        failure, todo, done_before = _broadcast(dist, (failure, todo, done_before))
-        if failure is not None:
-            raise failure
-        rendered = _render_chunks(model, directory, todo[rank::world], rank, world, len(units), done_before,
+        todo, done_before = ranks.decided_by_leader(lambda: _setup(directory, settings, chunks, lock, log))
+        rendered = _render_chunks(model, directory, ranks.share(todo), ranks.rank, ranks.world, len(units), done_before,
                                   steps=steps, size=size, seed=seed, batch_size=batch_size, device=device,
                                   render_options=render_options, progress=progress, on_progress=on_progress, log=log)
-        if dist is not None:
-            counts = [None] * world
-            dist.all_gather_object(counts, rendered)
-            rendered = sum(counts)
+        rendered = ranks.total(rendered)
         result = AtlasResult(directory, directory / "index.html", directory / store.MANIFEST_FILE, len(units), rendered)
-        if rank == 0:  # the other ranks are done (no barrier: the analyses may outlast a collective's timeout)
+        if ranks.leader:  # the other ranks are done (no barrier: the analyses may outlast a collective's timeout)
             _finish(model, directory, layer_list, units, settings, result, images=images, labels=labels, k=k,
                     parts=parts, report=report, progress=progress, log=log,
                     report_units_per_layer=None if config.report_whole_layers else units_per_layer)
         return result
     finally:
-        if rank == 0:
+        if ranks.leader:
             lock.release()
 
 
