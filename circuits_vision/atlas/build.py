@@ -6,6 +6,13 @@ and only then its records, so an interrupted run (Ctrl-C, ``kill -9``) loses at 
 flight, and a rerun renders exactly the units without a record. Under ``torch.distributed`` (e.g.
 ``torchrun``) the chunks still to do are dealt round-robin to the ranks, each rank writes its own
 images and record file, and rank 0 merges the manifest and writes the viewer and the circuit report.
+
+This module runs the stages in order; each concern has its own module: what to do
+(:mod:`~circuits_vision.atlas.plan`), who may write (:mod:`~circuits_vision.atlas.coordination`: the
+lock, the ranks), the files (:mod:`~circuits_vision.atlas.store`, with ``stages.json``: what the
+analyses and the report produced, from which a rerun decides what to reuse), the per-unit analyses
+(:mod:`~circuits_vision.atlas.analyses`) and the pages (:mod:`~circuits_vision.atlas.viewer`,
+:mod:`~circuits_vision.atlas.report`, both from :mod:`~circuits_vision.atlas.templates`).
 """
 
 from __future__ import annotations
@@ -183,7 +190,7 @@ def _render_chunks(model, directory, my_chunks, rank, world, total, done_before,
 
 def _finish(model, directory: Path, plan: AtlasPlan, settings, result: AtlasResult, *, images, labels, k, parts,
             report, progress, log, report_units_per_layer):
-    """Rank 0, after all ranks rendered: analyses, manifest, viewer, circuit report."""
+    """Rank 0, after all ranks rendered: analyses, manifest, circuit report, stages, viewer."""
     from circuits_vision.atlas import analyses, viewer
 
     records = store.read_records(directory)
@@ -191,7 +198,7 @@ def _finish(model, directory: Path, plan: AtlasPlan, settings, result: AtlasResu
     if missing:
         raise RuntimeError(f"{len(missing)} units have no image after rendering (first: {missing[:5]}); rerun to finish them")
     chosen = chosen_parts(parts, analyses.PARTS, analyses.DEFAULT_PARTS)
-    # a small atlas: the analyses cover its units, not whole layers
+    stages = store.read_stages(directory)  # what an earlier run's analyses and report produced
     found = analyses.layer_parts(model, plan.layers, directory, images=images, k=k, parts=chosen, units=plan.shown(),
                                  render={"steps": settings["steps"], "size": settings["size"], "seed": settings["seed"]},
                                  progress=progress, log=log)
@@ -205,18 +212,52 @@ def _finish(model, directory: Path, plan: AtlasPlan, settings, result: AtlasResu
             record[part] = analyses.unit_part(found[layer], part, unit)
         manifest.append(record)
     store.write_jsonl(directory / store.MANIFEST_FILE, manifest)
+    stages["analyses"] = {layer: {part: _stored_part(directory, layer, part, found[layer][part]) for part in analyses.PARTS}
+                          for layer in plan.layers}
     pair = report_pair(model, plan.layers, report)
-    existing = directory / "report" / "index.html"
-    if existing.is_file() and (pair is None or f"{pair[0]} -&gt; {pair[1]}" in existing.read_text()):
-        # the same model and settings made it (they are fixed per atlas); a run without a report keeps the link
-        result.report = existing
-    elif pair is not None:
-        from circuits_vision.atlas.report import circuit_report
-
-        try:
-            result.report = circuit_report(model, pair[0], pair[1], directory / "report", atlas_dir=directory,
-                                           units_per_layer=report_units_per_layer, progress=progress, log=log)
-        except Exception as error:  # the atlas stays usable; the index says why the report is missing
-            log(f"atlas: circuit report of {pair[0]} -> {pair[1]} failed: {type(error).__name__}: {error}")
-            settings = {**settings, "report_error": f"{type(error).__name__}: {error}"}
+    result.report, error = _report_stage(model, directory, pair, stages, units_per_layer=report_units_per_layer,
+                                         progress=progress, log=log)
+    if error is not None:
+        settings = {**settings, "report_error": error}
+    store.write_stages(directory, stages)
     viewer.write_viewer(directory, manifest, settings, report=result.report)
+
+
+def _stored_part(directory: Path, layer: str, part: str, values: dict) -> str:
+    """What the analyses stage left for one part of a layer: its file, else why it was not computed."""
+    from circuits_vision.atlas import analyses
+
+    name = analyses.part_file(layer, part)
+    return name if (directory / name).is_file() else str(values.get("*", "not computed"))
+
+
+REPORT_PAGE = "report/index.html"
+
+
+def _report_stage(model, directory: Path, pair: tuple[str, str] | None, stages: dict, *, units_per_layer, progress,
+                  log) -> tuple[Path | None, str | None]:
+    """The circuit report of ``pair``, made now or reused; returns ``(its page or None, why it failed or None)``.
+
+    What an earlier run made is read from ``stages["report"]`` (its pair, scope and page), never from the
+    page: it is reused when this run asks for the same pair and scope (the model and settings are fixed
+    per atlas), or asks for none (its link stays). ``stages["report"]`` is updated for the next run.
+    """
+    from circuits_vision.atlas import report as report_module
+
+    existing = directory / REPORT_PAGE
+    made = stages.get("report", {})
+    if pair is None:
+        return (existing if existing.is_file() else None), None
+    wanted = {"source": pair[0], "target": pair[1], "units_per_layer": units_per_layer}
+    if existing.is_file() and made.get("page") == REPORT_PAGE and {key: made.get(key) for key in wanted} == wanted:
+        return existing, None
+    stages.pop("report", None)  # the page on disk, if any, is not this pair's until remade
+    try:
+        page = report_module.circuit_report(model, pair[0], pair[1], directory / "report", atlas_dir=directory,
+                                            units_per_layer=units_per_layer, progress=progress, log=log)
+    except Exception as error:  # the atlas stays usable; the index says why the report is missing
+        log(f"atlas: circuit report of {pair[0]} -> {pair[1]} failed: {type(error).__name__}: {error}")
+        stages["report"] = {**wanted, "error": f"{type(error).__name__}: {error}"}
+        return None, f"{type(error).__name__}: {error}"
+    stages["report"] = {**wanted, "page": REPORT_PAGE}
+    return page, None

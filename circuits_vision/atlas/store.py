@@ -11,6 +11,9 @@ Layout of an atlas directory::
     records/rank<r>.jsonl  one JSON line per rendered unit, written by rank r (rewritten atomically)
     img/<layer>/<unit>.png feature visualizations
     manifest.jsonl         every unit's metadata and file names (written when the run completes)
+    stages.json            what the stages after rendering produced: each layer's analysis parts (their files
+                           or why not computed) and the circuit report (its layer pair and scope, its page or
+                           its error); a rerun decides what to reuse from it
 
 The run lock (``atlas.lock``) is :class:`circuits_vision.atlas.coordination.AtlasLock`.
 """
@@ -32,6 +35,7 @@ SETTINGS_FILE = "settings.json"
 LOCK_FILE = "atlas.lock"
 RECORDS_DIR = "records"
 MANIFEST_FILE = "manifest.jsonl"
+STAGES_FILE = "stages.json"
 
 
 def __getattr__(name: str):
@@ -213,3 +217,24 @@ def read_records(directory: str | os.PathLike) -> dict[tuple[str, int], dict]:
             if (Path(directory) / record["image"]).is_file():
                 found[(record["layer"], int(record["unit"]))] = record
     return found
+
+
+# --------------------------------------------------------------------------------------------------
+# What the stages produced
+
+
+def read_stages(directory: str | os.PathLike) -> dict[str, dict]:
+    """``{stage: what it produced}`` from ``stages.json`` ({} for an atlas without one, e.g. made before it)."""
+    path = Path(directory) / STAGES_FILE
+    if not path.is_file():
+        return {}
+    fix = "delete it (the next run makes the circuit report again and records it)"
+    stages = read_json(path, fix=fix)
+    if not isinstance(stages, dict) or not all(isinstance(value, dict) for value in stages.values()):
+        raise CorruptAtlasFileError(f"{path} holds no object of stages; it was damaged or edited: {fix}")
+    return stages
+
+
+def write_stages(directory: str | os.PathLike, stages: dict[str, dict]) -> Path:
+    """Store ``stages`` (JSON, keys sorted: the same stages give the same bytes, so a resumed run matches)."""
+    return atomic_write_text(Path(directory) / STAGES_FILE, json.dumps(stages, indent=1, sort_keys=True) + "\n")
