@@ -12,6 +12,7 @@ error message can never open a tag or end an attribute. No dependency (no Jinja,
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Iterable
 from html import escape as _html_escape
@@ -42,21 +43,41 @@ def escape(value) -> Safe:
     return Safe(_html_escape(str(value), quote=True))
 
 
-class _EscapingFormatter(string.Formatter):
-    def format_field(self, value, format_spec: str) -> str:
-        if isinstance(value, Safe):
-            if format_spec:
-                raise ValueError(f"a format spec ({format_spec!r}) cannot apply to markup; format the value first")
-            return value
-        return escape(format(value, format_spec))
+def _field(value, format_spec: str) -> str:
+    if isinstance(value, Safe):
+        if format_spec:
+            raise ValueError(f"a format spec ({format_spec!r}) cannot apply to markup; format the value first")
+        return value
+    return escape(format(value, format_spec))
 
 
-_FORMATTER = _EscapingFormatter()
+_PARSER = string.Formatter()
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(template: str) -> tuple[tuple[str, str | None, str, str | None], ...]:
+    """``(literal text, field name or None, format spec, conversion)`` runs of ``template``, parsed once
+    (a viewer fills the same few templates for every unit)."""
+    parts = []
+    for literal, name, spec, conversion in _PARSER.parse(template):
+        if name is not None and (not name or "{" in (spec or "")):
+            raise ValueError(f"template fields need a name and a plain format spec: {template[:80]!r}")
+        parts.append((literal, name, spec or "", conversion))
+    return tuple(parts)
 
 
 def html(template: str, /, **values) -> Safe:
     """``template.format(**values)`` with every value escaped unless :class:`Safe`."""
-    return Safe(_FORMATTER.vformat(template, (), values))
+    out = []
+    for literal, name, spec, conversion in _parsed(template):
+        out.append(literal)
+        if name is None:
+            continue
+        value = values[name] if name in values else _PARSER.get_field(name, (), values)[0]  # ``{a.b}``, ``{a[k]}``
+        if conversion is not None:
+            value = _PARSER.convert_field(value, conversion)
+        out.append(_field(value, spec))
+    return Safe("".join(out))
 
 
 def join(pieces: Iterable, separator: str = "") -> Safe:

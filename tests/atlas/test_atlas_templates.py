@@ -57,3 +57,9 @@ def test_every_value_a_unit_page_shows_is_escaped(tmp_path):
         assert "<img src=x" not in text and "\"'&<" not in text, page
     unit = (tmp_path / "units" / "mixed3b" / "0.html").read_text()
     assert unit.count(ESCAPED) >= 30  # each of those fields is shown, escaped
+
+
+def test_fields_may_index_and_read_attributes_and_must_have_names():
+    assert html("{a[k]} {b.real}", a={"k": "<"}, b=2) == "&lt; 2"
+    with pytest.raises(ValueError, match="need a name"):
+        html("{} units")  # a positional field is refused, not left empty
