@@ -8,8 +8,10 @@ partner's own response map to a curve at the unit's published orientation (fitte
 379 <- 147 is its strongest input, the curve family sits at its published orientations, inside the 5x5
 branch, and the 3a black-and-white units are colour-blind (their relay weighs R, G, B equally; the
 curve partners' relay reads red only, so they see colour). The high-low frequency units' weights get the published NMF factors
-(:func:`_plant_high_low_frequency`) and mixed5b's 5x5 kernels horizontal bands. Every other weight stays
-random.
+(:func:`_plant_high_low_frequency`) and mixed5b's 5x5 kernels horizontal bands. The echo of Curve
+Circuits is planted in 3b:379 (:func:`_plant_echo`): an excitatory matched filter for the opposite curve from one
+opposite-facing 3a unit, cancelled exactly by the same filter with a minus sign from another, so the unit's
+tuning is unchanged until the inhibition is removed. Every other weight stays random.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def _plant_banding(model):
 
 
 def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: bool = True, frequency: bool = True,
-                        banding: bool = True):
+                        banding: bool = True, echo: bool = True):
     """Random InceptionV1 (seed ``seed``) with the curve family, the aligned 3a->3b pairs and the mixed3a
     black-and-white 5x5 units planted (``curves`` / ``bw`` turn them off). Templates are made at ``size`` px."""
     model = inceptionv1(generator=torch.Generator().manual_seed(seed))
@@ -129,8 +131,37 @@ def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: 
     if banding:
         _plant_banding(model)
     if curves:
-        _plant_curve_family(model, size, pairs, partners)
+        center = _plant_curve_family(model, size, pairs, partners)
+        if echo:
+            _plant_echo(model, size, partners, center)
     return model.eval()
+
+
+ECHO_UNIT, ECHO_EXCITES, ECHO_INHIBITS = 379, 95, 145  # 3a:95 (78.5 deg) and 3a:145 (41) face away from 3b:379 (243)
+ECHO_NORM = 0.5  # the filter's norm relative to the unit's own kernel, so 379 <- 147 stays its strongest input
+
+
+def _plant_echo(model, size, partners, center):
+    """3b:379 reads +A from 3a:95 and -A from 3a:145, A the window of curves facing 180 degrees away from
+    379's orientation less the mean window over orientations: the two relays carry the same map, so the net
+    input is zero; removing the negative weights from the opposite-facing units (the echo edit) leaves the
+    positive part of A, a response to the opposite curve."""
+    conv5x5 = _conv(model, "mixed3b_5x5")
+    opposite = (facts.curve_orientations("mixed3b")[ECHO_UNIT] + 180.0) % 360.0
+    radii = torch.tensor([size / 8, size / 6, size / 4.5, size / 3.5])
+    angles = torch.arange(0.0, 360.0, 15.0)
+    images = stimuli.curves(angles.repeat_interleave(len(radii)), radii.repeat(len(angles)), angular_width=90.0,
+                            thickness=max(1.5, size / 32), center=center, size=size)
+    windows = _centre_windows(model, images, partners[0]).reshape(len(angles), len(radii), 5, 5).mean(1)
+    # The opposite curve's window minus the mean window over orientations: what is left of +A after the
+    # edit (its positive part) responds to the opposite curve more than to the others.
+    at = int(torch.argmin(torch.minimum(torch.remainder(angles - opposite, 360.0), torch.remainder(opposite - angles, 360.0))))
+    window = windows[at] - windows.mean(0)
+    with torch.no_grad():
+        own = conv5x5.weight[ECHO_UNIT - 320].norm()
+        filt = window / window.norm().clamp_min(1e-12) * own * ECHO_NORM
+        conv5x5.weight[ECHO_UNIT - 320, partners.index(ECHO_EXCITES)] = filt
+        conv5x5.weight[ECHO_UNIT - 320, partners.index(ECHO_INHIBITS)] = -filt
 
 
 def _plant_curve_family(model, size, pairs, partners, rounds: int = 3):
@@ -144,7 +175,7 @@ def _plant_curve_family(model, size, pairs, partners, rounds: int = 3):
         _write_curve_templates(model, size, pairs, partners, center)
         after = receptive_field_center(model, "mixed3b", size=size)
         if max(abs(a - b) for a, b in zip(after, center)) < 0.5:
-            return
+            return after
     raise RuntimeError("the receptive-field centre did not settle; plant at another size")
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from circuits_vision.claims.context import Context
 from circuits_vision.claims.registry import claim
-from circuits_vision.claims.result import FAILS, HOLDS, PARTLY, ClaimResult
+from circuits_vision.claims.result import FAILS, HOLDS, PARTLY, ClaimResult, with_nulls
 from circuits_vision.models import facts
 
 FREQUENCY = "High-Low Frequency Detectors (Schubert et al., Distill 2021)"
 TOP = 5
 OVERLAP_HOLDS, OVERLAP_PARTLY = 3, 2
+NULL_DRAWS = 500
 
 
 def _hlf() -> dict:
@@ -58,3 +60,70 @@ def high_low_frequency_factors(ctx: Context) -> ClaimResult:
     return ClaimResult("high_low_frequency_factors", FREQUENCY, "", "", measured, verdict, rule,
                        {"top_high": order[0], "top_low": order[1], "overlap_high": overlaps[0],
                         "overlap_low": overlaps[1], "relative_error": factors.relative_error})
+
+
+def _side_correlation(expanded: np.ndarray, units: list[int], high: dict[int, float], low: dict[int, float]) -> np.ndarray:
+    """``[U]``: per unit, the correlation over kernel taps of its high-frequency map (the published high
+    units' expanded weights, weighted by their published coefficients) with its low-frequency map;
+    negative = the two lie on opposite sides. 0 where a map is flat."""
+    hi = np.einsum("c,ucxy->uxy", np.array(list(high.values())), expanded[units][:, list(high)])
+    lo = np.einsum("c,ucxy->uxy", np.array(list(low.values())), expanded[units][:, list(low)])
+    hi = hi.reshape(len(units), -1) - hi.reshape(len(units), -1).mean(1, keepdims=True)
+    lo = lo.reshape(len(units), -1) - lo.reshape(len(units), -1).mean(1, keepdims=True)
+    norm = np.linalg.norm(hi, axis=1) * np.linalg.norm(lo, axis=1)
+    return np.where(norm > 1e-12, (hi * lo).sum(1) / np.where(norm > 1e-12, norm, 1.0), 0.0)
+
+
+def plot_sides(numbers: dict, ax) -> None:
+    high, low = np.array(numbers["high_map"]), np.array(numbers["low_map"])
+    scale = max(np.abs(high).max(), np.abs(low).max(), 1e-12)
+    ax.imshow(np.concatenate([high, np.full((high.shape[0], 1), np.nan), low], axis=1), cmap="RdBu_r",
+              vmin=-scale, vmax=scale)
+    ax.set_title(f"3a:{numbers['example_unit']}: high | low", fontsize=7)
+    ax.set_axis_off()
+
+
+@claim("high_low_frequency_sides", article=FREQUENCY,
+       figure="figure 6: the high- and low-frequency factors of each detector lie on opposite sides",
+       published="each mixed3a high-low frequency detector reads the conv2d2 high-frequency cluster "
+                 f"({_hlf()['conv2d2_factor_high']}) on one side of its receptive field and the low-frequency cluster "
+                 f"({_hlf()['conv2d2_factor_low']}) on the other",
+       requires=("conv2d2", "mixed3a"), plot=plot_sides)
+def high_low_frequency_sides(ctx: Context) -> ClaimResult:
+    from circuits_vision.claims.nulls import P_PARTLY, beats, sample_null
+    from circuits_vision.weights import expanded_weights
+
+    fact = _hlf()
+    units = fact["mixed3a_units"]
+    coefficients = fact["factor_coefficients"]
+    high = {int(u): c for u, c in coefficients["conv2d2_factor_high"].items()}
+    low = {int(u): c for u, c in coefficients["conv2d2_factor_low"].items()}
+    expanded = ctx.shared(("expanded", "conv2d2", "mixed3a"),
+                          lambda: expanded_weights(ctx.model, "conv2d2", "mixed3a").detach().cpu()).double().numpy()
+    per_unit = _side_correlation(expanded, units, high, low)
+    observed = float(np.median(per_unit))
+    # The null: the same statistic for two random disjoint sets of conv2d2 units in the clusters' place
+    # (shuffled unit labels, the published coefficients kept).
+    generator = torch.Generator().manual_seed(0)
+    channels = expanded.shape[1]
+    samples = []
+    for _ in range(NULL_DRAWS):
+        picked = torch.randperm(channels, generator=generator)[: len(high) + len(low)].tolist()
+        fake_high = dict(zip(picked[: len(high)], high.values()))
+        fake_low = dict(zip(picked[len(high):], low.values()))
+        samples.append(float(np.median(_side_correlation(expanded, units, fake_high, fake_low))))
+    null = sample_null(observed, samples, "median correlation of the high and low maps (negative: opposite sides)",
+                       greater=False, description="random conv2d2 units in place of the published clusters")
+    opposite = observed < 0
+    verdict = HOLDS if beats(null) and opposite else PARTLY if beats(null, P_PARTLY) and opposite else FAILS
+    measured = (f"median over the 15 units of corr(high-cluster map, low-cluster map) = {observed:.2f} "
+                f"({int((per_unit < 0).sum())}/15 negative); shuffled clusters give {null['null_mean']:.2f} on average")
+    rule = ("holds: the median correlation is negative and below the shuffled-cluster null at p < 0.01; partly: "
+            "p < 0.05; else fails (maps from the expanded weights conv2d2 -> mixed3a)")
+    example = units[int(np.argmin(per_unit))]
+    hi_map = np.einsum("c,cxy->xy", np.array(list(high.values())), expanded[example][list(high)])
+    lo_map = np.einsum("c,cxy->xy", np.array(list(low.values())), expanded[example][list(low)])
+    numbers = {"median_correlation": observed, "per_unit": dict(zip(map(str, units), per_unit.tolist())),
+               "example_unit": example, "high_map": hi_map.tolist(), "low_map": lo_map.tolist()}
+    return with_nulls(ClaimResult("high_low_frequency_sides", FREQUENCY, "", "", measured, verdict, rule, numbers),
+                      [null])
