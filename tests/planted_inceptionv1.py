@@ -221,3 +221,25 @@ def _centre_windows(model, images, channel):
         maps = run_with_cache(model, images, ["mixed3a"])["mixed3a"][:, channel]
     h, w = maps.shape[1:]
     return maps[:, h // 2 - 2 : h // 2 + 3, w // 2 - 2 : w // 2 + 3]
+
+
+def plant_equivariant_circuit(model):
+    """Write an equivariant circuit between the published curve units: each published mixed3a unit (angle
+    ``a``) reaches each published mixed3b unit (angle ``b``) through the same asymmetric 5x5 kernel rotated by
+    ``a`` and weighted by a function of ``b - a`` only (one kernel per relative angle, as in Curve Circuits).
+    The mixed3b 5x5 branch's bottleneck channels relay the 3a units one-hot. Returns ``model``."""
+    from circuits_vision.analysis.curve_experiments import rotate_kernels
+
+    bottleneck, conv5x5 = _conv(model, "mixed3b_5x5_bottleneck"), _conv(model, "mixed3b_5x5")
+    sources, targets = facts.curve_orientations("mixed3a"), facts.curve_orientations("mixed3b")
+    pattern = torch.zeros(5, 5)
+    pattern[1, 3], pattern[2, 2], pattern[0, 2] = 1.0, 0.5, -0.5
+    with torch.no_grad():
+        for k, unit in enumerate(sources):
+            _one_hot_row(bottleneck, k, unit)
+        for target, b in targets.items():
+            conv5x5.weight[target - 320] = 0
+            for k, a in enumerate(sources.values()):
+                d = math.radians(b - a)
+                conv5x5.weight[target - 320, k] = rotate_kernels((math.cos(d) + 0.5 * math.sin(d)) * pattern, a).float()
+    return model

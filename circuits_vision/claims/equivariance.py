@@ -6,12 +6,14 @@ import numpy as np
 
 from circuits_vision.claims.context import Context
 from circuits_vision.claims.curves import circular_difference
+from circuits_vision.claims.nulls import P_PARTLY, beats, sample_null
 from circuits_vision.claims.registry import claim
 from circuits_vision.claims.result import FAILS, HOLDS, PARTLY, ClaimResult, with_nulls
 from circuits_vision.models import facts
 
 EQUIVARIANCE = "Naturally Occurring Equivariance in Neural Networks (Olah et al., Distill 2020)"
-MEMBERS_HOLDS, MEMBERS_PARTLY, ERROR_HOLDS = 0.8, 0.5, 30.0
+MEMBERS_HOLDS, MEMBERS_PARTLY = 0.8, 0.5
+NULL_DRAWS = 1000
 SHUFFLES = 199
 
 
@@ -37,12 +39,24 @@ def equivariance_mixed3b_curves(ctx: Context) -> ClaimResult:
     members = sorted(set(best.members) & set(units)) if best is not None else []
     fraction = len(members) / len(units)
     error = float("nan")
+    nulls = []
     if best is not None and len(members) >= 2:
         ref = best.reference
         measured = np.array([best.values[u] for u in members])
         published = np.array([orientations[u] - orientations[ref] for u in members])
         error = float(np.median(circular_difference(measured, published)))
-    if fraction >= MEMBERS_HOLDS and error <= ERROR_HOLDS:
+        # The null: the published orientations permuted among the members (relative to the reference).
+        generator = np.random.default_rng(0)
+        absolute = np.array([orientations[u] for u in members])
+        samples = []
+        for _ in range(NULL_DRAWS):
+            shuffled = dict(zip(members, generator.permutation(absolute)))
+            samples.append(float(np.median(circular_difference(
+                measured, np.array([shuffled[u] - (shuffled[ref] if ref in shuffled else orientations[ref])
+                                    for u in members])))))
+        nulls.append(sample_null(error, samples, "median error of the relative angles (deg)", greater=False,
+                                 description="published orientations permuted among the family's members"))
+    if fraction >= MEMBERS_HOLDS and nulls and beats(nulls[0]):
         verdict = HOLDS
     elif fraction >= MEMBERS_PARTLY:
         verdict = PARTLY
@@ -52,12 +66,17 @@ def equivariance_mixed3b_curves(ctx: Context) -> ClaimResult:
             f"the best holds {len(members)}/{len(units)} published units"
             + (f", relative angles off the published ones by {error:.1f} deg (median)" if members else "")
             + ("" if result.families else f" ({result.explanation})" if result.explanation else ""))
-    rule = (f"holds: >= {MEMBERS_HOLDS:.0%} of the published units in one family and relative angles within "
-            f"{ERROR_HOLDS:g} deg of the published orientation differences; partly: >= {MEMBERS_PARTLY:.0%}; "
-            "else fails")
+    rule = (f"holds: >= {MEMBERS_HOLDS:.0%} of the published units in one family (families_from_tuning decides "
+            "families against its own scrambled-curve and shuffled-angle nulls, q < 0.05) and relative angles closer to "
+            f"the published differences than permuted ones (p < 0.01); partly: >= {MEMBERS_PARTLY:.0%}; else fails")
     numbers = {"members": members, "fraction": fraction, "median_angle_error_deg": error,
                "families": [f.members for f in result.families]}
-    return ClaimResult("equivariance_mixed3b_curves", EQUIVARIANCE, "", "", text, verdict, rule, numbers)
+    result = with_nulls(ClaimResult("equivariance_mixed3b_curves", EQUIVARIANCE, "", "", text, verdict, rule, numbers),
+                        nulls)
+    if not nulls:
+        result.null = ("no family of >= 2 published units passed families_from_tuning's scrambled-curve and "
+                       "shuffled-angle nulls (q < 0.05), so no angle was compared")
+    return result
 
 
 def published_family(layer: str):
@@ -87,7 +106,6 @@ def plot_circuit(numbers: dict, ax) -> None:
        requires=("mixed3a", "mixed3b"), plot=plot_circuit)
 def equivariant_circuit(ctx: Context) -> ClaimResult:
     from circuits_vision.analysis.equivariance import circuits
-    from circuits_vision.claims.nulls import P_PARTLY, beats, sample_null
     from circuits_vision.weights import expanded_weights
 
     expanded = ctx.shared(("expanded", "mixed3a", "mixed3b"),

@@ -82,3 +82,14 @@ def polar_orientations(ax, measured: dict, published: dict) -> None:
     ax.set_xlabel("published orientation (deg)", fontsize=7)
     ax.set_ylabel("measured (deg)", fontsize=7)
     ax.tick_params(labelsize=6)
+
+
+def plot_weight_profile(numbers: dict, ax) -> None:
+    """Mean net weight by orientation difference (``bins``, ``profile``) inside its null band."""
+    ax.fill_between(numbers["bins"], numbers["null_low"], numbers["null_high"], color="#dddddd", label="null 5-95%")
+    ax.plot(numbers["bins"], numbers["profile"], marker="o", markersize=3, color="#3060c0", label="measured")
+    ax.axhline(0, color="#999999", linewidth=0.6)
+    ax.set_xlabel("3b - 3a orientation (deg)", fontsize=7)
+    ax.set_ylabel("mean net weight", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=6, frameon=False)

@@ -37,6 +37,14 @@ def overlap_null(overlap: int, population: int, members: int, found: int, statis
                                        f"{members} {members_label} ones by {members * found / max(population, 1):.2f} on average"}
 
 
+def binomial_null(successes: int, trials: int, chance: float, statistic: str, description: str = "") -> dict:
+    """``P(X >= successes)`` for ``X ~ Binomial(trials, chance)``, with its distribution for the figure."""
+    pmf = [math.comb(trials, k) * chance**k * (1 - chance) ** (trials - k) for k in range(trials + 1)]
+    return {"kind": "overlap", "statistic": statistic, "observed": int(successes),
+            "p_value": float(min(1.0, sum(pmf[successes:]))), "expected": trials * chance,
+            "support": list(range(trials + 1)), "pmf": pmf, "description": description}
+
+
 def sample_null(observed: float, samples: Sequence[float] | np.ndarray, statistic: str, *, greater: bool = True,
                 description: str = "") -> dict:
     """Permutation p-value of ``observed`` against ``samples`` drawn under the null (``greater``: large values

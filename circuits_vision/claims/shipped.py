@@ -14,6 +14,7 @@ import json
 import math
 
 from circuits_vision.claims.context import Context
+from circuits_vision.claims.figures import plot_weight_profile
 from circuits_vision.claims.nulls import P_PARTLY, beats, overlap_null, reference_null, sample_null, summary_null
 from circuits_vision.claims.registry import claim
 from circuits_vision.claims.result import FAILS, HOLDS, PARTLY, ClaimResult, NotApplicable, with_nulls
@@ -105,16 +106,6 @@ shapes_curve_family_mixed3a = _curve_family("mixed3a")
 shapes_curve_family_mixed3b = _curve_family("mixed3b")
 
 
-def plot_profile(numbers: dict, ax) -> None:
-    ax.fill_between(numbers["bins"], numbers["null_low"], numbers["null_high"], color="#dddddd", label="null 5-95%")
-    ax.plot(numbers["bins"], numbers["profile"], marker="o", markersize=3, color="#3060c0", label="measured")
-    ax.axhline(0, color="#999999", linewidth=0.6)
-    ax.set_xlabel("3b - 3a orientation (deg)", fontsize=7)
-    ax.set_ylabel("mean net weight", fontsize=7)
-    ax.tick_params(labelsize=6)
-    ax.legend(fontsize=6, frameon=False)
-
-
 def _need_detectors(ctx: Context) -> tuple[list, list]:
     source, target = _detectors(ctx, "mixed3a"), _detectors(ctx, "mixed3b")
     if len(source) < 2 or len(target) < 2:
@@ -127,7 +118,7 @@ def _need_detectors(ctx: Context) -> tuple[list, list]:
        published="between the curve detectors of mixed3a and mixed3b the net weight excites similar orientations "
                  "and inhibits opposite ones (follows cos of the difference); recorded in shapes.json "
                  "(measured.curve_circuit)",
-       requires=("mixed3a", "mixed3b"), plot=plot_profile, suite="shapes")
+       requires=("mixed3a", "mixed3b"), plot=plot_weight_profile, suite="shapes")
 def shapes_curve_circuit(ctx: Context) -> ClaimResult:
     from circuits_vision.analysis.curve_circuits import curve_circuit
 
