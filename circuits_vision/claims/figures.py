@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Callable
 
 import numpy as np
@@ -20,28 +21,30 @@ _COLOUR = {"holds": "#2a8a2a", "partly": "#b08a00", "fails": "#b02a2a", "not app
 def plot_null(null: dict, ax) -> None:
     """The null distribution of one statistic with the measured value marked."""
     observed = null["observed"]
+    label = textwrap.fill(null["statistic"], 42)
     if null["kind"] == "overlap":
         ax.bar(null["support"], null["pmf"], color="#999999", width=0.8, label="shuffled labels")
-        ax.set_xlabel(null["statistic"], fontsize=7)
+        ax.set_xlabel(label, fontsize=6)
         ax.set_ylabel("probability", fontsize=7)
     elif null["kind"] == "samples" and null["samples"]:
         ax.hist(null["samples"], bins=20, color="#999999", label=f"null ({null['n']} draws)")
-        ax.set_xlabel(null["statistic"], fontsize=7)
+        ax.set_xlabel(label, fontsize=6)
         ax.set_ylabel("draws", fontsize=7)
     elif null["kind"] == "summary" and null["null_std"] > 0:
         mean, std = null["null_mean"], null["null_std"]
         x = np.linspace(min(mean - 4 * std, observed), max(mean + 4 * std, observed), 200)
         ax.fill_between(x, np.exp(-0.5 * ((x - mean) / std) ** 2), color="#cccccc", label=f"null ({null['n']} draws)")
-        ax.set_xlabel(null["statistic"], fontsize=7)
+        ax.set_xlabel(label, fontsize=6)
         ax.set_yticks([])
     else:
         if null["kind"] == "reference":
             ax.axvline(null["reference"], color="#555555", linestyle="--", label="null")
-        ax.set_xlabel(null["statistic"], fontsize=7)
+        ax.set_xlabel(label, fontsize=6)
         ax.set_yticks([])
     if isinstance(observed, (int, float)) and math.isfinite(observed):
         ax.axvline(observed, color="#c03030", linewidth=2, label="measured")
-    ax.set_title(f"p = {null['p_value']:.2g}", fontsize=8)
+    ax.set_title("beyond the null" if null["kind"] == "reference" and null["p_value"] == 0 else
+                 "not beyond the null" if null["kind"] == "reference" else f"p = {null['p_value']:.2g}", fontsize=8)
     ax.tick_params(labelsize=6)
     ax.legend(fontsize=6, frameon=False)
 
@@ -55,7 +58,7 @@ def claim_figure(result: ClaimResult, plot: Callable | None = None) -> bytes | N
     panels = ([plot] if plot is not None and result.verdict != "not applicable" else []) + nulls
     if not panels:
         return None
-    figure = Figure(figsize=(2.6 * len(panels), 2.3), dpi=80)
+    figure = Figure(figsize=(2.8 * len(panels), 2.6), dpi=80)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels):
         try:
