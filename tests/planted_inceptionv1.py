@@ -8,7 +8,8 @@ partner's own response map to a curve at the unit's published orientation (fitte
 379 <- 147 is its strongest input, the curve family sits at its published orientations, inside the 5x5
 branch, and the 3a black-and-white units are colour-blind (their relay weighs R, G, B equally; the
 curve partners' relay reads red only, so they see colour). The high-low frequency units' weights get the published NMF factors
-(:func:`_plant_high_low_frequency`) and mixed5b's 5x5 kernels horizontal bands. The echo of Curve
+(:func:`_plant_high_low_frequency`), mixed5b's 5x5 kernels horizontal bands and conv2d0's colour-contrast and
+Gabor families their kinds of kernel (:func:`_plant_conv2d0_families`). The echo of Curve
 Circuits is planted in 3b:379 (:func:`_plant_echo`): an excitatory matched filter for the opposite curve from one
 opposite-facing 3a unit, cancelled exactly by the same filter with a minus sign from another, so the unit's
 tuning is unchanged until the inhibition is removed. Every other weight stays random.
@@ -93,8 +94,33 @@ def _plant_banding(model):
         weight.copy_(weight[:, :, :, :1].expand_as(weight).clone())
 
 
+def _plant_conv2d0_families(model):
+    """conv2d0's published colour-contrast units get colour-opponent centre blobs (their RGB weights sum to
+    zero, so grey is invisible to them) and its Gabor units grey Gabor kernels at spread orientations. The
+    relays' LRN neighbours (kept silent) are left out, so each family is planted at most of its members."""
+    conv0 = _conv(model, "conv2d0")
+    quiet = {c for stem in (RED_STEM, GREY_STEM) for c in range(stem - LRN_RADIUS, stem + LRN_RADIUS + 1)}
+    x = torch.arange(7.0) - 3
+    yy, xx = torch.meshgrid(x, x, indexing="ij")
+    blob = torch.exp(-(xx**2 + yy**2) / (2 * 1.5**2))
+    with torch.no_grad():
+        colour = [u for u in facts.family("conv2d0", "Color Contrast") if u not in quiet]
+        for k, unit in enumerate(colour):
+            hue = 2 * math.pi * k / len(colour)
+            rgb = torch.tensor([math.cos(hue), math.cos(hue - 2 * math.pi / 3), math.cos(hue + 2 * math.pi / 3)])
+            conv0.weight[unit] = (rgb - rgb.mean())[:, None, None] * blob / 20
+            conv0.bias[unit] = 0
+        gabor = [u for u in facts.family("conv2d0", "Gabor Filters") if u not in quiet]
+        for k, unit in enumerate(gabor):
+            theta = math.pi * k / len(gabor)
+            wave = torch.cos(2 * math.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / 4.0) * blob
+            conv0.weight[unit] = (wave - wave.mean())[None].expand(3, 7, 7) / 20
+            conv0.bias[unit] = 0
+    return colour, gabor
+
+
 def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: bool = True, frequency: bool = True,
-                        banding: bool = True, echo: bool = True):
+                        banding: bool = True, echo: bool = True, early: bool = True):
     """Random InceptionV1 (seed ``seed``) with the curve family, the aligned 3a->3b pairs and the mixed3a
     black-and-white 5x5 units planted (``curves`` / ``bw`` turn them off). Templates are made at ``size`` px."""
     model = inceptionv1(generator=torch.Generator().manual_seed(seed))
@@ -108,6 +134,8 @@ def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: 
         conv0.weight[GREY_STEM] = 0
         conv0.weight[GREY_STEM, :] = -blur / (3 * 255)
         conv0.bias[[RED_STEM, GREY_STEM]] = 138.0 / 255.0
+    if early:
+        _plant_conv2d0_families(model)
     for stem, relay in ((RED_STEM, RED_CONV2D2), (GREY_STEM, GREY_CONV2D2)):
         _quiet_neighbours(conv0, stem)
         _one_hot_row(conv1, stem, stem)
