@@ -193,7 +193,8 @@ def _plant_echo(model, size, partners, center):
 
 
 def _plant_curve_family(model, size, pairs, partners, rounds: int = 3):
-    bottleneck, conv5x5 = _conv(model, "mixed3b_5x5_bottleneck"), _conv(model, "mixed3b_5x5")
+    """Returns the settled receptive-field centre of mixed3b the templates were fitted at."""
+    bottleneck = _conv(model, "mixed3b_5x5_bottleneck")
     for k, unit in enumerate(partners):
         _one_hot_row(bottleneck, k, unit)
     # The stimuli are drawn where mixed3b's centre position looks, which the planted units themselves

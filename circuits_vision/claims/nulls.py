@@ -58,7 +58,7 @@ def sample_null(observed: float, samples: Sequence[float] | np.ndarray, statisti
         p = float((1 + extreme.sum()) / (1 + len(samples)))
     kept = samples[:: max(1, len(samples) // MAX_SAMPLES)][:MAX_SAMPLES]
     return {"kind": "samples", "statistic": statistic, "observed": float(observed), "p_value": p,
-            "greater": greater, "n": int(len(samples)), "samples": [round(float(s), 6) for s in kept],
+            "greater": greater, "n": len(samples), "samples": [round(float(s), 6) for s in kept],
             "null_mean": float(samples.mean()) if len(samples) else math.nan,
             "null_q95": float(np.quantile(samples, 0.95 if greater else 0.05)) if len(samples) else math.nan,
             "description": description}

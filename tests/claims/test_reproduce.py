@@ -12,6 +12,7 @@ from torch import nn
 import circuits_vision as cv
 from circuits_vision import claims
 from circuits_vision.claims import FAILS, HOLDS, NOT_APPLICABLE, ClaimResult
+from circuits_vision.claims import store
 from circuits_vision.claims.registry import CLAIMS
 from circuits_vision.claims.report import Reproduction, render_html
 from circuits_vision.cli import main
@@ -169,6 +170,9 @@ def test_store_resumes_and_keys_by_weights(tmp_path, monkeypatch):
     assert len(list((tmp_path / "records").glob("curve_circuits-*.json"))) == 2
     cv.reproduce(model, "curve_circuits", out=tmp_path, size=SIZE + 16, progress=False)
     assert calls == [1, 1]  # another size is another measurement
+    monkeypatch.setattr(store, "RULES", store.RULES + 1)
+    cv.reproduce(model, "curve_circuits", out=tmp_path, size=SIZE + 16, progress=False)
+    assert calls == [1, 1, 1]  # records made under other verdict rules are not reused
 
 
 def test_corrupt_record_is_measured_again(tmp_path):
