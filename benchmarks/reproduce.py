@@ -23,8 +23,10 @@ def run(name: str, build, size: int | None) -> None:
     cpu, wall = time.process_time(), time.perf_counter()
     report = cv.reproduce(model, size=size, progress=False)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    print(f"{name}: build {built:.1f} s, reproduce {wall:.1f} s wall / {cpu:.1f} s CPU, {len(report.results)} claims: "
-          f"{report.counts()}")
+    print(
+        f"{name}: build {built:.1f} s, reproduce {wall:.1f} s wall / {cpu:.1f} s CPU, {len(report.results)} claims: "
+        f"{report.counts()}"
+    )
     for result in sorted(report.results, key=lambda r: -r.seconds):
         print(f"  {result.seconds:6.1f} s  {result.verdict:<14} {result.claim}")
 

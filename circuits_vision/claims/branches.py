@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from circuits_vision.claims.context import Context
-from circuits_vision.claims.registry import claim
 from circuits_vision.claims.nulls import beats, overlap_null
+from circuits_vision.claims.registry import claim
 from circuits_vision.claims.result import FAILS, HOLDS, PARTLY, ClaimResult, with_nulls
 from circuits_vision.models import facts
 

@@ -7,9 +7,17 @@ import math
 import numpy as np
 
 from circuits_vision.claims.context import Context
-from circuits_vision.claims.registry import claim
 from circuits_vision.claims.figures import plot_weight_profile, polar_orientations
-from circuits_vision.claims.nulls import P_HOLDS, P_PARTLY, beats, binomial_null, overlap_null, sample_null, summary_null
+from circuits_vision.claims.nulls import (
+    P_HOLDS,
+    P_PARTLY,
+    beats,
+    binomial_null,
+    overlap_null,
+    sample_null,
+    summary_null,
+)
+from circuits_vision.claims.registry import claim
 from circuits_vision.claims.result import FAILS, HOLDS, PARTLY, ClaimResult, with_nulls
 from circuits_vision.models import facts
 

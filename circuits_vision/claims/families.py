@@ -25,8 +25,16 @@ RECALL_HOLDS = 0.5  # most of the published members found, beyond chance
 PROBE_SIZE = 96  # colour / orientation probes: enough for the receptive fields up to mixed3a
 HIGH_LOW_RATIO, HIGH_LOW_MIN_Z = 1.5, 2.0
 
-CURVE_RELATED = ("Curves", "Double Curves", "Curves misc.", "Shallow Curves", "Curve Shapes", "Evolute",
-                 "Circles / Loops", "Tiny Curves")
+CURVE_RELATED = (
+    "Curves",
+    "Double Curves",
+    "Curves misc.",
+    "Shallow Curves",
+    "Curve Shapes",
+    "Evolute",
+    "Circles / Loops",
+    "Tiny Curves",
+)
 
 
 def _curves(ctx: Context, layer: str) -> list[int]:
@@ -39,6 +47,7 @@ def _colour(category: str) -> Callable[[Context, str], list[int]]:
 
         size = min(ctx.size, PROBE_SIZE)
         return ctx.shared(("color_categories", layer), lambda: color_categories(ctx.model, layer, size=size))[category]
+
     measure.__doc__ = f"color_categories(...)['{category}']"
     return measure
 
@@ -47,8 +56,9 @@ def _oriented(ctx: Context, layer: str) -> list[int]:
     from circuits_vision.analysis.unit_categories import orientation_categories
 
     size = min(ctx.size, PROBE_SIZE)
-    return ctx.shared(("orientation_categories", layer),
-                      lambda: orientation_categories(ctx.model, layer, size=size))["oriented"]
+    return ctx.shared(("orientation_categories", layer), lambda: orientation_categories(ctx.model, layer, size=size))[
+        "oriented"
+    ]
 
 
 def _high_low(ctx: Context, layer: str) -> list[int]:
@@ -59,9 +69,19 @@ def _high_low(ctx: Context, layer: str) -> list[int]:
 
     axes = {"orientation": list(range(0, 360, 30))}
     boundary = tuning_curves(ctx.model, layer, None, stimuli.high_low, axes, size=ctx.size)
-    plain = [tuning_curves(ctx.model, layer, None, stimuli.high_low, axes, fixed={"ratio": 1.0, "frequency": f},
-                           size=ctx.size, baseline=(boundary.baseline_mean, boundary.baseline_std))
-             for f in (0.25, 0.0625)]
+    plain = [
+        tuning_curves(
+            ctx.model,
+            layer,
+            None,
+            stimuli.high_low,
+            axes,
+            fixed={"ratio": 1.0, "frequency": f},
+            size=ctx.size,
+            baseline=(boundary.baseline_mean, boundary.baseline_std),
+        )
+        for f in (0.25, 0.0625)
+    ]
     best = boundary.responses.flatten(1).amax(1)
     alone = plain[0].responses.flatten(1).amax(1).maximum(plain[1].responses.flatten(1).amax(1)).clamp_min(0)
     noise = boundary.baseline_mean / boundary.baseline_std
@@ -76,11 +96,27 @@ FAMILIES = [
     ("mixed3b", "Curves", _curves, "find_curve_detectors", CURVE_RELATED),
     ("mixed3a", "BW vs Color", _colour("black_and_white"), "color_categories: black_and_white", ("BW vs Color",)),
     ("conv2d0", "Color Contrast", _colour("color"), "color_categories: color", ("Color Contrast",)),
-    ("conv2d1", "Color Contrast", _colour("color"), "color_categories: color", ("Color Contrast", "Color", "Multicolor")),
-    ("conv2d2", "Color Contrast", _colour("color"), "color_categories: color",
-     ("Color Contrast", "Color/Multicolor", "Color Center-Surround")),
-    ("mixed3a", "Color Contrast", _colour("color"), "color_categories: color",
-     ("Color Contrast", "Color Center-Surround")),
+    (
+        "conv2d1",
+        "Color Contrast",
+        _colour("color"),
+        "color_categories: color",
+        ("Color Contrast", "Color", "Multicolor"),
+    ),
+    (
+        "conv2d2",
+        "Color Contrast",
+        _colour("color"),
+        "color_categories: color",
+        ("Color Contrast", "Color/Multicolor", "Color Center-Surround"),
+    ),
+    (
+        "mixed3a",
+        "Color Contrast",
+        _colour("color"),
+        "color_categories: color",
+        ("Color Contrast", "Color Center-Surround"),
+    ),
     ("conv2d0", "Gabor Filters", _oriented, "orientation_categories: oriented", ("Gabor Filters",)),
     ("conv2d2", "Line", _oriented, "orientation_categories: oriented", ("Line", "Shifted Line", "Gabor Textures")),
     ("mixed3a", "Lines", _oriented, "orientation_categories: oriented", ("Lines", "Line Misc.", "Thick Lines")),
@@ -103,8 +139,14 @@ def _family_claim(layer: str, name: str, measure: Callable, tool: str, related: 
     # The curve families keep the short names they were published under in earlier reports.
     claim_name = f"early_vision_{layer}_{'curves' if measure is _curves else _slug(name)}"
 
-    @claim(claim_name, article=EARLY_VISION, figure=f"{layer} family list: {name}",
-           published=f"{layer} '{name}': units {facts.family(layer, name)}", requires=(layer,), plot=plot_overlap)
+    @claim(
+        claim_name,
+        article=EARLY_VISION,
+        figure=f"{layer} family list: {name}",
+        published=f"{layer} '{name}': units {facts.family(layer, name)}",
+        requires=(layer,),
+        plot=plot_overlap,
+    )
     def check(ctx: Context) -> ClaimResult:
         members = set(facts.family(layer, name))
         allowed = set().union(*(facts.family(layer, f) for f in related if f in facts.families(layer)))
@@ -112,21 +154,43 @@ def _family_claim(layer: str, name: str, measure: Callable, tool: str, related: 
         width = facts.layer_width(layer)
         recall = len(found & members) / len(members)
         precision = len(found & allowed) / len(found) if found else 0.0
-        null = overlap_null(len(found & members), width, len(members), len(found),
-                            f"published {name} members among the {len(found)} found")
+        null = overlap_null(
+            len(found & members),
+            width,
+            len(members),
+            len(found),
+            f"published {name} members among the {len(found)} found",
+        )
         if beats(null) and recall >= RECALL_HOLDS:
             verdict = HOLDS
         elif beats(null, P_PARTLY):
             verdict = PARTLY
         else:
             verdict = FAILS
-        measured = (f"{tool} finds {len(found)} units of {layer}; recall of the published {len(members)} members "
-                    f"{recall:.2f} ({len(found & members)}), precision {precision:.2f} (finds inside {sorted(related)})")
-        rule = (f"holds: more published members found than chance at p < 0.01 (hypergeometric, shuffled unit "
-                f"labels) and recall >= {RECALL_HOLDS}; partly: beyond chance at p < 0.05; else fails")
-        result = ClaimResult(claim_name, EARLY_VISION, "", "", measured, verdict, rule,
-                             {"found": sorted(found), "recall": recall, "precision": precision,
-                              "published": sorted(members), "tool": tool})
+        measured = (
+            f"{tool} finds {len(found)} units of {layer}; recall of the published {len(members)} members "
+            f"{recall:.2f} ({len(found & members)}), precision {precision:.2f} (finds inside {sorted(related)})"
+        )
+        rule = (
+            f"holds: more published members found than chance at p < 0.01 (hypergeometric, shuffled unit "
+            f"labels) and recall >= {RECALL_HOLDS}; partly: beyond chance at p < 0.05; else fails"
+        )
+        result = ClaimResult(
+            claim_name,
+            EARLY_VISION,
+            "",
+            "",
+            measured,
+            verdict,
+            rule,
+            {
+                "found": sorted(found),
+                "recall": recall,
+                "precision": precision,
+                "published": sorted(members),
+                "tool": tool,
+            },
+        )
         return with_nulls(result, [null])
 
     check.__name__ = claim_name

@@ -43,8 +43,14 @@ def plot_null(null: dict, ax) -> None:
         ax.set_yticks([])
     if isinstance(observed, (int, float)) and math.isfinite(observed):
         ax.axvline(observed, color="#c03030", linewidth=2, label="measured")
-    ax.set_title("beyond the null" if null["kind"] == "reference" and null["p_value"] == 0 else
-                 "not beyond the null" if null["kind"] == "reference" else f"p = {null['p_value']:.2g}", fontsize=8)
+    ax.set_title(
+        "beyond the null"
+        if null["kind"] == "reference" and null["p_value"] == 0
+        else "not beyond the null"
+        if null["kind"] == "reference"
+        else f"p = {null['p_value']:.2g}",
+        fontsize=8,
+    )
     ax.tick_params(labelsize=6)
     ax.legend(fontsize=6, frameon=False)
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from circuits_vision.hooks import layer_shape
+from circuits_vision.hooks import eval_mode, layer_shape
 from circuits_vision.models.shapes import HEADS, ShapesNet, default_weights_path
 from circuits_vision.stimuli import scenes
 
@@ -103,12 +103,16 @@ class LocalCurveHeads(nn.Module):
     (:func:`circuits_vision.stimuli.scenes.local_curve_facing`), or "no curve" (weighted by
     ``NO_CURVE_WEIGHT``). It asks the layer for early curve detectors, units that see one short piece
     of a curve and the side it bulges toward, at every position: the parts from which the
-    next layer's whole-curve detectors can be assembled. The heads are not part of the shipped checkpoint.
+    next layer's whole-curve detectors can be assembled. With ``labels=scenes.curve_midpoint_cells``
+    only the cell of a curve's midpoint is labelled, with the whole curve's orientation: it asks for
+    whole-curve detectors. The heads are not part of the shipped checkpoint.
     """
 
-    def __init__(self, model: ShapesNet, weights: dict[str, float], generator: torch.Generator):
+    def __init__(self, model: ShapesNet, weights: dict[str, float], generator: torch.Generator,
+                 *, labels=scenes.local_curve_facing):
         super().__init__()
         self.weights = dict(weights)
+        self.labels = labels
         self.outputs: dict[str, torch.Tensor] = {}
         self.heads = nn.ModuleDict()
         self.grids: dict[str, int] = {}
@@ -140,7 +144,7 @@ class LocalCurveHeads(nn.Module):
         """Weighted per-position cross-entropy (labels of ``scenes.random_scenes``)."""
         total = orientation.new_zeros(())
         for layer, weight in self.weights.items():
-            facing = scenes.local_curve_facing(orientation, arc, self.grids[layer], size=size)
+            facing = self.labels(orientation, arc, self.grids[layer], size=size)
             bins = torch.floor(torch.nan_to_num(facing) / (360.0 / ORIENTATION_BINS) + 0.5).long() % ORIENTATION_BINS
             target = torch.where(torch.isnan(facing), torch.full_like(bins, ORIENTATION_BINS), bins)
             logits = self.heads[layer](self.outputs[layer])
@@ -172,18 +176,14 @@ def heads_loss(model: ShapesNet, images: torch.Tensor, labels: dict[str, torch.T
 @torch.no_grad()
 def evaluate(model: ShapesNet, n: int, seed: int, *, batch_size: int = 256, size: int = 64) -> dict[str, float]:
     """Accuracy of each head on ``n`` scenes drawn with ``seed`` -> ``{"shape": acc, "color": acc}``."""
-    was_training = model.training
-    model.eval()
     generator = torch.Generator().manual_seed(seed)
     correct = {head: 0 for head in HEADS}
-    try:
+    with eval_mode(model):
         for start in range(0, n, batch_size):
             images, labels = scenes.random_scenes(min(batch_size, n - start), generator, size=size)
             logits = model.split_logits(model(images))
             for head in HEADS:
                 correct[head] += int((logits[head].argmax(1) == labels[head]).sum())
-    finally:
-        model.train(was_training)
     return {head: correct[head] / n for head in HEADS}
 
 
@@ -226,13 +226,15 @@ def train(
     command: str | None = None,
     aux: dict[str, float] | None = None,
     local_curves: dict[str, float] | None = None,
+    curve_centres: dict[str, float] | None = None,
     aux_start: int = 0,
     log=print,
 ) -> dict:
     """Train from the seed-``seed`` initialisation for ``steps`` steps; write ``out`` (.pt) and its .json.
 
     ``aux``: ``{layer: weight}`` of training-only orientation heads (:class:`OrientationHeads`),
-    ``local_curves`` of per-position curve-facing heads (:class:`LocalCurveHeads`); both are off for the first ``aux_start`` steps and ramped in linearly over the next ``aux_start`` (from the
+    ``local_curves`` of per-position curve-facing heads (:class:`LocalCurveHeads`), ``curve_centres`` of
+    per-position whole-curve heads (:class:`LocalCurveHeads` on ``scenes.curve_midpoint_cells``); all are off for the first ``aux_start`` steps and ramped in linearly over the next ``aux_start`` (from the
     start, the extra loss kept the network at chance for 1000+ steps in our runs).
     Returns the metadata written to the .json file.
     """
@@ -244,7 +246,11 @@ def train(
     heads = OrientationHeads(model, aux, torch.Generator().manual_seed(seed + AUX_SEED_OFFSET))
     local_curves = dict(local_curves or {})
     local_heads = LocalCurveHeads(model, local_curves, torch.Generator().manual_seed(seed + 2 * AUX_SEED_OFFSET))
-    optimizer = torch.optim.Adam([*model.parameters(), *heads.parameters(), *local_heads.parameters()], lr=lr)
+    curve_centres = dict(curve_centres or {})
+    centre_heads = LocalCurveHeads(model, curve_centres, torch.Generator().manual_seed(seed + 3 * AUX_SEED_OFFSET),
+                                   labels=scenes.curve_midpoint_cells)
+    optimizer = torch.optim.Adam([*model.parameters(), *heads.parameters(), *local_heads.parameters(),
+                                  *centre_heads.parameters()], lr=lr)
     data = torch.Generator().manual_seed(seed)
     warmup = min(100, steps // 10 + 1)
     started = time.time()
@@ -259,6 +265,8 @@ def train(
             loss = loss + ramp * heads.loss(labels["orientation"])
         if local_curves and ramp > 0:
             loss = loss + ramp * local_heads.loss(labels["orientation"], labels["arc"], size)
+        if curve_centres and ramp > 0:
+            loss = loss + ramp * centre_heads.loss(labels["orientation"], labels["arc"], size)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -270,6 +278,7 @@ def train(
             atomic_save(model.state_dict(), out)
     heads.remove()
     local_heads.remove()
+    centre_heads.remove()
     atomic_save(model.state_dict(), out)
     heldout_seed = seed + HELDOUT_SEED_OFFSET
     accuracy = evaluate(model, heldout, heldout_seed, size=size)
@@ -288,7 +297,9 @@ def train(
             f" + {w} * cross-entropy({layer} object orientation, {ORIENTATION_BINS} bins)"
             for layer, w in aux.items()) + "".join(
             f" + {w} * per-position cross-entropy({layer} local curve facing, {ORIENTATION_BINS} bins + none)"
-            for layer, w in local_curves.items()),
+            for layer, w in local_curves.items()) + "".join(
+            f" + {w} * per-position cross-entropy({layer} curve midpoint cell orientation, {ORIENTATION_BINS} bins + none)"
+            for layer, w in curve_centres.items()),
         "auxiliary_heads": {layer: {"weight": w, "bins": ORIENTATION_BINS, "off_steps": aux_start,
                                     "ramp_steps": aux_start,
                                     "reads": "global average pool, linear", "shipped": False}
@@ -297,6 +308,11 @@ def train(
                                       "off_steps": aux_start, "ramp_steps": aux_start,
                                       "reads": "1x1 convolution at every position", "shipped": False}
                               for layer, w in local_curves.items()},
+        "curve_centre_heads": {layer: {"weight": w, "bins": ORIENTATION_BINS, "no_curve_weight": NO_CURVE_WEIGHT,
+                                       "off_steps": aux_start, "ramp_steps": aux_start,
+                                       "reads": "1x1 convolution at every position; labels the curve's midpoint cell",
+                                       "shipped": False}
+                               for layer, w in curve_centres.items()},
         "final_running_loss": round(running, 4),
         "heldout": {"n": heldout, "seed": heldout_seed, "accuracy": accuracy},
         "training_seconds": round(time.time() - started, 1),
@@ -325,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--aux", default="", help="training-only orientation heads, e.g. mixed3a:0.2,mixed3b:0.5")
     parser.add_argument("--local-curves", default="",
                         help="training-only per-position curve-facing heads, e.g. mixed3a:0.3")
+    parser.add_argument("--curve-centres", default="",
+                        help="training-only per-position whole-curve heads (the midpoint's cell), e.g. mixed3b:0.3")
     parser.add_argument("--aux-start", type=int, default=0, help="steps before the auxiliary heads ramp in")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -332,7 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     train(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
         heldout=args.heldout, checkpoint_every=args.checkpoint_every, command=command.strip(),
-        aux=parse_aux(args.aux), local_curves=parse_aux(args.local_curves), aux_start=args.aux_start,
+        aux=parse_aux(args.aux), local_curves=parse_aux(args.local_curves),
+        curve_centres=parse_aux(args.curve_centres), aux_start=args.aux_start,
         log=lambda line: print(line, flush=True),
     )
 

@@ -167,6 +167,28 @@ def local_curve_facing(
     return torch.where(on_arc, degrees, torch.full_like(degrees, float("nan")))
 
 
+def curve_midpoint_cells(
+    orientation: torch.Tensor, arc: torch.Tensor, grid: int, *, size: int = 64
+) -> torch.Tensor:
+    """The cell of a ``grid`` x ``grid`` map that holds each curve's midpoint -> ``[n, grid, grid]`` degrees.
+
+    That cell holds the curve's ``orientation`` (the way its midpoint faces); every other cell, and
+    every scene without a curve, is NaN. This is the label of a whole-curve detector centred there,
+    the position at which ``analysis.tuning.find_curve_detectors`` shows its stimuli.
+    """
+    if orientation.dim() != 1 or arc.shape != (orientation.shape[0], 4):
+        raise ValueError(f"expected orientation [n] and arc [n, 4], got {tuple(orientation.shape)} and "
+                         f"{tuple(arc.shape)}")
+    cell = size / grid
+    column = torch.floor((arc[:, 2] + size / 2) / cell).clamp(0, grid - 1)
+    row = torch.floor((size / 2 - arc[:, 3]) / cell).clamp(0, grid - 1)  # y up
+    out = torch.full((orientation.shape[0], grid, grid), float("nan"), dtype=arc.dtype, device=arc.device)
+    curve = ~torch.isnan(arc[:, 0])
+    index = curve.nonzero().flatten()
+    out[index, row[index].long(), column[index].long()] = torch.remainder(orientation[index], 360.0).to(arc.dtype)
+    return out
+
+
 def _draw_plain(kind, idx, fg, bg, size, s, g, dev) -> torch.Tensor:
     m = idx.numel()
     center = torch.stack([_uniform(m, -12, 12, g, dev), _uniform(m, -12, 12, g, dev)], 1) * s

@@ -44,8 +44,12 @@ def test_reference_null_and_description():
 
 
 def test_figure_draws_every_null_kind():
-    records = [nulls.overlap_null(3, 100, 10, 5, "members"), nulls.sample_null(1.0, np.arange(10.0), "s"),
-               nulls.reference_null(3.0, 2.0, "z"), nulls.summary_null(0.5, 0.01, 0.0, 0.1, "r", n=100)]
+    records = [
+        nulls.overlap_null(3, 100, 10, 5, "members"),
+        nulls.sample_null(1.0, np.arange(10.0), "s"),
+        nulls.reference_null(3.0, 2.0, "z"),
+        nulls.summary_null(0.5, 0.01, 0.0, 0.1, "r", n=100),
+    ]
     result = with_nulls(ClaimResult("x", "a", "f", "p", "m", HOLDS, "r"), records)
     png = claim_figure(result, plot=lambda numbers, ax: ax.plot([0, 1], [0, 1]))
     assert png[:4] == b"\x89PNG"

@@ -14,8 +14,14 @@ from circuits_vision.claims.shipped import MIN_SECTORS
 from circuits_vision.cli import main
 from circuits_vision.models.shapes import ShapesNet, metadata_path
 
-SHAPES_CLAIMS = ["shapes_curve_family_mixed3a", "shapes_curve_family_mixed3b", "shapes_curve_circuit",
-                 "shapes_branch_curves_mixed3a", "shapes_branch_curves_mixed3b", "shapes_equivariant_circuit"]
+SHAPES_CLAIMS = [
+    "shapes_curve_family_mixed3a",
+    "shapes_curve_family_mixed3b",
+    "shapes_curve_circuit",
+    "shapes_branch_curves_mixed3a",
+    "shapes_branch_curves_mixed3b",
+    "shapes_equivariant_circuit",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +46,9 @@ def test_curve_family_reproduces_the_record(report, record, layer):
     assert result.numbers["units"] == recorded["units"] and result.numbers["agrees_with_record"]
     assert result.numbers["sectors_45deg"] == recorded["sectors_45deg"]
     beyond_random = len(recorded["units"]) > max(result.numbers["random_counts"])
-    expected = HOLDS if beyond_random and len(recorded["sectors_45deg"]) >= MIN_SECTORS else \
-        PARTLY if beyond_random else FAILS
+    expected = (
+        HOLDS if beyond_random and len(recorded["sectors_45deg"]) >= MIN_SECTORS else PARTLY if beyond_random else FAILS
+    )
     assert result.verdict == expected, str(result)
     assert f"recorded: {len(recorded['units'])} units" in result.measured
 
@@ -51,7 +58,7 @@ def test_curve_circuit_reproduces_the_record(report, record):
     recorded = record["measured"]["curve_circuit"]
     assert result.numbers["correlation"] == pytest.approx(recorded["correlation_net_vs_cos_delta"], abs=1e-3)
     assert result.numbers["p_value"] == pytest.approx(recorded["permutation_p"], abs=0.03)
-    holds = (recorded["permutation_p"] < 0.01 and recorded["aligned_mean_net"] > 0 > recorded["opposite_mean_net"])
+    holds = recorded["permutation_p"] < 0.01 and recorded["aligned_mean_net"] > 0 > recorded["opposite_mean_net"]
     assert (result.verdict == HOLDS) == holds, str(result)
     assert result.numbers["agrees_with_record"]
 

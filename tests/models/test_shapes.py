@@ -154,11 +154,12 @@ def test_local_curve_heads_train_deterministically_and_score_the_facing_of_each_
     from circuits_vision.models.train_shapes import NO_CURVE_WEIGHT, LocalCurveHeads
 
     runs = [train(steps=3, batch_size=6, heldout=8, out=tmp_path / name, local_curves={"mixed3a": 0.5},
-                  aux_start=1, log=lambda line: None) for name in ("a.pt", "b.pt")]
+                  curve_centres={"mixed3b": 0.25}, aux_start=1, log=lambda line: None) for name in ("a.pt", "b.pt")]
     a, b = shapes(tmp_path / "a.pt").state_dict(), shapes(tmp_path / "b.pt").state_dict()
     assert all(torch.equal(v, b[k]) for k, v in a.items()) and set(a) == set(ShapesNet().state_dict())
     assert runs[0]["local_curve_heads"]["mixed3a"]["weight"] == 0.5
-    assert "local curve facing" in runs[0]["loss"]
+    assert runs[0]["curve_centre_heads"]["mixed3b"]["weight"] == 0.25
+    assert "local curve facing" in runs[0]["loss"] and "curve midpoint cell" in runs[0]["loss"]
     # The loss: a curve facing up through the centre; its cells' targets are their facing bins, the rest "none".
     model = ShapesNet()
     heads = LocalCurveHeads(model, {"mixed3a": 1.0}, torch.Generator().manual_seed(0))

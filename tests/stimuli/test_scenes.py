@@ -126,3 +126,13 @@ def test_local_curve_facing_of_drawn_scenes_agrees_with_their_orientation_label(
         assert (off.abs() <= labels["arc"][i, 1] / 2 + 1e-3).all()
     with pytest.raises(ValueError, match="arc \\[n, 4\\]"):
         scenes.local_curve_facing(labels["orientation"], labels["arc"][:, :3], 8)
+
+
+def test_curve_midpoint_cells_hold_the_orientation_in_the_midpoint_cell_only():
+    orientation = torch.tensor([90.0, 400.0, float("nan")])
+    arc = torch.tensor([[16.0, 120.0, 10.0, 10.0], [8.0, 90.0, -31.0, -31.0], [float("nan")] * 4])
+    cells = scenes.curve_midpoint_cells(orientation, arc, 8)
+    assert cells.shape == (3, 8, 8)
+    assert cells[0, 2, 5] == 90.0 and int((~torch.isnan(cells[0])).sum()) == 1  # x 10 -> column 5, y 10 -> row 2
+    assert cells[1, 7, 0] == 40.0 and int((~torch.isnan(cells[1])).sum()) == 1  # wrapped into [0, 360)
+    assert torch.isnan(cells[2]).all()
