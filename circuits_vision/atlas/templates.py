@@ -15,7 +15,8 @@ from __future__ import annotations
 import functools
 import string
 from collections.abc import Iterable
-from html import escape as _html_escape
+
+from circuits_vision._utils import escape_html
 
 __all__ = ["Safe", "escape", "html", "join"]
 
@@ -40,7 +41,7 @@ def escape(value) -> Safe:
     """``value`` as text that shows as itself in HTML (``& < > " '`` escaped); :class:`Safe` unchanged."""
     if isinstance(value, Safe):
         return value
-    return Safe(_html_escape(str(value), quote=True))
+    return Safe(escape_html(value))
 
 
 def _field(value, format_spec: str) -> str:
