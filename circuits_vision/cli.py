@@ -26,7 +26,7 @@ from pathlib import Path
 
 FACTORY_NAMES = ("model", "build_model", "create_model")
 PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples", "polysemanticity",
-         "facets")  # circuits_vision.atlas.analyses.PARTS
+         "facets", "dictionary")  # circuits_vision.atlas.analyses.PARTS, and the dictionary part
 # The demo: the shipped model's default layers (the first 32 units of each) and the 3a -> 3b report,
 # sized for ~2-4 minutes on a busy 2-core CPU.
 DEMO = {"layers": None, "units_per_layer": 32, "steps": 96, "size": 64,

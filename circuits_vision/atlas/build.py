@@ -148,9 +148,10 @@ def build(
         model_name: recorded in the settings (default the model's class name).
         k: strongest inputs/outputs (and dataset examples) shown per unit.
         parts: which per-unit analyses to compute, of ``analyses.PARTS`` ("inputs", "outputs", "family",
-            "branch", "tuning", "examples", "polysemanticity", "facets"); default all but "facets", which
-            renders 3 more images per unit. The others show what an earlier run into ``out``
-            computed, else "not computed". With ``units_per_layer`` they cover the atlas's units only.
+            "branch", "tuning", "examples", "polysemanticity", "facets", "dictionary"); default all but
+            "facets", which renders 3 more images per unit, and "dictionary" (sparse-autoencoder features as
+            units, :mod:`~circuits_vision.atlas.dictionary_units`; its layers and size: ``config``). The
+            others show what an earlier run into ``out`` computed, else "not computed". With ``units_per_layer`` they cover the atlas's units only.
         report: write the circuit report of a layer pair: ``True`` (a default pair), ``(source, target)``, or
             False (none now; a report an earlier run wrote stays linked).
         progress: tqdm bars with ETA: units rendered, analyses done, report sections.
@@ -210,7 +211,7 @@ def build(
         if rank == 0:  # the other ranks are done (no barrier: the analyses may outlast a collective's timeout)
             _finish(model, directory, layer_list, units, settings, result, images=images, labels=labels, k=k,
                     parts=parts, report=report, progress=progress, log=log,
-                    report_units_per_layer=None if config.report_whole_layers else units_per_layer)
+                    report_units_per_layer=None if config.report_whole_layers else units_per_layer, config=config)
         return result
     finally:
         if rank == 0:
@@ -268,7 +269,7 @@ def _default_pair(model: nn.Module, layers: list[str]) -> tuple[str, str] | None
 
 
 def _finish(model, directory: Path, layers, units, settings, result: AtlasResult, *, images, labels, k, parts, report,
-            progress, log, report_units_per_layer):
+            progress, log, report_units_per_layer, config=None):
     """Rank 0, after all ranks rendered: analyses, manifest, viewer, circuit report."""
     from circuits_vision.atlas import analyses, viewer
 
@@ -277,9 +278,9 @@ def _finish(model, directory: Path, layers, units, settings, result: AtlasResult
     if missing:
         raise RuntimeError(f"{len(missing)} units have no image after rendering (first: {missing[:5]}); rerun to finish them")
     chosen = tuple(analyses.DEFAULT_PARTS if parts is None else parts)
-    unknown = sorted(set(chosen) - set(analyses.PARTS))
+    unknown = sorted(set(chosen) - set(analyses.PARTS) - {"dictionary"})
     if unknown:
-        raise ValueError(f"unknown parts {unknown}; choose from {list(analyses.PARTS)}")
+        raise ValueError(f"unknown parts {unknown}; choose from {[*analyses.PARTS, 'dictionary']}")
     shown = None  # every unit of each layer
     if settings["units_per_layer"] is not None:  # a small atlas: the analyses cover its units, not whole layers
         shown = {layer: [u for name, u in units if name == layer] for layer in layers}
@@ -295,6 +296,10 @@ def _finish(model, directory: Path, layers, units, settings, result: AtlasResult
         for part in analyses.PARTS:
             record[part] = analyses.unit_part(found[layer], part, unit)
         manifest.append(record)
+    from circuits_vision.atlas.dictionary_units import add_to_atlas
+
+    links = add_to_atlas(model, directory, layers, manifest, settings, images=images, labels=labels, k=k, log=log,
+                         config=config or AtlasConfig(), requested="dictionary" in chosen)
     store.write_jsonl(directory / store.MANIFEST_FILE, manifest)
     pair = _default_pair(model, layers) if report is True else (tuple(report) if report else None)
     existing = directory / "report" / "index.html"
@@ -310,4 +315,4 @@ def _finish(model, directory: Path, layers, units, settings, result: AtlasResult
         except Exception as error:  # the atlas stays usable; the index says why the report is missing
             log(f"atlas: circuit report of {pair[0]} -> {pair[1]} failed: {type(error).__name__}: {error}")
             settings = {**settings, "report_error": f"{type(error).__name__}: {error}"}
-    viewer.write_viewer(directory, manifest, settings, report=result.report)
+    viewer.write_viewer(directory, manifest, settings, report=result.report, links=links)

@@ -44,8 +44,12 @@ def _layer_page(layer: str) -> str:
     return f"layers/{slug(layer)}.html"
 
 
-def write_viewer(directory: str | Path, manifest: list[dict], settings: dict, *, report: Path | None = None) -> Path:
-    """Write the viewer for ``manifest`` (records in layer order) into ``directory``; returns ``index.html``."""
+def write_viewer(directory: str | Path, manifest: list[dict], settings: dict, *, report: Path | None = None,
+                 links: list[tuple[str, str]] = ()) -> Path:
+    """Write the viewer for ``manifest`` (records in layer order) into ``directory``; returns ``index.html``.
+
+    ``links``: more ``(relative href, text)`` pages the index links to (e.g. a dictionary comparison).
+    """
     directory = Path(directory)
     for name in (STYLE, SCRIPT):
         with resources.as_file(resources.files("circuits_vision.atlas") / "static" / name) as source:
@@ -62,7 +66,7 @@ def write_viewer(directory: str | Path, manifest: list[dict], settings: dict, *,
             neighbours = (records[j - 1] if j > 0 else None, records[j + 1] if j + 1 < len(records) else None)
             _write(directory / record["page"], _unit_html(record, present, neighbours))
     index = directory / "index.html"
-    _write(index, _index_html(by_layer, settings, directory, report))
+    _write(index, _index_html(by_layer, settings, directory, report, links))
     return index
 
 
@@ -74,7 +78,8 @@ def _settings_html(settings: dict) -> str:
     return f"<p class=\"settings\">{items}</p>{note}"
 
 
-def _index_html(by_layer: dict[str, list[dict]], settings: dict, directory: Path, report: Path | None) -> str:
+def _index_html(by_layer: dict[str, list[dict]], settings: dict, directory: Path, report: Path | None,
+                links=()) -> str:
     rows = []
     for layer, records in by_layer.items():
         preview = "".join(
@@ -87,6 +92,7 @@ def _index_html(by_layer: dict[str, list[dict]], settings: dict, directory: Path
     if report is not None:
         relative = Path(report).resolve().relative_to(directory.resolve()).as_posix()
         report_link = f"<p><a id=\"report\" href=\"{_e(relative)}\">circuit report</a></p>"
+    report_link += "".join(f"<p><a class=\"extra\" href=\"{_e(href)}\">{_e(text)}</a></p>" for href, text in links)
     body = (f"<h1>Atlas of {_e(settings.get('model', 'model'))}</h1>{_settings_html(settings)}{report_link}"
             f"<table class=\"layers\"><tr><th>layer</th><th>units</th><th></th></tr>{''.join(rows)}</table>")
     return _page(f"Atlas of {settings.get('model', 'model')}", body, 0)
@@ -250,7 +256,31 @@ def _never_active_html(record: dict) -> str:
             "so the image is the barely changed start</span>")
 
 
+def _unit_href(present: set):
+    """``(layer, unit) -> relative page`` from a unit page, or None for a unit this atlas has no page of."""
+    return lambda layer, unit: (f"../../units/{slug(layer)}/{unit}.html"
+                                if unit is not None and (layer, unit) in present else None)
+
+
+def _neighbourhood_html(record: dict, present: set) -> str:
+    """The strongest inputs and outputs as an inline SVG graph (edges by the sign of the net weight)."""
+    from circuits_vision.atlas.neighbourhood import neighbourhood_svg
+
+    def nodes(links) -> list[dict]:
+        return [{"layer": link["layer"], "unit": link.get("unit"), "strength": float(link.get("norm") or 0),
+                 "sign": link.get("net")} for link in links] if isinstance(links, list) else []
+
+    inputs, outputs = nodes(record.get("inputs")), nodes(record.get("outputs"))
+    if not inputs and not outputs:
+        return "<p class=\"note\" id=\"neighbourhood\">no weight links computed</p>"
+    return neighbourhood_svg(f"{record['layer']}:{record['unit']}", inputs, outputs, _unit_href(present))
+
+
 def _unit_html(record: dict, present: set, neighbours) -> str:
+    if record.get("dictionary_of"):  # a dictionary feature, not a neuron
+        from circuits_vision.atlas.dictionary_pages import unit_html
+
+        return unit_html(record, present, neighbours)
     layer, unit = record["layer"], record["unit"]
     name = f"{layer}:{unit}"
     label = f"<p class=\"unitlabel\" id=\"label\">{_e(record['label'])}</p>" if record.get("label") else ""
@@ -271,6 +301,7 @@ def _unit_html(record: dict, present: set, neighbours) -> str:
         f"<tr><th>branch</th><td id=\"branch\">{_e(branch if branch is not None else 'not a branch layer')}</td></tr>"
         f"<tr><th>tuning</th><td id=\"tuning\">{_tuning_html(record.get('tuning'))}</td></tr>"
         f"<tr><th>final objective</th><td>{_e(record.get('loss'))}{_never_active_html(record)}</td></tr></table>"
+        + "<h2>circuit neighbourhood</h2>" + _neighbourhood_html(record, present)
         + _weights_html("strongest inputs (expanded weights)", record.get("inputs"), present, "inputs")
         + _weights_html("strongest outputs (expanded weights)", record.get("outputs"), present, "outputs")
         + "<h2>dataset examples</h2>" + _examples_html(record.get("examples"))
