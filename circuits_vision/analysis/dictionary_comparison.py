@@ -86,7 +86,8 @@ class DictionaryComparison:
 
     def __str__(self) -> str:
         s = self.summary()
-        before = "" if s["alive_before_resampling"] is None else f" ({s['alive_before_resampling']} before resampling)"
+        before = "" if s["alive_before_resampling"] is None else (
+            f" ({s['alive_before_resampling']} on the sample of the first resampling round, before it)")
         lines = [f"dictionary of {self.layer!r}: {s['alive']}/{s['features']} features alive{before}, "
                  f"fraction of variance unexplained {s['fraction_unexplained']:.3f}, L0 {s['l0']:.2f}"]
         if self.feature_scores:

@@ -126,7 +126,9 @@ def write_comparison(directory: str | Path, made, records: list[dict], present: 
     before = s["alive_before_resampling"]
     facts = [
         ("features", s["features"]),
-        ("alive (active on a training vector)", f"{s['alive']}" + ("" if before is None else f" ({before} before resampling)")),
+        ("alive (active on a training vector)", f"{s['alive']}" + ("" if before is None else (
+            f"; {before} were active on the sample of step {made.found.resampled[0]['step']}, before the first "
+            "resampling"))),
         ("resampling rounds", "; ".join(f"step {r['step']}: {r['dead']} dead re-initialised" for r in made.found.resampled)
          or "none"),
         ("fraction of variance unexplained (training scenes)", f"{s['fraction_unexplained']:.4f}"),
