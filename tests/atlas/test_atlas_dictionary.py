@@ -11,23 +11,7 @@ from circuits_vision.atlas import analyses, dictionary_units, store
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.neighbourhood import NEGATIVE, POSITIVE, neighbourhood_svg
 
-OPTIONS = {"steps": 300, "l1": 0.05}
 FEATURE_LAYER = "mixed3b/dictionary"
-
-
-def _build(tiny, out, messages, **config):
-    return atlas.build(tiny, ["mixed3a", "mixed3b"], out, steps=2, size=32, progress=False, report=False,
-                       parts=["inputs", "outputs", "polysemanticity", "dictionary"],
-                       config=atlas.AtlasConfig(chunk_size=8, log=messages.append, dictionary_options=OPTIONS,
-                                                **config))
-
-
-@pytest.fixture(scope="module")
-def dictionary_atlas(tiny, tmp_path_factory):
-    out = tmp_path_factory.mktemp("dictionary_atlas")
-    messages = []
-    _build(tiny, out, messages, dictionary_features=24)
-    return out, messages
 
 
 def _features(out):
@@ -90,16 +74,16 @@ def test_feature_pages_link_neurons_and_the_comparison_counts_cleaner_features(d
     assert comparison.count('<rect class="features"') == 10 and 'id="scores"' in comparison
 
 
-def test_a_rerun_loads_the_dictionary_and_other_settings_train_it_again(tiny, dictionary_atlas):
+def test_a_rerun_loads_the_dictionary_and_other_settings_train_it_again(tiny, dictionary_atlas, build_with_dictionary):
     out, _ = dictionary_atlas
     pt = out / "dictionary" / "mixed3b.pt"
     before, pages = pt.stat().st_mtime_ns, sorted(_features(out))
     messages = []
-    _build(tiny, out, messages, dictionary_features=24)
+    build_with_dictionary(tiny, out, messages, dictionary_features=24)
     assert pt.stat().st_mtime_ns == before and sorted(_features(out)) == pages
     assert not any("trained with other settings" in m or "rendered" in m for m in messages)
     messages = []
-    _build(tiny, out, messages, dictionary_features=12)
+    build_with_dictionary(tiny, out, messages, dictionary_features=12)
     assert any("trained with other settings" in m for m in messages)
     assert dictionary.Dictionary.load(pt).n_features == 12
     assert max(_features(out)) < 12
@@ -108,7 +92,8 @@ def test_a_rerun_loads_the_dictionary_and_other_settings_train_it_again(tiny, di
     # and a run that does not ask for the part still shows it
     atlas.build(tiny, ["mixed3a", "mixed3b"], out, steps=2, size=32, progress=False, report=False,
                 parts=["inputs"], config=atlas.AtlasConfig(chunk_size=8, log=messages.append,
-                                                           dictionary_features=12, dictionary_options=OPTIONS))
+                                                           dictionary_features=12,
+                                                           dictionary_options={"steps": 300, "l1": 0.05}))
     assert len(_features(out)) > 0
 
 
