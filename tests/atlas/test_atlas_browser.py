@@ -198,6 +198,11 @@ def test_click_from_index_to_a_dictionary_feature_and_through_its_neighbourhood(
         shutil.copy(tmp_path / "feature.png", Path(os.environ["CIRCUITS_VISION_KEEP_SCREENSHOT"]).with_name("feature.png"))
     node = browser.find_element(By.CSS_SELECTOR, "#neighbourhood a.node circle")  # the strongest neuron, first
     browser.execute_script("arguments[0].scrollIntoView()", node)
+    graph = tmp_path / "neighbourhood.png"
+    browser.find_element(By.ID, "neighbourhood").screenshot(str(graph))
+    assert graph.stat().st_size > 1000
+    if os.environ.get("CIRCUITS_VISION_KEEP_SCREENSHOT"):
+        shutil.copy(graph, Path(os.environ["CIRCUITS_VISION_KEEP_SCREENSHOT"]).with_name("neighbourhood.png"))
     node.click()
     assert browser.title == f"{strongest} - atlas"
     browser.back()
