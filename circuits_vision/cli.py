@@ -26,7 +26,8 @@ from pathlib import Path
 
 FACTORY_NAMES = ("model", "build_model", "create_model")
 PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples", "polysemanticity",
-         "facets", "dictionary")  # circuits_vision.atlas.analyses.PARTS, and the dictionary part
+         "facets")  # circuits_vision.atlas.analyses.PARTS
+DICTIONARY_PART = "dictionary"  # circuits_vision.atlas.dictionary_units.PART: features of a sparse autoencoder
 # The demo: the shipped model's default layers (the first 32 units of each) and the 3a -> 3b report,
 # sized for ~2-4 minutes on a busy 2-core CPU.
 DEMO = {"layers": None, "units_per_layer": 32, "steps": 96, "size": 64,
@@ -149,7 +150,7 @@ def run_demo(args) -> int:
     model = load_model("shapes", None)
     from circuits_vision.atlas.analyses import DEFAULT_PARTS
 
-    parts = (*DEFAULT_PARTS, "dictionary") if args.dictionary else None
+    parts = (*DEFAULT_PARTS, DICTIONARY_PART) if args.dictionary else None
     result = atlas.build(model, layers=DEMO["layers"], out=args.out, steps=DEMO["steps"], size=DEMO["size"],
                          units_per_layer=DEMO["units_per_layer"], model_name="shapes", report=DEMO["report"],
                          parts=parts, config=atlas.AtlasConfig(report_whole_layers=True))
@@ -211,7 +212,7 @@ def make_parser() -> argparse.ArgumentParser:
                        help="folder of images for dataset examples (default: 2048 scenes of the shipped model's "
                             "training distribution, outside its training and held-out sets)")
     build.add_argument("--no-report", action="store_true", help="skip the circuit report")
-    build.add_argument("--parts", nargs="+", default=None, choices=PARTS,
+    build.add_argument("--parts", nargs="+", default=None, choices=(*PARTS, DICTIONARY_PART),
                        help="per-unit analyses to compute (default all but facets and dictionary)")
     build.add_argument("--dictionary-layers", nargs="+", default=None,
                        help="layers whose sparse-autoencoder features the dictionary part shows (default: the "
