@@ -124,9 +124,10 @@ def _synthetic_layer(directory: Path, n: int) -> list[dict]:
 
     store.save_png(directory / "img" / "unit.png", __import__("torch").full((3, 8, 8), 0.5))
     branches = ["1x1", "3x3", "5x5", "pool"]
+    family = {"kind": "rotation", "members": [], "size": 4, "score": 0.9, "angle": 90}
     records = [{"layer": "big", "unit": u, "image": "img/unit.png", "page": f"units/big/{u}.html",
                 "label": f"curve {u}" if u % 97 == 0 else None,
-                "family": {"family": u % 7, "kind": "rotation", "members": [], "size": 4, "score": 0.9, "angle": 90} if u % 5 == 0 else "no rotation family",
+                "family": {**family, "family": u % 7} if u % 5 == 0 else "no rotation family",
                 "branch": branches[u % 4], "tuning": {"color_category": "color" if u % 3 else "both",
                                                       "orientation_selectivity": round((u * 37 % 101) / 100, 2)},
                 "polysemanticity": {"score": round((u * 53 % 89) / 44, 3)}} for u in range(n)]
