@@ -9,6 +9,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from circuits_vision.analysis.dictionary_comparison import compare
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.neighbourhood import neighbourhood_svg
 from circuits_vision.atlas.store import atomic_write_text
@@ -121,6 +122,7 @@ def write_comparison(directory: str | Path, made, records: list[dict], present: 
         atomic_write_text(path, viewer._page(title, body, 1), fsync=False)
         return path
     c, s = made.comparison, made.comparison.summary()
+    strongest = compare(made.found, c.feature_scores, c.neuron_scores, cover=1)
     heldout = made.quality.get("heldout", {})
     feature_layer = records[0]["layer"] if records else f"{made.layer}/dictionary"
     before = s["alive_before_resampling"]
@@ -138,7 +140,10 @@ def write_comparison(directory: str | Path, made, records: list[dict], present: 
         ("features with pages (scored)", s["features_scored"]),
         ("neurons scored", s["neurons_scored"]),
         ("mean polysemanticity: features / neurons", f"{s['mean_feature_score']} / {s['mean_neuron_score']}"),
-        ("features cleaner than the cleanest covering neuron", f"{s['cleaner']} of {s['compared']}"),
+        (f"features cleaner than the cleanest of their {len(next(iter(c.covering.values()), [])) or 3} covering "
+         "neurons", f"{s['cleaner']} of {s['compared']}"),
+        ("features cleaner than their strongest neuron (largest decoder weight)",
+         f"{len(strongest.cleaner)} of {strongest.compared}"),
         ("time (s)", ", ".join(f"{k} {v}" for k, v in made.seconds.items()) or "all loaded from this atlas"),
     ]
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)

@@ -70,7 +70,9 @@ def test_feature_pages_link_neurons_and_the_comparison_counts_cleaner_features(d
     assert sorted(u for u, r in records.items() if r["cleaner"]) == cleaner
     assert all(r["covering"] == [n["unit"] for n in r["neurons"][:3]] for r in records.values())
     comparison = (out / "dictionary" / "mixed3b.html").read_text()
-    assert f"{len(cleaner)} of {len(records)}" in comparison
+    assert f"covering neurons</th><td>{len(cleaner)} of {len(records)}</td>" in comparison
+    strongest = sum(r["polysemanticity"]["score"] < neuron_scores[r["neurons"][0]["unit"]] for r in records.values())
+    assert f"(largest decoder weight)</th><td>{strongest} of {len(records)}</td>" in comparison
     assert comparison.count('<rect class="features"') == 10 and 'id="scores"' in comparison
 
 
