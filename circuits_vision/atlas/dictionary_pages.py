@@ -131,6 +131,9 @@ def write_comparison(directory: str | Path, made, records: list[dict], present: 
         ("alive (active on a training vector)", f"{s['alive']}" + ("" if before is None else (
             f"; {before} were active on the sample of step {made.found.resampled[0]['step']}, before the first "
             "resampling"))),
+        ("alive features active on at least 4 / 16 / 64 training positions", " / ".join(
+            str(sum(v * made.quality["positions"] >= t - 1e-6 for v in made.quality["frequency"])) for t in (4, 16, 64))
+         if "positions" in made.quality else "not measured"),
         ("resampling rounds", "; ".join(f"step {r['step']}: {r['dead']} dead re-initialised" for r in made.found.resampled)
          or "none"),
         ("fraction of variance unexplained (training scenes)", f"{s['fraction_unexplained']:.4f}"),

@@ -10,8 +10,8 @@ Every live feature (active on at least one training vector) becomes a unit of th
 direction), its dataset examples and polysemanticity score (the feature's activation, read as a layer
 by :func:`~circuits_vision.analysis.dictionary.attached`), its strongest neurons (decoder weights) and its
 circuit neighbourhood. ``dictionary/<layer>.html`` compares neurons and features
-(:mod:`circuits_vision.analysis.dictionary_comparison`). With ``units_per_layer`` only the first N live
-features get pages.
+(:mod:`circuits_vision.analysis.dictionary_comparison`). With ``units_per_layer`` only the N most often
+active features get pages.
 
 Files (besides the pages): ``dictionary/<layer>.pt`` (``weights_only``-loadable, atomic) and ``.json``
 (its settings and training time), ``img/<layer>_dictionary-*/<f>.png``, and per part
@@ -131,10 +131,13 @@ def train_or_load(model: nn.Module, layer: str, directory: str | Path, *, n_feat
     return found, seconds
 
 
-def _cached_part(directory: Path, layer: str, part: str, make: Callable[[], dict]) -> dict:
+def _cached_part(directory: Path, layer: str, part: str, make: Callable[[], dict], need=()) -> dict:
+    """A part from ``analysis/``, or made now when it is missing or lacks one of the features in ``need``."""
     path = _part_path(directory, layer, part)
     if path.is_file():
-        return read_json(path, fix="delete it and rerun to compute it again")
+        value = read_json(path, fix="delete it and rerun to compute it again")
+        if isinstance(value, dict) and all(str(f) in value for f in need):
+            return value
     value = make()
     atomic_write_text(path, json.dumps(value))
     return value
@@ -147,7 +150,7 @@ def _quality(model: nn.Module, found: sae.Dictionary, n_scenes: int) -> dict:
     for part in train.split(16384):
         frequency += (found.encode(part) > 0).float().sum(0)
     heldout = sae.quality(found, sae.activations(model, found.layer, _scenes(model, HELDOUT_SCENES, HELDOUT_SEED)))
-    return {"frequency": [round(float(v), 6) for v in frequency / train.shape[0]],
+    return {"frequency": [float(v) for v in frequency / train.shape[0]], "positions": int(train.shape[0]),
             "train": {"fraction_unexplained": found.fraction_unexplained, "l0": found.l0, "dead": found.dead},
             "heldout": {**heldout, "scenes": HELDOUT_SCENES, "seed": HELDOUT_SEED}}
 
@@ -211,17 +214,19 @@ def _layer_units(model, directory: Path, layer: str, previous: str | None, *, co
     quality = timed("quality", lambda: _cached_part(directory, layer, "quality",
                                                      lambda: _quality(model, found, analyses.EXAMPLE_SCENES)))
     live = [f for f, v in enumerate(quality["frequency"]) if v > 0]
-    shown = live if units_per_layer is None else live[: int(units_per_layer)]
+    if units_per_layer is not None:  # the most often active features: rare ones have too few examples to judge
+        live = sorted(sorted(live, key=lambda f: -quality["frequency"][f])[: int(units_per_layer)])
+    shown = live
     rendered = timed("render", lambda: _render(model, directory, layer, found, shown, steps=steps, size=size,
                                                 seed=seed, render_options=render_options, log=log))
     with sae.attached(model, found) as hook_name:
         examples = timed("examples", lambda: _cached_part(
             directory, layer, "examples", lambda: {str(f): v for f, v in analyses.examples(
-                model, hook_name, images, directory, k, shown).items()}))
+                model, hook_name, images, directory, k, shown).items()}, need=shown))
         poly = timed("polysemanticity", lambda: _cached_part(
             directory, layer, "polysemanticity", lambda: {str(f): {**v, "layer": feature_layer(layer)} for f, v in
                                                           analyses.polysemanticity(model, hook_name, previous,
-                                                                                   shown).items()}))
+                                                                                   shown).items()}, need=shown))
     feature_scores = {int(f): float(v["score"]) for f, v in poly.items() if isinstance(v, dict) and int(f) in shown}
     from circuits_vision.analysis.dictionary_comparison import covering_neurons
 

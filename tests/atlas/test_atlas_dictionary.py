@@ -131,3 +131,14 @@ def test_the_neighbourhood_escapes_names_and_links_only_known_units():
     widths = [float(w) for w in re.findall(r'stroke-width="([0-9.]+)"', svg)]
     assert widths == [5.0, 3.0, 3.0]  # 1 + 4 x strength / strongest
     assert f'stroke="{NEGATIVE}"' in svg and f'stroke="{POSITIVE}"' in svg and 'stroke="#999999"' in svg
+
+
+def test_a_small_atlas_pages_the_most_often_active_features(tiny, tmp_path):
+    out = tmp_path / "small"
+    atlas.build(tiny, ["mixed3a", "mixed3b"], out, steps=2, size=32, progress=False, report=False, units_per_layer=4,
+                parts=["dictionary"], config=atlas.AtlasConfig(chunk_size=8, log=lambda m: None, dictionary_features=24,
+                                                               dictionary_options={"steps": 300, "l1": 0.05}))
+    found = dictionary.Dictionary.load(out / "dictionary" / "mixed3b.pt")
+    frequency = (_feature_acts(tiny, found) > 0).float().mean((0, 1))  # [F]
+    assert sorted(_features(out)) == sorted(frequency.argsort(descending=True)[:4].tolist())
+    assert "active on at least 4 / 16 / 64 training positions" in (out / "dictionary" / "mixed3b.html").read_text()
