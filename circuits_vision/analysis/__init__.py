@@ -4,7 +4,8 @@
   :func:`between`); :mod:`.groups` (:func:`neuron_groups`) and :mod:`.semantic_dictionary`
   (:func:`semantic_dictionary`): the Building Blocks views.
 - :mod:`.dictionary` (:func:`.dictionary.train`): a sparse autoencoder's dictionary features of a
-  layer (superposition).
+  layer (superposition), with dead-feature resampling; :mod:`.dictionary_comparison`
+  (:func:`.dictionary_comparison.compare`): neurons against those features.
 - :mod:`.polysemanticity` (:func:`.polysemanticity.polysemanticity`): is a unit one thing or several (example
   clusters and a score).
 - :mod:`.ablation` (:func:`ablate`) and :mod:`.curve_circuits`: accuracy deltas of unit sets, and the
@@ -13,7 +14,7 @@
 from circuits_vision.analysis import branches, unit_categories  # noqa: F401  (cv.analysis.branches)
 from circuits_vision.analysis import dataset_examples, tuning  # noqa: F401
 from circuits_vision.analysis import equivariance, motifs  # noqa: F401  (cv.analysis.equivariance, cv.analysis.motifs)
-from circuits_vision.analysis import attribution, dictionary, groups  # noqa: F401
+from circuits_vision.analysis import attribution, dictionary, dictionary_comparison, groups  # noqa: F401
 from circuits_vision.analysis import semantic_dictionary as _semantic_dictionary_module  # noqa: F401
 from circuits_vision.analysis.attribution import Attribution, Target, UnitAttribution, attribute, between  # noqa: F401
 # cv.analysis.semantic_dictionary stays the function (its module is analysis/semantic_dictionary.py)
