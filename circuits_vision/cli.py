@@ -105,7 +105,9 @@ def run_atlas(args) -> int:
     model = load_model(args.model, args.weights)
     if args.images is not None and not Path(args.images).is_dir():
         raise CommandError(f"--images {args.images!r} is not a folder of images")
-    size = args.size or min(getattr(model, "input_size", 128), 128)
+    from circuits_vision.hooks import model_input_size
+
+    size = args.size or min(model_input_size(model, default=128), 128)
     try:
         result = atlas.build(
             model, layers=args.layers, out=args.out, steps=args.steps, size=size, seed=args.seed,

@@ -134,7 +134,7 @@ def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: 
 
 
 def _plant_curve_family(model, size, pairs, partners, rounds: int = 3):
-    bottleneck, conv5x5 = _conv(model, "mixed3b_5x5_bottleneck"), _conv(model, "mixed3b_5x5")
+    bottleneck = _conv(model, "mixed3b_5x5_bottleneck")
     for k, unit in enumerate(partners):
         _one_hot_row(bottleneck, k, unit)
     # The stimuli are drawn where mixed3b's centre position looks, which the planted units themselves

@@ -31,7 +31,8 @@ from circuits_vision import stimuli
 from circuits_vision.analysis.ablation import AblationReport, ablate
 from circuits_vision.analysis.curve_circuits import orientation_difference
 from circuits_vision.analysis.tuning import CurveDetector, find_curve_detectors, tuning_curves
-from circuits_vision.hooks import get_layer, resolve_layer
+from circuits_vision.hooks import eval_mode, get_layer, model_input_size, resolve_layer
+from circuits_vision.results import Result
 
 __all__ = ["EchoReport", "ReplacementReport", "echo", "replace_curve_detectors", "rotate_kernels"]
 
@@ -123,7 +124,7 @@ def _expansion(model, source, target):
 
 
 @dataclass
-class EchoReport:
+class EchoReport(Result):
     """One downstream curve detector's tuning before and after removing its opposite-orientation inhibition.
 
     Attributes:
@@ -180,7 +181,7 @@ class EchoReport:
 
 
 def _tuning(model, layer, unit, baseline=None):
-    size = getattr(model, "input_size", 224)
+    size = model_input_size(model)
     radii = [size / 8, size / 6, size / 4.5, size / 3.5]  # find_curve_detectors' defaults
     return tuning_curves(model, layer, [unit], stimuli.curves,
                          {"orientation": list(range(0, 360, 5)), "radius": radii},
@@ -263,7 +264,7 @@ def rotate_kernels(kernels: torch.Tensor, degrees: float) -> torch.Tensor:
 
 
 @dataclass
-class ReplacementReport:
+class ReplacementReport(Result):
     """Accuracy with the downstream curve detectors original, ablated, and replaced by hand-built units.
 
     Attributes:
@@ -402,12 +403,10 @@ def replace_curve_detectors(
         relu, channel = _branch_of(model, target, unit)
         hooks.append(get_layer(model, f"{relu}_pre_relu_conv").register_forward_hook(
             lambda m, i, o, unit=unit, channel=channel: captured.__setitem__(unit, o[:, channel])))
-    was_training = model.training
-    model.eval()
     try:
-        model(fit_images)
+        with eval_mode(model):
+            model(fit_images)
     finally:
-        model.train(was_training)
         for h in hooks:
             h.remove()
     scale_bias, r2 = {}, []

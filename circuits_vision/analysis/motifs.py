@@ -19,15 +19,16 @@ All functions take expanded weights ``E [C_target, C_source, kh, kw]`` between t
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from circuits_vision.analysis.equivariance import transforms as T
-from circuits_vision.analysis.equivariance import Family, circular_difference
 from circuits_vision.analysis._circuit_edit import ConvLinks, conv_links, layer_read_by
+from circuits_vision.analysis.equivariance import Family, circular_difference
+from circuits_vision.analysis.equivariance import transforms as T
+from circuits_vision.hooks import model_input_size
+from circuits_vision.results import Result
 
 __all__ = [
     "CircuitEquivariance",
@@ -67,8 +68,8 @@ def _step(fam: Family) -> float:
 # Equivariant circuits
 
 
-@dataclass
-class CircuitEquivariance:
+@dataclass(repr=False)
+class CircuitEquivariance(Result):
     """How well the weights between two families follow the rotation symmetry.
 
     Attributes:
@@ -90,6 +91,11 @@ class CircuitEquivariance:
     n_weights: int
     n_parameters: int
     reduction: float
+
+    def table(self) -> list[dict]:
+        """One row per relative angle: its canonical kernel's energy (sum of squares) and net weight."""
+        return [{"relative_angle": a, "energy": float(k.pow(2).sum()), "net_weight": float(k.sum())}
+                for a, k in zip(self.relative_angles, self.kernels)]
 
 
 def equivariant_circuit(
@@ -152,8 +158,8 @@ def _explained(block: torch.Tensor, a: torch.Tensor, b: torch.Tensor, step: floa
 # Curve-circuit pattern
 
 
-@dataclass
-class CurvePattern:
+@dataclass(repr=False)
+class CurvePattern(Result):
     """Net weight between two families as a function of their relative angle.
 
     Attributes:
@@ -172,6 +178,10 @@ class CurvePattern:
     period: float
     excites_aligned: bool
     inhibits_opposite: bool
+
+    def table(self) -> list[dict]:
+        """The profile: one row per relative angle with its net weight."""
+        return [{"relative_angle": a, "net_weight": w} for a, w in zip(self.relative_angles, self.net_weight)]
 
     @property
     def holds(self) -> bool:
@@ -432,8 +442,8 @@ def zero_inhibition(
     return edited, zeroed
 
 
-@dataclass
-class EchoResult:
+@dataclass(repr=False)
+class EchoResult(Result):
     """Tuning of the target family before and after zeroing inhibition.
 
     Attributes:
@@ -452,6 +462,11 @@ class EchoResult:
     zeroed: int
     notes: list[str] = field(default_factory=list)
 
+    def table(self) -> list[dict]:
+        """One row per target member: its echo before and after zeroing the inhibition."""
+        return [{"unit": u, "echo_before": float(b), "echo_after": float(a)}
+                for u, b, a in zip(self.units, self.echo_before.tolist(), self.echo_after.tolist())]
+
 
 def echo_experiment(
     model: nn.Module, source: str, target: str, source_family: Family, target_family: Family, *,
@@ -467,7 +482,7 @@ def echo_experiment(
     from circuits_vision.analysis.tuning import tuning_curves
 
     edited, zeroed = zero_inhibition(model, source, target, source_family, target_family, which=which)
-    size = getattr(model, "input_size", 224)
+    size = model_input_size(model)
     fixed = {"radius": radius or size / 6, "thickness": thickness or max(size / 16, 1.0)}
     angles = torch.arange(orientations, dtype=torch.float32) * (360.0 / orientations)
     curves = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +23,10 @@ from tqdm.auto import tqdm
 
 from circuits_vision import hooks, optvis
 from circuits_vision._utils import derive_seed
-from circuits_vision.optvis import RenderConfig
 from circuits_vision.atlas import store
 from circuits_vision.atlas.config import AtlasConfig
 from circuits_vision.atlas.layers import default_layers, slug
+from circuits_vision.optvis import RenderConfig
 
 DEFAULT_CHUNK = 32
 

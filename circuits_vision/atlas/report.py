@@ -10,13 +10,13 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
-from html import escape
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from circuits_vision._utils import escape_html, first_line
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_bytes, atomic_write_text, read_json
 
@@ -47,7 +47,7 @@ def check_order(model: nn.Module, source: str, target: str) -> None:
     def seen(name: str):
         return lambda module, inputs, output: order.append(name) if name not in order else None
 
-    size = getattr(model, "input_size", 224)
+    size = hooks.model_input_size(model)
     with torch.no_grad(), hooks.eval_mode(model), hooks.hooked(model, {source: seen(source), target: seen(target)}):
         model(hooks.probe_input(model, size))
     missing = [name for name in (source, target) if name not in order]
@@ -59,8 +59,7 @@ def check_order(model: nn.Module, source: str, target: str) -> None:
                               f"the later one: swap them (report {target} {source})")
 
 
-def _e(value) -> str:
-    return escape(str(value), quote=True)
+_e = escape_html
 
 
 def _save_figure(figure, path: Path) -> str:
@@ -88,8 +87,8 @@ def _atlas_pictures(atlas_dir: Path | None, layer: str, units: list[int]) -> dic
     """Feature visualizations of ``units`` from an atlas directory, if all are there."""
     if atlas_dir is None:
         return None
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     pictures = {}
     for unit in units:
@@ -222,7 +221,7 @@ def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_de
             if significant else "no category x branch cell reaches Bonferroni p &lt; 0.01") + "</p>")
         name = _save_figure(viz_branches.plot_report(found, title=f"{target}: {categories} units per branch"),
                             out / f"{slug(target)}_branches_{categories}.png")
-        parts.append(f"<pre>{_e(found.table())}</pre>" + _figure_html(name, f"{categories} categories per branch"))
+        parts.append(f"<pre>{_e(str(found))}</pre>" + _figure_html(name, f"{categories} categories per branch"))
     return "".join(parts)
 
 
@@ -402,7 +401,7 @@ def circuit_report(
         try:
             sections.append(make())
         except Exception as error:  # this section cannot be computed here: say why, keep the others
-            first = (str(error).strip().splitlines() or [""])[0]
+            first = first_line(error)
             sections.append(f"<h2>{_e(name)}</h2><p class=\"note\">not computed: {_e(type(error).__name__)}: {_e(first)}</p>")
         finally:
             bar.update(1)

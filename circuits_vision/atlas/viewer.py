@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import shutil
 from collections import defaultdict
-from html import escape
 from importlib import resources
 from pathlib import Path
 
+from circuits_vision._utils import escape_html
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import atomic_write_text
 
@@ -22,8 +22,7 @@ STYLE = "atlas.css"
 SCRIPT = "atlas.js"  # the layer pages' filters: a local file, so pages work from file:// and offline
 
 
-def _e(value) -> str:
-    return escape(str(value), quote=True)
+_e = escape_html
 
 
 def _page(title: str, body: str, depth: int) -> str:
@@ -141,7 +140,7 @@ def _layer_html(layer: str, records: list[dict], layers: list[str], i: int) -> s
         + "<label>polysemanticity &ge; <input name=\"minscore\" type=\"number\" step=\"0.05\" min=\"0\"></label>"
         "<label>sort <select name=\"sort\"><option value=\"unit\">unit</option><option value=\"selectivity\">"
         "orientation selectivity</option><option value=\"score\">polysemanticity</option></select></label>"
-        f"<span id=\"shown\" class=\"note\"></span></form>"
+        "<span id=\"shown\" class=\"note\"></span></form>"
     )
     body = (f"<nav>{' | '.join(links)}</nav><h1>{_e(layer)}</h1><p>{len(records)} units</p>{filters}"
             f"<div class=\"grid\" id=\"units\">{''.join(cells)}</div><script src=\"../{SCRIPT}\" defer></script>")

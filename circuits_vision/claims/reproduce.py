@@ -15,6 +15,7 @@ from circuits_vision.claims.registry import Claim, missing_layers, select
 from circuits_vision.claims.report import Reproduction, write
 from circuits_vision.claims.result import NOT_APPLICABLE, ClaimResult, NotApplicable
 from circuits_vision.claims.store import Store, fingerprint
+from circuits_vision.hooks import model_input_size
 
 
 def run_claim(claim: Claim, ctx: Context) -> ClaimResult:
@@ -56,7 +57,7 @@ def reproduce(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
-    size = int(size or getattr(model, "input_size", 224))
+    size = int(size or model_input_size(model))
     if size < 32:
         raise ValueError(f"size must be at least 32 px (the stimuli need room), got {size}")
     chosen = select(claims)

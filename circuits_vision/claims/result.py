@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from circuits_vision.results import Result
+
 HOLDS, PARTLY, FAILS, NOT_APPLICABLE = "holds", "partly", "fails", "not applicable"
 VERDICTS = (HOLDS, PARTLY, FAILS, NOT_APPLICABLE)
 
@@ -14,7 +16,7 @@ class NotApplicable(Exception):
 
 
 @dataclass
-class ClaimResult:
+class ClaimResult(Result):
     """The outcome of one claim on one model.
 
     Attributes:

@@ -11,7 +11,6 @@ from circuits_vision.analysis.equivariance import Family
 from circuits_vision.models import planted
 from circuits_vision.weights import expanded_weights
 
-
 # Tiny tensors: one thread avoids oversubscription on a shared machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -221,7 +221,6 @@ def test_dataset_examples_from_an_image_folder(tiny, tmp_path):
 
 
 def test_dataset_examples_default_to_held_out_scenes_with_the_crop_outlined(tiny, tmp_path):
-    from circuits_vision.analysis.dataset_examples import top_activating
     from circuits_vision.atlas import analyses
     from circuits_vision.models.train_shapes import HELDOUT_SEED_OFFSET
     from circuits_vision.stimuli.scenes import COLOR_NAMES, SHAPE_CLASSES, scene_batches
@@ -245,12 +244,12 @@ def test_dataset_examples_default_to_held_out_scenes_with_the_crop_outlined(tiny
         for j, (top, left, bottom, right) in enumerate(value["boxes"]):
             assert (bottom - top, right - left) == (16, 16)
             picture = whole[:, :, j * 32 * scale : (j + 1) * 32 * scale]
-            t, l = max(0, top) * scale, max(0, left) * scale
-            b, r = min(32, bottom) * scale - 1, min(32, right) * scale - 1
+            y0, x0 = max(0, top) * scale, max(0, left) * scale
+            y1, x1 = min(32, bottom) * scale - 1, min(32, right) * scale - 1
             # black rim on the box edge, orange line just inside it
-            assert torch.allclose(picture[:, t, l : r + 1], torch.zeros(3, 1), atol=0.01)
-            assert torch.allclose(picture[:, b, l : r + 1], torch.zeros(3, 1), atol=0.01)
-            assert torch.allclose(picture[:, t + 1, l + 1 : r], torch.tensor(analyses.OUTLINE)[:, None], atol=0.01)
+            assert torch.allclose(picture[:, y0, x0 : x1 + 1], torch.zeros(3, 1), atol=0.01)
+            assert torch.allclose(picture[:, y1, x0 : x1 + 1], torch.zeros(3, 1), atol=0.01)
+            assert torch.allclose(picture[:, y0 + 1, x0 + 1 : x1], torch.tensor(analyses.OUTLINE)[:, None], atol=0.01)
             # outside the box (and at its centre) the picture is the scene, enlarged
             small, scene = picture[:, ::scale, ::scale], scenes[index[j]]
             outside = torch.ones(32, 32, dtype=torch.bool)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from planted_inceptionv1 import planted_inceptionv1
 from torch import nn
 
 import circuits_vision as cv
@@ -15,7 +16,6 @@ from circuits_vision.claims import FAILS, HOLDS, NOT_APPLICABLE, ClaimResult
 from circuits_vision.claims.registry import CLAIMS
 from circuits_vision.claims.report import Reproduction, render_html
 from circuits_vision.cli import main
-from planted_inceptionv1 import planted_inceptionv1
 
 SIZE = 64
 PLANTED = ("curve_detectors", "curve_circuits", "branch_bw_mixed3a_5x5", "branch_curves_mixed3b_5x5",
