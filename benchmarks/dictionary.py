@@ -36,19 +36,25 @@ def main() -> None:
     size = analyses.scene_size(model)
     started = time.perf_counter()
     acts = dictionary.activations(model, args.layer, scene_batches(args.scenes, analyses.EXAMPLE_SEED, size=size))
-    heldout = dictionary.activations(model, args.layer, scene_batches(dictionary_units.HELDOUT_SCENES,
-                                                                      dictionary_units.HELDOUT_SEED, size=size))
-    print(f"{args.layer}: {tuple(acts.shape)} training vectors in {time.perf_counter() - started:.1f} s; "
-          f"{torch.get_num_threads()} thread(s)")
+    heldout = dictionary.activations(
+        model, args.layer, scene_batches(dictionary_units.HELDOUT_SCENES, dictionary_units.HELDOUT_SEED, size=size)
+    )
+    print(
+        f"{args.layer}: {tuple(acts.shape)} training vectors in {time.perf_counter() - started:.1f} s; "
+        f"{torch.get_num_threads()} thread(s)"
+    )
     for rounds in args.resample:
         started, cpu = time.perf_counter(), time.process_time()
-        found = dictionary.train(model, args.layer, acts, n_features=args.features, steps=args.steps, seed=args.seed,
-                                 resample=rounds)
+        found = dictionary.train(
+            model, args.layer, acts, n_features=args.features, steps=args.steps, seed=args.seed, resample=rounds
+        )
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         check = dictionary.quality(found, heldout)
-        print(f"resample={rounds}: {wall:.1f} s wall ({cpu:.1f} s CPU), alive {found.alive}/{found.n_features}, "
-              f"FVU {found.fraction_unexplained:.4f} (held-out {check['fraction_unexplained']:.4f}), "
-              f"L0 {found.l0:.2f} (held-out {check['l0']:.2f}); rounds {found.resampled}")
+        print(
+            f"resample={rounds}: {wall:.1f} s wall ({cpu:.1f} s CPU), alive {found.alive}/{found.n_features}, "
+            f"FVU {found.fraction_unexplained:.4f} (held-out {check['fraction_unexplained']:.4f}), "
+            f"L0 {found.l0:.2f} (held-out {check['l0']:.2f}); rounds {found.resampled}"
+        )
 
 
 if __name__ == "__main__":

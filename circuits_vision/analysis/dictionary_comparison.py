@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from circuits_vision.analysis.dictionary import Dictionary
+from circuits_vision.results import Result
 
 __all__ = ["COVER", "DictionaryComparison", "compare", "covering_neurons", "planted_recovery"]
 
@@ -37,7 +38,7 @@ COVER = 3
 
 
 @dataclass
-class DictionaryComparison:
+class DictionaryComparison(Result):
     """Neurons vs dictionary features of one layer (definitions in the module docstring).
 
     ``covering``: ``{feature: [neurons]}``; ``cleaner``: features scoring below their cleanest covering
@@ -69,40 +70,67 @@ class DictionaryComparison:
         for feature, score in sorted(self.feature_scores.items()):
             neurons = self.covering.get(feature, [])
             known = [self.neuron_scores[n] for n in neurons if n in self.neuron_scores]
-            rows.append({"feature": feature, "score": round(score, 4), "covering": neurons,
-                         "cleanest_covering": round(min(known), 4) if len(known) == len(neurons) and known else None,
-                         "cleaner": feature in self.cleaner})
+            rows.append(
+                {
+                    "feature": feature,
+                    "score": round(score, 4),
+                    "covering": neurons,
+                    "cleanest_covering": round(min(known), 4) if len(known) == len(neurons) and known else None,
+                    "cleaner": feature in self.cleaner,
+                }
+            )
         return rows
 
     def summary(self) -> dict:
         """The headline figures as one flat dict (what a report shows)."""
-        return {"layer": self.layer, "features": self.n_features, "alive": self.alive,
-                "alive_before_resampling": self.alive_before_resampling,
-                "fraction_unexplained": round(self.fraction_unexplained, 4), "l0": round(self.l0, 3),
-                "features_scored": len(self.feature_scores), "neurons_scored": len(self.neuron_scores),
-                "compared": self.compared, "cleaner": len(self.cleaner),
-                "mean_feature_score": _mean(self.feature_scores), "mean_neuron_score": _mean(self.neuron_scores),
-                **({f"planted_{k}": round(v, 4) for k, v in self.planted.items()} if self.planted else {})}
+        return {
+            "layer": self.layer,
+            "features": self.n_features,
+            "alive": self.alive,
+            "alive_before_resampling": self.alive_before_resampling,
+            "fraction_unexplained": round(self.fraction_unexplained, 4),
+            "l0": round(self.l0, 3),
+            "features_scored": len(self.feature_scores),
+            "neurons_scored": len(self.neuron_scores),
+            "compared": self.compared,
+            "cleaner": len(self.cleaner),
+            "mean_feature_score": _mean(self.feature_scores),
+            "mean_neuron_score": _mean(self.neuron_scores),
+            **({f"planted_{k}": round(v, 4) for k, v in self.planted.items()} if self.planted else {}),
+        }
 
     def __str__(self) -> str:
         s = self.summary()
-        before = "" if s["alive_before_resampling"] is None else (
-            f" ({s['alive_before_resampling']} on the sample of the first resampling round, before it)")
-        lines = [f"dictionary of {self.layer!r}: {s['alive']}/{s['features']} features alive{before}, "
-                 f"fraction of variance unexplained {s['fraction_unexplained']:.3f}, L0 {s['l0']:.2f}"]
+        before = (
+            ""
+            if s["alive_before_resampling"] is None
+            else (f" ({s['alive_before_resampling']} on the sample of the first resampling round, before it)")
+        )
+        lines = [
+            f"dictionary of {self.layer!r}: {s['alive']}/{s['features']} features alive{before}, "
+            f"fraction of variance unexplained {s['fraction_unexplained']:.3f}, L0 {s['l0']:.2f}"
+        ]
         if self.feature_scores:
-            lines.append(f"polysemanticity: features mean {s['mean_feature_score']} ({s['features_scored']} scored), "
-                         f"neurons mean {s['mean_neuron_score']} ({s['neurons_scored']} scored)")
-            lines.append(f"{s['cleaner']} of {s['compared']} features are cleaner than the cleanest of their "
-                         f"{COVER} covering neurons")
+            lines.append(
+                f"polysemanticity: features mean {s['mean_feature_score']} ({s['features_scored']} scored), "
+                f"neurons mean {s['mean_neuron_score']} ({s['neurons_scored']} scored)"
+            )
+            lines.append(
+                f"{s['cleaner']} of {s['compared']} features are cleaner than the cleanest of their "
+                f"{COVER} covering neurons"
+            )
         if self.planted:
-            lines.append(f"planted directions recovered (mean best cosine): dictionary {self.planted['dictionary']:.3f}, "
-                         f"neurons {self.planted['neurons']:.3f}")
+            lines.append(
+                f"planted directions recovered (mean best cosine): dictionary {self.planted['dictionary']:.3f}, "
+                f"neurons {self.planted['neurons']:.3f}"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"DictionaryComparison({self.layer!r}, alive={self.alive}/{self.n_features}, "
-                f"cleaner={len(self.cleaner)}/{self.compared})")
+        return (
+            f"DictionaryComparison({self.layer!r}, alive={self.alive}/{self.n_features}, "
+            f"cleaner={len(self.cleaner)}/{self.compared})"
+        )
 
 
 def _mean(scores: Mapping[int, float]) -> float | None:
@@ -121,8 +149,10 @@ def planted_recovery(found: Dictionary, truth: torch.Tensor) -> dict[str, float]
     if truth.dim() != 2 or truth.shape[1] != found.directions.shape[1]:
         raise ValueError(f"truth must be [P, {found.directions.shape[1]}] planted directions, got {tuple(truth.shape)}")
     truth = torch.nn.functional.normalize(truth, dim=1)
-    return {"dictionary": float((truth @ found.directions.float().T).max(1).values.mean()),
-            "neurons": float(truth.abs().max(1).values.mean())}
+    return {
+        "dictionary": float((truth @ found.directions.float().T).max(1).values.mean()),
+        "neurons": float(truth.abs().max(1).values.mean()),
+    }
 
 
 def compare(
@@ -153,11 +183,16 @@ def compare(
     q = dict(quality or {})
     dead = int(q.get("dead", found.dead))
     result = DictionaryComparison(
-        layer=found.layer, n_features=found.n_features, alive=found.n_features - dead,
+        layer=found.layer,
+        n_features=found.n_features,
+        alive=found.n_features - dead,
         alive_before_resampling=found.alive_before_resampling,
         fraction_unexplained=float(q.get("fraction_unexplained", found.fraction_unexplained)),
-        l0=float(q.get("l0", found.l0)), feature_scores=feature_scores, neuron_scores=neuron_scores,
-        planted=None if truth is None else planted_recovery(found, truth))
+        l0=float(q.get("l0", found.l0)),
+        feature_scores=feature_scores,
+        neuron_scores=neuron_scores,
+        planted=None if truth is None else planted_recovery(found, truth),
+    )
     for feature, score in sorted(feature_scores.items()):
         neurons = covering_neurons(found, feature, cover)
         result.covering[feature] = neurons

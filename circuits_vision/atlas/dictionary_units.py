@@ -37,8 +37,16 @@ from circuits_vision.atlas import analyses
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import atomic_write_text, read_json, save_png
 
-__all__ = ["FOLDER", "PART", "DictionaryLayer", "add_to_atlas", "default_dictionary_layers", "feature_layer",
-           "feature_units", "train_or_load"]
+__all__ = [
+    "FOLDER",
+    "PART",
+    "DictionaryLayer",
+    "add_to_atlas",
+    "default_dictionary_layers",
+    "feature_layer",
+    "feature_units",
+    "train_or_load",
+]
 
 PART = "dictionary"
 FOLDER = "dictionary"
@@ -58,8 +66,16 @@ def feature_layer(layer: str) -> str:
 class DictionaryLayer:
     """What the part made for one layer: its dictionary, comparison, page, and time spent (seconds by step)."""
 
-    def __init__(self, layer: str, found: sae.Dictionary | None, comparison: DictionaryComparison | None,
-                 page: str, seconds: dict[str, float], error: str | None = None, quality: dict | None = None):
+    def __init__(
+        self,
+        layer: str,
+        found: sae.Dictionary | None,
+        comparison: DictionaryComparison | None,
+        page: str,
+        seconds: dict[str, float],
+        error: str | None = None,
+        quality: dict | None = None,
+    ):
         self.layer, self.found, self.comparison, self.page = layer, found, comparison, page
         self.seconds, self.error, self.quality = seconds, error, quality or {}
 
@@ -93,16 +109,27 @@ def _scenes(model: nn.Module, n: int, seed: int, labels: dict | None = None):
 def _forget_features(directory: Path, layer: str) -> None:
     """Remove the feature files of an older dictionary of ``layer`` (images, cached parts, pages)."""
     name = slug(feature_layer(layer))
-    for folder in (directory / "img" / name, directory / "img" / slug(f"{layer}.{sae.FEATURES_CHILD}"),
-                   directory / "units" / name):
+    for folder in (
+        directory / "img" / name,
+        directory / "img" / slug(f"{layer}.{sae.FEATURES_CHILD}"),
+        directory / "units" / name,
+    ):
         shutil.rmtree(folder, ignore_errors=True)
     for path in (directory / analyses.ANALYSIS_DIR).glob(f"{name}.*.json"):
         path.unlink(missing_ok=True)
 
 
-def train_or_load(model: nn.Module, layer: str, directory: str | Path, *, n_features: int | None = None,
-                  options: Mapping | None = None, seed: int = 0, n_scenes: int | None = None,
-                  log: Callable[[str], None] = print) -> tuple[sae.Dictionary, float | None]:
+def train_or_load(
+    model: nn.Module,
+    layer: str,
+    directory: str | Path,
+    *,
+    n_features: int | None = None,
+    options: Mapping | None = None,
+    seed: int = 0,
+    n_scenes: int | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[sae.Dictionary, float | None]:
     """``(dictionary, training seconds or None when loaded)``: ``dictionary/<layer>.pt`` when it was trained
     with these settings, else trained now on ``n_scenes`` example scenes and saved (atomically)."""
     directory = Path(directory)
@@ -111,9 +138,15 @@ def train_or_load(model: nn.Module, layer: str, directory: str | Path, *, n_feat
     unknown = sorted(set(options) - {"l1", "steps", "batch_size", "lr", "resample"})
     if unknown:
         raise ValueError(f"unknown dictionary options {unknown}; choose from l1, steps, batch_size, lr, resample")
-    settings = {"layer": layer, "n_features": int(n_features or FEATURES_PER_NEURON * width), "seed": int(seed),
-                "scenes": int(n_scenes or analyses.EXAMPLE_SCENES), "scene_seed": analyses.EXAMPLE_SEED,
-                "scene_size": analyses.scene_size(model), "options": {k: options[k] for k in sorted(options)}}
+    settings = {
+        "layer": layer,
+        "n_features": int(n_features or FEATURES_PER_NEURON * width),
+        "seed": int(seed),
+        "scenes": int(n_scenes or analyses.EXAMPLE_SCENES),
+        "scene_seed": analyses.EXAMPLE_SEED,
+        "scene_size": analyses.scene_size(model),
+        "options": {k: options[k] for k in sorted(options)},
+    }
     pt, meta = _paths(directory, layer)
     if pt.is_file() and meta.is_file():
         stored = read_json(meta, fix=f"delete it and {pt.name} to train the dictionary again")
@@ -122,12 +155,22 @@ def train_or_load(model: nn.Module, layer: str, directory: str | Path, *, n_feat
         log(f"atlas: the dictionary of {layer} was trained with other settings; training it again")
     _forget_features(directory, layer)
     started = time.perf_counter()
-    found = sae.train(model, layer, _scenes(model, settings["scenes"], analyses.EXAMPLE_SEED),
-                      n_features=settings["n_features"], seed=settings["seed"], **options)
+    found = sae.train(
+        model,
+        layer,
+        _scenes(model, settings["scenes"], analyses.EXAMPLE_SEED),
+        n_features=settings["n_features"],
+        seed=settings["seed"],
+        **options,
+    )
     seconds = time.perf_counter() - started
     found.save(pt)
-    atomic_write_text(meta, json.dumps({"settings": settings, "train_seconds": round(seconds, 2),
-                                        "threads": torch.get_num_threads()}, indent=2))
+    atomic_write_text(
+        meta,
+        json.dumps(
+            {"settings": settings, "train_seconds": round(seconds, 2), "threads": torch.get_num_threads()}, indent=2
+        ),
+    )
     return found, seconds
 
 
@@ -150,13 +193,27 @@ def _quality(model: nn.Module, found: sae.Dictionary, n_scenes: int) -> dict:
     for part in train.split(16384):
         frequency += (found.encode(part) > 0).float().sum(0)
     heldout = sae.quality(found, sae.activations(model, found.layer, _scenes(model, HELDOUT_SCENES, HELDOUT_SEED)))
-    return {"frequency": [float(v) for v in frequency / train.shape[0]], "positions": int(train.shape[0]),
-            "train": {"fraction_unexplained": found.fraction_unexplained, "l0": found.l0, "dead": found.dead},
-            "heldout": {**heldout, "scenes": HELDOUT_SCENES, "seed": HELDOUT_SEED}}
+    return {
+        "frequency": [float(v) for v in frequency / train.shape[0]],
+        "positions": int(train.shape[0]),
+        "train": {"fraction_unexplained": found.fraction_unexplained, "l0": found.l0, "dead": found.dead},
+        "heldout": {**heldout, "scenes": HELDOUT_SCENES, "seed": HELDOUT_SEED},
+    }
 
 
-def _render(model, directory: Path, layer: str, found: sae.Dictionary, features: list[int], *, steps: int,
-            size: int, seed: int, render_options: Mapping, log) -> dict:
+def _render(
+    model,
+    directory: Path,
+    layer: str,
+    found: sae.Dictionary,
+    features: list[int],
+    *,
+    steps: int,
+    size: int,
+    seed: int,
+    render_options: Mapping,
+    log,
+) -> dict:
     """Feature visualizations (``direction`` objective along each decoder direction), resumable per chunk."""
     path = _part_path(directory, layer, "render")
     done = read_json(path, fix="delete it to render the features again") if path.is_file() else {}
@@ -165,13 +222,23 @@ def _render(model, directory: Path, layer: str, found: sae.Dictionary, features:
     for start in range(0, len(todo), RENDER_CHUNK):
         chunk = todo[start : start + RENDER_CHUNK]
         objectives = [optvis.objectives.direction(layer, found.directions[f]) for f in chunk]
-        result = optvis.render(model, objectives, steps=steps, size=size, progress=False,
-                               image_seeds=[derive_seed(int(seed), name, f) for f in chunk], **dict(render_options))
+        result = optvis.render(
+            model,
+            objectives,
+            steps=steps,
+            size=size,
+            progress=False,
+            image_seeds=[derive_seed(int(seed), name, f) for f in chunk],
+            **dict(render_options),
+        )
         for i, f in enumerate(chunk):
             image = f"img/{slug(name)}/{f}.png"
             save_png(directory / image, result.images[i, :3])
-            done[str(f)] = {"image": image, "loss": round(float(result.history[-1, i]), 6),
-                            "never_active": bool(result.never_active[i])}
+            done[str(f)] = {
+                "image": image,
+                "loss": round(float(result.history[-1, i]), 6),
+                "never_active": bool(result.never_active[i]),
+            }
         atomic_write_text(path, json.dumps(done))
         log(f"atlas: rendered {min(start + RENDER_CHUNK, len(todo))}/{len(todo)} features of {name}")
     return done
@@ -196,8 +263,23 @@ def _neuron_scores(model, directory: Path, layer: str, previous: str | None, nee
     return scores
 
 
-def _layer_units(model, directory: Path, layer: str, previous: str | None, *, config, units_per_layer, steps, size,
-                 seed, k, images, labels, render_options, log) -> tuple[list[dict], DictionaryLayer]:
+def _layer_units(
+    model,
+    directory: Path,
+    layer: str,
+    previous: str | None,
+    *,
+    config,
+    units_per_layer,
+    steps,
+    size,
+    seed,
+    k,
+    images,
+    labels,
+    render_options,
+    log,
+) -> tuple[list[dict], DictionaryLayer]:
     seconds: dict[str, float] = {}
 
     def timed(step: str, make: Callable):
@@ -206,27 +288,69 @@ def _layer_units(model, directory: Path, layer: str, previous: str | None, *, co
         seconds[step] = round(seconds.get(step, 0.0) + time.perf_counter() - started, 2)
         return value
 
-    found, trained = timed("dictionary", lambda: train_or_load(
-        model, layer, directory, n_features=config.dictionary_features, options=config.dictionary_options,
-        seed=seed, log=log))
+    found, trained = timed(
+        "dictionary",
+        lambda: train_or_load(
+            model,
+            layer,
+            directory,
+            n_features=config.dictionary_features,
+            options=config.dictionary_options,
+            seed=seed,
+            log=log,
+        ),
+    )
     if trained is not None:
         seconds["training"] = round(trained, 2)
-    quality = timed("quality", lambda: _cached_part(directory, layer, "quality",
-                                                     lambda: _quality(model, found, analyses.EXAMPLE_SCENES)))
+    quality = timed(
+        "quality",
+        lambda: _cached_part(directory, layer, "quality", lambda: _quality(model, found, analyses.EXAMPLE_SCENES)),
+    )
     live = [f for f, v in enumerate(quality["frequency"]) if v > 0]
     if units_per_layer is not None:  # the most often active features: rare ones have too few examples to judge
         live = sorted(sorted(live, key=lambda f: -quality["frequency"][f])[: int(units_per_layer)])
     shown = live
-    rendered = timed("render", lambda: _render(model, directory, layer, found, shown, steps=steps, size=size,
-                                                seed=seed, render_options=render_options, log=log))
+    rendered = timed(
+        "render",
+        lambda: _render(
+            model,
+            directory,
+            layer,
+            found,
+            shown,
+            steps=steps,
+            size=size,
+            seed=seed,
+            render_options=render_options,
+            log=log,
+        ),
+    )
     with sae.attached(model, found) as hook_name:
-        examples = timed("examples", lambda: _cached_part(
-            directory, layer, "examples", lambda: {str(f): v for f, v in analyses.examples(
-                model, hook_name, images, directory, k, shown).items()}, need=shown))
-        poly = timed("polysemanticity", lambda: _cached_part(
-            directory, layer, "polysemanticity", lambda: {str(f): {**v, "layer": feature_layer(layer)} for f, v in
-                                                          analyses.polysemanticity(model, hook_name, previous,
-                                                                                   shown).items()}, need=shown))
+        examples = timed(
+            "examples",
+            lambda: _cached_part(
+                directory,
+                layer,
+                "examples",
+                lambda: {
+                    str(f): v for f, v in analyses.examples(model, hook_name, images, directory, k, shown).items()
+                },
+                need=shown,
+            ),
+        )
+        poly = timed(
+            "polysemanticity",
+            lambda: _cached_part(
+                directory,
+                layer,
+                "polysemanticity",
+                lambda: {
+                    str(f): {**v, "layer": feature_layer(layer)}
+                    for f, v in analyses.polysemanticity(model, hook_name, previous, shown).items()
+                },
+                need=shown,
+            ),
+        )
     feature_scores = {int(f): float(v["score"]) for f, v in poly.items() if isinstance(v, dict) and int(f) in shown}
     from circuits_vision.analysis.dictionary_comparison import covering_neurons
 
@@ -236,20 +360,40 @@ def _layer_units(model, directory: Path, layer: str, previous: str | None, *, co
     name = feature_layer(layer)
     records = []
     for f in shown:
-        record = {"layer": name, "unit": f, "dictionary_of": layer, "page": f"units/{slug(name)}/{f}.html",
-                  "label": (labels or {}).get(f"{name}:{f}"), **rendered[str(f)],
-                  "frequency": quality["frequency"][f], "examples": examples.get(str(f), "not computed"),
-                  "polysemanticity": poly.get(str(f), "not computed"),
-                  "neurons": [{"layer": layer, "unit": u, "weight": w} for u, w in found.strongest_neurons(f, k)],
-                  "covering": comparison.covering.get(f, []), "cleaner": f in comparison.cleaner}
+        record = {
+            "layer": name,
+            "unit": f,
+            "dictionary_of": layer,
+            "page": f"units/{slug(name)}/{f}.html",
+            "label": (labels or {}).get(f"{name}:{f}"),
+            **rendered[str(f)],
+            "frequency": quality["frequency"][f],
+            "examples": examples.get(str(f), "not computed"),
+            "polysemanticity": poly.get(str(f), "not computed"),
+            "neurons": [{"layer": layer, "unit": u, "weight": w} for u, w in found.strongest_neurons(f, k)],
+            "covering": comparison.covering.get(f, []),
+            "cleaner": f in comparison.cleaner,
+        }
         records.append(record)
     page = f"{FOLDER}/{slug(layer)}.html"
     return records, DictionaryLayer(layer, found, comparison, page, seconds, quality=quality)
 
 
-def feature_units(model: nn.Module, directory: str | Path, layers: Sequence[str], *, config, units_per_layer: int | None,
-                  steps: int, size: int, seed: int, k: int = 6, images=None, labels: Mapping | None = None,
-                  log: Callable[[str], None] = print) -> tuple[list[dict], list[DictionaryLayer]]:
+def feature_units(
+    model: nn.Module,
+    directory: str | Path,
+    layers: Sequence[str],
+    *,
+    config,
+    units_per_layer: int | None,
+    steps: int,
+    size: int,
+    seed: int,
+    k: int = 6,
+    images=None,
+    labels: Mapping | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[list[dict], list[DictionaryLayer]]:
     """Manifest records of the dictionary features of the atlas's dictionary layers, and what each layer made.
 
     ``layers``: the atlas's layers in order (a dictionary layer's polysemanticity is clustered by the one
@@ -267,21 +411,49 @@ def feature_units(model: nn.Module, directory: str | Path, layers: Sequence[str]
         previous = layers[position - 1] if position else None
         log(f"atlas: dictionary features of {layer}")
         try:
-            found, info = _layer_units(model, directory, layer, previous, config=config, units_per_layer=units_per_layer,
-                                       steps=steps, size=size, seed=seed, k=k, images=images, labels=labels,
-                                       render_options=render_options, log=log)
+            found, info = _layer_units(
+                model,
+                directory,
+                layer,
+                previous,
+                config=config,
+                units_per_layer=units_per_layer,
+                steps=steps,
+                size=size,
+                seed=seed,
+                k=k,
+                images=images,
+                labels=labels,
+                render_options=render_options,
+                log=log,
+            )
         except Exception as error:  # the atlas stays usable; the comparison page says why
             log(f"atlas: dictionary of {layer} failed: {type(error).__name__}: {error}")
-            made.append(DictionaryLayer(layer, None, None, f"{FOLDER}/{slug(layer)}.html", {},
-                                        error=analyses.not_computed(error)))
+            made.append(
+                DictionaryLayer(
+                    layer, None, None, f"{FOLDER}/{slug(layer)}.html", {}, error=analyses.not_computed(error)
+                )
+            )
             continue
         records += found
         made.append(info)
     return records, made
 
 
-def add_to_atlas(model, directory: Path, layers, manifest: list[dict], settings: dict, *, images, labels, k, log,
-                 config, requested: bool) -> list[tuple[str, str]]:
+def add_to_atlas(
+    model,
+    directory: Path,
+    layers,
+    manifest: list[dict],
+    settings: dict,
+    *,
+    images,
+    labels,
+    k,
+    log,
+    config,
+    requested: bool,
+) -> list[tuple[str, str]]:
     """The ``dictionary`` part (asked for now, or made by an earlier run): its records join ``manifest``,
     its comparison pages are written; returns the index links to them."""
     from circuits_vision.atlas import dictionary_pages
@@ -289,11 +461,23 @@ def add_to_atlas(model, directory: Path, layers, manifest: list[dict], settings:
     if not requested and not (directory / FOLDER).is_dir():
         return []
     records, made = feature_units(
-        model, directory, layers, config=config, units_per_layer=settings["units_per_layer"],
-        steps=settings["steps"], size=settings["size"], seed=settings["seed"], k=k, images=images, labels=labels, log=log)
+        model,
+        directory,
+        layers,
+        config=config,
+        units_per_layer=settings["units_per_layer"],
+        steps=settings["steps"],
+        size=settings["size"],
+        seed=settings["seed"],
+        k=k,
+        images=images,
+        labels=labels,
+        log=log,
+    )
     manifest += records
     present = {(r["layer"], r["unit"]) for r in manifest}
     for layer in made:
-        dictionary_pages.write_comparison(directory, layer, [r for r in records if r["dictionary_of"] == layer.layer],
-                                          present)
+        dictionary_pages.write_comparison(
+            directory, layer, [r for r in records if r["dictionary_of"] == layer.layer], present
+        )
     return [(layer.page, f"{layer.layer}: neurons vs dictionary features") for layer in made]

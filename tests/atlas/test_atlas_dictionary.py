@@ -22,8 +22,9 @@ def _feature_acts(tiny, found):
     """``[scenes, h, w, F]`` the features on the example scenes, computed here from the saved dictionary."""
     from circuits_vision.stimuli.scenes import scene_batches
 
-    acts = dictionary.activations(tiny, "mixed3b", scene_batches(analyses.EXAMPLE_SCENES, analyses.EXAMPLE_SEED,
-                                                                 size=32))
+    acts = dictionary.activations(
+        tiny, "mixed3b", scene_batches(analyses.EXAMPLE_SCENES, analyses.EXAMPLE_SEED, size=32)
+    )
     return found.encode(acts).reshape(analyses.EXAMPLE_SCENES, -1, found.n_features)
 
 
@@ -63,10 +64,13 @@ def test_feature_pages_link_neurons_and_the_comparison_counts_cleaner_features(d
         assert page.count(f'href="../../units/mixed3b/{neuron["unit"]}.html"') == 2
     edges = re.findall(r'<line class="edge input (positive|negative)', page)
     assert edges == ["positive" if n["weight"] > 0 else "negative" for n in record["neurons"]]
-    neuron_scores = {int(u): v["score"] for u, v in store.read_json(
-        out / "analysis" / "mixed3b.polysemanticity.json", fix="").items()}
-    cleaner = sorted(u for u, r in records.items()
-                     if r["polysemanticity"]["score"] < min(neuron_scores[n] for n in r["covering"]))
+    neuron_scores = {
+        int(u): v["score"]
+        for u, v in store.read_json(out / "analysis" / "mixed3b.polysemanticity.json", fix="").items()
+    }
+    cleaner = sorted(
+        u for u, r in records.items() if r["polysemanticity"]["score"] < min(neuron_scores[n] for n in r["covering"])
+    )
     assert sorted(u for u, r in records.items() if r["cleaner"]) == cleaner
     assert all(r["covering"] == [n["unit"] for n in r["neurons"][:3]] for r in records.values())
     comparison = (out / "dictionary" / "mixed3b.html").read_text()
@@ -92,10 +96,19 @@ def test_a_rerun_loads_the_dictionary_and_other_settings_train_it_again(tiny, di
     left = [p.name for p in (out / "img" / slug(FEATURE_LAYER)).iterdir()]
     assert all(int(name.split(".")[0]) < 12 for name in left)  # the old dictionary's images are gone
     # and a run that does not ask for the part still shows it
-    atlas.build(tiny, ["mixed3a", "mixed3b"], out, steps=2, size=32, progress=False, report=False,
-                parts=["inputs"], config=atlas.AtlasConfig(chunk_size=8, log=messages.append,
-                                                           dictionary_features=12,
-                                                           dictionary_options={"steps": 300, "l1": 0.05}))
+    atlas.build(
+        tiny,
+        ["mixed3a", "mixed3b"],
+        out,
+        steps=2,
+        size=32,
+        progress=False,
+        report=False,
+        parts=["inputs"],
+        config=atlas.AtlasConfig(
+            chunk_size=8, log=messages.append, dictionary_features=12, dictionary_options={"steps": 300, "l1": 0.05}
+        ),
+    )
     assert len(_features(out)) > 0
 
 
@@ -112,7 +125,9 @@ def test_neuron_pages_draw_their_weight_links_coloured_by_the_net_weight(tiny, f
     from circuits_vision import expanded_weights
 
     page = (full_atlas / "units" / "mixed3b" / "0.html").read_text()
-    record = next(r for r in store.read_jsonl(full_atlas / "manifest.jsonl") if (r["layer"], r["unit"]) == ("mixed3b", 0))
+    record = next(
+        r for r in store.read_jsonl(full_atlas / "manifest.jsonl") if (r["layer"], r["unit"]) == ("mixed3b", 0)
+    )
     net = expanded_weights(tiny, "mixed3a", "mixed3b")[0].sum((1, 2))  # [104] net weight of each mixed3a unit
     expected = ["positive" if float(net[link["unit"]]) > 0 else "negative" for link in record["inputs"]]
     assert re.findall(r'<line class="edge input (positive|negative)', page) == expected
@@ -122,10 +137,15 @@ def test_neuron_pages_draw_their_weight_links_coloured_by_the_net_weight(tiny, f
 
 def test_the_neighbourhood_escapes_names_and_links_only_known_units():
     hostile = '<script>alert("x")</script>'
-    svg = neighbourhood_svg(hostile, [{"layer": hostile, "unit": 1, "strength": 2.0, "sign": -0.5},
-                                      {"layer": "a", "unit": 2, "strength": 1.0, "sign": None}],
-                            [{"layer": "b", "unit": 3, "strength": 1.0, "sign": 1.0}],
-                            lambda layer, unit: f"u/{unit}.html" if layer == "b" else None)
+    svg = neighbourhood_svg(
+        hostile,
+        [
+            {"layer": hostile, "unit": 1, "strength": 2.0, "sign": -0.5},
+            {"layer": "a", "unit": 2, "strength": 1.0, "sign": None},
+        ],
+        [{"layer": "b", "unit": 3, "strength": 1.0, "sign": 1.0}],
+        lambda layer, unit: f"u/{unit}.html" if layer == "b" else None,
+    )
     assert "<script>" not in svg and "&lt;script&gt;" in svg
     assert svg.count("<a ") == 1 and 'href="u/3.html"' in svg
     widths = [float(w) for w in re.findall(r'stroke-width="([0-9.]+)"', svg)]
@@ -135,9 +155,20 @@ def test_the_neighbourhood_escapes_names_and_links_only_known_units():
 
 def test_a_small_atlas_pages_the_most_often_active_features(tiny, tmp_path):
     out = tmp_path / "small"
-    atlas.build(tiny, ["mixed3a", "mixed3b"], out, steps=2, size=32, progress=False, report=False, units_per_layer=4,
-                parts=["dictionary"], config=atlas.AtlasConfig(chunk_size=8, log=lambda m: None, dictionary_features=24,
-                                                               dictionary_options={"steps": 300, "l1": 0.05}))
+    atlas.build(
+        tiny,
+        ["mixed3a", "mixed3b"],
+        out,
+        steps=2,
+        size=32,
+        progress=False,
+        report=False,
+        units_per_layer=4,
+        parts=["dictionary"],
+        config=atlas.AtlasConfig(
+            chunk_size=8, log=lambda m: None, dictionary_features=24, dictionary_options={"steps": 300, "l1": 0.05}
+        ),
+    )
     found = dictionary.Dictionary.load(out / "dictionary" / "mixed3b.pt")
     frequency = (_feature_acts(tiny, found) > 0).float().mean((0, 1))  # [F]
     assert sorted(_features(out)) == sorted(frequency.argsort(descending=True)[:4].tolist())
