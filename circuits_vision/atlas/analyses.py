@@ -283,6 +283,11 @@ def facet_strips(model: nn.Module, layer: str, directory: Path, units: list[int]
     return result
 
 
+def part_file(layer: str, part: str) -> str:
+    """Where a layer's part is stored, relative to the atlas directory: ``analysis/<layer>.<part>.json``."""
+    return f"{ANALYSIS_DIR}/{slug(layer)}.{part}.json"
+
+
 def layer_parts(
     model: nn.Module,
     layers: list[str],
@@ -312,7 +317,7 @@ def layer_parts(
         return pairs[source, target]
 
     def path_of(layer: str, part: str) -> Path:
-        return directory / ANALYSIS_DIR / f"{slug(layer)}.{part}.json"
+        return directory / part_file(layer, part)
 
     todo = sum(1 for layer in layers for part in parts
                if part in PARTS and not path_of(layer, part).is_file() )
