@@ -55,11 +55,13 @@ def _pictures():
 
 
 def _ranked_links(weights: np.ndarray, layer: str, k: int, scale: float) -> list[dict]:
-    """``weights [C, kh, kw]`` -> the ``k`` channels of ``layer`` with the largest L2 norm, with pictures."""
+    """``weights [C, kh, kw]`` -> the ``k`` channels of ``layer`` with the largest L2 norm, with pictures and
+    ``net``, the kernel's sum (its sign: does the channel excite or inhibit, on a uniform input)."""
     pictures = _pictures()
     norms = np.sqrt((weights**2).reshape(weights.shape[0], -1).sum(1))
     order = np.argsort(-norms, kind="stable")[:k]
     return [{"layer": layer, "unit": int(c), "norm": round(float(norms[c]), 6),
+             "net": round(float(weights[c].sum()), 6),
              "picture": data_uri(pictures.heatmap(weights[c], scale=scale))} for c in order]
 
 
@@ -283,6 +285,11 @@ def facet_strips(model: nn.Module, layer: str, directory: Path, units: list[int]
     return result
 
 
+def part_file(layer: str, part: str) -> str:
+    """Where a layer's part is stored, relative to the atlas directory: ``analysis/<layer>.<part>.json``."""
+    return f"{ANALYSIS_DIR}/{slug(layer)}.{part}.json"
+
+
 def layer_parts(
     model: nn.Module,
     layers: list[str],
@@ -312,7 +319,7 @@ def layer_parts(
         return pairs[source, target]
 
     def path_of(layer: str, part: str) -> Path:
-        return directory / ANALYSIS_DIR / f"{slug(layer)}.{part}.json"
+        return directory / part_file(layer, part)
 
     todo = sum(1 for layer in layers for part in parts
                if part in PARTS and not path_of(layer, part).is_file() )

@@ -26,8 +26,10 @@ class ClaimResult(Result):
         measured: what the toolkit measured on this model, in words and numbers.
         verdict: one of :data:`VERDICTS`.
         rule: how the verdict was decided from the measured numbers (thresholds included).
-        numbers: the measured figures, by name (JSON-serialisable).
+        numbers: the measured figures, by name (JSON-serialisable); ``numbers["nulls"]`` holds the null
+            records (:mod:`circuits_vision.claims.nulls`) the verdict was decided against.
         seconds: time the measurement took.
+        null: what the measured statistics were compared with, and their p-values, in words.
     """
 
     claim: str
@@ -39,6 +41,7 @@ class ClaimResult(Result):
     rule: str
     numbers: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    null: str = ""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -59,6 +62,15 @@ class ClaimResult(Result):
 
     def __repr__(self) -> str:
         return f"ClaimResult({self.claim!r}, {self.verdict!r})"
+
+
+def with_nulls(result: ClaimResult, nulls: list[dict]) -> ClaimResult:
+    """``result`` with ``nulls`` recorded in its numbers and described in its ``null`` text."""
+    from circuits_vision.claims.nulls import describe
+
+    result.numbers["nulls"] = nulls
+    result.null = "; ".join(describe(n) for n in nulls)
+    return result
 
 
 def grade(fraction: float, holds: float, partly: float) -> str:
