@@ -52,8 +52,10 @@ class CurveOrientation(Result):
         return self.scores.amax(1) - self.scores.mean(1)
 
     def table(self) -> list[dict]:
-        return [{"image": i, "degrees": float(d), "best_score": float(s), "contrast": float(c)}
-                for i, (d, s, c) in enumerate(zip(self.degrees, self.scores.amax(1), self.contrast))]
+        return [
+            {"image": i, "degrees": float(d), "best_score": float(s), "contrast": float(c)}
+            for i, (d, s, c) in enumerate(zip(self.degrees, self.scores.amax(1), self.contrast))
+        ]
 
     def __str__(self) -> str:
         shown = ", ".join(f"{float(d):.0f}" for d in self.degrees[:8])
@@ -73,12 +75,16 @@ def edge_map(images: torch.Tensor) -> torch.Tensor:
     return gradient.pow(2).sum(1).sqrt().reshape(n, c, h, w).sum(1, keepdim=True)
 
 
-def _templates(step: float, radii: Sequence[float], width: float, thickness: float, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _templates(
+    step: float, radii: Sequence[float], width: float, thickness: float, dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``([T] orientations, [T * R, 1, s, s] zero-mean unit-norm edge templates)``, orientation-major."""
     orientations = torch.arange(0.0, 360.0, float(step), dtype=torch.float64).to(dtype)
     size = 2 * int(max(radii) + 2 * thickness + 3) + 1
-    bank = [edge_map(stimuli.curves(orientations, float(r), angular_width=width, thickness=thickness, size=size))
-            for r in radii]
+    bank = [
+        edge_map(stimuli.curves(orientations, float(r), angular_width=width, thickness=thickness, size=size))
+        for r in radii
+    ]
     kernels = torch.stack(bank, 1).reshape(len(orientations) * len(radii), 1, size, size).to(dtype)
     kernels = kernels - kernels.mean((2, 3), keepdim=True)
     return orientations, kernels / kernels.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
@@ -109,7 +115,9 @@ def curve_orientation(
     if not radii or min(float(r) for r in radii) <= 0:
         raise ValueError(f"radii must be positive pixel radii, got {radii}")
     pictures = images[:, :3].detach().float().cpu()
-    orientations, kernels = _templates(step, [float(r) for r in radii], float(angular_width), float(thickness), torch.float32)
+    orientations, kernels = _templates(
+        step, [float(r) for r in radii], float(angular_width), float(thickness), torch.float32
+    )
     size = kernels.shape[-1]
     box = torch.ones(1, 1, size, size)
     scores = []

@@ -67,17 +67,33 @@ class CurveCells(Result):
         return float((self.errors <= float(degrees)).double().mean()) if self.errors.numel() else float("nan")
 
     def table(self) -> list[dict]:
-        return [{"cell": int(c), "curve_share": float(s), "scene_orientation": float(o), "concentration": float(r),
-                 "rendered_orientation": float(p), "error": float(e)}
-                for c, s, o, r, p, e in zip(self.cells, self.shares, self.scene_orientation, self.concentration,
-                                             self.rendered_orientation, self.errors)]
+        return [
+            {
+                "cell": int(c),
+                "curve_share": float(s),
+                "scene_orientation": float(o),
+                "concentration": float(r),
+                "rendered_orientation": float(p),
+                "error": float(e),
+            }
+            for c, s, o, r, p, e in zip(
+                self.cells,
+                self.shares,
+                self.scene_orientation,
+                self.concentration,
+                self.rendered_orientation,
+                self.errors,
+            )
+        ]
 
     def __str__(self) -> str:
         if not self.cells.numel():
             return "no curve cells"
-        return (f"{len(self.cells)} curve cells: median orientation error {self.median_error:.1f} deg "
-                f"({self.within(45):.0%} within 45 deg); pictures shuffled among the cells {self.null_median:.1f} deg "
-                f"(p = {self.p_value:.3g}); chance 90 deg")
+        return (
+            f"{len(self.cells)} curve cells: median orientation error {self.median_error:.1f} deg "
+            f"({self.within(45):.0%} within 45 deg); pictures shuffled among the cells {self.null_median:.1f} deg "
+            f"(p = {self.p_value:.3g}); chance 90 deg"
+        )
 
     def __repr__(self) -> str:
         return f"CurveCells(cells={len(self.cells)}, median_error={self.median_error:.1f})"
@@ -91,8 +107,10 @@ def curve_cells(result, *, min_share: float = 0.5, permutations: int = 2000, see
         permutations: shuffles of pictures among the curve cells for the null (``torch.Generator`` seeded by ``seed``).
     """
     if getattr(result, "orientations", None) is None:
-        raise ValueError("the atlas has no drawn orientations: build it on the held-out scenes (images=None) "
-                         "or on a (batch, labels, {'orientation': ...}) stream")
+        raise ValueError(
+            "the atlas has no drawn orientations: build it on the held-out scenes (images=None) "
+            "or on a (batch, labels, {'orientation': ...}) stream"
+        )
     if not 0 < float(min_share) <= 1:
         raise ValueError(f"min_share must be in (0, 1], got {min_share}")
     curve = torch.tensor([name.startswith("curve_") for name in result.label_names] + [False])
@@ -116,7 +134,16 @@ def curve_cells(result, *, min_share: float = 0.5, permutations: int = 2000, see
     rendered = curve_orientation(result.images[cells]).degrees.double()
     errors = circular_difference(rendered, scene)
     generator = torch.Generator().manual_seed(int(seed))
-    null = torch.stack([circular_difference(rendered[torch.randperm(len(rows), generator=generator)], scene).median()
-                        for _ in range(int(permutations))]) if len(rows) > 1 else torch.zeros(0, dtype=torch.float64)
-    return CurveCells(cells, torch.tensor([r[1] for r in rows]), scene, torch.tensor([r[3] for r in rows]),
-                      rendered, errors, null)
+    null = (
+        torch.stack(
+            [
+                circular_difference(rendered[torch.randperm(len(rows), generator=generator)], scene).median()
+                for _ in range(int(permutations))
+            ]
+        )
+        if len(rows) > 1
+        else torch.zeros(0, dtype=torch.float64)
+    )
+    return CurveCells(
+        cells, torch.tensor([r[1] for r in rows]), scene, torch.tensor([r[3] for r in rows]), rendered, errors, null
+    )

@@ -25,8 +25,9 @@ def test_the_orientation_of_drawn_curve_scenes_is_read_back_within_a_few_degrees
 def test_the_read_out_follows_the_picture_when_it_is_turned_and_ignores_colour_and_polarity():
     angles = torch.tensor([0.0, 60.0, 135.0, 250.0])
     black_on_white = stimuli.curves(angles, 12.0, angular_width=100.0, thickness=2.0)
-    white_on_red = stimuli.curves(angles, 12.0, angular_width=100.0, thickness=2.0, color=(1.0, 1.0, 1.0),
-                                  background=(0.8, 0.1, 0.1))
+    white_on_red = stimuli.curves(
+        angles, 12.0, angular_width=100.0, thickness=2.0, color=(1.0, 1.0, 1.0), background=(0.8, 0.1, 0.1)
+    )
     for pictures in (black_on_white, white_on_red):
         assert float(circular_difference(curve_orientation(pictures).degrees, angles).max()) <= 15.0
     # a quarter turn of the picture (rot90 over rows, columns) is a quarter turn of the curve: +90 degrees

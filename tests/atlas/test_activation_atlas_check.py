@@ -27,10 +27,23 @@ def planted_atlas(pictures_at, seed=0):
     orientations[40:50] = 30.0  # lines have an orientation too, but are not curves
     images = stimuli.curves(torch.tensor(pictures_at, dtype=torch.float32), 10.0, angular_width=110.0, thickness=2.5)
     n = len(labels)
-    return ActivationAtlas("layer", 3, "pca", torch.rand(n, 2, generator=g), torch.tensor(cell),
-                           torch.tensor([[0, k] for k in range(6)]), torch.full((6,), 10), torch.rand(6, 4, generator=g),
-                           images, torch.tensor(labels), torch.zeros(6, dtype=torch.long), torch.ones(6), 60, NAMES,
-                           orientations=orientations)
+    return ActivationAtlas(
+        "layer",
+        3,
+        "pca",
+        torch.rand(n, 2, generator=g),
+        torch.tensor(cell),
+        torch.tensor([[0, k] for k in range(6)]),
+        torch.full((6,), 10),
+        torch.rand(6, 4, generator=g),
+        images,
+        torch.tensor(labels),
+        torch.zeros(6, dtype=torch.long),
+        torch.ones(6),
+        60,
+        NAMES,
+        orientations=orientations,
+    )
 
 
 def test_pictures_drawn_at_their_cells_orientation_pass_and_shuffled_pictures_fail():
@@ -69,8 +82,14 @@ def test_the_shipped_models_mean_curve_activations_render_as_curves_of_their_ori
     layer = "mixed3b"
     assert json.loads(metadata_path().read_text())["curve_detectors"][layer]["units"]  # the model has curve units there
     model = models.load("shapes")
-    samples = AA.collect_activations(model, layer, AA.heldout_scenes(512, details=True), positions_per_image=2,
-                                     sampling="object", generator=torch.Generator().manual_seed(0))
+    samples = AA.collect_activations(
+        model,
+        layer,
+        AA.heldout_scenes(512, details=True),
+        positions_per_image=2,
+        sampling="object",
+        generator=torch.Generator().manual_seed(0),
+    )
     directions, targets = [], []
     for k in range(8):  # curve_0 .. curve_315
         mine = (samples.labels == k) & samples.on_object
@@ -78,12 +97,20 @@ def test_the_shipped_models_mean_curve_activations_render_as_curves_of_their_ori
         angles = torch.deg2rad(samples.orientations[mine].double())
         targets.append(float(torch.rad2deg(torch.atan2(angles.sin().mean(), angles.cos().mean()))) % 360)
         directions.append(samples.vectors[mine].mean(0))
-    pictures = render(model, [AA.OBJECTIVES["direction_neuron_cossim"](layer, d) for d in directions], steps=64,
-                      size=64, batch_size=8, progress=False, seed=0).images
+    pictures = render(
+        model,
+        [AA.OBJECTIVES["direction_neuron_cossim"](layer, d) for d in directions],
+        steps=64,
+        size=64,
+        batch_size=8,
+        progress=False,
+        seed=0,
+    ).images
     targets = torch.tensor(targets, dtype=torch.float64)
     rendered = curve_orientation(pictures).degrees
     generator = torch.Generator().manual_seed(0)
-    null = torch.stack([circular_difference(rendered[torch.randperm(8, generator=generator)], targets).median()
-                        for _ in range(1000)])
+    null = torch.stack(
+        [circular_difference(rendered[torch.randperm(8, generator=generator)], targets).median() for _ in range(1000)]
+    )
     observed = circular_difference(rendered, targets)
     assert float(observed.median()) < float(null.quantile(0.05)), (observed.tolist(), float(null.quantile(0.05)))
