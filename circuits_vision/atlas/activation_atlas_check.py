@@ -36,6 +36,7 @@ class CurveCells(Result):
         rendered_orientation: ``[K]`` the orientation read from each cell's picture; ``errors [K]`` the
             circular difference to ``scene_orientation`` (0..180).
         null_medians: ``[P]`` the median error with pictures permuted among the curve cells.
+        axis_null_medians: ``[P]`` the same for the axis error (:attr:`axis_errors`), same permutations.
     """
 
     cells: torch.Tensor
@@ -45,6 +46,25 @@ class CurveCells(Result):
     rendered_orientation: torch.Tensor
     errors: torch.Tensor
     null_medians: torch.Tensor
+    axis_null_medians: torch.Tensor
+
+    @property
+    def axis_errors(self) -> torch.Tensor:
+        """``[K]`` 0..90 degrees: the error of the stroke's axis, whichever way it bends (``min(e, 180 - e)``)."""
+        return torch.minimum(self.errors, 180 - self.errors)
+
+    @property
+    def median_axis_error(self) -> float:
+        return float(self.axis_errors.median()) if self.errors.numel() else float("nan")
+
+    @property
+    def axis_null_median(self) -> float:
+        return float(self.axis_null_medians.median()) if self.axis_null_medians.numel() else float("nan")
+
+    @property
+    def axis_p_value(self) -> float:
+        """As :attr:`p_value`, for the axis error."""
+        return _p_value(self.axis_null_medians, self.median_axis_error)
 
     @property
     def median_error(self) -> float:
@@ -57,10 +77,7 @@ class CurveCells(Result):
     @property
     def p_value(self) -> float:
         """Share of permutations whose median error is at most the observed one (with the observed counted)."""
-        if not self.null_medians.numel():
-            return float("nan")
-        hits = int((self.null_medians <= self.median_error).sum())
-        return (hits + 1) / (self.null_medians.numel() + 1)
+        return _p_value(self.null_medians, self.median_error)
 
     def within(self, degrees: float) -> float:
         """Share of curve cells whose picture is within ``degrees`` of their scenes' orientation."""
@@ -92,11 +109,19 @@ class CurveCells(Result):
         return (
             f"{len(self.cells)} curve cells: median orientation error {self.median_error:.1f} deg "
             f"({self.within(45):.0%} within 45 deg); pictures shuffled among the cells {self.null_median:.1f} deg "
-            f"(p = {self.p_value:.3g}); chance 90 deg"
+            f"(p = {self.p_value:.3g}); chance 90 deg. Axis (either bend): {self.median_axis_error:.1f} deg, "
+            f"shuffled {self.axis_null_median:.1f} deg (p = {self.axis_p_value:.3g}); chance 45 deg"
         )
 
     def __repr__(self) -> str:
         return f"CurveCells(cells={len(self.cells)}, median_error={self.median_error:.1f})"
+
+
+def _p_value(null: torch.Tensor, observed: float) -> float:
+    """Share of permutations whose median error is at most the observed one (the observed counted)."""
+    if not null.numel():
+        return float("nan")
+    return (int((null <= observed).sum()) + 1) / (null.numel() + 1)
 
 
 def curve_cells(result, *, min_share: float = 0.5, permutations: int = 2000, seed: int = 0) -> CurveCells:
@@ -128,22 +153,29 @@ def curve_cells(result, *, min_share: float = 0.5, permutations: int = 2000, see
         rows.append((k, share, float(torch.rad2deg(torch.atan2(s, c))) % 360.0, float(torch.sqrt(s * s + c * c))))
     if not rows:
         empty = torch.zeros(0)
-        return CurveCells(torch.zeros(0, dtype=torch.long), empty, empty, empty, empty, empty, empty)
+        return CurveCells(torch.zeros(0, dtype=torch.long), empty, empty, empty, empty, empty, empty, empty)
     cells = torch.tensor([r[0] for r in rows])
     scene = torch.tensor([r[2] for r in rows], dtype=torch.float64)
     rendered = curve_orientation(result.images[cells]).degrees.double()
     errors = circular_difference(rendered, scene)
     generator = torch.Generator().manual_seed(int(seed))
-    null = (
-        torch.stack(
-            [
-                circular_difference(rendered[torch.randperm(len(rows), generator=generator)], scene).median()
-                for _ in range(int(permutations))
-            ]
-        )
-        if len(rows) > 1
+    shuffled = [
+        circular_difference(rendered[torch.randperm(len(rows), generator=generator)], scene)
+        for _ in range(int(permutations) if len(rows) > 1 else 0)
+    ]
+    null = torch.stack([e.median() for e in shuffled]) if shuffled else torch.zeros(0, dtype=torch.float64)
+    axis_null = (
+        torch.stack([torch.minimum(e, 180 - e).median() for e in shuffled])
+        if shuffled
         else torch.zeros(0, dtype=torch.float64)
     )
     return CurveCells(
-        cells, torch.tensor([r[1] for r in rows]), scene, torch.tensor([r[3] for r in rows]), rendered, errors, null
+        cells,
+        torch.tensor([r[1] for r in rows]),
+        scene,
+        torch.tensor([r[3] for r in rows]),
+        rendered,
+        errors,
+        null,
+        axis_null,
     )

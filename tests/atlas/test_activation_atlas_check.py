@@ -53,6 +53,9 @@ def test_pictures_drawn_at_their_cells_orientation_pass_and_shuffled_pictures_fa
     assert good.null_median > 60.0 and good.p_value < 0.1
     bad = curve_cells(planted_atlas([180.0, 270.0, 0.0, 90.0, 45.0, 45.0]), permutations=200)
     assert bad.median_error > 150.0 and bad.p_value > 0.5
+    # flipped pictures (each bent the other way) keep the axis: the axis error passes where the full one fails
+    assert bad.median_axis_error < 25.0 and good.median_axis_error < 25.0
+    assert "Axis (either bend)" in str(good) and 0 < good.axis_p_value <= 1
     assert "4 curve cells" in str(good) and len(good.table()) == 4
 
 
