@@ -115,7 +115,14 @@ class BranchReport:
         values = [[getattr(self.row(c, b), field_name) for b in names] for c in self.categories]
         return list(self.categories), names, values
 
-    def table(self) -> str:
+    def table(self) -> list[dict]:
+        """One row per category x branch: the fields of :class:`BranchRow` (``units`` as a list)."""
+        return [{"category": r.category, "branch": r.branch, "count": r.count, "category_size": r.category_size,
+                 "branch_size": r.branch_size, "layer_size": r.layer_size, "expected": r.expected,
+                 "enrichment": r.enrichment, "p": r.p_value, "log10_p": r.log10_p, "p_bonferroni": r.p_bonferroni,
+                 "p_holm": r.p_holm, "tested": r.tested, "units": list(r.units)} for r in self.rows]
+
+    def __str__(self) -> str:
         """The rows as aligned text, one line per category x branch."""
         header = f"{'category':<28} {'branch':<12} {'count':>9} {'expected':>8} {'enrich':>7} " \
                  f"{'p':>9} {'p_bonf':>9} {'p_holm':>9}"
@@ -130,8 +137,9 @@ class BranchReport:
                          f"{r.enrichment:>7.2f} {_p(r.p_value, r.log10_p):>9} {r.p_bonferroni:>9.2g} {r.p_holm:>9.2g}")
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.table()
+    def __repr__(self) -> str:
+        return (f"BranchReport(layer={self.layer!r}, categories={len(self.categories)}, branches={len(self.branches)}, "
+                f"tests={self.n_tests}, significant={len(self.significant())})")
 
 
 def _p(p: float, log10_p: float) -> str:
@@ -354,6 +362,29 @@ class BranchRouting:
         total = self.mass.sum(1, keepdim=True)
         self.fraction = torch.where(total > 0, self.mass / total.clamp(min=1e-30), torch.zeros_like(self.mass))
 
+    def table(self) -> list[dict]:
+        """One row per downstream unit: ``unit``, its weight ``mass``, the ``dominant`` branch (>= half the mass,
+        else "mixed") and the fraction from each branch (keyed by branch name)."""
+        names = [b.name for b in self.branches]
+        rows = []
+        for unit in range(self.mass.shape[0]):
+            share, index = (float(v) for v in self.fraction[unit].max(0))
+            row = {"unit": unit, "mass": float(self.mass[unit].sum()),
+                   "dominant": names[int(index)] if share >= 0.5 else "mixed"}
+            row.update({name: float(self.fraction[unit, k]) for k, name in enumerate(names)})
+            rows.append(row)
+        return rows
+
+    def __str__(self) -> str:
+        groups = self.dominant()
+        counts = ", ".join(f"{name}: {len(units)}" for name, units in groups.items())
+        return (f"branch routing {self.source} -> {self.target} ({self.method}, {self.mass.shape[0]} units): "
+                f"units receiving >= half their weight mass from each branch: {counts}")
+
+    def __repr__(self) -> str:
+        return (f"BranchRouting(source={self.source!r}, target={self.target!r}, units={self.mass.shape[0]}, "
+                f"branches={[b.name for b in self.branches]}, method={self.method!r})")
+
     def dominant(self, threshold: float = 0.5) -> dict[str, list[int]]:
         """``{branch: target units receiving >= threshold of their mass from it}``, plus ``"mixed"``."""
         groups: dict[str, list[int]] = {b.name: [] for b in self.branches}
@@ -438,6 +469,26 @@ class WeightSVD:
     singular_values: torch.Tensor
     target_coords: torch.Tensor
     source_loadings: torch.Tensor
+
+    def table(self) -> list[dict]:
+        """One row per component: its singular value, share of the squared singular values kept, and the
+        source units loading most on it (largest |loading| first, up to 5)."""
+        total = float(self.singular_values.double().pow(2).sum()) or 1.0
+        rows = []
+        for k in range(len(self.singular_values)):
+            top = self.source_loadings[:, k].abs().argsort(descending=True)[:5].tolist()
+            rows.append({"component": k, "singular_value": float(self.singular_values[k]),
+                         "share": float(self.singular_values[k] ** 2) / total, "top_sources": top})
+        return rows
+
+    def __str__(self) -> str:
+        parts = "; ".join(f"component {r['component']}: s={r['singular_value']:.3g}, top sources {r['top_sources']}"
+                          for r in self.table())
+        return f"SVD of |weights| {self.source} -> {self.target}: {parts}"
+
+    def __repr__(self) -> str:
+        return (f"WeightSVD(source={self.source!r}, target={self.target!r}, k={len(self.singular_values)}, "
+                f"targets={self.target_coords.shape[0]}, sources={self.source_loadings.shape[0]})")
 
 
 def abs_weight_svd(model: nn.Module, source: str, target: str, k: int = 3, *, center: bool = True) -> WeightSVD:

@@ -13,6 +13,7 @@ default, or dataset images you pass), so a response of 5 means "five baseline st
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,6 +25,8 @@ from torch import nn
 from circuits_vision import stimuli
 from circuits_vision.analysis._inputs import for_model
 from circuits_vision.hooks import as_images, check_channel, eval_mode, layer_shape, model_device, run_with_cache
+
+MAX_SHOWN = 12  # units listed by str(TuningCurves); table() has them all
 
 Positions = str  # "center" or "max"
 
@@ -229,6 +232,29 @@ class TuningCurves:
         """``[U]`` maximum of the averaged orientation curve (baseline standard deviations)."""
         return self.orientation_curve().amax(1)
 
+    def table(self) -> list[dict]:
+        """One row per unit of the averaged orientation curve: ``unit``, ``preferred_orientation`` (argmax, deg),
+        ``peak`` (baseline std), ``selectivity`` (index in [0, 1]) and ``width`` (deg at half height)."""
+        preferred, peak = self.preferred_orientation().tolist(), self.peak_response().tolist()
+        selectivity, width = self.selectivity_index().tolist(), self.tuning_width().tolist()
+        return [{"unit": u, "preferred_orientation": preferred[i], "peak": peak[i], "selectivity": selectivity[i],
+                 "width": width[i]} for i, u in enumerate(self.units)]
+
+    def __str__(self) -> str:
+        grid = " x ".join(f"{len(v)} {name}" for name, v in self.axes.items())
+        lines = [f"tuning curves of {len(self.units)} units of {self.layer} over {grid} (period {self.period:g}):"]
+        rows = self.table()
+        for row in rows[:MAX_SHOWN]:
+            lines.append(f"  unit {row['unit']}: prefers {row['preferred_orientation']:.0f} deg, peak {row['peak']:.2f} std, "
+                         f"selectivity {row['selectivity']:.2f}, width {row['width']:.0f} deg")
+        if len(rows) > MAX_SHOWN:
+            lines.append(f"  ... and {len(rows) - MAX_SHOWN} more units (table() has them all)")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        axes = {name: len(v) for name, v in self.axes.items()}
+        return f"TuningCurves(layer={self.layer!r}, units={len(self.units)}, axes={axes}, period={self.period:g})"
+
 
 @torch.no_grad()
 def tuning_curves(
@@ -320,6 +346,22 @@ class CurveDetectorSearch:
     def sectors(self, width: float = 45.0) -> set[int]:
         """Distinct ``width``-degree sectors (``floor(orientation / width)``) the detectors' preferences cover."""
         return {int(d.preferred_orientation // width) % int(round(360 / width)) for d in self.detectors}
+
+    def table(self) -> list[dict]:
+        """One row per detector (ordered by preferred orientation): the fields of :class:`CurveDetector`."""
+        return [dataclasses.asdict(d) for d in self.detectors]
+
+    def __str__(self) -> str:
+        layer = self.curves.layer
+        if not self.detectors:
+            return f"no curve detectors among {len(self.curves.units)} units of {layer}"
+        units = ", ".join(f"{d.unit}@{d.preferred_orientation:.0f}" for d in self.detectors)
+        return (f"{len(self.detectors)} curve detectors among {len(self.curves.units)} units of {layer}, covering "
+                f"{len(self.sectors())} of 8 45-degree sectors; unit@orientation (deg): {units}")
+
+    def __repr__(self) -> str:
+        return (f"CurveDetectorSearch(layer={self.curves.layer!r}, detectors={len(self.detectors)}, "
+                f"searched={len(self.curves.units)})")
 
 
 def find_curve_detectors(

@@ -222,7 +222,7 @@ def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_de
             if significant else "no category x branch cell reaches Bonferroni p &lt; 0.01") + "</p>")
         name = _save_figure(viz_branches.plot_report(found, title=f"{target}: {categories} units per branch"),
                             out / f"{slug(target)}_branches_{categories}.png")
-        parts.append(f"<pre>{_e(found.table())}</pre>" + _figure_html(name, f"{categories} categories per branch"))
+        parts.append(f"<pre>{_e(found)}</pre>" + _figure_html(name, f"{categories} categories per branch"))
     return "".join(parts)
 
 
