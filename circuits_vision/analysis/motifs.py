@@ -91,6 +91,19 @@ class CircuitEquivariance:
     n_parameters: int
     reduction: float
 
+    def table(self) -> list[dict]:
+        """One row per relative angle: ``relative_angle`` (deg) and the norm of its canonical kernel."""
+        return [{"relative_angle": d, "kernel_norm": float(k.norm())} for d, k in zip(self.relative_angles, self.kernels)]
+
+    def __str__(self) -> str:
+        return (f"equivariant circuit: score {self.score:.3f} against {self.null_score:.3f} with shuffled angles; "
+                f"{len(self.relative_angles)} relative angles, one kernel each: {self.n_parameters} numbers instead of "
+                f"{self.n_weights} ({self.reduction:.1f}x fewer)")
+
+    def __repr__(self) -> str:
+        return (f"CircuitEquivariance(score={self.score:.3f}, null_score={self.null_score:.3f}, "
+                f"relative_angles={len(self.relative_angles)}, reduction={self.reduction:.1f})")
+
 
 def equivariant_circuit(
     weights: torch.Tensor,
@@ -176,6 +189,25 @@ class CurvePattern:
     @property
     def holds(self) -> bool:
         return self.excites_aligned and self.inhibits_opposite
+
+    def table(self) -> list[dict]:
+        """One row per relative angle: ``relative_angle`` (deg), ``net_weight``, and whether it is the
+        ``aligned`` or the ``opposite`` angle."""
+        return [{"relative_angle": d, "net_weight": w, "aligned": d == self.aligned,
+                 "opposite": abs(float(circular_difference(torch.tensor(d - self.opposite), self.period))) < 1e-9}
+                for d, w in zip(self.relative_angles, self.net_weight)]
+
+    def __str__(self) -> str:
+        profile = ", ".join(f"{d:.0f}: {w:+.3g}" for d, w in zip(self.relative_angles, self.net_weight))
+        verdict = "holds" if self.holds else "does not hold"
+        return (f"curve pattern {verdict}: aligned angle {self.aligned:.0f} deg "
+                f"{'excites' if self.excites_aligned else 'does not excite'}, opposite {self.opposite:.0f} deg "
+                f"{'inhibits' if self.inhibits_opposite else 'does not inhibit'} (period {self.period:g}); "
+                f"net weight by relative angle: {profile}")
+
+    def __repr__(self) -> str:
+        return (f"CurvePattern(aligned={self.aligned:g}, opposite={self.opposite:g}, period={self.period:g}, "
+                f"holds={self.holds})")
 
 
 def curve_pattern(weights: torch.Tensor, source: Family, target: Family, *, aligned: float | None = None) -> CurvePattern:
@@ -451,6 +483,25 @@ class EchoResult:
     echo_after: torch.Tensor
     zeroed: int
     notes: list[str] = field(default_factory=list)
+
+    def table(self) -> list[dict]:
+        """One row per target member: ``unit``, its preferred orientation before the edit and its echo
+        (response at preferred + 180 over the response at preferred) before and after."""
+        preferred = self.orientations[self.before.argmax(1)].tolist()
+        return [{"unit": u, "preferred_orientation": preferred[i], "echo_before": float(self.echo_before[i]),
+                 "echo_after": float(self.echo_after[i])} for i, u in enumerate(self.units)]
+
+    def __str__(self) -> str:
+        lines = [f"echo experiment: {self.zeroed} inhibitory weights zeroed; response to the opposite curve over the "
+                 f"response to the preferred one, before -> after:"]
+        lines += [f"  unit {r['unit']} (prefers {r['preferred_orientation']:.0f} deg): {r['echo_before']:.3f} -> "
+                  f"{r['echo_after']:.3f}" for r in self.table()]
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"EchoResult(units={len(self.units)}, zeroed={self.zeroed}, "
+                f"mean_echo_before={float(self.echo_before.mean()):.3f}, mean_echo_after={float(self.echo_after.mean()):.3f})")
 
 
 def echo_experiment(
