@@ -270,7 +270,7 @@ def _default_pair(model: nn.Module, layers: list[str]) -> tuple[str, str] | None
 def _finish(model, directory: Path, layers, units, settings, result: AtlasResult, *, images, labels, k, parts, report,
             progress, log, report_units_per_layer):
     """Rank 0, after all ranks rendered: analyses, manifest, viewer, circuit report."""
-    from circuits_vision.atlas import analyses, viewer
+    from circuits_vision.atlas import analyses, viewer, views_section
 
     records = store.read_records(directory)
     missing = [f"{layer}:{unit}" for layer, unit in units if (layer, unit) not in records]
@@ -310,4 +310,5 @@ def _finish(model, directory: Path, layers, units, settings, result: AtlasResult
         except Exception as error:  # the atlas stays usable; the index says why the report is missing
             log(f"atlas: circuit report of {pair[0]} -> {pair[1]} failed: {type(error).__name__}: {error}")
             settings = {**settings, "report_error": f"{type(error).__name__}: {error}"}
+    views_section.attach(result.report, manifest)  # which view puts each unit in which family, from the report
     viewer.write_viewer(directory, manifest, settings, report=result.report)

@@ -15,6 +15,7 @@ from html import escape
 from importlib import resources
 from pathlib import Path
 
+from circuits_vision.atlas import views_section
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import atomic_write_text
 
@@ -268,6 +269,7 @@ def _unit_html(record: dict, present: set, neighbours) -> str:
         f"<div><h2>facets</h2>{_facets_html(record.get('facets'))}</div>"
         f"<div><h2>polysemanticity</h2>{_polysemanticity_html(record.get('polysemanticity'))}</div></div>"
         f"<table class=\"facts\"><tr><th>family</th><td id=\"family\">{_family_html(record, present)}</td></tr>"
+        f"<tr><th>three views</th><td id=\"views\">{views_section.unit_html(record.get('views'))}</td></tr>"
         f"<tr><th>branch</th><td id=\"branch\">{_e(branch if branch is not None else 'not a branch layer')}</td></tr>"
         f"<tr><th>tuning</th><td id=\"tuning\">{_tuning_html(record.get('tuning'))}</td></tr>"
         f"<tr><th>final objective</th><td>{_e(record.get('loss'))}{_never_active_html(record)}</td></tr></table>"
