@@ -355,7 +355,8 @@ def circular_correlation(curves: torch.Tensor, upsample: int = 1) -> torch.Tenso
     spectrum = torch.fft.rfft(z, dim=1)
     product = (spectrum.conj()[:, None] * spectrum[None, :]).sum(-1)  # [N, N, A // 2 + 1]
     cross = torch.fft.irfft(product, n=curves.shape[1] * upsample, dim=2)
-    return (cross * upsample).permute(2, 0, 1).contiguous()  # [A', N, N]: sum_t z_i(t) z_j(t + s)
+    # [A', N, N]: sum_t z_i(t) z_j(t + s); the interpolation can overshoot 1 a little between sharp curves
+    return (cross * upsample).clamp(-1.0, 1.0).permute(2, 0, 1).contiguous()
 
 
 # --------------------------------------------------------------------------------------------------

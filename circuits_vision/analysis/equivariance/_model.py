@@ -101,7 +101,9 @@ def report(
             result = D.families_from_tuning(curves, null_units=null_units, **options)
         else:
             curves = orientation_surfaces(model, layer, unit_list, steps=steps or 72)
-            wanted = max(2 * int(D.tuned(curves).sum()), null_units or 0, D.MIN_NULL_UNITS)
+            # enough null pairs that BH over all pairs of tuned units has resolution (and the families are
+            # stable across seeds: with fewer than ~256 tuned null units the shipped model's groups changed)
+            wanted = max(4 * int(D.tuned(curves).sum()), null_units or 0, MIN_NULL_TUNED)
             null_curves = network_null_curves(model, layer, unit_list, steps=steps or 72, at_least=wanted, seed=seed)
             result = D.families_from_tuning(curves, null_curves=null_curves, **options)
         result.layer = layer
@@ -264,6 +266,7 @@ def orientation_surfaces(model: nn.Module, layer: str, units: list[int], *, step
 
 
 MAX_NULL_COPIES = 16
+MIN_NULL_TUNED = 256
 
 
 def network_null_curves(model: nn.Module, layer: str, units: list[int], *, steps: int = 72, at_least: int = 128,
