@@ -1,7 +1,11 @@
 # The two commands of the README:
 #   make demo   install everything and build the atlas + circuit report of the shipped model
 #   make test   install everything and run the tests
-# Both create and reuse the virtual environment in $(VENV).
+# Both create and reuse the virtual environment in $(VENV). For working on the code:
+#   make lint       ruff check and ruff format --check (what CI runs before the tests)
+#   make test-fast  the tests not marked slow
+#   make test-gpu   the CUDA tests (needs_cuda), on a machine with a GPU and the CUDA kernels built
+#   make bench      the benchmarks, each a side-by-side run (slow; results are printed)
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -22,13 +26,13 @@ export MAX_JOBS ?= 2
 
 CSRC := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu')
 
-.PHONY: demo test install build clean
+.PHONY: demo test test-fast test-gpu lint bench install build clean
 
 $(VENV)/.deps:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q torch torchvision
-	$(PIP) install -q numpy pillow tqdm scikit-learn matplotlib ninja pytest hypothesis nbformat nbclient ipykernel selenium
+	$(PIP) install -q numpy pillow tqdm scikit-learn matplotlib ninja pytest hypothesis nbformat nbclient ipykernel selenium ruff
 	# lucent is the reference we measure against; its pinned kornia is installed without its stale dependency pins.
 	$(PIP) install -q --no-deps "torch-lucent==0.1.8" "kornia<=0.4.1"
 	$(PIP) install -q decorator
@@ -65,6 +69,24 @@ demo: install
 
 test: install $(VENV)/.browser
 	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+test-gpu: install
+	$(PY) -m pytest -q -m needs_cuda -rs
+
+# ruff check must pass; ruff format --check lists the files the formatter would change.
+$(VENV)/bin/ruff: $(VENV)/.deps
+	$(PIP) install -q ruff
+
+lint: $(VENV)/bin/ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+BENCHMARKS := image_pipeline expanded_weights equivariance feature_vis compile_step activation_atlas atlas
+bench: install
+	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf build $(VENV) circuits_vision/_C*.so

@@ -9,9 +9,8 @@ honoured by torch's extension builder (use ``9.0`` for H100/H200).
 import glob
 import os
 
-from setuptools import setup
-
 import torch
+from setuptools import setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))

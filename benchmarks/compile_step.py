@@ -24,6 +24,7 @@ import sys
 import time
 
 import torch
+from _timing import timed
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
@@ -64,12 +65,14 @@ def _step_parts(model, layer: str, count: int, size: int, capture: str):
 
 
 def _timed_steps(params, loss_fn, optimizer, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
+    """Mean wall seconds of one optimisation step over ``steps`` steps."""
+
+    def step():
         optimizer.zero_grad(set_to_none=False)
         loss_fn().backward()
         optimizer.step()
-    return (time.perf_counter() - start) / steps
+
+    return statistics.fmean(timed(step, steps).walls)
 
 
 def main() -> None:

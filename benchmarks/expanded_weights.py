@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
+from _timing import timed
 
 from circuits_vision.hooks import layer_shape
 from circuits_vision.models import inceptionv1
-from circuits_vision.ops import _reference, compose_kernels, extension_available
+from circuits_vision.ops import compose_kernels, compose_kernels_reference, extension_available
 from circuits_vision.weights import expand
 from circuits_vision.weights.gradient import source_gradients
 
@@ -35,21 +35,10 @@ PAIRS = [("mixed3a", "mixed3b"), ("conv2d2", "mixed4a")]
 CAPTUM_INPUT = 224  # the zero image captum's extract_expanded_weights and lucid's notebooks differentiate
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(fn, device, repeats: int):
     """(best seconds over ``repeats`` runs, last result)."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        result = fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best, result
+    timing = timed(fn, repeats, device=device)
+    return timing.best, timing.result
 
 
 def smallest_input(model, source: str, target: str, expansion) -> int:
@@ -80,7 +69,7 @@ def run_pair(model, source: str, target: str, device: torch.device, repeats: int
     for _ in range(repeats):
         t, ours = _timed(lambda: expand(model, source, target, compose=compose_kernels), device, 1)
         t_ours = min(t_ours, t)
-        t, twin = _timed(lambda: expand(model, source, target, compose=_reference.compose_kernels), device, 1)
+        t, twin = _timed(lambda: expand(model, source, target, compose=compose_kernels_reference), device, 1)
         t_twin = min(t_twin, t)
         for label, size in sizes.items():
             timings: list[float] = []

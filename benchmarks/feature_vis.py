@@ -29,10 +29,9 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from circuits_vision import hooks
+from circuits_vision import hooks, ops
 from circuits_vision.models import inceptionv1
 from circuits_vision.optvis import param, render, transforms
-from circuits_vision import ops
 from circuits_vision.optvis.pipeline import image_pipeline_torch
 
 

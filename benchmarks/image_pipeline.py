@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
 
 import torch
+from _timing import timed
 
-from circuits_vision.ops import _reference, extension_available, image_pipeline
+from circuits_vision.ops import extension_available, image_pipeline, image_pipeline_reference
 
 
 def _inputs(batch: int, size: int, device: str, generator: torch.Generator):
@@ -40,19 +39,8 @@ def _step(fn, x, color, theta, out_size, norm_scale, norm_shift, grad_out):
 
 def _time(fn, args, steps: int, device: str) -> tuple[float, float]:
     """(median wall seconds, mean process CPU seconds) per step."""
-    for _ in range(2):
-        _step(fn, *args)
-    walls = []
-    cpu_start = time.process_time()
-    for _ in range(steps):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        _step(fn, *args)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        walls.append(time.perf_counter() - start)
-    return statistics.median(walls), (time.process_time() - cpu_start) / steps
+    timing = timed(lambda: _step(fn, *args), steps, warmup=2, device=device)
+    return timing.median, timing.mean_cpu
 
 
 def main() -> None:
@@ -76,10 +64,10 @@ def main() -> None:
         grad_out = torch.randn(args.batch, 3, args.out, args.out, generator=torch.Generator().manual_seed(1))
         step_args = (x, color, theta, (args.out, args.out), scale, shift, grad_out.to(device))
         grad_op = _step(image_pipeline, *step_args)
-        grad_twin = _step(_reference.image_pipeline, *step_args)
+        grad_twin = _step(image_pipeline_reference, *step_args)
         error = (grad_op - grad_twin).abs().max().item()
         op_wall, op_cpu = _time(image_pipeline, step_args, args.steps, device)
-        twin_wall, twin_cpu = _time(_reference.image_pipeline, step_args, args.steps, device)
+        twin_wall, twin_cpu = _time(image_pipeline_reference, step_args, args.steps, device)
         line = (f"{device:4s}  wall: op {op_wall * 1e3:8.2f} ms/step  twin {twin_wall * 1e3:8.2f} ms/step  "
                 f"twin/op {twin_wall / op_wall:5.2f}x")
         if device == "cpu":

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from circuits_vision.analysis import branches, curve_circuits, curve_experiments, tuning
 from circuits_vision import stimuli
-from circuits_vision.stimuli import scenes
+from circuits_vision.analysis import branches, curve_circuits, curve_experiments, tuning
 from circuits_vision.models import shapes as shapes_module
 from circuits_vision.models.train_shapes import HELDOUT_SEED_OFFSET, atomic_save, evaluate
+from circuits_vision.stimuli import scenes
 
 TARGETS = {"curve_detectors_mixed3b": 8, "sectors_mixed3b": 8, "correlation": 0.35, "p": 0.01,
            "shape_accuracy": 0.9384765625, "color_accuracy": 0.9296875}

@@ -18,10 +18,33 @@ Subpackages load on first use, so ``import circuits_vision as cv`` stays cheap:
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("analysis", "atlas", "claims", "hooks", "models", "ops", "optvis", "stimuli", "viz", "weights")
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time these load on first use (below)
+    from circuits_vision import (
+        analysis,
+        atlas,
+        claims,
+        errors,
+        hooks,
+        models,
+        ops,
+        optvis,
+        results,
+        stimuli,
+        viz,
+        weights,
+    )
+    from circuits_vision.analysis import branches, equivariance
+    from circuits_vision.claims import reproduce
+    from circuits_vision.optvis import render
+    from circuits_vision.weights import expanded_weights
+
+_SUBPACKAGES = (
+    "analysis", "atlas", "claims", "errors", "hooks", "models", "ops", "optvis", "results", "stimuli", "viz", "weights",
+)
 # Short names for the calls a user makes most, as in `cv.render(...)`: (module, function).
 _SHORTCUTS = {
     "render": ("circuits_vision.optvis", "render"),
@@ -70,6 +93,29 @@ class _AnalysisShortcut:
 
     def __repr__(self) -> str:
         return f"<circuits_vision.{self._name}: calls {self._module_name}.{self._function}; other functions as attributes>"
+
+
+# Written out, so that static tools read it: the subpackages and leaf modules, then the shortcuts.
+__all__ = [
+    "__version__",
+    "analysis",
+    "atlas",
+    "claims",
+    "errors",
+    "hooks",
+    "models",
+    "ops",
+    "optvis",
+    "results",
+    "stimuli",
+    "viz",
+    "weights",
+    "render",
+    "expanded_weights",
+    "reproduce",
+    "equivariance",
+    "branches",
+]
 
 
 def __getattr__(name: str):

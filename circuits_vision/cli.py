@@ -104,7 +104,9 @@ def run_atlas(args) -> int:
     model = load_model(args.model, args.weights)
     if args.images is not None and not Path(args.images).is_dir():
         raise CommandError(f"--images {args.images!r} is not a folder of images")
-    size = args.size or min(getattr(model, "input_size", 128), 128)
+    from circuits_vision.hooks import model_input_size
+
+    size = args.size or min(model_input_size(model, default=128), 128)
     try:
         result = atlas.build(
             model, layers=args.layers, out=args.out, steps=args.steps, size=size, seed=args.seed,
@@ -171,7 +173,9 @@ def run_reproduce(args) -> int:
 
 def _reproduce_parser(commands) -> None:
     parser = commands.add_parser("reproduce", help="check the published Circuits claims on these weights")
-    parser.add_argument("--model", default="inceptionv1", help="inceptionv1 (default), or a .py file defining model()")
+    parser.add_argument("--model", default="inceptionv1",
+                        help="inceptionv1 (default; the published claims), shapes (the shipped model's claims, beside "
+                             "its recorded figures), or a .py file defining model()")
     parser.add_argument("--weights", default=None, help="state dict path or http(s) URL (e.g. inception5h.pth)")
     parser.add_argument("--claims", nargs="+", default=None, help="claim names or globs (default: every claim)")
     parser.add_argument("--out", default="reproduction", help="output directory (rerun to reuse measured claims)")

@@ -7,7 +7,6 @@ import os
 
 import pytest
 import torch
-
 from support import devices  # noqa: F401  (re-exported for tests that import it from here)
 
 

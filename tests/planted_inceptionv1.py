@@ -8,8 +8,11 @@ partner's own response map to a curve at the unit's published orientation (fitte
 379 <- 147 is its strongest input, the curve family sits at its published orientations, inside the 5x5
 branch, and the 3a black-and-white units are colour-blind (their relay weighs R, G, B equally; the
 curve partners' relay reads red only, so they see colour). The high-low frequency units' weights get the published NMF factors
-(:func:`_plant_high_low_frequency`) and mixed5b's 5x5 kernels horizontal bands. Every other weight stays
-random.
+(:func:`_plant_high_low_frequency`), mixed5b's 5x5 kernels horizontal bands and conv2d0's colour-contrast and
+Gabor families their kinds of kernel (:func:`_plant_conv2d0_families`). The echo of Curve
+Circuits is planted in 3b:379 (:func:`_plant_echo`): an excitatory matched filter for the opposite curve from one
+opposite-facing 3a unit, cancelled exactly by the same filter with a minus sign from another, so the unit's
+tuning is unchanged until the inhibition is removed. Every other weight stays random.
 """
 
 from __future__ import annotations
@@ -91,8 +94,33 @@ def _plant_banding(model):
         weight.copy_(weight[:, :, :, :1].expand_as(weight).clone())
 
 
+def _plant_conv2d0_families(model):
+    """conv2d0's published colour-contrast units get colour-opponent centre blobs (their RGB weights sum to
+    zero, so grey is invisible to them) and its Gabor units grey Gabor kernels at spread orientations. The
+    relays' LRN neighbours (kept silent) are left out, so each family is planted at most of its members."""
+    conv0 = _conv(model, "conv2d0")
+    quiet = {c for stem in (RED_STEM, GREY_STEM) for c in range(stem - LRN_RADIUS, stem + LRN_RADIUS + 1)}
+    x = torch.arange(7.0) - 3
+    yy, xx = torch.meshgrid(x, x, indexing="ij")
+    blob = torch.exp(-(xx**2 + yy**2) / (2 * 1.5**2))
+    with torch.no_grad():
+        colour = [u for u in facts.family("conv2d0", "Color Contrast") if u not in quiet]
+        for k, unit in enumerate(colour):
+            hue = 2 * math.pi * k / len(colour)
+            rgb = torch.tensor([math.cos(hue), math.cos(hue - 2 * math.pi / 3), math.cos(hue + 2 * math.pi / 3)])
+            conv0.weight[unit] = (rgb - rgb.mean())[:, None, None] * blob / 20
+            conv0.bias[unit] = 0
+        gabor = [u for u in facts.family("conv2d0", "Gabor Filters") if u not in quiet]
+        for k, unit in enumerate(gabor):
+            theta = math.pi * k / len(gabor)
+            wave = torch.cos(2 * math.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / 4.0) * blob
+            conv0.weight[unit] = (wave - wave.mean())[None].expand(3, 7, 7) / 20
+            conv0.bias[unit] = 0
+    return colour, gabor
+
+
 def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: bool = True, frequency: bool = True,
-                        banding: bool = True):
+                        banding: bool = True, echo: bool = True, early: bool = True):
     """Random InceptionV1 (seed ``seed``) with the curve family, the aligned 3a->3b pairs and the mixed3a
     black-and-white 5x5 units planted (``curves`` / ``bw`` turn them off). Templates are made at ``size`` px."""
     model = inceptionv1(generator=torch.Generator().manual_seed(seed))
@@ -106,6 +134,8 @@ def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: 
         conv0.weight[GREY_STEM] = 0
         conv0.weight[GREY_STEM, :] = -blur / (3 * 255)
         conv0.bias[[RED_STEM, GREY_STEM]] = 138.0 / 255.0
+    if early:
+        _plant_conv2d0_families(model)
     for stem, relay in ((RED_STEM, RED_CONV2D2), (GREY_STEM, GREY_CONV2D2)):
         _quiet_neighbours(conv0, stem)
         _one_hot_row(conv1, stem, stem)
@@ -129,12 +159,42 @@ def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: 
     if banding:
         _plant_banding(model)
     if curves:
-        _plant_curve_family(model, size, pairs, partners)
+        center = _plant_curve_family(model, size, pairs, partners)
+        if echo:
+            _plant_echo(model, size, partners, center)
     return model.eval()
 
 
+ECHO_UNIT, ECHO_EXCITES, ECHO_INHIBITS = 379, 95, 145  # 3a:95 (78.5 deg) and 3a:145 (41) face away from 3b:379 (243)
+ECHO_NORM = 0.5  # the filter's norm relative to the unit's own kernel, so 379 <- 147 stays its strongest input
+
+
+def _plant_echo(model, size, partners, center):
+    """3b:379 reads +A from 3a:95 and -A from 3a:145, A the window of curves facing 180 degrees away from
+    379's orientation less the mean window over orientations: the two relays carry the same map, so the net
+    input is zero; removing the negative weights from the opposite-facing units (the echo edit) leaves the
+    positive part of A, a response to the opposite curve."""
+    conv5x5 = _conv(model, "mixed3b_5x5")
+    opposite = (facts.curve_orientations("mixed3b")[ECHO_UNIT] + 180.0) % 360.0
+    radii = torch.tensor([size / 8, size / 6, size / 4.5, size / 3.5])
+    angles = torch.arange(0.0, 360.0, 15.0)
+    images = stimuli.curves(angles.repeat_interleave(len(radii)), radii.repeat(len(angles)), angular_width=90.0,
+                            thickness=max(1.5, size / 32), center=center, size=size)
+    windows = _centre_windows(model, images, partners[0]).reshape(len(angles), len(radii), 5, 5).mean(1)
+    # The opposite curve's window minus the mean window over orientations: what is left of +A after the
+    # edit (its positive part) responds to the opposite curve more than to the others.
+    at = int(torch.argmin(torch.minimum(torch.remainder(angles - opposite, 360.0), torch.remainder(opposite - angles, 360.0))))
+    window = windows[at] - windows.mean(0)
+    with torch.no_grad():
+        own = conv5x5.weight[ECHO_UNIT - 320].norm()
+        filt = window / window.norm().clamp_min(1e-12) * own * ECHO_NORM
+        conv5x5.weight[ECHO_UNIT - 320, partners.index(ECHO_EXCITES)] = filt
+        conv5x5.weight[ECHO_UNIT - 320, partners.index(ECHO_INHIBITS)] = -filt
+
+
 def _plant_curve_family(model, size, pairs, partners, rounds: int = 3):
-    bottleneck, conv5x5 = _conv(model, "mixed3b_5x5_bottleneck"), _conv(model, "mixed3b_5x5")
+    """Returns the settled receptive-field centre of mixed3b the templates were fitted at."""
+    bottleneck = _conv(model, "mixed3b_5x5_bottleneck")
     for k, unit in enumerate(partners):
         _one_hot_row(bottleneck, k, unit)
     # The stimuli are drawn where mixed3b's centre position looks, which the planted units themselves
@@ -144,7 +204,7 @@ def _plant_curve_family(model, size, pairs, partners, rounds: int = 3):
         _write_curve_templates(model, size, pairs, partners, center)
         after = receptive_field_center(model, "mixed3b", size=size)
         if max(abs(a - b) for a, b in zip(after, center)) < 0.5:
-            return
+            return after
     raise RuntimeError("the receptive-field centre did not settle; plant at another size")
 
 
@@ -190,3 +250,25 @@ def _centre_windows(model, images, channel):
         maps = run_with_cache(model, images, ["mixed3a"])["mixed3a"][:, channel]
     h, w = maps.shape[1:]
     return maps[:, h // 2 - 2 : h // 2 + 3, w // 2 - 2 : w // 2 + 3]
+
+
+def plant_equivariant_circuit(model):
+    """Write an equivariant circuit between the published curve units: each published mixed3a unit (angle
+    ``a``) reaches each published mixed3b unit (angle ``b``) through the same asymmetric 5x5 kernel rotated by
+    ``a`` and weighted by a function of ``b - a`` only (one kernel per relative angle, as in Curve Circuits).
+    The mixed3b 5x5 branch's bottleneck channels relay the 3a units one-hot. Returns ``model``."""
+    from circuits_vision.analysis.curve_experiments import rotate_kernels
+
+    bottleneck, conv5x5 = _conv(model, "mixed3b_5x5_bottleneck"), _conv(model, "mixed3b_5x5")
+    sources, targets = facts.curve_orientations("mixed3a"), facts.curve_orientations("mixed3b")
+    pattern = torch.zeros(5, 5)
+    pattern[1, 3], pattern[2, 2], pattern[0, 2] = 1.0, 0.5, -0.5
+    with torch.no_grad():
+        for k, unit in enumerate(sources):
+            _one_hot_row(bottleneck, k, unit)
+        for target, b in targets.items():
+            conv5x5.weight[target - 320] = 0
+            for k, a in enumerate(sources.values()):
+                d = math.radians(b - a)
+                conv5x5.weight[target - 320, k] = rotate_kernels((math.cos(d) + 0.5 * math.sin(d)) * pattern, a).float()
+    return model

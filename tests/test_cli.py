@@ -203,9 +203,7 @@ def test_report_of_swapped_layers_is_refused(capsys, tmp_path):
 
 
 def test_report_takes_detection_settings(capsys, tmp_path, monkeypatch):
-    from circuits_vision.analysis import equivariance
-
-    from circuits_vision.analysis import tuning
+    from circuits_vision.analysis import equivariance, tuning
 
     calls, real = [], equivariance.report
     monkeypatch.setattr(equivariance, "report", lambda *a, **kw: calls.append((a[1], kw)) or real(*a, **kw))

@@ -140,3 +140,51 @@ def test_nested_private_import_checker_sees_them(tmp_path):
                       "from circuits_vision.analysis.equivariance import report\nfrom . import _own\n")
     assert _nested_private_imports(sample, tmp_path) == ["circuits_vision.analysis.equivariance._kernels",
                                                   "circuits_vision.analysis.equivariance._kernels.unit_kernels"]
+
+
+# Top-level modules every subpackage may use; they import nothing from the package themselves.
+LEAVES = ("_utils", "errors", "results")
+
+
+def test_no_subpackage_imports_another_subpackage_private_names():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.parent == PACKAGE:
+            continue
+        bad = [b for b in _private_imports(path) if not b.startswith("circuits_vision._utils:")]
+        offenders += [f"{path.relative_to(PACKAGE)} imports {b}" for b in bad]
+    assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize("leaf", LEAVES)
+def test_leaf_modules_import_nothing_from_the_package(leaf):
+    path = PACKAGE / f"{leaf}.py"
+    assert not _imported_subpackages(path), f"{leaf}.py imports {sorted(_imported_subpackages(path))}"
+
+
+def test_the_leaf_helpers_have_one_home():
+    # Each helper is defined once, in circuits_vision/_utils.py, and used from there (compat, which may
+    # use only public names, calls html.escape itself).
+    import re
+
+    patterns = {
+        "HTML escaping": re.compile(r"def _e\(|escape\(str\("),
+        "the first line of an error": re.compile(r"str\(error\)\.strip\(\)\.splitlines\(\)"),
+        "int pairs": re.compile(r"\(int\(size\), int\(size\)\) if isinstance|def size_pair\(size: int \| tuple|utils\._pair\("),
+        "restoring the training mode": re.compile(r"was_training = model\.training"),
+    }
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "_utils.py" or path.relative_to(PACKAGE).parts[0] == "compat":
+            continue
+        text = path.read_text()
+        offenders += [f"{path.relative_to(PACKAGE)}: {what}" for what, p in patterns.items() if p.search(text)]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_private_names_checker_allows_only_the_leaf_helpers(tmp_path):
+    (tmp_path / "atlas").mkdir()
+    sample = tmp_path / "atlas" / "sample.py"
+    sample.write_text("from circuits_vision._utils import first_line\nfrom circuits_vision.ops._reference import x\n")
+    found = [b for b in _private_imports(sample, tmp_path) if not b.startswith("circuits_vision._utils:")]
+    assert found == ["circuits_vision.ops._reference: ['x']"]

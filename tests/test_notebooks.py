@@ -6,7 +6,6 @@ assert what they reproduce, so a notebook that runs is a notebook whose checks p
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from circuits_vision.hooks import eval_mode, hooked, layer_names, probe_input, resolve_layer
+from circuits_vision.hooks import eval_mode, hooked, layer_names, model_input_size, probe_input, resolve_layer
 
 
 @dataclass
@@ -44,7 +44,7 @@ def conv_links(model: nn.Module, source: str, target: str, *, seed: int = 0) -> 
     source_name, _ = resolve_layer(model, source)
     target_name, _ = resolve_layer(model, target)
     convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    size = getattr(model, "input_size", 224)
+    size = model_input_size(model)
     x = probe_input(model, size, torch.Generator().manual_seed(seed))
 
     inputs: dict[str, torch.Tensor] = {}
@@ -119,6 +119,23 @@ def _contains(padded: torch.Tensor, source: torch.Tensor) -> bool:
     return False
 
 
+def reads_directly(model: nn.Module, source: str, conv: str, *, seed: int = 0) -> bool:
+    """Whether layer ``conv``'s input is layer ``source``'s output as it is (a padded copy counts), so
+    ``conv``'s weights are the convolution between the two: one probe forward on a noise image."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep_input(module, args, output):
+        seen.setdefault("input", args[0].detach())
+
+    def keep_output(module, args, output):
+        seen.setdefault("source", output.detach())
+
+    x = probe_input(model, model_input_size(model), torch.Generator().manual_seed(seed))
+    with torch.no_grad(), eval_mode(model), hooked(model, {conv: keep_input}), hooked(model, {source: keep_output}):
+        model(x)
+    return "input" in seen and "source" in seen and _contains(seen["input"], seen["source"])
+
+
 def layer_read_by(model: nn.Module, conv_input: torch.Tensor, *, seed: int = 0) -> str | None:
     """The last named layer (in forward order) whose output the conv input ``[1, C, H, W]`` holds as it is."""
     names = layer_names(model)
@@ -130,7 +147,7 @@ def layer_read_by(model: nn.Module, conv_input: torch.Tensor, *, seed: int = 0) 
                 outputs[name] = output.detach()
         return hook
 
-    x = probe_input(model, getattr(model, "input_size", 224), torch.Generator().manual_seed(seed))
+    x = probe_input(model, model_input_size(model), torch.Generator().manual_seed(seed))
     with torch.no_grad(), eval_mode(model), hooked(model, {name: keep(name) for name in names}):
         model(x)
     matches = [name for name in names if name in outputs and _contains(conv_input, outputs[name])]

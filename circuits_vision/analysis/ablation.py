@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from circuits_vision.hooks import check_channel, eval_mode, get_layer, model_device, resolve_layer
+from circuits_vision.results import Result
 
 __all__ = ["AblationReport", "ClassDelta", "ablate", "ablated", "parse_units", "with_replacement"]
 
@@ -138,7 +139,7 @@ class ClassDelta:
 
 
 @dataclass
-class AblationReport:
+class AblationReport(Result):
     """Accuracy with and without ablated units, overall and per class (accuracies are fractions).
 
     Attributes:

@@ -28,7 +28,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from circuits_vision.hooks import check_channel, eval_mode, hooked, layer_shape, model_device, resolve_layer, run_with_cache
+from circuits_vision.hooks import (
+    check_channel,
+    eval_mode,
+    hooked,
+    layer_shape,
+    model_device,
+    resolve_layer,
+    run_with_cache,
+)
+from circuits_vision.results import Result
 
 __all__ = [
     "Attribution",
@@ -123,7 +132,7 @@ def as_target(target) -> Target:
 
 
 @dataclass
-class Attribution:
+class Attribution(Result):
     """Attribution of ``layer``'s activations on ``N`` images to ``target`` (all tensors on the CPU).
 
     Attributes:
@@ -186,7 +195,7 @@ class Attribution:
 
 
 @dataclass
-class UnitAttribution:
+class UnitAttribution(Result):
     """Attribution of ``source`` to each of ``units`` of ``target_layer`` (summed over the target's positions,
     or at one position).
 

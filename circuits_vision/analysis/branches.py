@@ -19,6 +19,7 @@ families, ``facts_categories``), or measured (:func:`circuits_vision.analysis.un
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,9 +27,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from circuits_vision.analysis._circuit_edit import reads_directly
 from circuits_vision.analysis.stats import bonferroni, holm, hypergeometric_log10_sf, hypergeometric_sf
 from circuits_vision.hooks import Branch, NotABranchLayerError, get_layer, layer_shape, resolve_layer
 from circuits_vision.hooks import branches as hook_branches
+from circuits_vision.results import Result
 
 __all__ = [
     "BranchReport",
@@ -74,7 +77,7 @@ class BranchRow:
 
 
 @dataclass
-class BranchReport:
+class BranchReport(Result):
     """Counts and tests for every category x branch of one layer (rows in category, then branch order)."""
 
     layer: str
@@ -116,11 +119,8 @@ class BranchReport:
         return list(self.categories), names, values
 
     def table(self) -> list[dict]:
-        """One row per category x branch: the fields of :class:`BranchRow` (``units`` as a list)."""
-        return [{"category": r.category, "branch": r.branch, "count": r.count, "category_size": r.category_size,
-                 "branch_size": r.branch_size, "layer_size": r.layer_size, "expected": r.expected,
-                 "enrichment": r.enrichment, "p": r.p_value, "log10_p": r.log10_p, "p_bonferroni": r.p_bonferroni,
-                 "p_holm": r.p_holm, "tested": r.tested, "units": list(r.units)} for r in self.rows]
+        """One row per category x branch: its :class:`BranchRow` fields."""
+        return [{**dataclasses.asdict(r), "units": list(r.units)} for r in self.rows]
 
     def __str__(self) -> str:
         """The rows as aligned text, one line per category x branch."""
@@ -138,8 +138,8 @@ class BranchReport:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"BranchReport(layer={self.layer!r}, categories={len(self.categories)}, branches={len(self.branches)}, "
-                f"tests={self.n_tests}, significant={len(self.significant())})")
+        return (f"BranchReport(layer={self.layer!r}, branches={[b.name for b in self.branches]}, "
+                f"categories={list(self.categories)}, n_tests={self.n_tests})")
 
 
 def _p(p: float, log10_p: float) -> str:
@@ -343,8 +343,8 @@ def report(
 # Weight-based views
 
 
-@dataclass
-class BranchRouting:
+@dataclass(repr=False)
+class BranchRouting(Result):
     """How much of each downstream unit's weight mass arrives through each branch.
 
     ``mass[t, b] = sum over branch b's channels and all kernel taps of |W[t, s, u, v]|``, ``[C_target, B]``;
@@ -363,27 +363,9 @@ class BranchRouting:
         self.fraction = torch.where(total > 0, self.mass / total.clamp(min=1e-30), torch.zeros_like(self.mass))
 
     def table(self) -> list[dict]:
-        """One row per downstream unit: ``unit``, its weight ``mass``, the ``dominant`` branch (>= half the mass,
-        else "mixed") and the fraction from each branch (keyed by branch name)."""
+        """One row per target unit: the fraction of its weight mass from each branch."""
         names = [b.name for b in self.branches]
-        rows = []
-        for unit in range(self.mass.shape[0]):
-            share, index = (float(v) for v in self.fraction[unit].max(0))
-            row = {"unit": unit, "mass": float(self.mass[unit].sum()),
-                   "dominant": names[int(index)] if share >= 0.5 else "mixed"}
-            row.update({name: float(self.fraction[unit, k]) for k, name in enumerate(names)})
-            rows.append(row)
-        return rows
-
-    def __str__(self) -> str:
-        groups = self.dominant()
-        counts = ", ".join(f"{name}: {len(units)}" for name, units in groups.items())
-        return (f"branch routing {self.source} -> {self.target} ({self.method}, {self.mass.shape[0]} units): "
-                f"units receiving >= half their weight mass from each branch: {counts}")
-
-    def __repr__(self) -> str:
-        return (f"BranchRouting(source={self.source!r}, target={self.target!r}, units={self.mass.shape[0]}, "
-                f"branches={[b.name for b in self.branches]}, method={self.method!r})")
+        return [{"unit": t, **dict(zip(names, row))} for t, row in enumerate(self.fraction.tolist())]
 
     def dominant(self, threshold: float = 0.5) -> dict[str, list[int]]:
         """``{branch: target units receiving >= threshold of their mass from it}``, plus ``"mixed"``."""
@@ -407,24 +389,12 @@ def _weights_between(model: nn.Module, source: str, target: str) -> tuple[torch.
 
 
 def _direct_weights(model: nn.Module, source: str, target: str) -> torch.Tensor:
-    """The weights of conv ``target`` when its input is exactly ``source``'s output (checked by one probe)."""
-    from circuits_vision.hooks import hooked, probe_input
-
+    """The weights of conv ``target`` when its input is ``source``'s output (checked by one probe)."""
     conv = get_layer(model, target)
     if not isinstance(conv, nn.Conv2d):
         raise ValueError(f"layer {target!r} is a {type(conv).__name__}, not a Conv2d; without "
                          f"circuits_vision.weights.expanded_weights name the conv that reads {source!r} directly")
-    seen = {}
-
-    def keep_input(module, inputs, output):
-        seen["input"] = inputs[0]
-
-    def keep_output(module, inputs, output):
-        seen["source"] = output
-
-    with torch.no_grad(), hooked(model, {target: keep_input, source: keep_output}):
-        model(probe_input(model, getattr(model, "input_size", 224), torch.Generator().manual_seed(0)))
-    if not torch.equal(seen.get("input", torch.empty(0)), seen.get("source", torch.empty(1))):
+    if not reads_directly(model, source, target):
         raise ValueError(f"conv {target!r} does not read {source!r}'s output directly; expanded weights are "
                          f"needed (circuits_vision.weights.expanded_weights)")
     return conv.weight.detach()
@@ -456,8 +426,8 @@ def routing_clusters(routing: BranchRouting, n_clusters: int, *, seed: int = 0) 
     return torch.as_tensor(labels)
 
 
-@dataclass
-class WeightSVD:
+@dataclass(repr=False)
+class WeightSVD(Result):
     """SVD of ``M = sum over taps |W|`` (``[C_target, C_source]``): ``M = U diag(S) V^T``, top ``k`` kept.
 
     ``target_coords = U S`` ``[C_target, k]``, ``source_loadings = V`` ``[C_source, k]``. Signs are fixed so
@@ -471,24 +441,9 @@ class WeightSVD:
     source_loadings: torch.Tensor
 
     def table(self) -> list[dict]:
-        """One row per component: its singular value, share of the squared singular values kept, and the
-        source units loading most on it (largest |loading| first, up to 5)."""
-        total = float(self.singular_values.double().pow(2).sum()) or 1.0
-        rows = []
-        for k in range(len(self.singular_values)):
-            top = self.source_loadings[:, k].abs().argsort(descending=True)[:5].tolist()
-            rows.append({"component": k, "singular_value": float(self.singular_values[k]),
-                         "share": float(self.singular_values[k] ** 2) / total, "top_sources": top})
-        return rows
-
-    def __str__(self) -> str:
-        parts = "; ".join(f"component {r['component']}: s={r['singular_value']:.3g}, top sources {r['top_sources']}"
-                          for r in self.table())
-        return f"SVD of |weights| {self.source} -> {self.target}: {parts}"
-
-    def __repr__(self) -> str:
-        return (f"WeightSVD(source={self.source!r}, target={self.target!r}, k={len(self.singular_values)}, "
-                f"targets={self.target_coords.shape[0]}, sources={self.source_loadings.shape[0]})")
+        """One row per kept component: its singular value and its largest source loading."""
+        return [{"component": i, "singular_value": float(s), "top_source": int(self.source_loadings[:, i].argmax())}
+                for i, s in enumerate(self.singular_values.tolist())]
 
 
 def abs_weight_svd(model: nn.Module, source: str, target: str, k: int = 3, *, center: bool = True) -> WeightSVD:

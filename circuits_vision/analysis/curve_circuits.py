@@ -29,6 +29,7 @@ from torch import nn
 
 from circuits_vision.analysis.equivariance import Family
 from circuits_vision.analysis.tuning import CurveDetector, find_curve_detectors
+from circuits_vision.results import Result
 
 __all__ = ["CurveCircuit", "curve_circuit", "detector_family", "orientation_difference"]
 
@@ -49,7 +50,7 @@ def _correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class CurveCircuit:
+class CurveCircuit(Result):
     """Net expanded weights between curve detectors of two layers versus their orientation difference.
 
     Attributes:

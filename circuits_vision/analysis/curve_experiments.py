@@ -31,7 +31,8 @@ from circuits_vision import stimuli
 from circuits_vision.analysis.ablation import AblationReport, ablate
 from circuits_vision.analysis.curve_circuits import orientation_difference
 from circuits_vision.analysis.tuning import CurveDetector, find_curve_detectors, tuning_curves
-from circuits_vision.hooks import get_layer, resolve_layer
+from circuits_vision.hooks import eval_mode, get_layer, model_input_size, resolve_layer
+from circuits_vision.results import Result
 
 __all__ = ["EchoReport", "ReplacementReport", "echo", "replace_curve_detectors", "rotate_kernels"]
 
@@ -123,7 +124,7 @@ def _expansion(model, source, target):
 
 
 @dataclass
-class EchoReport:
+class EchoReport(Result):
     """One downstream curve detector's tuning before and after removing its opposite-orientation inhibition.
 
     Attributes:
@@ -179,12 +180,13 @@ class EchoReport:
         return f"EchoReport({self.target}:{self.unit}, echo {self.echo_before:.3f} -> {self.echo_after:.3f})"
 
 
-def _tuning(model, layer, unit, baseline=None):
-    size = getattr(model, "input_size", 224)
+def _tuning(model, layer, unit, baseline=None, size=None):
+    size = int(size or model_input_size(model))
     radii = [size / 8, size / 6, size / 4.5, size / 3.5]  # find_curve_detectors' defaults
     return tuning_curves(model, layer, [unit], stimuli.curves,
                          {"orientation": list(range(0, 360, 5)), "radius": radii},
-                         fixed={"angular_width": 90.0, "thickness": max(1.5, size / 32)}, baseline=baseline)
+                         fixed={"angular_width": 90.0, "thickness": max(1.5, size / 32)}, baseline=baseline,
+                         size=size)
 
 
 def echo(
@@ -195,16 +197,18 @@ def echo(
     *,
     source_detectors: Sequence[CurveDetector] | None = None,
     target_detectors: Sequence[CurveDetector] | None = None,
+    size: int | None = None,
 ) -> EchoReport:
     """Remove the negative expanded weights from opposite-orientation ``source`` curves into one ``target`` curve detector.
 
     Works on a deep copy (``model`` is untouched). ``unit`` defaults to the target curve detector that
     receives the most inhibition from opposite curves. Detectors default to :func:`find_curve_detectors`.
+    ``size``: the tuning stimuli's size in px (default the model's ``input_size``, else 224).
     """
     source = resolve_layer(model, source)[0]
     target = resolve_layer(model, target)[0]
-    src = list(source_detectors) if source_detectors is not None else find_curve_detectors(model, source).detectors
-    tgt = list(target_detectors) if target_detectors is not None else find_curve_detectors(model, target).detectors
+    src = list(source_detectors) if source_detectors is not None else find_curve_detectors(model, source, size=size).detectors
+    tgt = list(target_detectors) if target_detectors is not None else find_curve_detectors(model, target, size=size).detectors
     if not src or not tgt:
         raise ValueError(f"echo needs curve detectors in both layers; found {len(src)} in {source!r}, {len(tgt)} in {target!r}")
     found = _expansion(model, source, target)
@@ -233,9 +237,9 @@ def echo(
     else:
         notes.append(f"no {source} curve detector faces within {OPPOSITE:g} deg of the opposite orientation")
     edited = copy.deepcopy(model)
-    before = _tuning(model, target, chosen.unit)
+    before = _tuning(model, target, chosen.unit, size=size)
     with _ExpandedEdit(edited, source, target, {chosen.unit: delta}, found.offset):
-        after = _tuning(edited, target, chosen.unit, baseline=(before.baseline_mean, before.baseline_std))
+        after = _tuning(edited, target, chosen.unit, baseline=(before.baseline_mean, before.baseline_std), size=size)
     b, aft = before.orientation_curve()[0], after.orientation_curve()[0]
     peak = int(b.argmax())
     opp = (peak + len(b) // 2) % len(b)
@@ -263,7 +267,7 @@ def rotate_kernels(kernels: torch.Tensor, degrees: float) -> torch.Tensor:
 
 
 @dataclass
-class ReplacementReport:
+class ReplacementReport(Result):
     """Accuracy with the downstream curve detectors original, ablated, and replaced by hand-built units.
 
     Attributes:
@@ -402,12 +406,10 @@ def replace_curve_detectors(
         relu, channel = _branch_of(model, target, unit)
         hooks.append(get_layer(model, f"{relu}_pre_relu_conv").register_forward_hook(
             lambda m, i, o, unit=unit, channel=channel: captured.__setitem__(unit, o[:, channel])))
-    was_training = model.training
-    model.eval()
     try:
-        model(fit_images)
+        with eval_mode(model):
+            model(fit_images)
     finally:
-        model.train(was_training)
         for h in hooks:
             h.remove()
     scale_bias, r2 = {}, []

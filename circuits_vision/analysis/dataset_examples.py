@@ -24,11 +24,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from circuits_vision.analysis._inputs import for_model
-from circuits_vision.hooks import check_channel, eval_mode, layer_shape, model_device, run_with_cache
+from circuits_vision.hooks import check_channel, eval_mode, layer_shape, model_device, model_input_size, run_with_cache
+from circuits_vision.results import Result
+
+__all__ = [
+    "DatasetExamples",
+    "top_activating",
+]
 
 
-@dataclass
-class DatasetExamples:
+@dataclass(repr=False)
+class DatasetExamples(Result):
     """Top-k activating examples of ``units`` of ``layer`` (values and crops sorted high to low).
 
     Attributes:
@@ -55,6 +61,15 @@ class DatasetExamples:
     images: torch.Tensor | None = None
     image_size: tuple[int, int] | None = None
     map_size: tuple[int, int] | None = None
+
+    def table(self) -> list[dict]:
+        """One row per unit: its top activation and the image it came from."""
+        rows = []
+        for i, unit in enumerate(self.units):
+            index = int(self.indices[i, 0]) if self.indices.numel() else -1
+            rows.append({"unit": unit, "top_value": float(self.values[i, 0]) if index >= 0 else None,
+                         "top_image": self.sources.get(index, str(index)) if index >= 0 else None})
+        return rows
 
     def boxes(self) -> torch.Tensor:
         """``[U, k, 4]`` (top, left, bottom, right) pixel box of each crop in its image (bottom/right
@@ -190,7 +205,7 @@ def top_activating(
         raise ValueError(f"k must be >= 1, got {k}")
     if border < 0:
         raise ValueError(f"border must be >= 0 feature-map positions, got {border}")
-    size = size or getattr(model, "input_size", 224)
+    size = size or model_input_size(model)
     channels = layer_shape(model, layer, size)[0]
     units = list(range(channels)) if units is None else [int(u) for u in units]
     for unit in units:

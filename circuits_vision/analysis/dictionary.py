@@ -35,12 +35,13 @@ from torch import nn
 
 from circuits_vision.analysis._inputs import for_model
 from circuits_vision.hooks import eval_mode, model_device, run_with_cache
+from circuits_vision.results import Result
 
 __all__ = ["Dictionary", "activations", "train"]
 
 
 @dataclass
-class Dictionary:
+class Dictionary(Result):
     """A trained sparse autoencoder of ``layer`` (see the module docstring for the model).
 
     Attributes:

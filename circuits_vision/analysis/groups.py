@@ -24,14 +24,15 @@ from torch import nn
 
 from circuits_vision.analysis.attribution import attribute
 from circuits_vision.hooks import eval_mode, model_device, resolve_layer, run_with_cache
-from circuits_vision.optvis import render
 from circuits_vision.optvis import objectives as obj
+from circuits_vision.optvis import render
+from circuits_vision.results import Result
 
 __all__ = ["NeuronGroups", "neuron_groups"]
 
 
 @dataclass
-class NeuronGroups:
+class NeuronGroups(Result):
     """``k`` groups of ``layer``'s units found on ``N`` images.
 
     Attributes:

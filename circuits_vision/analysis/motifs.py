@@ -19,15 +19,16 @@ All functions take expanded weights ``E [C_target, C_source, kh, kw]`` between t
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from circuits_vision.analysis.equivariance import transforms as T
-from circuits_vision.analysis.equivariance import Family, circular_difference
 from circuits_vision.analysis._circuit_edit import ConvLinks, conv_links, layer_read_by
+from circuits_vision.analysis.equivariance import Family, circular_difference
+from circuits_vision.analysis.equivariance import transforms as T
+from circuits_vision.hooks import model_input_size
+from circuits_vision.results import Result
 
 __all__ = [
     "CircuitEquivariance",
@@ -67,8 +68,8 @@ def _step(fam: Family) -> float:
 # Equivariant circuits
 
 
-@dataclass
-class CircuitEquivariance:
+@dataclass(repr=False)
+class CircuitEquivariance(Result):
     """How well the weights between two families follow the rotation symmetry.
 
     Attributes:
@@ -92,17 +93,9 @@ class CircuitEquivariance:
     reduction: float
 
     def table(self) -> list[dict]:
-        """One row per relative angle: ``relative_angle`` (deg) and the norm of its canonical kernel."""
-        return [{"relative_angle": d, "kernel_norm": float(k.norm())} for d, k in zip(self.relative_angles, self.kernels)]
-
-    def __str__(self) -> str:
-        return (f"equivariant circuit: score {self.score:.3f} against {self.null_score:.3f} with shuffled angles; "
-                f"{len(self.relative_angles)} relative angles, one kernel each: {self.n_parameters} numbers instead of "
-                f"{self.n_weights} ({self.reduction:.1f}x fewer)")
-
-    def __repr__(self) -> str:
-        return (f"CircuitEquivariance(score={self.score:.3f}, null_score={self.null_score:.3f}, "
-                f"relative_angles={len(self.relative_angles)}, reduction={self.reduction:.1f})")
+        """One row per relative angle: its canonical kernel's energy (sum of squares) and net weight."""
+        return [{"relative_angle": a, "energy": float(k.pow(2).sum()), "net_weight": float(k.sum())}
+                for a, k in zip(self.relative_angles, self.kernels)]
 
 
 def equivariant_circuit(
@@ -165,8 +158,8 @@ def _explained(block: torch.Tensor, a: torch.Tensor, b: torch.Tensor, step: floa
 # Curve-circuit pattern
 
 
-@dataclass
-class CurvePattern:
+@dataclass(repr=False)
+class CurvePattern(Result):
     """Net weight between two families as a function of their relative angle.
 
     Attributes:
@@ -186,28 +179,13 @@ class CurvePattern:
     excites_aligned: bool
     inhibits_opposite: bool
 
+    def table(self) -> list[dict]:
+        """The profile: one row per relative angle with its net weight."""
+        return [{"relative_angle": a, "net_weight": w} for a, w in zip(self.relative_angles, self.net_weight)]
+
     @property
     def holds(self) -> bool:
         return self.excites_aligned and self.inhibits_opposite
-
-    def table(self) -> list[dict]:
-        """One row per relative angle: ``relative_angle`` (deg), ``net_weight``, and whether it is the
-        ``aligned`` or the ``opposite`` angle."""
-        return [{"relative_angle": d, "net_weight": w, "aligned": d == self.aligned,
-                 "opposite": abs(float(circular_difference(torch.tensor(d - self.opposite), self.period))) < 1e-9}
-                for d, w in zip(self.relative_angles, self.net_weight)]
-
-    def __str__(self) -> str:
-        profile = ", ".join(f"{d:.0f}: {w:+.3g}" for d, w in zip(self.relative_angles, self.net_weight))
-        verdict = "holds" if self.holds else "does not hold"
-        return (f"curve pattern {verdict}: aligned angle {self.aligned:.0f} deg "
-                f"{'excites' if self.excites_aligned else 'does not excite'}, opposite {self.opposite:.0f} deg "
-                f"{'inhibits' if self.inhibits_opposite else 'does not inhibit'} (period {self.period:g}); "
-                f"net weight by relative angle: {profile}")
-
-    def __repr__(self) -> str:
-        return (f"CurvePattern(aligned={self.aligned:g}, opposite={self.opposite:g}, period={self.period:g}, "
-                f"holds={self.holds})")
 
 
 def curve_pattern(weights: torch.Tensor, source: Family, target: Family, *, aligned: float | None = None) -> CurvePattern:
@@ -464,8 +442,8 @@ def zero_inhibition(
     return edited, zeroed
 
 
-@dataclass
-class EchoResult:
+@dataclass(repr=False)
+class EchoResult(Result):
     """Tuning of the target family before and after zeroing inhibition.
 
     Attributes:
@@ -485,23 +463,9 @@ class EchoResult:
     notes: list[str] = field(default_factory=list)
 
     def table(self) -> list[dict]:
-        """One row per target member: ``unit``, its preferred orientation before the edit and its echo
-        (response at preferred + 180 over the response at preferred) before and after."""
-        preferred = self.orientations[self.before.argmax(1)].tolist()
-        return [{"unit": u, "preferred_orientation": preferred[i], "echo_before": float(self.echo_before[i]),
-                 "echo_after": float(self.echo_after[i])} for i, u in enumerate(self.units)]
-
-    def __str__(self) -> str:
-        lines = [f"echo experiment: {self.zeroed} inhibitory weights zeroed; response to the opposite curve over the "
-                 f"response to the preferred one, before -> after:"]
-        lines += [f"  unit {r['unit']} (prefers {r['preferred_orientation']:.0f} deg): {r['echo_before']:.3f} -> "
-                  f"{r['echo_after']:.3f}" for r in self.table()]
-        lines += [f"  note: {note}" for note in self.notes]
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return (f"EchoResult(units={len(self.units)}, zeroed={self.zeroed}, "
-                f"mean_echo_before={float(self.echo_before.mean()):.3f}, mean_echo_after={float(self.echo_after.mean()):.3f})")
+        """One row per target member: its echo before and after zeroing the inhibition."""
+        return [{"unit": u, "echo_before": float(b), "echo_after": float(a)}
+                for u, b, a in zip(self.units, self.echo_before.tolist(), self.echo_after.tolist())]
 
 
 def echo_experiment(
@@ -518,7 +482,7 @@ def echo_experiment(
     from circuits_vision.analysis.tuning import tuning_curves
 
     edited, zeroed = zero_inhibition(model, source, target, source_family, target_family, which=which)
-    size = getattr(model, "input_size", 224)
+    size = model_input_size(model)
     fixed = {"radius": radius or size / 6, "thickness": thickness or max(size / 16, 1.0)}
     angles = torch.arange(orientations, dtype=torch.float32) * (360.0 / orientations)
     curves = []

@@ -40,7 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from circuits_vision.hooks import check_channel, layer_shape
+from circuits_vision.hooks import check_channel, layer_shape, model_input_size
+from circuits_vision.results import Result
 
 __all__ = ["DEFAULT_SCENES", "Polysemanticity", "UnitPolysemanticity", "polysemanticity"]
 
@@ -78,7 +79,7 @@ class UnitPolysemanticity:
 
 
 @dataclass
-class Polysemanticity:
+class Polysemanticity(Result):
     """Polysemanticity of ``units`` of ``layer``, clustered by ``previous``'s activations (None: pixels)."""
 
     layer: str
@@ -123,7 +124,7 @@ def _default_data(model: nn.Module, labels_out: dict) -> Iterable[torch.Tensor]:
     from circuits_vision.models.train_shapes import EXAMPLES_SEED_OFFSET
     from circuits_vision.stimuli.scenes import scene_batches
 
-    size = int(min(max(int(getattr(model, "input_size", 64)), 16), 128))
+    size = int(min(max(int(model_input_size(model, default=64)), 16), 128))
     return scene_batches(DEFAULT_SCENES, 0 + EXAMPLES_SEED_OFFSET, size=size, labels=labels_out)
 
 

@@ -14,14 +14,15 @@ import torch
 from torch import nn
 
 from circuits_vision.hooks import eval_mode, model_device, resolve_layer, run_with_cache
-from circuits_vision.optvis import render
 from circuits_vision.optvis import objectives as obj
+from circuits_vision.optvis import render
+from circuits_vision.results import Result
 
 __all__ = ["SemanticDictionary", "semantic_dictionary"]
 
 
 @dataclass
-class SemanticDictionary:
+class SemanticDictionary(Result):
     """Per position, the ``k`` strongest units of ``layer`` on ``N`` images.
 
     Attributes:

@@ -24,9 +24,27 @@ from torch import nn
 
 from circuits_vision import stimuli
 from circuits_vision.analysis._inputs import for_model
-from circuits_vision.hooks import as_images, check_channel, eval_mode, layer_shape, model_device, run_with_cache
+from circuits_vision.hooks import (
+    as_images,
+    check_channel,
+    eval_mode,
+    layer_shape,
+    model_device,
+    model_input_size,
+    run_with_cache,
+)
+from circuits_vision.results import Result
 
-MAX_SHOWN = 12  # units listed by str(TuningCurves); table() has them all
+__all__ = [
+    "CurveDetector",
+    "CurveDetectorSearch",
+    "TuningCurves",
+    "find_curve_detectors",
+    "noise_baseline",
+    "receptive_field_center",
+    "tuning_curves",
+    "unit_responses",
+]
 
 Positions = str  # "center" or "max"
 
@@ -90,7 +108,7 @@ def receptive_field_center(model: nn.Module, layer: str, *, size: int | None = N
     uniform-noise images (noise rather than a flat image, so ReLU units are active somewhere).
     Stimuli drawn at this offset are centred on the unit ``unit_responses(position="center")`` reads.
     """
-    size = size or getattr(model, "input_size", 224)
+    size = size or model_input_size(model)
     noise = torch.rand(8, 3, size, size, generator=torch.Generator().manual_seed(0))
     image = for_model(model, noise).requires_grad_(True)
     with torch.enable_grad(), eval_mode(model):
@@ -125,7 +143,7 @@ def noise_baseline(
     gets std 1 (its responses then stay in raw units) rather than a division by zero.
     """
     if images is None:
-        size = size or getattr(model, "input_size", 224)
+        size = size or model_input_size(model)
         generator = generator or torch.Generator().manual_seed(0)
         images = torch.rand(n, 3, size, size, generator=generator).to(model_device(model))
     r = unit_responses(model, layer, images, units, position=position)
@@ -133,8 +151,8 @@ def noise_baseline(
     return r.mean(dim=0), torch.where(std > 1e-8, std, torch.ones_like(std))
 
 
-@dataclass
-class TuningCurves:
+@dataclass(repr=False)
+class TuningCurves(Result):
     """Responses of units to a stimulus grid.
 
     Attributes:
@@ -152,6 +170,16 @@ class TuningCurves:
     baseline_mean: torch.Tensor
     baseline_std: torch.Tensor
     period: float = 360.0
+
+    def table(self) -> list[dict]:
+        """One row per unit: its largest response (baseline SDs) and, with an orientation axis, its
+        preferred orientation and selectivity index."""
+        peaks = self.responses.flatten(1).amax(1).tolist()
+        rows = [{"unit": u, "max_response": p} for u, p in zip(self.units, peaks)]
+        if "orientation" in self.axes:
+            for row, o, s in zip(rows, self.preferred_orientation().tolist(), self.selectivity_index().tolist()):
+                row.update(preferred_orientation=o, selectivity_index=s)
+        return rows
 
     def subset(self, units: Iterable[int]) -> TuningCurves:
         """The same curves restricted to ``units`` (channel ids, in the order given)."""
@@ -232,29 +260,6 @@ class TuningCurves:
         """``[U]`` maximum of the averaged orientation curve (baseline standard deviations)."""
         return self.orientation_curve().amax(1)
 
-    def table(self) -> list[dict]:
-        """One row per unit of the averaged orientation curve: ``unit``, ``preferred_orientation`` (argmax, deg),
-        ``peak`` (baseline std), ``selectivity`` (index in [0, 1]) and ``width`` (deg at half height)."""
-        preferred, peak = self.preferred_orientation().tolist(), self.peak_response().tolist()
-        selectivity, width = self.selectivity_index().tolist(), self.tuning_width().tolist()
-        return [{"unit": u, "preferred_orientation": preferred[i], "peak": peak[i], "selectivity": selectivity[i],
-                 "width": width[i]} for i, u in enumerate(self.units)]
-
-    def __str__(self) -> str:
-        grid = " x ".join(f"{len(v)} {name}" for name, v in self.axes.items())
-        lines = [f"tuning curves of {len(self.units)} units of {self.layer} over {grid} (period {self.period:g}):"]
-        rows = self.table()
-        for row in rows[:MAX_SHOWN]:
-            lines.append(f"  unit {row['unit']}: prefers {row['preferred_orientation']:.0f} deg, peak {row['peak']:.2f} std, "
-                         f"selectivity {row['selectivity']:.2f}, width {row['width']:.0f} deg")
-        if len(rows) > MAX_SHOWN:
-            lines.append(f"  ... and {len(rows) - MAX_SHOWN} more units (table() has them all)")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        axes = {name: len(v) for name, v in self.axes.items()}
-        return f"TuningCurves(layer={self.layer!r}, units={len(self.units)}, axes={axes}, period={self.period:g})"
-
 
 @torch.no_grad()
 def tuning_curves(
@@ -283,7 +288,7 @@ def tuning_curves(
         baseline: ``(mean [U], std [U])``, or baseline images ``[N, 3, H, W]``; default uniform noise.
     """
     _positions(position)
-    size = size or getattr(model, "input_size", 224)
+    size = size or model_input_size(model)
     units = _units(model, layer, units, size)
     device = model_device(model)
     params, shape = stimuli.parameter_grid(**{name: list(values) if not isinstance(values, torch.Tensor) else values
@@ -331,8 +336,8 @@ class CurveDetector:
     """Fraction of radii whose own preferred orientation is within 45 degrees of the overall one."""
 
 
-@dataclass
-class CurveDetectorSearch:
+@dataclass(repr=False)
+class CurveDetectorSearch(Result):
     """Result of :func:`find_curve_detectors`: the detectors and the tuning curves they came from."""
 
     detectors: list[CurveDetector]
@@ -343,25 +348,16 @@ class CurveDetectorSearch:
     def units(self) -> list[int]:
         return [d.unit for d in self.detectors]
 
+    def table(self) -> list[dict]:
+        """One row per detector: its :class:`CurveDetector` fields."""
+        return [dataclasses.asdict(d) for d in self.detectors]
+
+    def __repr__(self) -> str:
+        return f"CurveDetectorSearch(layer={self.curves.layer!r}, detectors={self.units}, searched={len(self.curves.units)})"
+
     def sectors(self, width: float = 45.0) -> set[int]:
         """Distinct ``width``-degree sectors (``floor(orientation / width)``) the detectors' preferences cover."""
         return {int(d.preferred_orientation // width) % int(round(360 / width)) for d in self.detectors}
-
-    def table(self) -> list[dict]:
-        """One row per detector (ordered by preferred orientation): the fields of :class:`CurveDetector`."""
-        return [dataclasses.asdict(d) for d in self.detectors]
-
-    def __str__(self) -> str:
-        layer = self.curves.layer
-        if not self.detectors:
-            return f"no curve detectors among {len(self.curves.units)} units of {layer}"
-        units = ", ".join(f"{d.unit}@{d.preferred_orientation:.0f}" for d in self.detectors)
-        return (f"{len(self.detectors)} curve detectors among {len(self.curves.units)} units of {layer}, covering "
-                f"{len(self.sectors())} of 8 45-degree sectors; unit@orientation (deg): {units}")
-
-    def __repr__(self) -> str:
-        return (f"CurveDetectorSearch(layer={self.curves.layer!r}, detectors={len(self.detectors)}, "
-                f"searched={len(self.curves.units)})")
 
 
 def find_curve_detectors(
@@ -391,7 +387,7 @@ def find_curve_detectors(
     overall preference (a curve detector keeps its orientation across curvatures).
     Radii and thickness default to fractions of the input size (1/8..1/3 and 1/32).
     """
-    size = size or getattr(model, "input_size", 224)
+    size = size or model_input_size(model)
     radii = list(radii) if radii is not None else [size / 8, size / 6, size / 4.5, size / 3.5]
     thickness = thickness if thickness is not None else max(1.5, size / 32)
     units = _units(model, layer, units, size)

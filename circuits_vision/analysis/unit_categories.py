@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from circuits_vision.analysis._inputs import for_model
-from circuits_vision.hooks import eval_mode, layer_shape, model_device, run_with_cache
+from circuits_vision.hooks import eval_mode, layer_shape, model_device, model_input_size, run_with_cache
 from circuits_vision.stimuli import gratings, solid
 
 __all__ = ["color_categories", "color_drives", "orientation_categories", "orientation_selectivity", "probe_stimuli"]
@@ -78,7 +78,7 @@ def _centre_responses(model: nn.Module, layer: str, images: torch.Tensor, batch_
 
 def _probe_size(model: nn.Module, size: int | None) -> int:
     """``size`` or ``min(input_size, 96)``, made odd so the layer's centre position is the stimulus centre."""
-    size = int(size or min(int(getattr(model, "input_size", 224)), 96))
+    size = int(size or min(int(model_input_size(model)), 96))
     return size if size % 2 else size + 1
 
 
@@ -87,7 +87,7 @@ def color_drives(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(colour_drive [C], bw_drive [C])``: the largest response increase over mid grey per stimulus set.
 
-    ``size`` defaults to ``min(getattr(model, "input_size", 224), 96)`` (enough for early layers'
+    ``size`` defaults to ``min(model_input_size(model), 96)`` (enough for early layers'
     receptive fields; pass a larger size for deep layers); even sizes are rounded up to odd.
     """
     size = _probe_size(model, size)

@@ -19,10 +19,11 @@ from circuits_vision.atlas.activation_atlas import ActivationAtlas, activation_a
 from circuits_vision.atlas.activation_atlas_page import write_activation_atlas_page
 from circuits_vision.atlas.build import AtlasResult, build, weights_fingerprint
 from circuits_vision.atlas.config import AtlasConfig
+from circuits_vision.atlas.coordination import AtlasLockedError
 from circuits_vision.atlas.layers import default_layers
 from circuits_vision.atlas.report import LayerOrderError, circuit_report
 from circuits_vision.atlas.serve import serve
-from circuits_vision.atlas.store import AtlasLockedError, CorruptAtlasFileError, SettingsMismatchError
+from circuits_vision.atlas.store import CorruptAtlasFileError, SettingsMismatchError
 
 __all__ = [
     "ActivationAtlas",

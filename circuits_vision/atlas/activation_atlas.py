@@ -201,7 +201,7 @@ def activation_atlas(
         raise ValueError(f"class_keep must be in (0, 1], got {class_keep}")
     canonical = hooks.resolve_layer(model, layer)[0]
     if images is None:
-        size_in = int(getattr(model, "input_size", 64))
+        size_in = int(hooks.model_input_size(model, default=64))
         stream = heldout_scenes(n_images, batch_size=batch_size, size=size_in)
         if label_names is None:
             from circuits_vision.stimuli.scenes import SHAPE_CLASSES

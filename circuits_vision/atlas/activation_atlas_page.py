@@ -11,9 +11,9 @@ Everything shown that comes from the model, the data or the user goes through :f
 from __future__ import annotations
 
 import os
-from html import escape
 from pathlib import Path
 
+from circuits_vision._utils import escape_html
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import atomic_write_text, save_png
 
@@ -41,8 +41,7 @@ ZOOM_RULES
 """
 
 
-def _e(value) -> str:
-    return escape(str(value), quote=True)
+_e = escape_html
 
 
 def _style() -> str:

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from circuits_vision import hooks
+from circuits_vision._utils import first_line
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_text, png_bytes, read_json, save_png
 from circuits_vision.models.train_shapes import EXAMPLES_SEED_OFFSET
@@ -35,7 +36,7 @@ ANALYSIS_DIR = "analysis"
 
 def not_computed(error: BaseException | str) -> str:
     if isinstance(error, BaseException):
-        first = (str(error).strip().splitlines() or [""])[0][:300]
+        first = first_line(error, limit=300)
         return f"not computed: {type(error).__name__}: {first}"
     return f"not computed: {error}"
 
@@ -173,7 +174,7 @@ OUTLINE = (1.0, 0.55, 0.0)  # orange box around the activating crop, with a blac
 
 def scene_size(model: nn.Module) -> int:
     """Side of the example scenes for ``model``: its input size, kept within 16..128 pixels."""
-    return int(min(max(int(getattr(model, "input_size", 64)), 16), 128))
+    return int(min(max(int(hooks.model_input_size(model, default=64)), 16), 128))
 
 
 def outlined(image: torch.Tensor, box: list[int], scale: int) -> torch.Tensor:
@@ -184,14 +185,14 @@ def outlined(image: torch.Tensor, box: list[int], scale: int) -> torch.Tensor:
     top, left = max(0, box[0] * scale), max(0, box[1] * scale)
     bottom, right = min(H, box[2] * scale) - 1, min(W, box[3] * scale) - 1
     for inset, colour in ((0, (0.0, 0.0, 0.0)), (1, OUTLINE)):
-        t, l, b, r = top + inset, left + inset, bottom - inset, right - inset
-        if t > b or l > r:
+        y0, x0, y1, x1 = top + inset, left + inset, bottom - inset, right - inset
+        if y0 > y1 or x0 > x1:
             continue
         c = torch.tensor(colour)[:, None]
-        big[:, t, l : r + 1] = c
-        big[:, b, l : r + 1] = c
-        big[:, t : b + 1, l] = c
-        big[:, t : b + 1, r] = c
+        big[:, y0, x0 : x1 + 1] = c
+        big[:, y1, x0 : x1 + 1] = c
+        big[:, y0 : y1 + 1, x0] = c
+        big[:, y0 : y1 + 1, x1] = c
     return big
 
 
@@ -282,6 +283,11 @@ def facet_strips(model: nn.Module, layer: str, directory: Path, units: list[int]
     return result
 
 
+def part_file(layer: str, part: str) -> str:
+    """Where a layer's part is stored, relative to the atlas directory: ``analysis/<layer>.<part>.json``."""
+    return f"{ANALYSIS_DIR}/{slug(layer)}.{part}.json"
+
+
 def layer_parts(
     model: nn.Module,
     layers: list[str],
@@ -311,7 +317,7 @@ def layer_parts(
         return pairs[source, target]
 
     def path_of(layer: str, part: str) -> Path:
-        return directory / ANALYSIS_DIR / f"{slug(layer)}.{part}.json"
+        return directory / part_file(layer, part)
 
     todo = sum(1 for layer in layers for part in parts
                if part in PARTS and not path_of(layer, part).is_file() )

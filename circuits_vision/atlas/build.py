@@ -6,14 +6,20 @@ and only then its records, so an interrupted run (Ctrl-C, ``kill -9``) loses at 
 flight, and a rerun renders exactly the units without a record. Under ``torch.distributed`` (e.g.
 ``torchrun``) the chunks still to do are dealt round-robin to the ranks, each rank writes its own
 images and record file, and rank 0 merges the manifest and writes the viewer and the circuit report.
+
+This module runs the stages in order; each concern has its own module: what to do
+(:mod:`~circuits_vision.atlas.plan`), who may write (:mod:`~circuits_vision.atlas.coordination`: the
+lock, the ranks), the files (:mod:`~circuits_vision.atlas.store`, with ``stages.json``: what the
+analyses and the report produced, from which a rerun decides what to reuse), the per-unit analyses
+(:mod:`~circuits_vision.atlas.analyses`) and the pages (:mod:`~circuits_vision.atlas.viewer`,
+:mod:`~circuits_vision.atlas.report`, both from :mod:`~circuits_vision.atlas.templates`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,14 +27,21 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from circuits_vision import hooks, optvis
-from circuits_vision._utils import derive_seed
-from circuits_vision.optvis import RenderConfig
+from circuits_vision import optvis
 from circuits_vision.atlas import store
 from circuits_vision.atlas.config import AtlasConfig
-from circuits_vision.atlas.layers import default_layers, slug
-
-DEFAULT_CHUNK = 32
+from circuits_vision.atlas.coordination import AtlasLock, Ranks
+from circuits_vision.atlas.layers import slug
+from circuits_vision.atlas.plan import (  # noqa: F401  (resolve_layers, weights_fingerprint: public here too)
+    DEFAULT_CHUNK,
+    AtlasPlan,
+    atlas_settings,
+    chosen_parts,
+    report_pair,
+    resolve_layers,
+    unit_seed,
+    weights_fingerprint,
+)
 
 
 @dataclass
@@ -43,54 +56,7 @@ class AtlasResult:
     report: Path | None = None
 
 
-def weights_fingerprint(model: nn.Module) -> str:
-    """sha256 over the model's state dict (names, shapes, dtypes and values): which weights an atlas shows."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        value = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
-        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
-    return digest.hexdigest()
-
-
-def _distributed():
-    """``(torch.distributed or None, rank, world size)``."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist, dist.get_rank(), dist.get_world_size()
-    return None, 0, 1
-
-
-def _broadcast(dist, value):
-    if dist is None:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _units(model: nn.Module, layers: Sequence[str], units_per_layer: int | None) -> list[tuple[str, int]]:
-    units = []
-    for layer in layers:
-        width = int(hooks.layer_shape(model, layer)[0])
-        units += [(layer, u) for u in range(width if units_per_layer is None else min(width, units_per_layer))]
-    return units
-
-
-def resolve_layers(model: nn.Module, layers: Sequence[str] | str | None) -> list[str]:
-    """Canonical names of ``layers`` (default :func:`default_layers`); unknown names list close ones."""
-    if layers is None:
-        return default_layers(model)
-    if isinstance(layers, str):
-        layers = [layers]
-    canonical = [hooks.resolve_layer(model, name)[0] for name in layers]
-    if len(set(canonical)) != len(canonical):
-        raise ValueError(f"layers must be distinct, got {list(layers)}")
-    return canonical
-
-
-def _setup(directory: Path, settings: dict, chunks: list[list[tuple[str, int]]], lock: store.AtlasLock, log):
+def _setup(directory: Path, settings: dict, plan: AtlasPlan, lock: AtlasLock, log):
     """Rank 0: lock, settings check, then the chunks left to render. Returns ``(todo, done)``.
 
     Runs inside the caller's ``try/finally`` that releases the lock, so a failure after taking it
@@ -103,14 +69,7 @@ def _setup(directory: Path, settings: dict, chunks: list[list[tuple[str, int]]],
         log(f"atlas: took over the lock of stopped run pid {lock.taken_over.get('pid')}; resuming")
     store.remove_temporary_files(directory)  # half-written files of a killed run; we hold the lock
     done = store.prune_records(directory)  # a unit whose image is gone is rendered again, its record replaced
-    todo = [(j, [u for u in chunk if u not in done]) for j, chunk in enumerate(chunks)]
-    return [(j, left) for j, left in todo if left], len(done)
-
-
-def unit_seed(seed: int, layer: str, unit: int) -> int:
-    """The seed of one unit's image: from ``(seed, layer, unit)`` alone, so chunking, batching and resuming
-    never change it."""
-    return derive_seed(int(seed), layer, int(unit))
+    return plan.left(done), len(done)
 
 
 def build(
@@ -172,48 +131,28 @@ def build(
         raise TypeError(f"config must be an AtlasConfig, got {type(config).__name__}")
     batch_size, render_options = config.batch_size, {**config.render_options, "config": config.render}
     log, on_progress = config.log or tqdm.write, config.on_progress
-    dist, rank, world = _distributed()
+    ranks = Ranks.current()
     directory = Path(out)
     if device is not None:
         model = model.to(device)
-    layer_list = resolve_layers(model, layers)
-    units = _units(model, layer_list, units_per_layer)
-    chunk = int(config.chunk_size or batch_size or DEFAULT_CHUNK)
-    chunks = [units[i : i + chunk] for i in range(0, len(units), chunk)]
-    settings = {
-        "model": model_name or type(model).__qualname__, "weights_sha256": weights_fingerprint(model),
-        "steps": int(steps), "size": int(size), "seed": int(seed), "layers": layer_list,
-        "units_per_layer": units_per_layer,
-        "render_options": {key: repr(value) for key, value in sorted(config.render_options.items())},
-    }
-    if config.render != RenderConfig():  # only set when used, so atlases made before it still resume
-        settings["render_config"] = repr(config.render)
-    lock = store.AtlasLock(directory)
+    plan = AtlasPlan.of(model, layers, units_per_layer, int(config.chunk_size or batch_size or DEFAULT_CHUNK))
+    settings = atlas_settings(model, plan, model_name=model_name, steps=steps, size=size, seed=seed, config=config)
+    lock = AtlasLock(directory)
     try:
-        failure, todo, done_before = None, [], 0
-        if rank == 0:
-            try:
-                todo, done_before = _setup(directory, settings, chunks, lock, log)
-            except Exception as error:  # every rank must learn of it, or the others wait forever
-                failure = error
-        failure, todo, done_before = _broadcast(dist, (failure, todo, done_before))
-        if failure is not None:
-            raise failure
-        rendered = _render_chunks(model, directory, todo[rank::world], rank, world, len(units), done_before,
-                                  steps=steps, size=size, seed=seed, batch_size=batch_size, device=device,
+        todo, done_before = ranks.decided_by_leader(lambda: _setup(directory, settings, plan, lock, log))
+        rendered = _render_chunks(model, directory, ranks.share(todo), ranks.rank, ranks.world, len(plan.units),
+                                  done_before, steps=steps, size=size, seed=seed, batch_size=batch_size, device=device,
                                   render_options=render_options, progress=progress, on_progress=on_progress, log=log)
-        if dist is not None:
-            counts = [None] * world
-            dist.all_gather_object(counts, rendered)
-            rendered = sum(counts)
-        result = AtlasResult(directory, directory / "index.html", directory / store.MANIFEST_FILE, len(units), rendered)
-        if rank == 0:  # the other ranks are done (no barrier: the analyses may outlast a collective's timeout)
-            _finish(model, directory, layer_list, units, settings, result, images=images, labels=labels, k=k,
+        rendered = ranks.total(rendered)
+        result = AtlasResult(directory, directory / "index.html", directory / store.MANIFEST_FILE, len(plan.units),
+                             rendered)
+        if ranks.leader:  # the other ranks are done (no barrier: the analyses may outlast a collective's timeout)
+            _finish(model, directory, plan, settings, result, images=images, labels=labels, k=k,
                     parts=parts, report=report, progress=progress, log=log,
                     report_units_per_layer=None if config.report_whole_layers else units_per_layer)
         return result
     finally:
-        if rank == 0:
+        if ranks.leader:
             lock.release()
 
 
@@ -249,45 +188,22 @@ def _render_chunks(model, directory, my_chunks, rank, world, total, done_before,
     return rendered
 
 
-def _default_pair(model: nn.Module, layers: list[str]) -> tuple[str, str] | None:
-    """The first consecutive pair of branch layers (mixed3a -> mixed3b), else the last pair."""
-    if len(layers) < 2:
-        return None
-
-    def has_branches(name: str) -> bool:
-        try:
-            hooks.branches(model, name)
-            return True
-        except (ValueError, RuntimeError):
-            return False
-
-    for source, target in zip(layers, layers[1:]):
-        if has_branches(source) and has_branches(target):
-            return source, target
-    return layers[-2], layers[-1]
-
-
-def _finish(model, directory: Path, layers, units, settings, result: AtlasResult, *, images, labels, k, parts, report,
-            progress, log, report_units_per_layer):
-    """Rank 0, after all ranks rendered: analyses, manifest, viewer, circuit report."""
+def _finish(model, directory: Path, plan: AtlasPlan, settings, result: AtlasResult, *, images, labels, k, parts,
+            report, progress, log, report_units_per_layer):
+    """Rank 0, after all ranks rendered: analyses, manifest, circuit report, stages, viewer."""
     from circuits_vision.atlas import analyses, viewer, views_section
 
     records = store.read_records(directory)
-    missing = [f"{layer}:{unit}" for layer, unit in units if (layer, unit) not in records]
+    missing = [f"{layer}:{unit}" for layer, unit in plan.units if (layer, unit) not in records]
     if missing:
         raise RuntimeError(f"{len(missing)} units have no image after rendering (first: {missing[:5]}); rerun to finish them")
-    chosen = tuple(analyses.DEFAULT_PARTS if parts is None else parts)
-    unknown = sorted(set(chosen) - set(analyses.PARTS))
-    if unknown:
-        raise ValueError(f"unknown parts {unknown}; choose from {list(analyses.PARTS)}")
-    shown = None  # every unit of each layer
-    if settings["units_per_layer"] is not None:  # a small atlas: the analyses cover its units, not whole layers
-        shown = {layer: [u for name, u in units if name == layer] for layer in layers}
-    found = analyses.layer_parts(model, layers, directory, images=images, k=k, parts=chosen, units=shown,
+    chosen = chosen_parts(parts, analyses.PARTS, analyses.DEFAULT_PARTS)
+    stages = store.read_stages(directory)  # what an earlier run's analyses and report produced
+    found = analyses.layer_parts(model, plan.layers, directory, images=images, k=k, parts=chosen, units=plan.shown(),
                                  render={"steps": settings["steps"], "size": settings["size"], "seed": settings["seed"]},
                                  progress=progress, log=log)
     manifest = []
-    for layer, unit in units:
+    for layer, unit in plan.units:
         record = dict(records[(layer, unit)])
         record.pop("time", None)
         record["page"] = f"units/{slug(layer)}/{unit}.html"
@@ -296,19 +212,53 @@ def _finish(model, directory: Path, layers, units, settings, result: AtlasResult
             record[part] = analyses.unit_part(found[layer], part, unit)
         manifest.append(record)
     store.write_jsonl(directory / store.MANIFEST_FILE, manifest)
-    pair = _default_pair(model, layers) if report is True else (tuple(report) if report else None)
-    existing = directory / "report" / "index.html"
-    if existing.is_file() and (pair is None or f"{pair[0]} -&gt; {pair[1]}" in existing.read_text()):
-        # the same model and settings made it (they are fixed per atlas); a run without a report keeps the link
-        result.report = existing
-    elif pair is not None:
-        from circuits_vision.atlas.report import circuit_report
-
-        try:
-            result.report = circuit_report(model, pair[0], pair[1], directory / "report", atlas_dir=directory,
-                                           units_per_layer=report_units_per_layer, progress=progress, log=log)
-        except Exception as error:  # the atlas stays usable; the index says why the report is missing
-            log(f"atlas: circuit report of {pair[0]} -> {pair[1]} failed: {type(error).__name__}: {error}")
-            settings = {**settings, "report_error": f"{type(error).__name__}: {error}"}
+    stages["analyses"] = {layer: {part: _stored_part(directory, layer, part, found[layer][part]) for part in analyses.PARTS}
+                          for layer in plan.layers}
+    pair = report_pair(model, plan.layers, report)
+    result.report, error = _report_stage(model, directory, pair, stages, units_per_layer=report_units_per_layer,
+                                         progress=progress, log=log)
+    if error is not None:
+        settings = {**settings, "report_error": error}
+    store.write_stages(directory, stages)
     views_section.attach(result.report, manifest)  # which view puts each unit in which family, from the report
     viewer.write_viewer(directory, manifest, settings, report=result.report)
+
+
+def _stored_part(directory: Path, layer: str, part: str, values: dict) -> str:
+    """What the analyses stage left for one part of a layer: its file, else why it was not computed."""
+    from circuits_vision.atlas import analyses
+
+    name = analyses.part_file(layer, part)
+    return name if (directory / name).is_file() else str(values.get("*", "not computed"))
+
+
+REPORT_PAGE = "report/index.html"
+
+
+def _report_stage(model, directory: Path, pair: tuple[str, str] | None, stages: dict, *, units_per_layer, progress,
+                  log) -> tuple[Path | None, str | None]:
+    """The circuit report of ``pair``, made now or reused; returns ``(its page or None, why it failed or None)``.
+
+    What an earlier run made is read from ``stages["report"]`` (its pair, scope and page), never from the
+    page: it is reused when this run asks for the same pair and scope (the model and settings are fixed
+    per atlas), or asks for none (its link stays). ``stages["report"]`` is updated for the next run.
+    """
+    from circuits_vision.atlas import report as report_module
+
+    existing = directory / REPORT_PAGE
+    made = stages.get("report", {})
+    if pair is None:
+        return (existing if existing.is_file() else None), None
+    wanted = {"source": pair[0], "target": pair[1], "units_per_layer": units_per_layer}
+    if existing.is_file() and made.get("page") == REPORT_PAGE and {key: made.get(key) for key in wanted} == wanted:
+        return existing, None
+    stages.pop("report", None)  # the page on disk, if any, is not this pair's until remade
+    try:
+        page = report_module.circuit_report(model, pair[0], pair[1], directory / "report", atlas_dir=directory,
+                                            units_per_layer=units_per_layer, progress=progress, log=log)
+    except Exception as error:  # the atlas stays usable; the index says why the report is missing
+        log(f"atlas: circuit report of {pair[0]} -> {pair[1]} failed: {type(error).__name__}: {error}")
+        stages["report"] = {**wanted, "error": f"{type(error).__name__}: {error}"}
+        return None, f"{type(error).__name__}: {error}"
+    stages["report"] = {**wanted, "page": REPORT_PAGE}
+    return page, None

@@ -2,7 +2,8 @@
 
 ``circuit_report(model, "mixed3a", "mixed3b", "report/")`` writes ``report/index.html`` with matplotlib
 (Agg) figures as PNGs beside it. Each section runs on its own; one that cannot be computed for this
-model says why instead of failing the report.
+model says why instead of failing the report. The page is written from
+:mod:`~circuits_vision.atlas.templates`, so layer names, results and error messages are escaped by construction.
 """
 
 from __future__ import annotations
@@ -10,16 +11,17 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
-from html import escape
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from circuits_vision._utils import first_line
 from circuits_vision.atlas import views_section
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_bytes, atomic_write_text, read_json
+from circuits_vision.atlas.templates import Safe, html, join
 
 MAX_FAMILY_FIGURES = 4
 MAX_CIRCUITS = 12
@@ -48,7 +50,7 @@ def check_order(model: nn.Module, source: str, target: str) -> None:
     def seen(name: str):
         return lambda module, inputs, output: order.append(name) if name not in order else None
 
-    size = getattr(model, "input_size", 224)
+    size = hooks.model_input_size(model)
     with torch.no_grad(), hooks.eval_mode(model), hooks.hooked(model, {source: seen(source), target: seen(target)}):
         model(hooks.probe_input(model, size))
     missing = [name for name in (source, target) if name not in order]
@@ -58,10 +60,6 @@ def check_order(model: nn.Module, source: str, target: str) -> None:
     if order.index(source) > order.index(target):
         raise LayerOrderError(f"{source} runs after {target}, but the report reads from the earlier layer into "
                               f"the later one: swap them (report {target} {source})")
-
-
-def _e(value) -> str:
-    return escape(str(value), quote=True)
 
 
 def _save_figure(figure, path: Path) -> str:
@@ -81,16 +79,17 @@ def _save_figure(figure, path: Path) -> str:
     return path.name
 
 
-def _figure_html(name: str, caption: str) -> str:
-    return f"<figure class=\"figure\"><img src=\"{_e(name)}\" alt=\"{_e(caption)}\"><figcaption>{_e(caption)}</figcaption></figure>"
+def _figure_html(name: str, caption: str) -> Safe:
+    return html("<figure class=\"figure\"><img src=\"{name}\" alt=\"{caption}\"><figcaption>{caption}</figcaption></figure>",
+                name=name, caption=caption)
 
 
 def _atlas_pictures(atlas_dir: Path | None, layer: str, units: list[int]) -> dict[int, torch.Tensor] | None:
     """Feature visualizations of ``units`` from an atlas directory, if all are there."""
     if atlas_dir is None:
         return None
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     pictures = {}
     for unit in units:
@@ -114,8 +113,8 @@ def _families_section(model, layer, source, out: Path, atlas_dir, title: str, de
             else f"threshold {detection['threshold']}")
     settings = (f"{rule}, at least "
                 f"{detection.get('min_members', equivariance.MIN_MEMBERS)} members, {among}")
-    parts = [f"<h2>{_e(title)}</h2><p class=\"settings\" id=\"detection-{_e(slug(layer))}\">detection: {_e(settings)}</p>"
-             f"<pre>{_e(found)}</pre>"]
+    parts = [html("<h2>{title}</h2><p class=\"settings\" id=\"detection-{id}\">detection: {settings}</p><pre>{found}</pre>",
+                  title=title, id=slug(layer), settings=settings, found=found)]
     if found.families:
         members = sorted({m for f in found.families[:MAX_FAMILY_FIGURES] for m in f.members})
         pictures = _atlas_pictures(atlas_dir, layer, members)
@@ -130,18 +129,18 @@ def _families_section(model, layer, source, out: Path, atlas_dir, title: str, de
         if found.similarity is not None:
             name = _save_figure(viz_families.similarity_figure(found), out / f"{slug(layer)}_similarity.png")
             parts.append(_figure_html(name, f"{layer}: best similarity after rotation, units grouped by family"))
-    return "".join(parts), found
+    return join(parts), found
 
 
-def _circuits_section(model, source, target, source_families, target_families, out: Path) -> str:
+def _circuits_section(model, source, target, source_families, target_families, out: Path) -> Safe:
     from circuits_vision.analysis import motifs
     from circuits_vision.viz import families as viz_families
     from circuits_vision.weights import expanded_weights
 
     if not source_families or not target_families:
-        return ("<h2>Equivariant circuits</h2><p class=\"note\">not computed: needs rotation families (from the weights) in "
-                "both layers; the families sections above say what the weight search found. The curve circuit section "
-                "below scores the same equivariance between the tuning-based curve-detector families.</p>")
+        return Safe("<h2>Equivariant circuits</h2><p class=\"note\">not computed: needs rotation families (from the weights) "
+                    "in both layers; the families sections above say what the weight search found. The curve circuit "
+                    "section below scores the same equivariance between the tuning-based curve-detector families.</p>")
     E = expanded_weights(model, source, target)
     rows, best = [], None
     for i, sf in enumerate(source_families):
@@ -152,21 +151,22 @@ def _circuits_section(model, source, target, source_families, target_families, o
                 circuit = motifs.equivariant_circuit(E, sf, tf)
                 pattern = motifs.curve_pattern(E, sf, tf)
             except ValueError as error:
-                rows.append(f"<tr><td>{i}</td><td>{j}</td><td colspan=\"4\">{_e(error)}</td></tr>")
+                rows.append(html("<tr><td>{i}</td><td>{j}</td><td colspan=\"4\">{error}</td></tr>", i=i, j=j, error=error))
                 continue
-            rows.append(f"<tr><td>{i}</td><td>{j}</td><td>{circuit.score:.3f}</td><td>{circuit.null_score:.3f}</td>"
-                        f"<td>{circuit.reduction:.1f}x</td><td>{'yes' if pattern.holds else 'no'}</td></tr>")
+            rows.append(html("<tr><td>{i}</td><td>{j}</td><td>{score:.3f}</td><td>{null:.3f}</td><td>{reduction:.1f}x</td>"
+                             "<td>{holds}</td></tr>", i=i, j=j, score=circuit.score, null=circuit.null_score,
+                             reduction=circuit.reduction, holds="yes" if pattern.holds else "no"))
             if best is None or circuit.score - circuit.null_score > best[0]:
                 best = (circuit.score - circuit.null_score, pattern, i, j)
-    html = ("<h2>Equivariant circuits</h2><p>For each source family x target family: the fraction of weight energy "
-            "explained by one kernel per relative angle (score), the same with shuffled angles (null), the parameter "
-            "reduction the symmetry buys, and whether similar orientations excite and opposite ones inhibit.</p>"
-            "<table class=\"facts\"><tr><th>source family</th><th>target family</th><th>score</th><th>null</th>"
-            f"<th>reduction</th><th>curve pattern</th></tr>{''.join(rows)}</table>")
+    page = html("<h2>Equivariant circuits</h2><p>For each source family x target family: the fraction of weight energy "
+                "explained by one kernel per relative angle (score), the same with shuffled angles (null), the parameter "
+                "reduction the symmetry buys, and whether similar orientations excite and opposite ones inhibit.</p>"
+                "<table class=\"facts\"><tr><th>source family</th><th>target family</th><th>score</th><th>null</th>"
+                "<th>reduction</th><th>curve pattern</th></tr>{rows}</table>", rows=join(rows))
     if best is not None:
         name = _save_figure(viz_families.pattern_figure(best[1]), out / "circuit_pattern.png")
-        html += _figure_html(name, f"net weight vs relative angle, source family {best[2]} -> target family {best[3]}")
-    return html
+        page += _figure_html(name, f"net weight vs relative angle, source family {best[2]} -> target family {best[3]}")
+    return page
 
 
 def _categories_from_atlas(atlas_dir: Path | None, layer: str) -> dict[str, dict[str, list[int]]]:
@@ -198,14 +198,14 @@ def _categories_from_atlas(atlas_dir: Path | None, layer: str) -> dict[str, dict
 
 
 def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_detectors=None,
-                      searched: list[int] | None = None) -> str:
+                      searched: list[int] | None = None) -> Safe:
     """Colour, orientation and (when found) curve-detector units per branch; ``searched``: the units the
     curve search covered (default all), the others of them form the "other" category."""
     from circuits_vision.analysis import branches
     from circuits_vision.hooks import layer_shape
     from circuits_vision.viz import branches as viz_branches
 
-    parts = [f"<h2>Branch specialization of {_e(target)}</h2>"]
+    parts = [html("<h2>Branch specialization of {target}</h2>", target=target)]
     measured = _categories_from_atlas(atlas_dir, target)
     kinds = ["color", "orientation"]
     if curve_detectors:
@@ -217,14 +217,16 @@ def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_de
     for categories in kinds:
         found = branches.report(model, target, measured.get(categories, categories))
         significant = found.significant(0.01)
-        parts.append(f"<p>{_e(categories)} categories: " + (
-            "; ".join(f"{_e(r.category)} over-represented in the {_e(r.branch)} branch ({r.count}/{r.category_size}, "
-                      f"Bonferroni p = {r.p_bonferroni:.2g})" for r in significant)
-            if significant else "no category x branch cell reaches Bonferroni p &lt; 0.01") + "</p>")
+        cells = (join((html("{category} over-represented in the {branch} branch ({count}/{size}, Bonferroni p = {p:.2g})",
+                            category=r.category, branch=r.branch, count=r.count, size=r.category_size, p=r.p_bonferroni)
+                       for r in significant), "; ")
+                 if significant else Safe("no category x branch cell reaches Bonferroni p &lt; 0.01"))
+        parts.append(html("<p>{categories} categories: {cells}</p>", categories=categories, cells=cells))
         name = _save_figure(viz_branches.plot_report(found, title=f"{target}: {categories} units per branch"),
                             out / f"{slug(target)}_branches_{categories}.png")
-        parts.append(f"<pre>{_e(found)}</pre>" + _figure_html(name, f"{categories} categories per branch"))
-    return "".join(parts)
+        parts.append(html("<pre>{table}</pre>{figure}", table=found.table(),
+                          figure=_figure_html(name, f"{categories} categories per branch")))
+    return join(parts)
 
 
 def _branch_name(model, layer: str, unit: int) -> str:
@@ -237,7 +239,7 @@ def _branch_name(model, layer: str, unit: int) -> str:
         return ""
 
 
-def _curve_detector_section(model, layer: str, out: Path, state: dict, units: list[int] | None = None) -> str:
+def _curve_detector_section(model, layer: str, out: Path, state: dict, units: list[int] | None = None) -> Safe:
     """The curve detectors of ``layer`` (tuning-based family; among ``units`` when given): members, angles,
     radial plot, small multiples."""
     from circuits_vision.analysis.tuning import find_curve_detectors
@@ -245,51 +247,56 @@ def _curve_detector_section(model, layer: str, out: Path, state: dict, units: li
 
     search = find_curve_detectors(model, layer, units=units)
     state[layer] = search.detectors
-    title = f"<h2>Curve detector family of {_e(layer)} (tuning curves)</h2>"
-    explain = ("<p>find_curve_detectors with its defaults: black arcs on white at every 5 deg x 4 radii, read at the "
-               "centre unit; a detector peaks at &gt;= 2 noise std, has selectivity &gt;= 0.15, prefers curves to lines "
-               "and keeps its orientation across radii.</p>")
+    title = html("<h2>Curve detector family of {layer} (tuning curves)</h2>", layer=layer)
+    explain = Safe("<p>find_curve_detectors with its defaults: black arcs on white at every 5 deg x 4 radii, read at "
+                   "the centre unit; a detector peaks at &gt;= 2 noise std, has selectivity &gt;= 0.15, prefers curves "
+                   "to lines and keeps its orientation across radii.</p>")
     if not search.detectors:
-        return title + explain + "<p class=\"note\">no unit of this layer passes those criteria.</p>"
-    rows = "".join(f"<tr><td>{d.unit}</td><td>{_e(_branch_name(model, layer, d.unit))}</td>"
-                   f"<td>{d.preferred_orientation:.0f}</td><td>{d.peak_response:.1f}</td><td>{d.selectivity_index:.2f}</td>"
-                   f"<td>{d.curve_vs_line:.2f}</td></tr>" for d in search.detectors)
-    html = (title + explain + f"<p>{len(search.detectors)} detectors covering {len(search.sectors())} of 8 "
-            "45-degree sectors.</p><table class=\"facts\"><tr><th>unit</th><th>branch</th><th>orientation (deg)</th>"
-            f"<th>peak (std)</th><th>selectivity</th><th>curve vs line</th></tr>{rows}</table>")
+        return title + explain + Safe("<p class=\"note\">no unit of this layer passes those criteria.</p>")
+    rows = join(html("<tr><td>{unit}</td><td>{branch}</td><td>{orientation:.0f}</td><td>{peak:.1f}</td>"
+                     "<td>{selectivity:.2f}</td><td>{ratio:.2f}</td></tr>", unit=d.unit,
+                     branch=_branch_name(model, layer, d.unit), orientation=d.preferred_orientation,
+                     peak=d.peak_response, selectivity=d.selectivity_index, ratio=d.curve_vs_line)
+                for d in search.detectors)
+    page = title + explain + html(
+        "<p>{count} detectors covering {sectors} of 8 45-degree sectors.</p><table class=\"facts\"><tr><th>unit</th>"
+        "<th>branch</th><th>orientation (deg)</th><th>peak (std)</th><th>selectivity</th><th>curve vs line</th></tr>"
+        "{rows}</table>", count=len(search.detectors), sectors=len(search.sectors()), rows=rows)
     curves = search.curves.subset([d.unit for d in search.detectors])
     name = _save_figure(viz_tuning.radial_tuning_plot(curves, title=f"{layer}: curve detectors' orientation tuning"),
                         out / f"{slug(layer)}_curve_radial.png")
-    html += _figure_html(name, f"{layer}: radial tuning of the curve detectors (averaged over radii)")
+    page += _figure_html(name, f"{layer}: radial tuning of the curve detectors (averaged over radii)")
     name = _save_figure(viz_tuning.tuning_curve_grid(curves, columns=6), out / f"{slug(layer)}_curve_grid.png")
-    return html + _figure_html(name, f"{layer}: each detector's response vs orientation, one line per radius")
+    return page + _figure_html(name, f"{layer}: each detector's response vs orientation, one line per radius")
 
 
-def _curve_circuit_section(model, source: str, target: str, out: Path, state: dict) -> str:
+def _curve_circuit_section(model, source: str, target: str, out: Path, state: dict) -> Safe:
     from circuits_vision.analysis import curve_circuits, motifs
     from circuits_vision.viz import curve_circuits as viz_curves
 
     src, tgt = state.get(source), state.get(target)
-    head = f"<h2>Curve circuit {_e(source)} &rarr; {_e(target)}</h2>"
+    head = html("<h2>Curve circuit {source} &rarr; {target}</h2>", source=source, target=target)
     if not src or len(src) < 2 or not tgt or len(tgt) < 2:
-        return head + ("<p class=\"note\">not computed: needs at least 2 curve detectors in each layer (found "
-                       f"{len(src or [])} in {_e(source)}, {len(tgt or [])} in {_e(target)}).</p>")
+        return head + html("<p class=\"note\">not computed: needs at least 2 curve detectors in each layer (found "
+                           "{found_source} in {source}, {found_target} in {target}).</p>", found_source=len(src or []),
+                           source=source, found_target=len(tgt or []), target=target)
     circuit = curve_circuits.curve_circuit(model, source, target, source_detectors=src, target_detectors=tgt)
     state["circuit"] = circuit
-    html = head + ("<p>Every (target curve detector, source curve detector) pair: the net expanded weight (summed over "
-                   "the kernel) against the difference of their preferred orientations, as in Curve Circuits. The "
-                   "statistic is the correlation with cos(difference); the null shuffles which source unit has which "
-                   f"orientation.</p><pre>{_e(circuit)}</pre>")
+    page = head + html("<p>Every (target curve detector, source curve detector) pair: the net expanded weight (summed "
+                       "over the kernel) against the difference of their preferred orientations, as in Curve Circuits. "
+                       "The statistic is the correlation with cos(difference); the null shuffles which source unit has "
+                       "which orientation.</p><pre>{circuit}</pre>", circuit=circuit)
     name = _save_figure(viz_curves.weight_vs_orientation_figure(circuit), out / "curve_circuit_weights.png")
-    html += _figure_html(name, "net expanded weight vs orientation difference (grey: shuffled-orientation band)")
+    page += _figure_html(name, "net expanded weight vs orientation difference (grey: shuffled-orientation band)")
     weights = _expanded(model, source, target, state)
     fam_s, fam_t = curve_circuits.detector_family(src), curve_circuits.detector_family(tgt)
     equivariance = motifs.equivariant_circuit(weights, fam_s, fam_t)
-    html += ("<p>Equivariance of the same circuit (families by tuning; weights rotated by the source angle and grouped "
-             f"by relative angle): score {equivariance.score:.3f} against {equivariance.null_score:.3f} with shuffled "
-             f"angles; one kernel per relative angle needs {equivariance.n_parameters} numbers instead of "
-             f"{equivariance.n_weights} ({equivariance.reduction:.1f}x fewer).</p>")
-    return html
+    page += html("<p>Equivariance of the same circuit (families by tuning; weights rotated by the source angle and "
+                 "grouped by relative angle): score {score:.3f} against {null:.3f} with shuffled angles; one kernel per "
+                 "relative angle needs {parameters} numbers instead of {weights} ({reduction:.1f}x fewer).</p>",
+                 score=equivariance.score, null=equivariance.null_score, parameters=equivariance.n_parameters,
+                 weights=equivariance.n_weights, reduction=equivariance.reduction)
+    return page
 
 
 def _expanded(model, source, target, state):
@@ -300,34 +307,35 @@ def _expanded(model, source, target, state):
     return state["expanded"]
 
 
-def _echo_section(model, source: str, target: str, out: Path, state: dict) -> str:
+def _echo_section(model, source: str, target: str, out: Path, state: dict) -> Safe:
     from circuits_vision.analysis import curve_experiments
     from circuits_vision.viz import curve_circuits as viz_curves
 
-    head = "<h2>Echo: removing opposite-curve inhibition</h2>"
+    head = Safe("<h2>Echo: removing opposite-curve inhibition</h2>")
     src, tgt = state.get(source), state.get(target)
     if not src or not tgt:
-        return head + "<p class=\"note\">not computed: needs curve detectors in both layers.</p>"
+        return head + Safe("<p class=\"note\">not computed: needs curve detectors in both layers.</p>")
     result = curve_experiments.echo(model, source, target, source_detectors=src, target_detectors=tgt)
-    html = head + ("<p>On a copy of the model, the negative expanded weights from the source curve detectors facing "
-                   "within 45 deg of the opposite orientation into one target curve detector (the most inhibited "
-                   f"one) are removed; Curve Circuits saw a response to the opposite curve appear.</p><pre>{_e(result)}</pre>")
+    page = head + html("<p>On a copy of the model, the negative expanded weights from the source curve detectors facing "
+                       "within 45 deg of the opposite orientation into one target curve detector (the most inhibited "
+                       "one) are removed; Curve Circuits saw a response to the opposite curve appear.</p>"
+                       "<pre>{result}</pre>", result=result)
     name = _save_figure(viz_curves.echo_tuning_figure(result), out / "echo.png")
-    return html + _figure_html(name, f"{target}:{result.unit} tuning before and after the edit")
+    return page + _figure_html(name, f"{target}:{result.unit} tuning before and after the edit")
 
 
-def _replacement_section(model, source: str, target: str, out: Path, state: dict) -> str:
+def _replacement_section(model, source: str, target: str, out: Path, state: dict) -> Safe:
     from circuits_vision.analysis import curve_experiments
     from circuits_vision.viz import curve_circuits as viz_curves
 
-    head = "<h2>Artificial artificial network: hand-built curve detectors</h2>"
+    head = Safe("<h2>Artificial artificial network: hand-built curve detectors</h2>")
     src, tgt = state.get(source), state.get(target)
     heads = getattr(model, "heads", None)
     if not src or len(src) < 2 or not tgt or len(tgt) < 2:
-        return head + "<p class=\"note\">not computed: needs at least 2 curve detectors in each layer.</p>"
+        return head + Safe("<p class=\"note\">not computed: needs at least 2 curve detectors in each layer.</p>")
     if not heads or "shape" not in heads:
-        return head + ("<p class=\"note\">not computed: needs a model trained on the labelled scenes of "
-                       "circuits_vision.stimuli.scenes (the shapes model), to measure its accuracy.</p>")
+        return head + Safe("<p class=\"note\">not computed: needs a model trained on the labelled scenes of "
+                           "circuits_vision.stimuli.scenes (the shapes model), to measure its accuracy.</p>")
     import torch
 
     from circuits_vision.stimuli import scenes
@@ -337,13 +345,14 @@ def _replacement_section(model, source: str, target: str, out: Path, state: dict
     result = curve_experiments.replace_curve_detectors(
         model, (images, labels["shape"], scenes.SHAPE_CLASSES), source, target, fit_images=fit,
         logits=slice(0, heads["shape"]), source_detectors=src, target_detectors=tgt)
-    html = head + ("<p>Every target curve detector is replaced by a unit that reads only the source curve detectors, "
-                   "through one template (a kernel per 45-degree orientation difference) rotated to the unit's "
-                   "orientation, with a fitted gain and offset. Accuracy of the shape head on fresh scenes: original, "
-                   "curve detectors ablated (set to 0), hand-built units in their place; Curve Circuits measured "
-                   f"88.6% &rarr; 86.3% &rarr; 87.6% top-5 on ImageNet.</p><pre>{_e(result)}</pre>")
+    page = head + html("<p>Every target curve detector is replaced by a unit that reads only the source curve "
+                       "detectors, through one template (a kernel per 45-degree orientation difference) rotated to the "
+                       "unit's orientation, with a fitted gain and offset. Accuracy of the shape head on fresh scenes: "
+                       "original, curve detectors ablated (set to 0), hand-built units in their place; Curve Circuits "
+                       "measured 88.6% &rarr; 86.3% &rarr; 87.6% top-5 on ImageNet.</p><pre>{result}</pre>",
+                       result=result)
     name = _save_figure(viz_curves.replacement_figure(result), out / "replacement.png")
-    return html + _figure_html(name, "accuracy per curve class: original, ablated, hand-built")
+    return page + _figure_html(name, "accuracy per curve class: original, ablated, hand-built")
 
 
 def circuit_report(
@@ -403,8 +412,9 @@ def circuit_report(
         try:
             sections.append(make())
         except Exception as error:  # this section cannot be computed here: say why, keep the others
-            first = (str(error).strip().splitlines() or [""])[0]
-            sections.append(f"<h2>{_e(name)}</h2><p class=\"note\">not computed: {_e(type(error).__name__)}: {_e(first)}</p>")
+            first = first_line(error)
+            sections.append(html("<h2>{name}</h2><p class=\"note\">not computed: {kind}: {first}</p>", name=name,
+                                 kind=type(error).__name__, first=first))
         finally:
             bar.update(1)
 
@@ -435,10 +445,10 @@ def circuit_report(
         model, target, out, atlas_path, curves.get(target), units_of(target).get("units")))
     bar.close()
     title = f"Circuit report: {source} -> {target}"
-    back = "<p><a href=\"../index.html\">atlas index</a></p>" if atlas_path is not None else ""
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{_e(title)}</title><link rel=\"stylesheet\" href=\"../atlas.css\"></head><body>"
-            f"{back}<h1>{_e(title)}</h1>{''.join(sections)}</body></html>\n")
+    back = Safe("<p><a href=\"../index.html\">atlas index</a></p>" if atlas_path is not None else "")
+    page = html("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                "<title>{title}</title><link rel=\"stylesheet\" href=\"../atlas.css\"></head><body>"
+                "{back}<h1>{title}</h1>{sections}</body></html>\n", title=title, back=back, sections=join(sections))
     index = out / "index.html"
     atomic_write_text(index, page)
     return index

@@ -1,4 +1,4 @@
-"""The atlas directory on disk: atomic files, the run lock, the settings fingerprint, unit records.
+"""The atlas directory on disk: atomic files, the settings fingerprint, unit records, the manifest.
 
 Every file is written to a temporary file in the same directory, flushed, fsynced and moved over
 the final name with ``os.replace``, so a reader (or a run resumed after ``kill -9``) sees either the
@@ -11,18 +11,19 @@ Layout of an atlas directory::
     records/rank<r>.jsonl  one JSON line per rendered unit, written by rank r (rewritten atomically)
     img/<layer>/<unit>.png feature visualizations
     manifest.jsonl         every unit's metadata and file names (written when the run completes)
+    stages.json            what the stages after rendering produced: each layer's analysis parts (their files
+                           or why not computed) and the circuit report (its layer pair and scope, its page or
+                           its error); a rerun decides what to reuse from it
+
+The run lock (``atlas.lock``) is :class:`circuits_vision.atlas.coordination.AtlasLock`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import socket
 import tempfile
-import time
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -34,10 +35,16 @@ SETTINGS_FILE = "settings.json"
 LOCK_FILE = "atlas.lock"
 RECORDS_DIR = "records"
 MANIFEST_FILE = "manifest.jsonl"
+STAGES_FILE = "stages.json"
 
 
-class AtlasLockedError(RuntimeError):
-    """Another live process is writing to the same atlas directory."""
+def __getattr__(name: str):
+    """The lock's names, which lived here before :mod:`~circuits_vision.atlas.coordination` (imported lazily: it imports this module)."""
+    if name in ("AtlasLock", "AtlasLockedError"):
+        from circuits_vision.atlas import coordination
+
+        return getattr(coordination, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SettingsMismatchError(ValueError):
@@ -120,148 +127,6 @@ def png_bytes(image) -> bytes:
 
 def save_png(path: str | os.PathLike, image) -> Path:
     return atomic_write_bytes(path, png_bytes(image))
-
-
-# --------------------------------------------------------------------------------------------------
-# Lock
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; the lock file is still created atomically
-    fcntl = None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def _directory_guard(directory: Path):
-    """Exclusive ``flock`` on ``directory`` while the lock file is inspected and changed.
-
-    Deciding that a lock is free or stale and then taking it are two steps; holding this guard makes
-    them one for every process on the host, so two runs can never both decide the lock is theirs.
-    The guard is held for a few file operations only; the kernel drops it if the process dies.
-    """
-    if fcntl is None:
-        yield
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
-
-
-def _create_with_content(path: Path, data: bytes) -> bool:
-    """Create ``path`` holding ``data`` in one step (False if it exists): a complete temp file hard-linked into place.
-
-    A reader never sees the lock file empty or half-written, which it would take for a stale lock.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as error:
-            raise _named(error, path) from error
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        except OSError:  # a file system without hard links: exclusive create, written under the guard
-            try:
-                out = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(out, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        return True
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-
-
-class AtlasLock:
-    """``with AtlasLock(directory):`` -- exclusive right to write the atlas in ``directory``.
-
-    The lock file ``atlas.lock`` names the holder (pid, host). It appears complete in one step, and
-    checking it and taking it (or taking over a stale one) happen under an ``flock`` of the directory,
-    so of any number of processes starting at once exactly one gets the lock. A lock left by a
-    process that no longer runs (killed with ``kill -9``) is taken over with a warning; a lock of a
-    live process raises :class:`AtlasLockedError`.
-    """
-
-    def __init__(self, directory: str | os.PathLike):
-        self.path = Path(directory) / LOCK_FILE
-        self.taken_over: dict | None = None
-
-    def _read(self) -> dict | None:
-        try:
-            holder = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return None
-        except (ValueError, OSError):
-            return {}  # unreadable lock: treated as stale
-        return holder if isinstance(holder, dict) else {}
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        host = socket.gethostname()
-        mine = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        data = json.dumps(mine).encode()
-        with _directory_guard(self.path.parent):
-            holder = self._read()
-            if holder is not None:
-                pid = holder.get("pid")
-                if isinstance(pid, int) and pid != os.getpid() and (holder.get("host", host) != host or _pid_alive(pid)):
-                    raise AtlasLockedError(
-                        f"another run (pid {pid} on {holder.get('host')}, started {holder.get('started')}) is "
-                        f"writing to {self.path.parent}; wait for it to finish or stop it. If no such run "
-                        f"exists, delete {self.path}."
-                    )
-                warnings.warn(
-                    f"taking over the stale lock {self.path} of pid {pid}, which is no longer running "
-                    "(an interrupted run); continuing where it stopped",
-                    stacklevel=3,
-                )
-                self.taken_over = holder
-                atomic_write_bytes(self.path, data)  # replaces the stale file in one step, under the guard
-            elif not _create_with_content(self.path, data):
-                # only a process that does not take the guard (another host, no flock) gets here
-                raise AtlasLockedError(f"another run took the lock {self.path} at the same moment; wait for it to finish")
-
-    def release(self) -> None:
-        """Delete the lock file if this process holds it (a no-op otherwise, so it is safe in ``finally``)."""
-        if not self.path.parent.is_dir():
-            return
-        with _directory_guard(self.path.parent):
-            holder = self._read()
-            if holder and holder.get("pid") == os.getpid():
-                try:
-                    self.path.unlink()
-                except FileNotFoundError:
-                    pass
-
-    def __enter__(self) -> AtlasLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -352,3 +217,24 @@ def read_records(directory: str | os.PathLike) -> dict[tuple[str, int], dict]:
             if (Path(directory) / record["image"]).is_file():
                 found[(record["layer"], int(record["unit"]))] = record
     return found
+
+
+# --------------------------------------------------------------------------------------------------
+# What the stages produced
+
+
+def read_stages(directory: str | os.PathLike) -> dict[str, dict]:
+    """``{stage: what it produced}`` from ``stages.json`` ({} for an atlas without one, e.g. made before it)."""
+    path = Path(directory) / STAGES_FILE
+    if not path.is_file():
+        return {}
+    fix = "delete it (the next run makes the circuit report again and records it)"
+    stages = read_json(path, fix=fix)
+    if not isinstance(stages, dict) or not all(isinstance(value, dict) for value in stages.values()):
+        raise CorruptAtlasFileError(f"{path} holds no object of stages; it was damaged or edited: {fix}")
+    return stages
+
+
+def write_stages(directory: str | os.PathLike, stages: dict[str, dict]) -> Path:
+    """Store ``stages`` (JSON, keys sorted: the same stages give the same bytes, so a resumed run matches)."""
+    return atomic_write_text(Path(directory) / STAGES_FILE, json.dumps(stages, indent=1, sort_keys=True) + "\n")

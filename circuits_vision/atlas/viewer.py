@@ -2,42 +2,36 @@
 
 Plain HTML with relative links (works from ``file://``, no server); the layer pages' search, filters
 and sorting are one local script (``atlas.js``, no dependencies; without it every unit is listed). Thumbnails use
-``loading="lazy"`` with fixed sizes, so a layer of thousands of units opens at once. Everything taken
-from the model, the settings or the user (layer names, labels, file names) goes through
-:func:`html.escape`.
+``loading="lazy"`` with fixed sizes, so a layer of thousands of units opens at once. Pages are written from
+:mod:`~circuits_vision.atlas.templates`, so everything taken from the model, the settings or the user
+(layer names, labels, file names, error messages) is escaped by construction.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections import defaultdict
-from html import escape
 from importlib import resources
 from pathlib import Path
 
 from circuits_vision.atlas import views_section
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import atomic_write_text
+from circuits_vision.atlas.templates import Safe, escape, html, join
 
 STYLE = "atlas.css"
 SCRIPT = "atlas.js"  # the layer pages' filters: a local file, so pages work from file:// and offline
 
 
-def _e(value) -> str:
-    return escape(str(value), quote=True)
-
-
-def _page(title: str, body: str, depth: int) -> str:
+def _page(title: str, body: Safe, depth: int) -> Safe:
     """A complete HTML page; ``depth`` = folders below the atlas root (for the stylesheet's path)."""
-    root = "../" * depth
-    return (
+    return html(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{_e(title)}</title><link rel=\"stylesheet\" href=\"{root}{STYLE}\"></head>\n"
-        f"<body>\n{body}\n</body></html>\n"
-    )
+        "<title>{title}</title><link rel=\"stylesheet\" href=\"{root}{style}\"></head>\n"
+        "<body>\n{body}\n</body></html>\n", title=title, root="../" * depth, style=STYLE, body=body)
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: Safe) -> None:
     atomic_write_text(path, text, fsync=False)
 
 
@@ -67,29 +61,34 @@ def write_viewer(directory: str | Path, manifest: list[dict], settings: dict, *,
     return index
 
 
-def _settings_html(settings: dict) -> str:
+def _settings_html(settings: dict) -> Safe:
     shown = {key: settings.get(key) for key in ("model", "steps", "size", "seed", "units_per_layer")}
     shown["weights sha256"] = str(settings.get("weights_sha256", ""))[:16]
-    items = ", ".join(f"{_e(k)}: {_e(v)}" for k, v in shown.items() if v is not None)
-    note = f"<p class=\"note\">circuit report: {_e(settings['report_error'])}</p>" if settings.get("report_error") else ""
-    return f"<p class=\"settings\">{items}</p>{note}"
+    items = join((html("{key}: {value}", key=k, value=v) for k, v in shown.items() if v is not None), ", ")
+    note = (html("<p class=\"note\">circuit report: {error}</p>", error=settings["report_error"])
+            if settings.get("report_error") else "")
+    return html("<p class=\"settings\">{items}</p>{note}", items=items, note=note)
 
 
-def _index_html(by_layer: dict[str, list[dict]], settings: dict, directory: Path, report: Path | None) -> str:
+def _index_html(by_layer: dict[str, list[dict]], settings: dict, directory: Path, report: Path | None) -> Safe:
     rows = []
     for layer, records in by_layer.items():
-        preview = "".join(
-            f"<img loading=\"lazy\" width=\"40\" height=\"40\" src=\"{_e(r['image'])}\" alt=\"{_e(layer)}:{r['unit']}\">"
+        preview = join(
+            html("<img loading=\"lazy\" width=\"40\" height=\"40\" src=\"{src}\" alt=\"{layer}:{unit}\">",
+                 src=r["image"], layer=layer, unit=r["unit"])
             for r in records[:8]
         )
-        rows.append(f"<tr><td><a class=\"layer\" href=\"{_e(_layer_page(layer))}\">{_e(layer)}</a></td>"
-                    f"<td>{len(records)} units</td><td>{preview}</td></tr>")
+        rows.append(html("<tr><td><a class=\"layer\" href=\"{href}\">{layer}</a></td><td>{count} units</td>"
+                         "<td>{preview}</td></tr>", href=_layer_page(layer), layer=layer, count=len(records),
+                         preview=preview))
     report_link = ""
     if report is not None:
         relative = Path(report).resolve().relative_to(directory.resolve()).as_posix()
-        report_link = f"<p><a id=\"report\" href=\"{_e(relative)}\">circuit report</a></p>"
-    body = (f"<h1>Atlas of {_e(settings.get('model', 'model'))}</h1>{_settings_html(settings)}{report_link}"
-            f"<table class=\"layers\"><tr><th>layer</th><th>units</th><th></th></tr>{''.join(rows)}</table>")
+        report_link = html("<p><a id=\"report\" href=\"{href}\">circuit report</a></p>", href=relative)
+    body = html("<h1>Atlas of {model}</h1>{settings}{report}"
+                "<table class=\"layers\"><tr><th>layer</th><th>units</th><th></th></tr>{rows}</table>",
+                model=settings.get("model", "model"), settings=_settings_html(settings), report=report_link,
+                rows=join(rows))
     return _page(f"Atlas of {settings.get('model', 'model')}", body, 0)
 
 
@@ -106,175 +105,204 @@ def _facets(record: dict) -> dict[str, str]:
     }
 
 
-def _options(name: str, values, title: str) -> str:
-    items = "".join(f"<option value=\"{_e(v)}\">{_e(v)}</option>" for v in sorted(set(values) - {""}))
-    return f"<label>{_e(title)} <select name=\"{name}\"><option value=\"\">any</option>{items}</select></label>"
+def _options(name: str, values, title: str) -> Safe:
+    items = join(html("<option value=\"{value}\">{value}</option>", value=v) for v in sorted(set(values) - {""}))
+    return html("<label>{title} <select name=\"{name}\"><option value=\"\">any</option>{items}</select></label>",
+                title=title, name=name, items=items)
 
 
-def _layer_html(layer: str, records: list[dict], layers: list[str], i: int) -> str:
+_FILTERS = (
+    "<form id=\"filters\" class=\"filters\">"
+    "<label>search <input name=\"q\" type=\"search\" placeholder=\"unit number or label\"></label>"
+    "<label>family <select name=\"family\"><option value=\"\">any</option><option value=\"yes\">in a family"
+    "</option><option value=\"no\">in none</option></select></label>"
+    "{branch}{category}"
+    "<label>polysemanticity &ge; <input name=\"minscore\" type=\"number\" step=\"0.05\" min=\"0\"></label>"
+    "<label>sort <select name=\"sort\"><option value=\"unit\">unit</option><option value=\"selectivity\">"
+    "orientation selectivity</option><option value=\"score\">polysemanticity</option></select></label>"
+    "<span id=\"shown\" class=\"note\"></span></form>"
+)
+
+
+def _layer_html(layer: str, records: list[dict], layers: list[str], i: int) -> Safe:
     cells = []
     facets = [_facets(r) for r in records]
     for r, facet in zip(records, facets):
-        label = f"<span class=\"label\">{_e(r['label'])}</span>" if r.get("label") else ""
-        data = " ".join(f"data-{key}=\"{_e(value)}\"" for key, value in facet.items())
-        cells.append(
-            f"<a class=\"unit\" {data} href=\"../{_e(r['page'])}\"><img loading=\"lazy\" decoding=\"async\" width=\"100\" "
-            f"height=\"100\" src=\"../{_e(r['image'])}\" alt=\"{_e(layer)}:{r['unit']}\">{r['unit']}{label}</a>"
-        )
-    links = ["<a href=\"../index.html\">index</a>"]
+        label = html("<span class=\"label\">{label}</span>", label=r["label"]) if r.get("label") else ""
+        data = join((html("data-{key}=\"{value}\"", key=key, value=value) for key, value in facet.items()), " ")
+        cells.append(html(
+            "<a class=\"unit\" {data} href=\"../{page}\"><img loading=\"lazy\" decoding=\"async\" width=\"100\" "
+            "height=\"100\" src=\"../{image}\" alt=\"{layer}:{unit}\">{unit}{label}</a>",
+            data=data, page=r["page"], image=r["image"], layer=layer, unit=r["unit"], label=label))
+    links = [Safe("<a href=\"../index.html\">index</a>")]
     if i > 0:
-        links.append(f"<a href=\"../{_e(_layer_page(layers[i - 1]))}\">&larr; {_e(layers[i - 1])}</a>")
+        links.append(html("<a href=\"../{href}\">&larr; {layer}</a>", href=_layer_page(layers[i - 1]), layer=layers[i - 1]))
     if i + 1 < len(layers):
-        links.append(f"<a href=\"../{_e(_layer_page(layers[i + 1]))}\">{_e(layers[i + 1])} &rarr;</a>")
-    filters = (
-        "<form id=\"filters\" class=\"filters\">"
-        "<label>search <input name=\"q\" type=\"search\" placeholder=\"unit number or label\"></label>"
-        "<label>family <select name=\"family\"><option value=\"\">any</option><option value=\"yes\">in a family"
-        "</option><option value=\"no\">in none</option></select></label>"
-        + _options("branch", [f["branch"] for f in facets], "branch")
-        + _options("category", [f["category"] for f in facets], "colour")
-        + "<label>polysemanticity &ge; <input name=\"minscore\" type=\"number\" step=\"0.05\" min=\"0\"></label>"
-        "<label>sort <select name=\"sort\"><option value=\"unit\">unit</option><option value=\"selectivity\">"
-        "orientation selectivity</option><option value=\"score\">polysemanticity</option></select></label>"
-        f"<span id=\"shown\" class=\"note\"></span></form>"
-    )
-    body = (f"<nav>{' | '.join(links)}</nav><h1>{_e(layer)}</h1><p>{len(records)} units</p>{filters}"
-            f"<div class=\"grid\" id=\"units\">{''.join(cells)}</div><script src=\"../{SCRIPT}\" defer></script>")
+        links.append(html("<a href=\"../{href}\">{layer} &rarr;</a>", href=_layer_page(layers[i + 1]), layer=layers[i + 1]))
+    filters = html(_FILTERS, branch=_options("branch", [f["branch"] for f in facets], "branch"),
+                   category=_options("category", [f["category"] for f in facets], "colour"))
+    body = html("<nav>{links}</nav><h1>{layer}</h1><p>{count} units</p>{filters}"
+                "<div class=\"grid\" id=\"units\">{cells}</div><script src=\"../{script}\" defer></script>",
+                links=join(links, " | "), layer=layer, count=len(records), filters=filters, cells=join(cells),
+                script=SCRIPT)
     return _page(f"{layer} - atlas", body, 1)
 
 
-def _unit_link(layer: str, unit, present: set, text: str) -> str:
+def _unit_link(layer: str, unit, present: set, text: Safe) -> Safe:
     if unit is not None and (layer, unit) in present:
-        return f"<a href=\"../../units/{_e(slug(layer))}/{_e(unit)}.html\">{text}</a>"
-    return f"<span class=\"weight\">{text}</span>"
+        return html("<a href=\"../../units/{layer}/{unit}.html\">{text}</a>", layer=slug(layer), unit=unit, text=text)
+    return html("<span class=\"weight\">{text}</span>", text=text)
 
 
-def _weights_html(title: str, links, present: set, css_id: str) -> str:
+def _weights_html(title: str, links, present: set, css_id: str) -> Safe:
     if isinstance(links, str):
-        return f"<h2>{_e(title)}</h2><p class=\"note\" id=\"{css_id}\">{_e(links)}</p>"
+        return html("<h2>{title}</h2><p class=\"note\" id=\"{id}\">{text}</p>", title=title, id=css_id, text=links)
     if not links:
-        return f"<h2>{_e(title)}</h2><p class=\"note\" id=\"{css_id}\">none in this atlas</p>"
+        return html("<h2>{title}</h2><p class=\"note\" id=\"{id}\">none in this atlas</p>", title=title, id=css_id)
     items = []
     for link in links:
         name = link["layer"] if link.get("unit") is None else f"{link['layer']}:{link['unit']}"
-        text = (f"<img src=\"{_e(link['picture'])}\" alt=\"weights {_e(name)}\">"
-                f"{_e(name)}<br>{float(link['norm']):.3g}")
+        text = html("<img src=\"{picture}\" alt=\"weights {name}\">{name}<br>{norm:.3g}",
+                    picture=link["picture"], name=name, norm=float(link["norm"]))
         items.append(_unit_link(link["layer"], link.get("unit"), present, text))
-    return f"<h2>{_e(title)}</h2><div class=\"weights\" id=\"{css_id}\">{''.join(items)}</div>"
+    return html("<h2>{title}</h2><div class=\"weights\" id=\"{id}\">{items}</div>", title=title, id=css_id,
+                items=join(items))
 
 
-def _curve_family_html(record: dict, present: set) -> str:
+def _curve_family_html(record: dict, present: set) -> Safe:
     """The tuning-based curve-detector family the unit belongs to, or "" when it is not a curve detector."""
     tuning = record.get("tuning")
     if not isinstance(tuning, dict) or not tuning.get("curve_detector") or not tuning.get("curve_family"):
-        return ""
-    members = ", ".join(_unit_link(record["layer"], m, present, _e(m)) for m in tuning["curve_family"])
-    return (f"curve detector family (by tuning, {_e(len(tuning['curve_family']))} units), orientation "
-            f"{_e(tuning.get('curve_orientation'))}&deg;; members: {members}")
+        return Safe("")
+    members = join((_unit_link(record["layer"], m, present, escape(m)) for m in tuning["curve_family"]), ", ")
+    return html("curve detector family (by tuning, {count} units), orientation {orientation}&deg;; members: {members}",
+                count=len(tuning["curve_family"]), orientation=tuning.get("curve_orientation"), members=members)
 
 
-def _family_html(record: dict, present: set) -> str:
+def _family_html(record: dict, present: set) -> Safe:
     family = record.get("family")
     curve = _curve_family_html(record, present)
     if not isinstance(family, dict):
-        weights = _e(family if family is not None else "not computed")
-        return f"{curve}<br>by weights: {weights}" if curve else weights
+        weights = escape(family if family is not None else "not computed")
+        return html("{curve}<br>by weights: {weights}", curve=curve, weights=weights) if curve else weights
     if family.get("kind") == "rotation-invariant":
-        return "rotation-invariant (equals its own rotations)"
-    members = ", ".join(_unit_link(record["layer"], m, present, _e(m)) for m in family.get("members", []))
-    rotation = (f"rotation family {_e(family['family'])} ({_e(family['size'])} units, score {_e(family['score'])}), "
-                f"angle {_e(family['angle'])}&deg;; members: {members}")
-    return f"{curve}<br>by weights: {rotation}" if curve else rotation
+        return Safe("rotation-invariant (equals its own rotations)")
+    members = join((_unit_link(record["layer"], m, present, escape(m)) for m in family.get("members", [])), ", ")
+    rotation = html("rotation family {family} ({size} units, score {score}), angle {angle}&deg;; members: {members}",
+                    family=family["family"], size=family["size"], score=family["score"], angle=family["angle"],
+                    members=members)
+    return html("{curve}<br>by weights: {rotation}", curve=curve, rotation=rotation) if curve else rotation
 
 
-def _tuning_html(tuning) -> str:
+def _tuning_html(tuning) -> Safe:
     if not isinstance(tuning, dict):
-        return _e(tuning if tuning is not None else "not computed")
-    curve = (f"curve detector, preferred orientation {_e(tuning.get('curve_orientation'))}° "
-             f"(peak {_e(tuning.get('curve_peak'))} sd, curve vs line {_e(tuning.get('curve_vs_line'))})"
+        return escape(tuning if tuning is not None else "not computed")
+    curve = (html("curve detector, preferred orientation {orientation}\u00b0 (peak {peak} sd, curve vs line {ratio})",
+                  orientation=tuning.get("curve_orientation"), peak=tuning.get("curve_peak"),
+                  ratio=tuning.get("curve_vs_line"))
              if tuning.get("curve_detector") else "not a curve detector")
-    return (f"{curve}; colour (uniform fields): {_e(tuning.get('color_category'))} (colour drive "
-            f"{_e(tuning.get('color_drive'))}, black-and-white drive {_e(tuning.get('bw_drive'))}); "
-            f"grating orientation selectivity {_e(tuning.get('orientation_selectivity'))}")
+    return html("{curve}; colour (uniform fields): {category} (colour drive {colour}, black-and-white drive {bw}); "
+                "grating orientation selectivity {selectivity}", curve=curve, category=tuning.get("color_category"),
+                colour=tuning.get("color_drive"), bw=tuning.get("bw_drive"),
+                selectivity=tuning.get("orientation_selectivity"))
 
 
-def _examples_html(examples) -> str:
+def _note(value) -> Safe:
+    return html("<p class=\"note\">{text}</p>", text=value if value is not None else "not computed")
+
+
+def _examples_html(examples) -> Safe:
     if isinstance(examples, dict) and examples.get("image"):
         values = ", ".join(f"{v:.3g}" for v in examples.get("values", []))
-        html = (f"<img class=\"examples\" id=\"examples\" src=\"../../{_e(examples['image'])}\" "
-                f"alt=\"dataset examples, the activating crop outlined\"><p>activations: {_e(values)}</p>")
+        parts = [html("<img class=\"examples\" id=\"examples\" src=\"../../{image}\" "
+                      "alt=\"dataset examples, the activating crop outlined\"><p>activations: {values}</p>",
+                      image=examples["image"], values=values)]
         if examples.get("labels"):
-            html += f"<p class=\"note\">scenes: {_e(', '.join(examples['labels']))}</p>"
+            parts.append(html("<p class=\"note\">scenes: {labels}</p>", labels=", ".join(examples["labels"])))
         if examples.get("crops"):
-            html += (f"<img class=\"examples\" id=\"example-crops\" src=\"../../{_e(examples['crops'])}\" "
-                     f"alt=\"activating crops\">")
-        return html
+            parts.append(html("<img class=\"examples\" id=\"example-crops\" src=\"../../{crops}\" "
+                              "alt=\"activating crops\">", crops=examples["crops"]))
+        return join(parts)
     if isinstance(examples, dict):
-        return "<p class=\"note\">no images</p>"
-    return f"<p class=\"note\">{_e(examples if examples is not None else 'not computed')}</p>"
+        return Safe("<p class=\"note\">no images</p>")
+    return _note(examples)
 
 
-def _polysemanticity_html(value) -> str:
+def _polysemanticity_html(value) -> Safe:
     if not isinstance(value, dict):
-        return f"<p class=\"note\">{_e(value if value is not None else 'not computed')}</p>"
+        return _note(value)
     source = value.get("previous") or "input pixels"
     label_h = value.get("label_entropy")
-    html = (f"<p>score <b id=\"poly-score\">{_e(value.get('score'))}</b>: {_e(value.get('n_clusters'))} "
-            f"cluster(s) of its top examples by what drives it in {_e(source)} (separation "
-            f"{_e(value.get('separation'))}); scene-label entropy {_e(label_h if label_h is not None else '-')} bits"
-            + (f" <span class=\"note\">({_e(value['note'])})</span>" if value.get("note") else "") + "</p>")
+    note = html(" <span class=\"note\">({note})</span>", note=value["note"]) if value.get("note") else ""
+    parts = [html("<p>score <b id=\"poly-score\">{score}</b>: {clusters} cluster(s) of its top examples by what "
+                  "drives it in {source} (separation {separation}); scene-label entropy {entropy} bits{note}</p>",
+                  score=value.get("score"), clusters=value.get("n_clusters"), source=source,
+                  separation=value.get("separation"), entropy=label_h if label_h is not None else "-", note=note)]
     rows = []
     for i, cluster in enumerate(value.get("clusters") or []):
         counts: dict[str, int] = {}
         for label in cluster.get("labels", []):
             counts[label] = counts.get(label, 0) + 1
         common = ", ".join(f"{name} x{n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:4])
-        rows.append(f"<tr><td>{i + 1}</td><td>{_e(cluster.get('size'))}</td><td>{_e(common)}</td></tr>")
+        rows.append(html("<tr><td>{number}</td><td>{size}</td><td>{common}</td></tr>", number=i + 1,
+                         size=cluster.get("size"), common=common))
     if rows:
-        html += ("<table class=\"facts\" id=\"clusters\"><tr><th>cluster</th><th>examples</th>"
-                 "<th>commonest scenes</th></tr>" + "".join(rows) + "</table>")
-    return html
+        parts.append(html("<table class=\"facts\" id=\"clusters\"><tr><th>cluster</th><th>examples</th>"
+                          "<th>commonest scenes</th></tr>{rows}</table>", rows=join(rows)))
+    return join(parts)
 
 
-def _facets_html(value) -> str:
+def _facets_html(value) -> Safe:
     if isinstance(value, dict) and value.get("image"):
-        return (f"<img class=\"facets\" id=\"facets\" src=\"../../{_e(value['image'])}\" alt=\"diversity facets\">"
-                f"<p class=\"note\">{_e(value.get('k'))} facets optimised together with the diversity term "
-                f"(weight {_e(value.get('weight'))}); pairwise Gram similarity {_e(value.get('similarity'))}</p>")
-    return f"<p class=\"note\">{_e(value if value is not None else 'not computed')}</p>"
+        return html("<img class=\"facets\" id=\"facets\" src=\"../../{image}\" alt=\"diversity facets\">"
+                    "<p class=\"note\">{k} facets optimised together with the diversity term "
+                    "(weight {weight}); pairwise Gram similarity {similarity}</p>", image=value["image"],
+                    k=value.get("k"), weight=value.get("weight"), similarity=value.get("similarity"))
+    return _note(value)
 
 
-def _never_active_html(record: dict) -> str:
+def _never_active_html(record: dict) -> Safe:
     if not record.get("never_active"):
-        return ""
-    return (" <span class=\"note\" id=\"never-active\">never active: the unit stayed off at every step, "
-            "so the image is the barely changed start</span>")
+        return Safe("")
+    return Safe(" <span class=\"note\" id=\"never-active\">never active: the unit stayed off at every step, "
+                "so the image is the barely changed start</span>")
 
 
-def _unit_html(record: dict, present: set, neighbours) -> str:
+_UNIT = (
+    "<nav>{links}</nav><h1>{name}</h1>{label}"
+    "<div class=\"views\"><div><h2>feature visualization</h2><img class=\"vis\" id=\"vis\" "
+    "src=\"../../{image}\" alt=\"feature visualization of {name}\"></div>"
+    "<div><h2>facets</h2>{facets}</div>"
+    "<div><h2>polysemanticity</h2>{polysemanticity}</div></div>"
+    "<table class=\"facts\"><tr><th>family</th><td id=\"family\">{family}</td></tr>"
+    "<tr><th>three views</th><td id=\"views\">{views}</td></tr>"
+    "<tr><th>branch</th><td id=\"branch\">{branch}</td></tr>"
+    "<tr><th>tuning</th><td id=\"tuning\">{tuning}</td></tr>"
+    "<tr><th>final objective</th><td>{loss}{never_active}</td></tr></table>"
+    "{inputs}{outputs}<h2>dataset examples</h2>{examples}"
+)
+
+
+def _unit_html(record: dict, present: set, neighbours) -> Safe:
     layer, unit = record["layer"], record["unit"]
     name = f"{layer}:{unit}"
-    label = f"<p class=\"unitlabel\" id=\"label\">{_e(record['label'])}</p>" if record.get("label") else ""
+    label = html("<p class=\"unitlabel\" id=\"label\">{label}</p>", label=record["label"]) if record.get("label") else ""
     branch = record.get("branch")
-    links = ["<a href=\"../../index.html\">index</a>", f"<a id=\"layer\" href=\"../../{_e(_layer_page(layer))}\">{_e(layer)}</a>"]
+    links = [Safe("<a href=\"../../index.html\">index</a>"),
+             html("<a id=\"layer\" href=\"../../{href}\">{layer}</a>", href=_layer_page(layer), layer=layer)]
     previous, following = neighbours
     if previous:
-        links.append(f"<a href=\"../../{_e(previous['page'])}\">&larr; {_e(previous['unit'])}</a>")
+        links.append(html("<a href=\"../../{page}\">&larr; {unit}</a>", page=previous["page"], unit=previous["unit"]))
     if following:
-        links.append(f"<a href=\"../../{_e(following['page'])}\">{_e(following['unit'])} &rarr;</a>")
-    body = (
-        f"<nav>{' | '.join(links)}</nav><h1>{_e(name)}</h1>{label}"
-        f"<div class=\"views\"><div><h2>feature visualization</h2><img class=\"vis\" id=\"vis\" "
-        f"src=\"../../{_e(record['image'])}\" alt=\"feature visualization of {_e(name)}\"></div>"
-        f"<div><h2>facets</h2>{_facets_html(record.get('facets'))}</div>"
-        f"<div><h2>polysemanticity</h2>{_polysemanticity_html(record.get('polysemanticity'))}</div></div>"
-        f"<table class=\"facts\"><tr><th>family</th><td id=\"family\">{_family_html(record, present)}</td></tr>"
-        f"<tr><th>three views</th><td id=\"views\">{views_section.unit_html(record.get('views'))}</td></tr>"
-        f"<tr><th>branch</th><td id=\"branch\">{_e(branch if branch is not None else 'not a branch layer')}</td></tr>"
-        f"<tr><th>tuning</th><td id=\"tuning\">{_tuning_html(record.get('tuning'))}</td></tr>"
-        f"<tr><th>final objective</th><td>{_e(record.get('loss'))}{_never_active_html(record)}</td></tr></table>"
-        + _weights_html("strongest inputs (expanded weights)", record.get("inputs"), present, "inputs")
-        + _weights_html("strongest outputs (expanded weights)", record.get("outputs"), present, "outputs")
-        + "<h2>dataset examples</h2>" + _examples_html(record.get("examples"))
+        links.append(html("<a href=\"../../{page}\">{unit} &rarr;</a>", page=following["page"], unit=following["unit"]))
+    body = html(
+        _UNIT, links=join(links, " | "), name=name, label=label, image=record["image"],
+        facets=_facets_html(record.get("facets")), polysemanticity=_polysemanticity_html(record.get("polysemanticity")),
+        family=_family_html(record, present), views=views_section.unit_html(record.get("views")),
+        branch=branch if branch is not None else "not a branch layer",
+        tuning=_tuning_html(record.get("tuning")), loss=record.get("loss"), never_active=_never_active_html(record),
+        inputs=_weights_html("strongest inputs (expanded weights)", record.get("inputs"), present, "inputs"),
+        outputs=_weights_html("strongest outputs (expanded weights)", record.get("outputs"), present, "outputs"),
+        examples=_examples_html(record.get("examples")),
     )
     return _page(f"{name} - atlas", body, 2)

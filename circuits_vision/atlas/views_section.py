@@ -7,14 +7,13 @@ the median orientation error against a shuffled baseline (with its p-value).
 
 :func:`section_html` writes the report's section and, beside the report's ``index.html``, a
 ``views_<layer>.json`` with every unit's memberships; :func:`attach` reads those files into the atlas's
-unit records and :func:`unit_html` shows them on a unit page. Everything shown goes through
-:func:`html.escape`.
+unit records and :func:`unit_html` shows them on a unit page. Every value shown goes through
+:func:`circuits_vision.atlas.templates.escape`; the fragments are returned as ``Safe`` markup.
 """
 
 from __future__ import annotations
 
 import math
-from html import escape
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from torch import nn
 
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_text, read_json
+from circuits_vision.atlas.templates import Safe, escape
 
 VIEWS = ("weights", "tuning", "visualization")
 IMAGE_SIZE = 32
@@ -32,7 +32,7 @@ RENDER = {"steps": 128}
 
 
 def _e(value) -> str:
-    return escape(str(value), quote=True)
+    return escape(str(value))
 
 
 def file_name(layer: str) -> str:
@@ -129,7 +129,7 @@ def _deg(value) -> str:
 
 
 def section_html(model: nn.Module, layer: str, out: Path, *, weights=None, source: str | None = None,
-                 atlas_dir: Path | None = None, detection: dict | None = None) -> str:
+                 atlas_dir: Path | None = None, detection: dict | None = None) -> Safe:
     """The report section of ``layer``'s three views; writes ``out / file_name(layer)`` for the unit pages."""
     (Path(out) / file_name(layer)).unlink(missing_ok=True)  # an earlier report's memberships must not outlive a failure
     found, origin = layer_views(model, layer, weights=weights, source=source, atlas_dir=atlas_dir, detection=detection)
@@ -168,7 +168,7 @@ def section_html(model: nn.Module, layer: str, out: Path, *, weights=None, sourc
         parts.append(f"<table class=\"facts\" id=\"views-units\"><tr><th>unit</th>{head}</tr>{''.join(rows)}</table>")
     else:
         parts.append("<p class=\"note\">no view puts any unit of this layer in a family.</p>")
-    return "".join(parts)
+    return Safe("".join(parts))  # every value in it went through escape
 
 
 def attach(report_index: Path | None, manifest: list[dict]) -> None:
@@ -194,10 +194,10 @@ def attach(report_index: Path | None, manifest: list[dict]) -> None:
         record["views"] = {**entry, "*": {"agreements": content["agreements"], "families": content["families"]}}
 
 
-def unit_html(value) -> str:
+def unit_html(value) -> Safe:
     """The unit page's line: which view puts the unit in which family (or "not computed")."""
     if not isinstance(value, dict):
-        return "<span class=\"note\">not computed (the circuit report covers this layer's three views)</span>"
+        return Safe("<span class=\"note\">not computed (the circuit report covers this layer's three views)</span>")
     extra = value.get("*", {})
     parts = []
     for name in (k for k in value if k != "*"):
@@ -207,4 +207,4 @@ def unit_html(value) -> str:
                                           if entry is None else
                                           f"family {_e(entry['family'])} ({_e(entry['size'])} units) at {_e(entry['angle'])}&deg;"))
     agree = "; ".join(f"{_e(a['a'])} vs {_e(a['b'])}: Jaccard {a['jaccard']:.2f}" for a in extra.get("agreements", []))
-    return "; ".join(parts) + (f"<br><span class=\"note\">layer agreement: {agree}</span>" if agree else "")
+    return Safe("; ".join(parts) + (f"<br><span class=\"note\">layer agreement: {agree}</span>" if agree else ""))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from circuits_vision.claims.context import Context
+from circuits_vision.claims.nulls import beats, overlap_null
 from circuits_vision.claims.registry import claim
-from circuits_vision.claims.result import FAILS, HOLDS, PARTLY, ClaimResult
+from circuits_vision.claims.result import FAILS, HOLDS, PARTLY, ClaimResult, with_nulls
 from circuits_vision.models import facts
 
 BRANCHES = "Branch Specialization (Voss et al., Distill 2021)"
-P_HOLDS = 1e-3  # the article's bounds (1e-8, 1e-20) need the real layer's counts; this one is our bar
+P_HOLDS = 1e-3  # the article's bounds (1e-8, 1e-20) need the real layer's counts: a stricter bar than 0.01
 RECALL_HOLDS = 0.8
 
 
@@ -28,6 +29,17 @@ def _verdict(recall: float, concentrated: bool) -> str:
     return FAILS
 
 
+def _nulls(layer: str, members: list[int], measured: list[int], in_branch: int, what: str) -> list[dict]:
+    """The published members among the measured units, and the measured units in the 5x5 branch, each against
+    shuffled unit labels."""
+    width = facts.layer_width(layer)
+    start, stop = facts.branch_ranges(layer)["5x5"]
+    return [overlap_null(len(set(members) & set(measured)), width, len(members), len(measured),
+                         f"published units among the {len(measured)} measured {what}"),
+            overlap_null(in_branch, width, stop - start, len(measured), f"measured {what} in the 5x5 branch",
+                         members_label="5x5 branch")]
+
+
 def _published(index: int) -> dict:
     return facts.branch_specialization_claims()[index]
 
@@ -45,15 +57,17 @@ def branch_bw_mixed3a(ctx: Context) -> ClaimResult:
     members = fact["units"]
     recall = len(set(members) & set(measured_bw)) / len(members)
     count, p = _in_branch(ctx, "mixed3a", measured_bw, "5x5") if measured_bw else (0, 1.0)
-    verdict = _verdict(recall, p < P_HOLDS)
+    nulls = _nulls("mixed3a", members, measured_bw, count, "black-and-white")
+    verdict = _verdict(recall, p < P_HOLDS) if beats(nulls[0]) or recall < RECALL_HOLDS else PARTLY
     measured = (f"color_categories marks {len(measured_bw)} mixed3a units black-and-white; {count} of them in the "
                 f"5x5 branch (hypergeometric p = {p:.2g}); {recall:.0%} of the 9 published units measured "
                 "black-and-white")
     rule = (f"holds: >= {RECALL_HOLDS:.0%} of the published units measured black-and-white and the measured "
             f"black-and-white units enriched in the 5x5 branch at p < {P_HOLDS:g}; partly: one of the two")
-    return ClaimResult("branch_bw_mixed3a_5x5", BRANCHES, "", "", measured, verdict, rule,
-                       {"measured_bw": measured_bw, "in_5x5": count, "p_value": p, "recall": recall,
-                        "published_p_bound": fact["article_p_bound"]})
+    rule += "; the recall must also beat the shuffled-label null at p < 0.01 for holds"
+    return with_nulls(ClaimResult("branch_bw_mixed3a_5x5", BRANCHES, "", "", measured, verdict, rule,
+                                  {"measured_bw": measured_bw, "in_5x5": count, "p_value": p, "recall": recall,
+                                   "published_p_bound": fact["article_p_bound"]}), nulls)
 
 
 @claim("branch_curves_mixed3b_5x5", article=BRANCHES, figure="mixed3b: curve-related units in the 5x5 branch",
@@ -65,6 +79,7 @@ def branch_curves_mixed3b(ctx: Context) -> ClaimResult:
     members = fact["units"]
     recall = len(set(members) & set(found)) / len(members)
     count, p = _in_branch(ctx, "mixed3b", found, "5x5") if found else (0, 1.0)
+    nulls = _nulls("mixed3b", members, found, count, "curve detectors")
     enriched = bool(found) and p < P_HOLDS
     majority = bool(found) and count / len(found) > 0.5
     # The claim is about where curve units are, not whether every published one is found: recall only
@@ -74,6 +89,6 @@ def branch_curves_mixed3b(ctx: Context) -> ClaimResult:
                 f"branch (hypergeometric p = {p:.2g}); {recall:.0%} of the 30 published units found")
     rule = (f"holds: most found curve detectors in the 5x5 branch (20% of the layer), enriched at p < {P_HOLDS:g}; "
             f"partly: enriched only, or >= {RECALL_HOLDS:.0%} of the published units found; else fails")
-    return ClaimResult("branch_curves_mixed3b_5x5", BRANCHES, "", "", measured, verdict, rule,
-                       {"found": found, "in_5x5": count, "p_value": p, "recall": recall,
-                        "published_p_bound": fact["article_p_bound"]})
+    return with_nulls(ClaimResult("branch_curves_mixed3b_5x5", BRANCHES, "", "", measured, verdict, rule,
+                                  {"found": found, "in_5x5": count, "p_value": p, "recall": recall,
+                                   "published_p_bound": fact["article_p_bound"]}), nulls)

@@ -53,15 +53,20 @@ class Reproduction:
         return f"Reproduction({len(self.results)} claims: {self.counts()})"
 
 
-def render_html(reproduction: Reproduction, title: str) -> str:
-    """The report page; every text from a claim or the model is escaped."""
+def render_html(reproduction: Reproduction, title: str, figures: dict[str, str] | None = None) -> str:
+    """The report page; every text from a claim or the model is escaped. ``figures``: claim -> the
+    relative path of its PNG."""
     e = html.escape
+    figures = figures or {}
     rows = []
     for r in reproduction.results:
+        image = (f'<img src="{e(figures[r.claim], quote=True)}" alt="{e(r.claim, quote=True)}" style="max-width:520px">'
+                 if r.claim in figures else "")
         rows.append(
             f'<tr style="background:{_COLOURS[r.verdict]}"><td>{e(r.claim)}</td><td>{e(r.article)}<br>'
             f"<small>{e(r.figure)}</small></td><td>{e(r.published)}</td><td>{e(r.measured)}</td>"
-            f"<td><b>{e(r.verdict)}</b></td><td><small>{e(r.rule)}</small></td></tr>")
+            f"<td><b>{e(r.verdict)}</b></td><td><small>{e(r.rule)}</small><br><small><i>null:</i> {e(r.null)}</small>"
+            f"</td><td>{image}</td></tr>")
     counts = ", ".join(f"{n} {e(v)}" for v, n in reproduction.counts().items())
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>" + e(title) + "</title>"
@@ -69,13 +74,35 @@ def render_html(reproduction: Reproduction, title: str) -> str:
         "td,th{border:1px solid #999;padding:4px 8px;vertical-align:top;text-align:left}</style></head><body>"
         f"<h1>{e(title)}</h1><p>model fingerprint {e(reproduction.fingerprint)}, measured at "
         f"{reproduction.size} px: {counts}</p><table><tr><th>claim</th><th>article and figure</th>"
-        "<th>published</th><th>measured</th><th>verdict</th><th>how decided</th></tr>"
+        "<th>published</th><th>measured</th><th>verdict</th><th>how decided, against which null</th>"
+        "<th>figure</th></tr>"
         + "".join(rows) + "</table></body></html>\n")
 
 
+def write_figures(reproduction: Reproduction, out: Path) -> dict[str, str]:
+    """``out/figures/<claim>.png`` for every claim with something to draw; claim -> path relative to ``out``."""
+    from circuits_vision.claims.figures import claim_figure
+    from circuits_vision.claims.registry import CLAIMS
+
+    written = {}
+    for result in reproduction.results:
+        registered = CLAIMS.get(result.claim)
+        png = claim_figure(result, registered.plot if registered is not None else None)
+        if png is None:
+            continue
+        path = out / "figures" / f"{result.claim}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_bytes(png)
+        temporary.replace(path)
+        written[result.claim] = f"figures/{path.name}"
+    return written
+
+
 def write(reproduction: Reproduction, out: str | Path, title: str) -> None:
-    """``out/report.html`` and ``out/report.json``, each written atomically."""
+    """``out/report.html``, ``out/report.json`` and ``out/figures/*.png``, each written atomically."""
     out = Path(out)
     reproduction.html_path, reproduction.json_path = out / "report.html", out / "report.json"
+    figures = write_figures(reproduction, out)
     write_atomic(reproduction.json_path, json.dumps(reproduction.to_json(), indent=1, default=_jsonable))
-    write_atomic(reproduction.html_path, render_html(reproduction, title))
+    write_atomic(reproduction.html_path, render_html(reproduction, title, figures))

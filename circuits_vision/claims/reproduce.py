@@ -15,16 +15,20 @@ from circuits_vision.claims.registry import Claim, missing_layers, select
 from circuits_vision.claims.report import Reproduction, write
 from circuits_vision.claims.result import NOT_APPLICABLE, ClaimResult, NotApplicable
 from circuits_vision.claims.store import Store, fingerprint
+from circuits_vision.hooks import model_input_size
 
 
 def run_claim(claim: Claim, ctx: Context) -> ClaimResult:
     """One claim on ``ctx.model``: "not applicable" (with the reason) when the model lacks its layers."""
     start = time.perf_counter()
-    missing = missing_layers(ctx.model, claim.requires)
+    published_ids = claim.suite == "inceptionv1"
+    missing = missing_layers(ctx.model, claim.requires, published_widths=published_ids)
     if missing:
+        needs = "with lucid InceptionV1's channels" if published_ids else "(the claim reads them)"
         result = ClaimResult(claim.name, claim.article, claim.figure, claim.published,
-                             f"the model has no layer {', '.join(missing)} with lucid InceptionV1's channels",
-                             NOT_APPLICABLE, "a claim about named InceptionV1 units needs those layers")
+                             f"the model has no layer {', '.join(missing)} {needs}", NOT_APPLICABLE,
+                             "a claim about named InceptionV1 units needs those layers" if published_ids else
+                             "the claim needs those layers")
     else:
         try:
             result = claim.check(ctx)
@@ -43,6 +47,7 @@ def reproduce(
     size: int | None = None,
     progress: bool = True,
     title: str = "Circuits claims",
+    suite: str | None = None,
 ) -> Reproduction:
     """Measure the published Circuits claims on ``model`` (lucid's InceptionV1 layer names and unit ids).
 
@@ -52,14 +57,21 @@ def reproduce(
             fingerprint); a claim already recorded there for the same weights and size is read back, not
             measured again. ``None``: nothing is written.
         size: input size in px the stimuli are drawn at (default ``model.input_size`` or 224).
+        suite: ``"inceptionv1"`` (the published claims at their published unit ids) or ``"shapes"`` (the
+            claims that make sense on the shipped model, beside the figures recorded in its ``shapes.json``);
+            default ``"shapes"`` for a :class:`~circuits_vision.models.shapes.ShapesNet`, else ``"inceptionv1"``.
     Returns a :class:`~circuits_vision.claims.report.Reproduction`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
-    size = int(size or getattr(model, "input_size", 224))
+    size = int(size or model_input_size(model))
     if size < 32:
         raise ValueError(f"size must be at least 32 px (the stimuli need room), got {size}")
-    chosen = select(claims)
+    if suite is None:
+        from circuits_vision.models.shapes import ShapesNet
+
+        suite = "shapes" if isinstance(model, ShapesNet) else "inceptionv1"
+    chosen = select(claims, suite)
     key = fingerprint(model, size)
     store = Store(out, key) if out is not None else None
     ctx = Context(model.eval(), size)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from circuits_vision.results import Result
+
 HOLDS, PARTLY, FAILS, NOT_APPLICABLE = "holds", "partly", "fails", "not applicable"
 VERDICTS = (HOLDS, PARTLY, FAILS, NOT_APPLICABLE)
 
@@ -14,7 +16,7 @@ class NotApplicable(Exception):
 
 
 @dataclass
-class ClaimResult:
+class ClaimResult(Result):
     """The outcome of one claim on one model.
 
     Attributes:
@@ -24,8 +26,10 @@ class ClaimResult:
         measured: what the toolkit measured on this model, in words and numbers.
         verdict: one of :data:`VERDICTS`.
         rule: how the verdict was decided from the measured numbers (thresholds included).
-        numbers: the measured figures, by name (JSON-serialisable).
+        numbers: the measured figures, by name (JSON-serialisable); ``numbers["nulls"]`` holds the null
+            records (:mod:`circuits_vision.claims.nulls`) the verdict was decided against.
         seconds: time the measurement took.
+        null: what the measured statistics were compared with, and their p-values, in words.
     """
 
     claim: str
@@ -37,6 +41,7 @@ class ClaimResult:
     rule: str
     numbers: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    null: str = ""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -57,6 +62,15 @@ class ClaimResult:
 
     def __repr__(self) -> str:
         return f"ClaimResult({self.claim!r}, {self.verdict!r})"
+
+
+def with_nulls(result: ClaimResult, nulls: list[dict]) -> ClaimResult:
+    """``result`` with ``nulls`` recorded in its numbers and described in its ``null`` text."""
+    from circuits_vision.claims.nulls import describe
+
+    result.numbers["nulls"] = nulls
+    result.null = "; ".join(describe(n) for n in nulls)
+    return result
 
 
 def grade(fraction: float, holds: float, partly: float) -> str:

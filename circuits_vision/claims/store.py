@@ -13,14 +13,18 @@ from torch import nn
 
 from circuits_vision.claims.result import ClaimResult
 
+RULES = 2
+"""The revision of the claims' measurements and verdict rules; part of every record's key, so records made
+under other rules (e.g. before verdicts were decided against nulls) are measured again, not read back."""
+
 
 def fingerprint(model: nn.Module, size: int) -> str:
     """16 hex digits identifying ``model``'s class, parameters and buffers (names, shapes, values), the
-    input ``size`` the claims are measured at and the toolkit's version (whose claims and rules made the
-    record): the same weights give the same fingerprint."""
+    input ``size`` the claims are measured at, the toolkit's version and :data:`RULES` (whose claims and rules
+    made the record): the same weights give the same fingerprint."""
     from circuits_vision import __version__
 
-    digest = hashlib.sha256(f"{type(model).__qualname__}|{size}|{__version__}".encode())
+    digest = hashlib.sha256(f"{type(model).__qualname__}|{size}|{__version__}|rules {RULES}".encode())
     for name, tensor in model.state_dict().items():
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())

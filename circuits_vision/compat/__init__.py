@@ -7,3 +7,5 @@
 
 This package sits on top of the toolkit and uses only its public names.
 """
+
+__all__ = ["lucent"]  # loaded on import: `from circuits_vision.compat import lucent`

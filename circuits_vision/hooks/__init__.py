@@ -9,6 +9,7 @@
 - :func:`branches`, :func:`branch_of`: which channel range of a concatenated layer comes from which branch.
 - :func:`probe_input`, :func:`eval_mode`, :func:`model_device`, :func:`model_dtype`: a probe image on the model's device, eval
   mode for a block with every module's own mode restored afterwards, and the device itself.
+- :func:`model_input_size`, :func:`model_input_channels`: the input a model declares (the model contract).
 """
 
 from circuits_vision.hooks.branches import Branch, NotABranchLayerError, branch_of, branches
@@ -21,6 +22,8 @@ from circuits_vision.hooks.capture import (
     layer_shape,
     model_device,
     model_dtype,
+    model_input_channels,
+    model_input_size,
     probe_input,
     run_with_cache,
 )
@@ -42,6 +45,8 @@ __all__ = [
     "layer_shape",
     "model_device",
     "model_dtype",
+    "model_input_channels",
+    "model_input_size",
     "probe_input",
     "resolve_layer",
     "resolve_layers",

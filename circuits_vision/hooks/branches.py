@@ -30,6 +30,7 @@ from circuits_vision.hooks.capture import (
     channel_index,
     eval_mode,
     layer_shape,
+    model_input_size,
     probe_input,
     require_channel,
     run_with_cache,
@@ -88,7 +89,7 @@ def branches(
         name: the concatenated layer (``"mixed3b"``, ``"inception3a"``).
         branch_map: ``{branch_name: (start, stop)}`` to use instead of discovery (for layers that are no
             concatenation, e.g. a grouped convolution); checked against the layer's width.
-        input_size: probe size, default ``getattr(model, "input_size", 224)``.
+        input_size: probe size, default ``model_input_size(model)``.
 
     Returns:
         e.g. for InceptionV1 ``"mixed3b"``: ``[Branch("1x1", 0, 128, "mixed3b_1x1"),
@@ -99,7 +100,7 @@ def branches(
         NotABranchLayerError: the layer is no concatenation (message says how to pass ``branch_map``).
     """
     canonical, layer = resolve_layer(model, name)
-    size = input_size if input_size is not None else getattr(model, "input_size", 224)
+    size = input_size if input_size is not None else model_input_size(model)
     if branch_map is not None:
         return _from_branch_map(model, canonical, branch_map, size)
     per_model = _BRANCH_CACHE.setdefault(model, {})

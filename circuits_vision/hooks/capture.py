@@ -18,9 +18,23 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from circuits_vision._utils import int_pair
 from circuits_vision.hooks.names import resolve_layer, resolve_layers
 
-__all__ = ["hooked", "run_with_cache", "layer_shape", "check_channel", "probe_input", "eval_mode", "as_input", "as_images"]
+__all__ = [
+    "as_images",
+    "as_input",
+    "check_channel",
+    "eval_mode",
+    "hooked",
+    "layer_shape",
+    "model_device",
+    "model_dtype",
+    "model_input_channels",
+    "model_input_size",
+    "probe_input",
+    "run_with_cache",
+]
 
 ForwardHook = Callable[[nn.Module, tuple, object], object]
 
@@ -207,11 +221,11 @@ def layer_shape(model: nn.Module, name: str, input_size: int | tuple[int, int] |
     """Output shape of a layer without the batch dimension, e.g. ``(C, H, W)`` for a conv layer.
 
     Found by one truncated forward of a ``[1, C_in, S, S]`` zero image with
-    ``S = input_size or getattr(model, "input_size", 224)``, in eval mode and without gradients;
+    ``S = input_size or model_input_size(model)``, in eval mode and without gradients;
     cached per model and input size (the cache assumes the model's layers are not swapped afterwards).
     """
     canonical, _ = resolve_layer(model, name)
-    size = size_pair(input_size if input_size is not None else getattr(model, "input_size", 224))
+    size = size_pair(input_size if input_size is not None else model_input_size(model))
     per_model = _SHAPE_CACHE.setdefault(model, {})
     key = (canonical, size)
     if key not in per_model:
@@ -284,7 +298,7 @@ def probe_input(
     reference = _first_tensor(model)
     device = reference.device if reference is not None else torch.device("cpu")
     dtype = reference.dtype if reference is not None and reference.is_floating_point() else torch.float32
-    shape = (1, _input_channels(model), height, width)
+    shape = (1, model_input_channels(model), height, width)
     if generator is None:
         return torch.zeros(shape, device=device, dtype=dtype)
     return torch.rand(shape, generator=generator, dtype=dtype).to(device)
@@ -305,17 +319,37 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             module.training = training
 
 
-def _input_channels(model: nn.Module) -> int:
+def model_input_size(model: nn.Module, default: int | tuple[int, int] | None = 224) -> int | tuple[int, int] | None:
+    """The side (or ``(H, W)``) of the images ``model`` was made for: its ``input_size`` attribute.
+
+    Every model of :mod:`circuits_vision.models` declares it (the model contract,
+    ``circuits_vision.models.VisionModel``); for any other ``nn.Module`` it is ``default``. A declared
+    value that is no positive int or ``(H, W)`` pair of them raises ``TypeError``.
+    """
+    declared = getattr(model, "input_size", None)
+    if declared is None:
+        return default
+    if _positive_int(declared):
+        return int(declared)
+    if isinstance(declared, (tuple, list)) and len(declared) == 2 and all(_positive_int(v) for v in declared):
+        return (int(declared[0]), int(declared[1]))
+    raise TypeError(
+        f"{type(model).__name__}.input_size must be a positive int or an (H, W) pair of them, got {declared!r}"
+    )
+
+
+def model_input_channels(model: nn.Module) -> int:
+    """The channels of the model's input images: ``model.input_channels`` if declared, else the first
+    ``nn.Conv2d``'s input channels, else 3."""
     declared = getattr(model, "input_channels", None)
-    if isinstance(declared, int):
-        return declared
+    if _positive_int(declared):
+        return int(declared)
     first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     return first_conv.in_channels if first_conv is not None else 3
 
 
-def size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
-    """``224 -> (224, 224)``; ``(H, W)`` as a tuple of ints."""
-    if isinstance(size, int):
-        return (size, size)
-    height, width = size
-    return (int(height), int(width))
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+size_pair = int_pair  # ``224 -> (224, 224)``; ``(H, W)`` as a tuple of ints

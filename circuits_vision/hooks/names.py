@@ -13,25 +13,19 @@ from collections.abc import Iterable
 
 from torch import nn
 
+from circuits_vision.errors import UnknownNameError
+
 __all__ = ["UnknownLayerError", "layer_names", "get_layer", "resolve_layer", "resolve_layers"]
 
 _MAX_SUGGESTIONS = 5
 
 
-class UnknownLayerError(KeyError, ValueError):
+class UnknownLayerError(UnknownNameError):
     """A layer name that the model does not have (or an alias that fits several layers).
 
     Subclasses both ``KeyError`` (a failed lookup) and ``ValueError`` (a bad argument), so either
     ``except`` catches it. ``suggestions`` holds the closest valid names.
     """
-
-    def __init__(self, message: str, suggestions: list[str] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.suggestions = list(suggestions or [])
-
-    def __str__(self) -> str:  # KeyError would print the message in quotes
-        return self.message
 
 
 def layer_names(model: nn.Module) -> list[str]:

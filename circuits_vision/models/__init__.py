@@ -1,6 +1,7 @@
 """Models: lucid's InceptionV1, the shipped ``shapes`` model, planted models, torchvision models.
 
-Every model takes RGB images in [0, 1], ``[N, 3, H, W]``, and owns its preprocessing::
+Every model takes RGB images in [0, 1], ``[N, 3, H, W]``, and owns its preprocessing (the model
+contract, :class:`VisionModel` in :mod:`.contract`)::
 
     import circuits_vision as cv
     model = cv.models.inceptionv1(weights="inception5h.pth")   # lucent's/captum's file, path or URL
@@ -10,10 +11,11 @@ Every model takes RGB images in [0, 1], ``[N, 3, H, W]``, and owns its preproces
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 
+from circuits_vision.errors import UnknownNameError, close_names, did_you_mean
+from circuits_vision.models.contract import LinearlyApproximable, VisionModel
 from circuits_vision.models.inception import (
     BlockSpec,
     ConvSpec,
@@ -36,11 +38,13 @@ __all__ = [
     "InceptionSpec",
     "InceptionV1",
     "LRNSpec",
+    "LinearlyApproximable",
     "LocalResponseNormLucent",
     "LocalResponseNormTF",
     "MaxPoolSpec",
     "Preprocess",
     "UnknownModelError",
+    "VisionModel",
     "WeightsError",
     "available_models",
     "inceptionv1",
@@ -53,11 +57,8 @@ __all__ = [
 _SUBMODULES = ("facts", "loading", "planted", "shapes", "torchvision_models")
 
 
-class UnknownModelError(KeyError, ValueError):
+class UnknownModelError(UnknownNameError):
     """A model name that :func:`load` does not know; the message lists the closest valid names."""
-
-    def __str__(self) -> str:  # KeyError would print the message quoted
-        return str(self.args[0]) if self.args else ""
 
 
 def _optional_module(name: str):
@@ -116,11 +117,12 @@ def load(name: str, weights: str | os.PathLike | None = None, **kwargs):
     if key in torchvision_model_names():
         return torchvision_model(key, weights, **kwargs)
     valid = available_models()
-    close = difflib.get_close_matches(str(key), valid, n=5, cutoff=0.5)
-    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    close = close_names(key, valid)
+    hint = f"{did_you_mean(close)} " if close else ""
     raise UnknownModelError(
         f"unknown model {name!r}: {hint}valid names: 'inceptionv1', 'shapes', planted models "
-        f"{_planted_names()}, or a torchvision model name (see circuits_vision.models.available_models())"
+        f"{_planted_names()}, or a torchvision model name (see circuits_vision.models.available_models())",
+        close,
     )
 
 

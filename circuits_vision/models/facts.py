@@ -14,11 +14,12 @@ Every accessor returns a fresh copy, so callers may modify what they get::
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import json
 from importlib import resources
 from typing import Any
+
+from circuits_vision.errors import UnknownNameError, close_names, did_you_mean
 
 FACTS_FILE = "inceptionv1_circuits_facts.json"
 
@@ -34,11 +35,8 @@ _KEY_ALIASES = {
 }
 
 
-class UnknownFactError(KeyError, ValueError):
+class UnknownFactError(UnknownNameError):
     """A layer, family or key with no published fact; the message lists the valid choices."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,9 +57,9 @@ def about() -> str:
 
 def _pick(table: dict[str, Any], key: str, what: str) -> Any:
     if key not in table:
-        close = difflib.get_close_matches(str(key), list(table), n=3, cutoff=0.5)
-        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-        raise UnknownFactError(f"no {what} {key!r}{hint}; known: {sorted(table)}")
+        close = close_names(key, table, n=3)
+        hint = f" ({did_you_mean(close)})" if close else ""
+        raise UnknownFactError(f"no {what} {key!r}{hint}; known: {sorted(table)}", close)
     return copy.deepcopy(table[key])
 
 

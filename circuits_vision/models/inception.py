@@ -149,6 +149,7 @@ class InceptionNet(nn.Module):
         super().__init__()
         self.spec = spec
         self.input_size = spec.input_size
+        self.input_channels = spec.in_channels
         self._check_names()
         # Build on the meta device (no memory, no RNG), then allocate and initialise from `generator`.
         channels = spec.in_channels

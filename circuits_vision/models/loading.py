@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from circuits_vision._utils import first_line
+
 INCEPTIONV1_ENV = "CIRCUITS_VISION_INCEPTIONV1"
 """Environment variable holding the path (or URL) of lucid's InceptionV1 weights (inception5h.pth)."""
 
@@ -78,7 +80,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
         raise WeightsError(
-            f"could not read weights file {str(path)!r} ({type(error).__name__}: {_first_line(error)}). "
+            f"could not read weights file {str(path)!r} ({type(error).__name__}: {first_line(error)}). "
             "It is not a complete torch checkpoint: a truncated download or a different file format. "
             "Delete it and download or save it again (torch.save(model.state_dict(), path))."
         ) from error
@@ -271,6 +273,3 @@ def _listing(items: list[str]) -> str:
     return shown + (f", ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else ""

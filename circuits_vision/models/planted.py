@@ -3,13 +3,14 @@
 Every factory returns a :class:`PlantedModel` ``(model, truth)``. The model follows the package's
 conventions (RGB input in [0, 1], ``nn.ReLU`` modules, explicit ``F.pad`` before ``padding=0`` convs,
 lucid-style flat layer names ``<layer>_pre_relu_conv`` -> ``<layer>``, ``input_size``) and carries the
-same dict as ``model.truth``, so ``circuits_vision.models.load("planted_curves")`` keeps it.
+same record as ``model.truth``, so ``circuits_vision.models.load("planted_curves")`` keeps it.
 
 Geometry: angles are degrees counter-clockwise from image right with y pointing up, as in
 :mod:`circuits_vision.stimuli`; a *curve at orientation a* is an arc whose convex side faces ``a``.
 Hue angles rotate the colour vector around the grey axis ``(1, 1, 1)``: 0 = red, 120 = green, 240 = blue.
 
-``truth`` layout (unit = channel index of the named layer):
+``truth`` is a typed record (:mod:`circuits_vision.models.truth`) that also reads like these nested
+dicts (``truth.curves.units`` is ``truth["curves"]["units"]``; unit = channel index of the named layer):
 
 - :func:`curve_circuit`::
 
@@ -36,14 +37,30 @@ Hue angles rotate the colour vector around the grey axis ``(1, 1, 1)``: 0 = red,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from circuits_vision.models.layers import Concat, pad_same
+from circuits_vision.models.truth import (
+    BranchBlockTruth,
+    CircuitInputs,
+    CurveCircuitTruth,
+    CurveLayer,
+    DownstreamTruth,
+    EdgeLayer,
+    HueFamilyTruth,
+    HueLayer,
+    MirrorLayer,
+    ReflectionTruth,
+    UnionTruth,
+)
+
+PlantedTruth = CurveCircuitTruth | HueFamilyTruth | ReflectionTruth | BranchBlockTruth
 
 __all__ = [
     "MODELS",
@@ -64,7 +81,7 @@ class PlantedModel:
     """A hand-built model and the ground truth its weights were built to have (see the module doc)."""
 
     model: nn.Module
-    truth: dict = field(default_factory=dict)
+    truth: PlantedTruth
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,6 +212,7 @@ class ConvReLUStack(nn.Module):
     def __init__(self, layers: list[tuple[str, nn.Conv2d]], input_size: int):
         super().__init__()
         self.input_size = input_size
+        self.input_channels = layers[0][1].in_channels
         self.layer_order = [name for name, _ in layers]
         for name, conv in layers:
             setattr(self, f"{name}_pre_relu_conv", conv)
@@ -220,8 +238,7 @@ def _edge_layer(n_orientations: int) -> tuple[nn.Conv2d, dict]:
             weight[i + offset] = sign * kernel[None] * _luminance()[:, None, None]
             orientation[i + offset] = i * 180.0 / n_orientations
             polarity[i + offset] = label
-    edges = {"layer": "edges", "units": list(range(2 * n_orientations)), "orientation_deg": orientation,
-             "polarity": polarity}
+    edges = EdgeLayer("edges", list(range(2 * n_orientations)), orientation, polarity)
     return _conv(3, 2 * n_orientations, size, weight), edges
 
 
@@ -247,18 +264,18 @@ def curve_circuit(n_orientations: int = 8) -> PlantedModel:
     circuit = {}
     for k in range(n_orientations):
         tangent = (k * step + 90.0) % 180.0
-        circuit[k] = {
-            "excite": [u for u, o in edges["orientation_deg"].items() if o == tangent],
-            "inhibit": [u for u, o in edges["orientation_deg"].items() if o == (tangent + 90.0) % 180.0],
-        }
-    truth = {
-        "edges": edges,
-        "curves": {"layer": "curves", "units": list(range(n_orientations)),
-                   "orientation_deg": {k: k * step for k in range(n_orientations)}, "radius_px": _CURVE_RADIUS},
-        "circuit": circuit,
-        "rotation_step_deg": step,
-        "edge_shift_per_step": 2,
-    }
+        circuit[k] = CircuitInputs(
+            excite=[u for u, o in edges.orientation_deg.items() if o == tangent],
+            inhibit=[u for u, o in edges.orientation_deg.items() if o == (tangent + 90.0) % 180.0],
+        )
+    truth = CurveCircuitTruth(
+        edges=edges,
+        curves=CurveLayer("curves", list(range(n_orientations)), {k: k * step for k in range(n_orientations)},
+                          radius_px=_CURVE_RADIUS),
+        circuit=circuit,
+        rotation_step_deg=step,
+        edge_shift_per_step=2,
+    )
     model.truth = truth
     return PlantedModel(model, truth)
 
@@ -276,12 +293,9 @@ def random_control(seed: int = 0, n_orientations: int = 8) -> PlantedModel:
         weight = torch.randn(c_out, c_in, size, size, generator=generator, dtype=torch.float64) * std
         layers.append((name, _conv(c_in, c_out, size, weight)))
     model = ConvReLUStack(layers, input_size=33)
-    truth = {
-        "edges": {"layer": "edges", "units": [], "orientation_deg": {}, "polarity": {}},
-        "curves": {"layer": "curves", "units": [], "orientation_deg": {}},
-        "circuit": {},
-        "seed": seed,
-    }
+    truth = CurveCircuitTruth(
+        edges=EdgeLayer("edges", [], {}, {}), curves=CurveLayer("curves", [], {}), circuit={}, seed=seed,
+    )
     model.truth = truth
     return PlantedModel(model, truth)
 
@@ -299,9 +313,8 @@ def union_unit(n_orientations: int = 8) -> PlantedModel:
     weight[0, quarter] = weight[0, 3 * quarter] = -1.0
     layers = [(name, getattr(base.model, f"{name}_pre_relu_conv")) for name in base.model.layer_order]
     model = ConvReLUStack([*layers, ("union", _conv(n_orientations, 1, 1, weight))], input_size=base.model.input_size)
-    truth = dict(base.truth)
-    truth["union"] = {"layer": "union", "unit": 0, "cases_deg": [0.0, 180.0], "not_deg": [90.0, 270.0],
-                      "case_units": [0, 2 * quarter]}
+    truth = dataclasses.replace(base.truth, union=UnionTruth(
+        "union", 0, cases_deg=[0.0, 180.0], not_deg=[90.0, 270.0], case_units=[0, 2 * quarter]))
     model.truth = truth
     return PlantedModel(model, truth)
 
@@ -319,7 +332,7 @@ def hue_family(n_hues: int = 6) -> PlantedModel:
     hues = {k: k * 360.0 / n_hues for k in range(n_hues)}
     weight = torch.stack([chroma_vector(h)[:, None, None] * blob[None] for h in hues.values()])
     model = ConvReLUStack([("hues", _conv(3, n_hues, size, weight))], input_size=15)
-    truth = {"hues": {"layer": "hues", "units": list(hues), "hue_deg": hues}}
+    truth = HueFamilyTruth(HueLayer("hues", list(hues), hues))
     model.truth = truth
     return PlantedModel(model, truth)
 
@@ -356,11 +369,10 @@ def reflection_pairs() -> PlantedModel:
     peak = half_peak + mirrored(half_peak)  # symmetric by construction
     corners = torch.stack([corner_a, mirrored(corner_a), corner_b, mirrored(corner_b), peak])
     model = ConvReLUStack([("lines", _conv(3, 12, 5, lines)), ("corners", _conv(12, 5, 9, corners))], input_size=31)
-    truth = {
-        "lines": {"layer": "lines", "units": list(range(12)), "pairs": line_pairs, "self_symmetric": line_self,
-                  "normal_deg": dict(enumerate(normals))},
-        "corners": {"layer": "corners", "units": list(range(5)), "pairs": [(0, 1), (2, 3)], "self_symmetric": [4]},
-    }
+    truth = ReflectionTruth(
+        lines=MirrorLayer("lines", list(range(12)), line_pairs, line_self, normal_deg=dict(enumerate(normals))),
+        corners=MirrorLayer("corners", list(range(5)), [(0, 1), (2, 3)], [4]),
+    )
     model.truth = truth
     return PlantedModel(model, truth)
 
@@ -386,6 +398,7 @@ class BranchBlock(nn.Module):
     def __init__(self, convs: dict[str, nn.Conv2d], head: nn.Conv2d):
         super().__init__()
         self.input_size = 32
+        self.input_channels = 3
         self.block_1x1_pre_relu_conv, self.block_1x1 = convs["1x1"], nn.ReLU()
         self.block_3x3_pre_relu_conv, self.block_3x3 = convs["3x3"], nn.ReLU()
         self.block_5x5_pre_relu_conv, self.block_5x5 = convs["5x5"], nn.ReLU()
@@ -461,18 +474,18 @@ def branch_block(specialized: bool = True, seed: int = 0) -> PlantedModel:
         head[h, color_units, 0, 0] = 1.0 / len(color_units)
         head[_N_HEAD // 2 + h, bw_units, 0, 0] = 1.0 / len(bw_units)
     model = BranchBlock(convs, _conv(width, _N_HEAD, 1, head))
-    truth = {
-        "layer": "block",
-        "branches": ranges,
-        "categories": {"color": color_units, "black_and_white": bw_units},
-        "branch_of_category": {"color": "5x5" if specialized else None},
-        "orientation": {"oriented": oriented, "unoriented": [u for u in range(width) if u not in oriented]},
-        "color_hue_deg": {u: float(hues[u]) for u in color_units},
-        "downstream": {"layer": "head", "fed_by": {h: "color" if h < _N_HEAD // 2 else "black_and_white"
-                                                   for h in range(_N_HEAD)}},
-        "specialized": specialized,
-        "seed": seed,
-    }
+    truth = BranchBlockTruth(
+        layer="block",
+        branches=ranges,
+        categories={"color": color_units, "black_and_white": bw_units},
+        branch_of_category={"color": "5x5" if specialized else None},
+        orientation={"oriented": oriented, "unoriented": [u for u in range(width) if u not in oriented]},
+        color_hue_deg={u: float(hues[u]) for u in color_units},
+        downstream=DownstreamTruth("head", {h: "color" if h < _N_HEAD // 2 else "black_and_white"
+                                            for h in range(_N_HEAD)}),
+        specialized=specialized,
+        seed=seed,
+    )
     model.truth = truth
     return PlantedModel(model, truth)
 

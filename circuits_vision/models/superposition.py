@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from circuits_vision.models.truth import SuperpositionTruth
+
 __all__ = ["SuperpositionModel", "sparse_codes", "superposition"]
 
 
@@ -25,11 +27,12 @@ class SuperpositionModel(nn.Module):
         super().__init__()
         n_features, n_neurons = directions.shape
         self.input_size = input_size
+        self.input_channels = n_features  # the input is the features' codes, not an image
         self.neurons = nn.Conv2d(n_features, n_neurons, 1, bias=False)
         with torch.no_grad():
             self.neurons.weight.copy_(directions.T[:, :, None, None])
         self.neurons.requires_grad_(False)
-        self.truth = {"directions": directions.clone(), "layer": "neurons"}
+        self.truth = SuperpositionTruth(directions.clone(), "neurons")
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         return self.neurons(codes)

@@ -47,7 +47,7 @@ def torchvision_model(
     generator: torch.Generator | None = None,
     **kwargs,
 ) -> nn.Module:
-    """torchvision model ``name`` taking [0, 1] input, in eval mode, with ``input_size`` set.
+    """torchvision model ``name`` taking [0, 1] input, in eval mode, with ``input_size`` and ``input_channels`` set.
 
     ``weights=None`` gives torchvision's random init, seeded from ``generator`` (seed 0 by default)
     without disturbing the global RNG; otherwise a path, URL or state dict of torchvision's keys.
@@ -79,4 +79,5 @@ def torchvision_model(
         model.aux_logits = False
     model.register_forward_pre_hook(imagenet_normalize)
     model.input_size = _INPUT_SIZES.get(name, 224)
+    model.input_channels = 3
     return model.eval()

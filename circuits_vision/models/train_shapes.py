@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from circuits_vision.hooks import layer_shape
+from circuits_vision.hooks import eval_mode, layer_shape
 from circuits_vision.models.shapes import HEADS, ShapesNet, default_weights_path
 from circuits_vision.stimuli import scenes
 
@@ -91,6 +91,67 @@ class OrientationHeads(nn.Module):
         return total
 
 
+NO_CURVE_WEIGHT = 0.1
+"""Weight of the "no curve here" class in :class:`LocalCurveHeads` (most cells have no curve)."""
+
+
+class LocalCurveHeads(nn.Module):
+    """Training-only per-position classifiers of which way the curve through each cell faces.
+
+    Each is a 1x1 convolution of the layer's ``[N, C, h, w]`` output to ``ORIENTATION_BINS + 1``
+    logits per position: the bin of the local facing direction of a curve passing through that cell
+    (:func:`circuits_vision.stimuli.scenes.local_curve_facing`), or "no curve" (weighted by
+    ``NO_CURVE_WEIGHT``). It asks the layer for early curve detectors, units that see one short piece
+    of a curve and the side it bulges toward, at every position: the parts from which the
+    next layer's whole-curve detectors can be assembled. With ``labels=scenes.curve_midpoint_cells``
+    only the cell of a curve's midpoint is labelled, with the whole curve's orientation: it asks for
+    whole-curve detectors. The heads are not part of the shipped checkpoint.
+    """
+
+    def __init__(self, model: ShapesNet, weights: dict[str, float], generator: torch.Generator,
+                 *, labels=scenes.local_curve_facing):
+        super().__init__()
+        self.weights = dict(weights)
+        self.labels = labels
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.heads = nn.ModuleDict()
+        self.grids: dict[str, int] = {}
+        for layer in self.weights:
+            channels, height, width = layer_shape(model, layer, model.input_size)
+            if height != width:
+                raise ValueError(f"local curve head on {layer!r}: needs a square map, got {height}x{width}")
+            self.grids[layer] = height
+            head = nn.Conv2d(channels, ORIENTATION_BINS + 1, 1)
+            with torch.no_grad():
+                bound = channels**-0.5
+                head.weight.uniform_(-bound, bound, generator=generator)
+                head.bias.uniform_(-bound, bound, generator=generator)
+            self.heads[layer] = head
+        self._handles = [model.layer(layer).register_forward_hook(self._keeper(layer)) for layer in self.weights]
+        self.class_weights = torch.ones(ORIENTATION_BINS + 1)
+        self.class_weights[ORIENTATION_BINS] = NO_CURVE_WEIGHT
+
+    def _keeper(self, layer: str):
+        def hook(module, inputs, output):
+            self.outputs[layer] = output
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def loss(self, orientation: torch.Tensor, arc: torch.Tensor, size: int) -> torch.Tensor:
+        """Weighted per-position cross-entropy (labels of ``scenes.random_scenes``)."""
+        total = orientation.new_zeros(())
+        for layer, weight in self.weights.items():
+            facing = self.labels(orientation, arc, self.grids[layer], size=size)
+            bins = torch.floor(torch.nan_to_num(facing) / (360.0 / ORIENTATION_BINS) + 0.5).long() % ORIENTATION_BINS
+            target = torch.where(torch.isnan(facing), torch.full_like(bins, ORIENTATION_BINS), bins)
+            logits = self.heads[layer](self.outputs[layer])
+            total = total + weight * F.cross_entropy(logits, target, weight=self.class_weights)
+        return total
+
+
 def parse_aux(text: str) -> dict[str, float]:
     """``"mixed3a:0.2,mixed3b:0.5"`` -> ``{"mixed3a": 0.2, "mixed3b": 0.5}`` (empty string -> none)."""
     out = {}
@@ -115,18 +176,14 @@ def heads_loss(model: ShapesNet, images: torch.Tensor, labels: dict[str, torch.T
 @torch.no_grad()
 def evaluate(model: ShapesNet, n: int, seed: int, *, batch_size: int = 256, size: int = 64) -> dict[str, float]:
     """Accuracy of each head on ``n`` scenes drawn with ``seed`` -> ``{"shape": acc, "color": acc}``."""
-    was_training = model.training
-    model.eval()
     generator = torch.Generator().manual_seed(seed)
     correct = {head: 0 for head in HEADS}
-    try:
+    with eval_mode(model):
         for start in range(0, n, batch_size):
             images, labels = scenes.random_scenes(min(batch_size, n - start), generator, size=size)
             logits = model.split_logits(model(images))
             for head in HEADS:
                 correct[head] += int((logits[head].argmax(1) == labels[head]).sum())
-    finally:
-        model.train(was_training)
     return {head: correct[head] / n for head in HEADS}
 
 
@@ -168,13 +225,16 @@ def train(
     size: int = 64,
     command: str | None = None,
     aux: dict[str, float] | None = None,
+    local_curves: dict[str, float] | None = None,
+    curve_centres: dict[str, float] | None = None,
     aux_start: int = 0,
     log=print,
 ) -> dict:
     """Train from the seed-``seed`` initialisation for ``steps`` steps; write ``out`` (.pt) and its .json.
 
     ``aux``: ``{layer: weight}`` of training-only orientation heads (:class:`OrientationHeads`),
-    off for the first ``aux_start`` steps and ramped in linearly over the next ``aux_start`` (from the
+    ``local_curves`` of per-position curve-facing heads (:class:`LocalCurveHeads`), ``curve_centres`` of
+    per-position whole-curve heads (:class:`LocalCurveHeads` on ``scenes.curve_midpoint_cells``); all are off for the first ``aux_start`` steps and ramped in linearly over the next ``aux_start`` (from the
     start, the extra loss kept the network at chance for 1000+ steps in our runs).
     Returns the metadata written to the .json file.
     """
@@ -184,7 +244,13 @@ def train(
     model = ShapesNet(generator=torch.Generator().manual_seed(seed)).train()
     aux = dict(aux or {})
     heads = OrientationHeads(model, aux, torch.Generator().manual_seed(seed + AUX_SEED_OFFSET))
-    optimizer = torch.optim.Adam([*model.parameters(), *heads.parameters()], lr=lr)
+    local_curves = dict(local_curves or {})
+    local_heads = LocalCurveHeads(model, local_curves, torch.Generator().manual_seed(seed + 2 * AUX_SEED_OFFSET))
+    curve_centres = dict(curve_centres or {})
+    centre_heads = LocalCurveHeads(model, curve_centres, torch.Generator().manual_seed(seed + 3 * AUX_SEED_OFFSET),
+                                   labels=scenes.curve_midpoint_cells)
+    optimizer = torch.optim.Adam([*model.parameters(), *heads.parameters(), *local_heads.parameters(),
+                                  *centre_heads.parameters()], lr=lr)
     data = torch.Generator().manual_seed(seed)
     warmup = min(100, steps // 10 + 1)
     started = time.time()
@@ -197,6 +263,10 @@ def train(
         ramp = min(1.0, max(0.0, (step - aux_start) / max(aux_start, 1))) if aux_start else 1.0
         if aux and ramp > 0:
             loss = loss + ramp * heads.loss(labels["orientation"])
+        if local_curves and ramp > 0:
+            loss = loss + ramp * local_heads.loss(labels["orientation"], labels["arc"], size)
+        if curve_centres and ramp > 0:
+            loss = loss + ramp * centre_heads.loss(labels["orientation"], labels["arc"], size)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -207,6 +277,8 @@ def train(
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             atomic_save(model.state_dict(), out)
     heads.remove()
+    local_heads.remove()
+    centre_heads.remove()
     atomic_save(model.state_dict(), out)
     heldout_seed = seed + HELDOUT_SEED_OFFSET
     accuracy = evaluate(model, heldout, heldout_seed, size=size)
@@ -223,11 +295,24 @@ def train(
         "optimizer": f"Adam, linear warm-up {warmup} steps, cosine decay to 5%",
         "loss": f"cross-entropy(shape) + {COLOR_LOSS_WEIGHT} * cross-entropy(color)" + "".join(
             f" + {w} * cross-entropy({layer} object orientation, {ORIENTATION_BINS} bins)"
-            for layer, w in aux.items()),
+            for layer, w in aux.items()) + "".join(
+            f" + {w} * per-position cross-entropy({layer} local curve facing, {ORIENTATION_BINS} bins + none)"
+            for layer, w in local_curves.items()) + "".join(
+            f" + {w} * per-position cross-entropy({layer} curve midpoint cell orientation, {ORIENTATION_BINS} bins + none)"
+            for layer, w in curve_centres.items()),
         "auxiliary_heads": {layer: {"weight": w, "bins": ORIENTATION_BINS, "off_steps": aux_start,
                                     "ramp_steps": aux_start,
                                     "reads": "global average pool, linear", "shipped": False}
                             for layer, w in aux.items()},
+        "local_curve_heads": {layer: {"weight": w, "bins": ORIENTATION_BINS, "no_curve_weight": NO_CURVE_WEIGHT,
+                                      "off_steps": aux_start, "ramp_steps": aux_start,
+                                      "reads": "1x1 convolution at every position", "shipped": False}
+                              for layer, w in local_curves.items()},
+        "curve_centre_heads": {layer: {"weight": w, "bins": ORIENTATION_BINS, "no_curve_weight": NO_CURVE_WEIGHT,
+                                       "off_steps": aux_start, "ramp_steps": aux_start,
+                                       "reads": "1x1 convolution at every position; labels the curve's midpoint cell",
+                                       "shipped": False}
+                               for layer, w in curve_centres.items()},
         "final_running_loss": round(running, 4),
         "heldout": {"n": heldout, "seed": heldout_seed, "accuracy": accuracy},
         "training_seconds": round(time.time() - started, 1),
@@ -254,6 +339,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--out", default=None, help="checkpoint path (.pt); default: the packaged shapes.pt")
     parser.add_argument("--aux", default="", help="training-only orientation heads, e.g. mixed3a:0.2,mixed3b:0.5")
+    parser.add_argument("--local-curves", default="",
+                        help="training-only per-position curve-facing heads, e.g. mixed3a:0.3")
+    parser.add_argument("--curve-centres", default="",
+                        help="training-only per-position whole-curve heads (the midpoint's cell), e.g. mixed3b:0.3")
     parser.add_argument("--aux-start", type=int, default=0, help="steps before the auxiliary heads ramp in")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -261,7 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     train(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
         heldout=args.heldout, checkpoint_every=args.checkpoint_every, command=command.strip(),
-        aux=parse_aux(args.aux), aux_start=args.aux_start,
+        aux=parse_aux(args.aux), local_curves=parse_aux(args.local_curves),
+        curve_centres=parse_aux(args.curve_centres), aux_start=args.aux_start,
         log=lambda line: print(line, flush=True),
     )
 

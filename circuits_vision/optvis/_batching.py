@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from circuits_vision import hooks
+from circuits_vision._utils import int_pair
 
 __all__ = ["choose_batch_size", "bytes_per_image", "default_memory_budget", "available_memory", "check_fits", "RenderTooLargeError"]
 
@@ -23,10 +24,6 @@ _REFERENCE_SIZE = (128, 128)
 
 class RenderTooLargeError(ValueError):
     """A render would need more memory than the device has (says the estimate)."""
-
-
-def _pair(size) -> tuple[int, int]:
-    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def available_memory(device: torch.device) -> int:
@@ -55,7 +52,7 @@ def default_memory_budget(device: torch.device) -> int:
 def bytes_per_image(model: nn.Module, layers: Sequence[str] | None, input_size, device: torch.device) -> int:
     """Bytes autograd saves for one image's forward to ``layers`` (weights excluded), measured by a
     probe forward with ``saved_tensors_hooks``; ``input_size`` is ``S`` or ``(H, W)``."""
-    height, width = _pair(input_size)
+    height, width = int_pair(input_size)
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: set[int] = set()
     total = 0
@@ -85,7 +82,7 @@ def _image_state_bytes(height: int, width: int) -> int:
 def check_fits(model: nn.Module, layers: Sequence[str] | None, size, group: int, device: torch.device) -> None:
     """Refuse, before allocating anything of the full size, a render whose ``group`` images of
     ``size`` ``(H, W)`` would not fit the device: the bytes of a probe at 128x128 scaled by area."""
-    height, width = _pair(size)
+    height, width = int_pair(size)
     if height * width <= _ESTIMATE_ABOVE_PIXELS:
         return
     scale = height * width / (_REFERENCE_SIZE[0] * _REFERENCE_SIZE[1])

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from circuits_vision import hooks
+
 __all__ = ["prepared_model", "precision", "forward_autocast", "PRECISIONS"]
 
 
@@ -23,12 +25,12 @@ def prepared_model(model: nn.Module, channels_last: bool) -> Iterator[nn.Module]
     backward); in-place ReLUs are switched off because gradient redirection and activation capture
     need the tensors they would overwrite.
     """
-    modes = [(m, m.training) for m in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()]
     relus = [(m, m.inplace) for m in model.modules() if isinstance(m, nn.ReLU)]
     relaid = []
+    stack = contextlib.ExitStack()
     try:
-        model.eval()
+        stack.enter_context(hooks.eval_mode(model))
         for p, _ in grads:
             p.requires_grad_(False)
         for relu, _ in relus:
@@ -46,8 +48,7 @@ def prepared_model(model: nn.Module, channels_last: bool) -> Iterator[nn.Module]
             relu.inplace = inplace
         for p, requires_grad in grads:
             p.requires_grad_(requires_grad)
-        for module, training in modes:
-            module.training = training
+        stack.close()  # every module's own training mode back
 
 
 PRECISIONS = ("fp32", "tf32", "bf16")

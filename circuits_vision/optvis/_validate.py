@@ -62,12 +62,10 @@ def objective_layers(objectives: Sequence[Objective], model: nn.Module, input_si
 
 def declared_input_size(model: nn.Module) -> Size | None:
     """The model's ``input_size`` attribute as ``(H, W)``, if it declares one."""
-    declared = getattr(model, "input_size", None)
-    if isinstance(declared, int) and not isinstance(declared, bool) and declared > 0:
-        return (declared, declared)
-    if isinstance(declared, (tuple, list)) and len(declared) == 2 and all(isinstance(v, int) and v > 0 for v in declared):
-        return (int(declared[0]), int(declared[1]))
-    return None
+    declared = hooks.model_input_size(model, default=None)
+    if declared is None:
+        return None
+    return (declared, declared) if isinstance(declared, int) else declared
 
 
 def fixed_input_size(model: nn.Module, layers: Sequence[str]) -> Size | None:

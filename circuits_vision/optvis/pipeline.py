@@ -16,9 +16,7 @@ resample replaces lucid's pad, jitter, scale, rotate and jitter.
 
 from __future__ import annotations
 
-import torch
-
-from circuits_vision.ops._reference import image_pipeline as image_pipeline_torch
+from circuits_vision.ops import image_pipeline_reference as image_pipeline_torch
 
 __all__ = ["image_pipeline_torch"]
 

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from circuits_vision import hooks, ops
 from circuits_vision._utils import derive_seed
-from circuits_vision.optvis import transforms as T_
 from circuits_vision.optvis import _arguments as args_
+from circuits_vision.optvis import transforms as T_
 from circuits_vision.optvis._batching import check_fits, choose_batch_size
 from circuits_vision.optvis._session import forward_autocast, precision, prepared_model
 from circuits_vision.optvis._validate import (
@@ -32,9 +32,9 @@ from circuits_vision.optvis._validate import (
     runs_at,
 )
 from circuits_vision.optvis.adam import Adam
+from circuits_vision.optvis.config import RenderConfig
 from circuits_vision.optvis.objectives import INPUT, Objective
 from circuits_vision.optvis.param import CPPN, FFT, ImageFunction, Pixel
-from circuits_vision.optvis.config import RenderConfig
 from circuits_vision.optvis.redirect import redirected_relus
 
 __all__ = ["render", "RenderResult", "NonFiniteError", "PRESETS", "Preset"]

@@ -14,6 +14,7 @@ Everything is drawn from the ``torch.Generator`` passed in, so a seed fixes the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -70,8 +71,10 @@ def random_scenes(
     """Draw ``n`` labelled scenes -> ``(images [n, 3, size, size] in [0, 1], labels)``.
 
     ``labels``: ``"shape"`` and ``"color"``, int64 class indices [n] into ``SHAPE_CLASSES`` and
-    ``COLOR_NAMES``, and ``"orientation"``, the drawn orientation in degrees [n] (NaN for kinds
-    without one). Objects are scaled with ``size`` (the ranges below are for 64 px). ``generator``
+    ``COLOR_NAMES``; ``"orientation"``, the drawn orientation in degrees [n] (NaN for kinds
+    without one); ``"arc"`` [n, 4], a curve's ``(radius, angular_width, center_x, center_y)`` in the
+    conventions of ``stimuli.curves`` (NaN rows for every other kind), from which
+    :func:`local_curve_facing` derives where the arc runs and which way each piece of it faces. Objects are scaled with ``size`` (the ranges below are for 64 px). ``generator``
     must live on ``device``.
     """
     if n < 1:
@@ -88,13 +91,17 @@ def random_scenes(
     bg = _backgrounds(fg, g)
     images = torch.empty(n, 3, size, size, device=dev)
     orientation = torch.full((n,), float("nan"), device=dev)
+    arc = torch.full((n, 4), float("nan"), device=dev)
 
     start = 0
     for kind, (bins, period) in ORIENTED_KINDS.items():
         for k in range(bins):
             idx = (shape == start + k).nonzero().flatten()
             if idx.numel():
-                images[idx], orientation[idx] = _draw_oriented(kind, k * period / bins, idx, fg, bg, size, s, g, dev)
+                images[idx], orientation[idx], drawn_arc = _draw_oriented(
+                    kind, k * period / bins, idx, fg, bg, size, s, g, dev)
+                if drawn_arc is not None:
+                    arc[idx] = drawn_arc
         start += bins
     for offset, kind in enumerate(PLAIN_KINDS):
         idx = (shape == start + offset).nonzero().flatten()
@@ -103,10 +110,11 @@ def random_scenes(
 
     if noise > 0:
         images = (images + noise * torch.randn(images.shape, generator=g, device=dev)).clamp(0, 1)
-    return images, {"shape": shape, "color": color, "orientation": orientation}
+    return images, {"shape": shape, "color": color, "orientation": orientation, "arc": arc}
 
 
-def _draw_oriented(kind, centre_deg, idx, fg, bg, size, s, g, dev) -> tuple[torch.Tensor, torch.Tensor]:
+def _draw_oriented(kind, centre_deg, idx, fg, bg, size, s, g, dev):
+    """-> ``(images [m, 3, size, size], orientation [m], arc [m, 4] for curves else None)``."""
     m = idx.numel()
     orientation = centre_deg + _uniform(m, -22.5, 22.5, g, dev)
     thickness = _uniform(m, 1.5, 3.5, g, dev) * s
@@ -115,11 +123,70 @@ def _draw_oriented(kind, centre_deg, idx, fg, bg, size, s, g, dev) -> tuple[torc
     if kind == "curve":
         radius = _uniform(m, 6, 20, g, dev) * s
         width = _uniform(m, 70, 160, g, dev)
-        return curves(orientation, radius, angular_width=width, **common), orientation
+        arc = torch.stack([radius, width, center[:, 0], center[:, 1]], 1)
+        return curves(orientation, radius, angular_width=width, **common), orientation, arc
     if kind == "angle":
         opening = _uniform(m, 45, 120, g, dev)
-        return angles(orientation, opening, arm_length=_uniform(m, 9, 18, g, dev) * s, **common), orientation
-    return lines(orientation, length=_uniform(m, 16, 40, g, dev) * s, **common), orientation
+        return angles(orientation, opening, arm_length=_uniform(m, 9, 18, g, dev) * s, **common), orientation, None
+    return lines(orientation, length=_uniform(m, 16, 40, g, dev) * s, **common), orientation, None
+
+
+def local_curve_facing(
+    orientation: torch.Tensor, arc: torch.Tensor, grid: int, *, size: int = 64
+) -> torch.Tensor:
+    """Which way the curve faces in each cell of a ``grid`` x ``grid`` map -> ``[n, grid, grid]`` degrees.
+
+    ``orientation`` [n] and ``arc`` [n, 4] are the labels of :func:`random_scenes`. A cell (of
+    ``size / grid`` pixels) that the arc passes through (within half the cell's diagonal of its
+    centre) gets the direction the convex side of the nearest piece of the arc faces, the outward
+    normal of the circle, in [0, 360); the arc's midpoint faces ``orientation``
+    and its ends ``orientation +- angular_width / 2``. Every other cell, and every scene without a
+    curve, is NaN. This is the local label of an early curve detector: one small piece of a curve
+    and the side it bulges toward.
+    """
+    if orientation.dim() != 1 or arc.shape != (orientation.shape[0], 4):
+        raise ValueError(f"expected orientation [n] and arc [n, 4], got {tuple(orientation.shape)} and "
+                         f"{tuple(arc.shape)}")
+    cell = size / grid
+    centres = (torch.arange(grid, dtype=arc.dtype, device=arc.device) + 0.5) * cell - size / 2
+    y, x = -centres.view(1, grid, 1), centres.view(1, 1, grid)  # y up, as in stimuli
+    theta = torch.deg2rad(orientation).view(-1, 1, 1)
+    radius, width, cx, cy = (arc[:, k].view(-1, 1, 1) for k in range(4))
+    ox, oy = cx - radius * torch.cos(theta), cy - radius * torch.sin(theta)  # the circle's centre
+    facing = torch.atan2(y - oy, x - ox)
+    offset = torch.remainder(facing - theta + math.pi, 2 * math.pi) - math.pi
+    distance = torch.hypot(x - ox, y - oy)
+    # A cell counts when the arc passes within half its diagonal of the cell's centre; the facing is
+    # that of the nearest point of the arc (clamped to the arc's ends).
+    reach = cell / math.sqrt(2)
+    half = torch.deg2rad(width) / 2
+    slack = torch.asin((reach / distance.clamp_min(reach)).clamp(max=1.0))
+    on_arc = ((distance - radius).abs() <= reach) & (offset.abs() <= half + slack)
+    facing = theta + offset.clamp(-half, half)
+    degrees = torch.remainder(torch.rad2deg(facing), 360.0)
+    return torch.where(on_arc, degrees, torch.full_like(degrees, float("nan")))
+
+
+def curve_midpoint_cells(
+    orientation: torch.Tensor, arc: torch.Tensor, grid: int, *, size: int = 64
+) -> torch.Tensor:
+    """The cell of a ``grid`` x ``grid`` map that holds each curve's midpoint -> ``[n, grid, grid]`` degrees.
+
+    That cell holds the curve's ``orientation`` (the way its midpoint faces); every other cell, and
+    every scene without a curve, is NaN. This is the label of a whole-curve detector centred there,
+    the position at which ``analysis.tuning.find_curve_detectors`` shows its stimuli.
+    """
+    if orientation.dim() != 1 or arc.shape != (orientation.shape[0], 4):
+        raise ValueError(f"expected orientation [n] and arc [n, 4], got {tuple(orientation.shape)} and "
+                         f"{tuple(arc.shape)}")
+    cell = size / grid
+    column = torch.floor((arc[:, 2] + size / 2) / cell).clamp(0, grid - 1)
+    row = torch.floor((size / 2 - arc[:, 3]) / cell).clamp(0, grid - 1)  # y up
+    out = torch.full((orientation.shape[0], grid, grid), float("nan"), dtype=arc.dtype, device=arc.device)
+    curve = ~torch.isnan(arc[:, 0])
+    index = curve.nonzero().flatten()
+    out[index, row[index].long(), column[index].long()] = torch.remainder(orientation[index], 360.0).to(arc.dtype)
+    return out
 
 
 def _draw_plain(kind, idx, fg, bg, size, s, g, dev) -> torch.Tensor:

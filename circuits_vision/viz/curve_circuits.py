@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+__all__ = ["echo_tuning_figure", "replacement_figure", "weight_vs_orientation_figure"]
+
 
 def weight_vs_orientation_figure(circuit, *, size: float = 4.0) -> Figure:
     """Net expanded weight of every (target curve, source curve) pair against their orientation difference.

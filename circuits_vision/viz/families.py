@@ -10,6 +10,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+__all__ = ["echo_figure", "family_figure", "pattern_figure", "similarity_figure"]
+
 
 def _figure(rows: int, columns: int, size: float):
     import matplotlib.pyplot as plt  # only when drawing

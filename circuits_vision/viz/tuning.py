@@ -13,6 +13,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+__all__ = ["radial_tuning_plot", "tuning_curve_grid"]
+
 
 def _orientation_curves(curves) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(orientations [K] degrees, responses [U, K] averaged over the other parameters, preferred [U])."""

@@ -12,6 +12,8 @@ from PIL import Image, ImageDraw
 
 from circuits_vision.weights.pictures import heatmap, nmf_factors, rgb_kernels, shared_scale, strongest_inputs
 
+__all__ = ["first_layer_figure", "nmf_figure", "small_multiples", "strongest_inputs_figure", "to_image"]
+
 
 def to_image(rgb: np.ndarray, zoom: int = 8) -> Image.Image:
     """``[h, w, 3]`` floats in [0, 1] -> an RGB image ``zoom`` times larger (nearest neighbour, crisp pixels)."""

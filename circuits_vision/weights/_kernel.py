@@ -23,15 +23,13 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from circuits_vision._utils import int_pair
+
 Pair = tuple[int, int]
 Composer = Callable[..., torch.Tensor]  # compose_kernels(outer, inner, stride, dilation)
 
 
-def pair(value) -> Pair:
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(int(v) for v in value)
-    return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
+pair = int_pair  # a conv's stride, padding or dilation (an int or a 1- or 2-tuple) as (y, x)
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from circuits_vision.hooks import eval_mode, probe_input
+from circuits_vision.hooks import eval_mode, model_input_size, probe_input
 
 
 @dataclass(eq=False)
@@ -81,7 +81,7 @@ def record(model: nn.Module, stop_after: nn.Module, is_leaf) -> Graph:
 
     ``is_leaf(module) -> bool``: modules recorded as one node (their insides are not recorded).
     """
-    size = getattr(model, "input_size", 224)
+    size = model_input_size(model)
     with eval_mode(model), torch.no_grad():
         example = probe_input(model, size)
         try:

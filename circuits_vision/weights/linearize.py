@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from circuits_vision._utils import int_pair
 from circuits_vision.weights._rules import squeeze_excitation_gate, squeeze_excitation_types
 from circuits_vision.weights.expanded import ACTIVATIONS_AS_IDENTITY, MAXPOOL_APPROXIMATIONS
 
@@ -66,7 +67,7 @@ def _linear_max_pool(maxpool: str, input, kernel_size, stride=None, padding=0, d
         if dilation not in (1, (1, 1)):
             raise ValueError("linearized(): a dilated max pool has no average-pool replacement")
         return F.avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad=True)
-    size = nn.modules.utils._pair(kernel_size)
+    size = int_pair(kernel_size)
     channels = input.shape[1]
     taps = input.new_zeros((channels, 1, *size))
     taps[:, :, (size[0] - 1) // 2, (size[1] - 1) // 2] = 1.0

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 
-
 def _numpy(weights) -> np.ndarray:
     if isinstance(weights, torch.Tensor):
         return weights.detach().cpu().double().numpy()

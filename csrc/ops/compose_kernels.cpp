@@ -31,8 +31,7 @@ void check_pair(at::IntArrayRef values, const char* name) {
 void check_kernel(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.dim() == 4, "compose_kernels: `", name, "` must be a 4-D kernel [out, in, kh, kw], got shape ",
               t.sizes());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "compose_kernels: `", name,
-              "` must be float32 or float64, got ", t.scalar_type(), "; convert it with .float() or .double()");
+  check_floating(t, "compose_kernels", name);
   TORCH_CHECK(t.numel() > 0, "compose_kernels: `", name, "` is empty (shape ", t.sizes(),
               "); every dimension must be at least 1");
 }
@@ -58,10 +57,8 @@ ComposeGeometry make_geometry(const at::Tensor& outer, const at::Tensor& inner, 
   check_kernel(inner, "inner");
   check_pair(stride, "stride");
   check_pair(dilation, "dilation");
-  TORCH_CHECK(outer.device() == inner.device(), "compose_kernels: `outer` is on ", outer.device(), " but `inner` is on ",
-              inner.device(), "; move both to one device");
-  TORCH_CHECK(outer.scalar_type() == inner.scalar_type(), "compose_kernels: `outer` is ", outer.scalar_type(),
-              " but `inner` is ", inner.scalar_type(), "; give both the same dtype");
+  check_same_device(outer, inner, "compose_kernels", "outer", "inner", "move both to one device");
+  check_same_dtype(outer, inner, "compose_kernels", "outer", "inner", "give both the same dtype");
   TORCH_CHECK(outer.size(1) == inner.size(0), "compose_kernels: `outer` reads ", outer.size(1),
               " channels (outer.shape[1]) but `inner` produces ", inner.size(0),
               " (inner.shape[0]); the outer layer must consume the inner layer's output");

@@ -8,11 +8,7 @@
 // both the patch and the kernel. The backward reads the same windows back out (the adjoint).
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define CV_HOST_DEVICE __host__ __device__
-#else
-#define CV_HOST_DEVICE
-#endif
+#include "common.h"
 
 namespace circuits_vision {
 namespace ops {

@@ -22,20 +22,13 @@ namespace ops {
 
 namespace {
 
-void check_float(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": `", name,
-              "` must be float32 or float64, got ", t.scalar_type(), "; convert it with .float() or .double()");
-}
-
 void check_same_place(const at::Tensor& t, const at::Tensor& x, const char* op, const char* name) {
-  TORCH_CHECK(t.device() == x.device(), op, ": `", name, "` is on ", t.device(), " but `x` is on ", x.device(),
-              "; move every tensor argument to one device");
-  TORCH_CHECK(t.scalar_type() == x.scalar_type(), op, ": `", name, "` is ", t.scalar_type(), " but `x` is ",
-              x.scalar_type(), "; give every tensor argument the same dtype");
+  check_same_device(t, x, op, name, "x", "move every tensor argument to one device");
+  check_same_dtype(t, x, op, name, "x", "give every tensor argument the same dtype");
 }
 
 void check_vector3(const at::Tensor& t, const at::Tensor& x, const char* op, const char* name) {
-  check_float(t, op, name);
+  check_floating(t, op, name);
   TORCH_CHECK(t.dim() == 1 && t.size(0) == 3, op, ": `", name, "` must have shape [3] (one value per channel), got ",
               t.sizes());
   check_same_place(t, x, op, name);
@@ -47,14 +40,14 @@ PipelineGeometry check_image_pipeline_args(const at::Tensor& x, const at::Tensor
                                            at::IntArrayRef out_size, const at::Tensor& norm_scale,
                                            const at::Tensor& norm_shift) {
   const char* op = "image_pipeline";
-  check_float(x, op, "x");
+  check_floating(x, op, "x");
   TORCH_CHECK(x.dim() == 4 && x.size(1) == 3, op, ": `x` must be an RGB batch [N, 3, H, W], got shape ", x.sizes());
   TORCH_CHECK(x.numel() > 0, op, ": `x` is empty (shape ", x.sizes(), "); N, H and W must be at least 1");
-  check_float(color, op, "color");
+  check_floating(color, op, "color");
   TORCH_CHECK(color.dim() == 2 && color.size(0) == 3 && color.size(1) == 3, op,
               ": `color` must be a [3, 3] colour matrix, got shape ", color.sizes());
   check_same_place(color, x, op, "color");
-  check_float(theta, op, "theta");
+  check_floating(theta, op, "theta");
   TORCH_CHECK(theta.dim() == 3 && theta.size(1) == 2 && theta.size(2) == 3, op,
               ": `theta` must hold one [2, 3] affine per image, shape [N, 2, 3], got ", theta.sizes());
   TORCH_CHECK(theta.size(0) == x.size(0), op, ": `theta` has ", theta.size(0), " affines but `x` has ", x.size(0),

@@ -10,13 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifndef CV_HOST_DEVICE
-#if defined(__CUDACC__)
-#define CV_HOST_DEVICE __host__ __device__
-#else
-#define CV_HOST_DEVICE
-#endif
-#endif
+#include "common.h"
 
 namespace circuits_vision {
 namespace ops {

@@ -106,3 +106,21 @@ def test_expanded_edit_of_a_1x1_unit_equals_editing_its_weights():
 def test_edits_need_branches():
     with pytest.raises(ValueError, match="branch_ranges"):
         ce._branch_of(torch.nn.Conv2d(1, 1, 1), "x", 0)
+
+
+def test_echo_draws_its_tuning_stimuli_at_the_given_size(monkeypatch):
+    # Without ``size`` the tuning curves are drawn at the model's input size (16 px here).
+    model = tiny_inception()
+    sizes = []
+    original = ce.tuning_curves
+
+    def recording(*args, **kwargs):
+        sizes.append(kwargs["size"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ce, "tuning_curves", recording)
+    src, tgt = [detector(0, 0.0), detector(1, 180.0)], [detector(2, 0.0), detector(3, 90.0)]
+    default = ce.echo(model, source_detectors=src, target_detectors=tgt)
+    assert sizes == [16, 16]
+    sized = ce.echo(model, source_detectors=src, target_detectors=tgt, size=40)
+    assert sizes[2:] == [40, 40] and len(sized.orientations) == len(default.orientations) == 72

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from circuits_vision.analysis.equivariance import transforms as T
 from circuits_vision.analysis import equivariance as eq
+from circuits_vision.analysis.equivariance import transforms as T
 from circuits_vision.models import planted
-
 
 # Tiny tensors: one thread avoids oversubscription on a shared machine.
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,7 +11,6 @@ from circuits_vision.analysis.equivariance import Family
 from circuits_vision.models import planted
 from circuits_vision.weights import expanded_weights
 
-
 # Tiny tensors: one thread avoids oversubscription on a shared machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,11 +32,6 @@ def test_planted_circuit_is_equivariant_and_shuffled_angles_are_not(curve_circui
     # 8 curves x 8 line orientations = 64 kernels; relative angles are multiples of 22.5 deg -> 16 kernels
     assert len(result.relative_angles) == 16 and result.reduction == pytest.approx(4.0)
     assert result.kernels.shape == (16, 15, 15)
-    rows = result.table()
-    assert [r["relative_angle"] for r in rows] == result.relative_angles
-    assert rows[0]["kernel_norm"] == pytest.approx(float(result.kernels[0].norm()))
-    assert f"score {result.score:.3f} against {result.null_score:.3f}" in str(result) and "4.0x fewer" in str(result)
-    assert repr(result).startswith("CircuitEquivariance(score=") and len(repr(result)) < 120  # no tensor dump
 
 
 def test_equivariance_score_drops_when_one_kernel_is_broken(curve_circuit):
@@ -59,11 +53,6 @@ def test_curve_pattern_tangent_lines_excite_orthogonal_ones_inhibit(curve_circui
     d = lambda u: (curves.values[k] - edges.values[u]) % 180.0  # noqa: E731
     assert d(excite[0]) == pytest.approx(pattern.aligned, abs=1.0)
     assert d(inhibit[0]) == pytest.approx(pattern.opposite, abs=1.0)
-    rows = pattern.table()
-    assert [r["net_weight"] for r in rows] == pattern.net_weight
-    assert [r["relative_angle"] for r in rows if r["aligned"]] == [pattern.aligned]
-    assert [r["relative_angle"] for r in rows if r["opposite"]] == [pattern.opposite]
-    assert str(pattern).startswith("curve pattern holds") and repr(pattern).endswith("holds=True)")
 
 
 def test_curve_pattern_with_a_given_convention(curve_circuit):
@@ -82,11 +71,6 @@ def test_echo_experiment_edits_a_copy_and_the_opposite_response_grows(curve_circ
     assert result.zeroed > 0
     assert float(result.echo_before.max()) < 0.05  # planted inhibition silences the opposite curve
     assert float(result.echo_after.min()) > float(result.echo_before.max()) + 0.1
-    rows = result.table()
-    assert [r["unit"] for r in rows] == list(curves.members)
-    assert [r["echo_after"] for r in rows] == pytest.approx(result.echo_after.tolist())
-    assert f"{result.zeroed} inhibitory weights zeroed" in str(result) and len(str(result).splitlines()) == 1 + len(rows)
-    assert repr(result).startswith(f"EchoResult(units={len(rows)}, zeroed={result.zeroed}")
 
 
 def test_zero_inhibition_needs_a_direct_conv():

@@ -44,4 +44,4 @@ def test_analysis_modules_stay_modules_and_dir_lists_the_shortcuts():
     assert {"branches", "equivariance", "render", "expanded_weights"} <= set(dir(cv))
     assert cv.branches is cv.branches
     with pytest.raises(AttributeError, match="no_such_function"):
-        cv.branches.no_such_function
+        _ = cv.branches.no_such_function

@@ -125,12 +125,6 @@ def test_find_curve_detectors_finds_the_curve_templates_not_the_line(model):
     assert angular_error(found, torch.tensor(CURVE_ORIENTATIONS)).max() <= 5
     assert search.sectors() == {0, 1, 3, 5}
     assert all(d.curve_vs_line > 0.2 for d in search.detectors)
-    rows = search.table()
-    assert [r["unit"] for r in rows] == [0, 1, 2, 3]
-    assert [r["preferred_orientation"] for r in rows] == [d.preferred_orientation for d in search.detectors]
-    assert "4 curve detectors among 6 units of response" in str(search)
-    assert f"{rows[0]['unit']}@{rows[0]['preferred_orientation']:.0f}" in str(search)
-    assert repr(search) == "CurveDetectorSearch(layer='response', detectors=4, searched=6)"
 
 
 def test_tuning_width_of_a_known_curve():
@@ -147,11 +141,6 @@ def test_tuning_width_of_a_known_curve():
     assert curves.tuning_width().item() == pytest.approx(40)
     assert curves.preferred_orientation().item() == 90
     assert curves.preferred_orientation("circular_mean").item() == pytest.approx(90, abs=1e-3)
-    (row,) = curves.table()
-    assert row == {"unit": 0, "preferred_orientation": 90.0, "peak": 1.0, "selectivity": pytest.approx(float(
-        curves.selectivity_index())), "width": pytest.approx(40)}
-    assert "unit 0: prefers 90 deg, peak 1.00 std" in str(curves) and "width 40 deg" in str(curves)
-    assert repr(curves) == "TuningCurves(layer='x', units=1, axes={'orientation': 36}, period=360)"
 
 
 def test_bad_arguments_have_clear_errors(model):

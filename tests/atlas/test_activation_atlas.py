@@ -64,7 +64,7 @@ def test_each_cell_is_the_mean_of_its_activations_and_every_cell_is_rendered_in_
     for cell in range(len(result.cells)):
         mine = samples.vectors[result.sample_cell == cell]
         torch.testing.assert_close(result.directions[cell], mine.mean(0))
-        torch.testing.assert_close(objectives[cell].objective_func(lambda name: mine.unsqueeze(-1).unsqueeze(-1)),
+        torch.testing.assert_close(objectives[cell].objective_func(lambda name, mine=mine: mine.unsqueeze(-1).unsqueeze(-1)),
                                    -torch.nn.functional.cosine_similarity(mine, result.directions[cell][None], dim=1).mean())
     # cells follow the layout: a sample's cell holds its (x, y) coordinates
     m = int(rendered.nonzero()[0, 0])

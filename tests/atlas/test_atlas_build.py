@@ -221,7 +221,6 @@ def test_dataset_examples_from_an_image_folder(tiny, tmp_path):
 
 
 def test_dataset_examples_default_to_held_out_scenes_with_the_crop_outlined(tiny, tmp_path):
-    from circuits_vision.analysis.dataset_examples import top_activating
     from circuits_vision.atlas import analyses
     from circuits_vision.models.train_shapes import HELDOUT_SEED_OFFSET
     from circuits_vision.stimuli.scenes import COLOR_NAMES, SHAPE_CLASSES, scene_batches
@@ -245,12 +244,12 @@ def test_dataset_examples_default_to_held_out_scenes_with_the_crop_outlined(tiny
         for j, (top, left, bottom, right) in enumerate(value["boxes"]):
             assert (bottom - top, right - left) == (16, 16)
             picture = whole[:, :, j * 32 * scale : (j + 1) * 32 * scale]
-            t, l = max(0, top) * scale, max(0, left) * scale
-            b, r = min(32, bottom) * scale - 1, min(32, right) * scale - 1
+            y0, x0 = max(0, top) * scale, max(0, left) * scale
+            y1, x1 = min(32, bottom) * scale - 1, min(32, right) * scale - 1
             # black rim on the box edge, orange line just inside it
-            assert torch.allclose(picture[:, t, l : r + 1], torch.zeros(3, 1), atol=0.01)
-            assert torch.allclose(picture[:, b, l : r + 1], torch.zeros(3, 1), atol=0.01)
-            assert torch.allclose(picture[:, t + 1, l + 1 : r], torch.tensor(analyses.OUTLINE)[:, None], atol=0.01)
+            assert torch.allclose(picture[:, y0, x0 : x1 + 1], torch.zeros(3, 1), atol=0.01)
+            assert torch.allclose(picture[:, y1, x0 : x1 + 1], torch.zeros(3, 1), atol=0.01)
+            assert torch.allclose(picture[:, y0 + 1, x0 + 1 : x1], torch.tensor(analyses.OUTLINE)[:, None], atol=0.01)
             # outside the box (and at its centre) the picture is the scene, enlarged
             small, scene = picture[:, ::scale, ::scale], scenes[index[j]]
             outside = torch.ones(32, 32, dtype=torch.bool)
@@ -503,3 +502,57 @@ def test_the_report_can_cover_whole_layers_of_a_small_atlas(tiny, tmp_path, monk
         atlas.build(tiny, ["mixed3a", "mixed3b"], tmp_path / str(whole), units_per_layer=3, parts=(),
                     **{**FAST, "report": ("mixed3a", "mixed3b"), "config": job(report_whole_layers=whole)})
         assert scopes[-1] == expected
+
+
+def test_a_rerun_reuses_the_report_the_stages_record_and_remakes_it_for_another_scope(tiny, tmp_path, monkeypatch):
+    from circuits_vision.atlas import report as report_module
+
+    calls = []
+
+    def fake_report(model, source, target, out, **kwargs):  # what build asks for; the real one is tested above
+        calls.append((source, target, kwargs["units_per_layer"]))
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "index.html").write_text(f"<title>report {len(calls)}</title>")
+        return Path(out) / "index.html"
+
+    monkeypatch.setattr(report_module, "circuit_report", fake_report)
+
+    def run(whole: bool, pair=("mixed3a", "mixed3b")):
+        return atlas.build(tiny, ["mixed3a", "mixed3b"], tmp_path, units_per_layer=3, parts=(),
+                           **{**FAST, "report": pair, "config": job(report_whole_layers=whole)})
+
+    assert run(False).report == tmp_path / "report" / "index.html" and calls == [("mixed3a", "mixed3b", 3)]
+    stages = json.loads((tmp_path / store.STAGES_FILE).read_text())
+    assert stages["report"] == {"source": "mixed3a", "target": "mixed3b", "units_per_layer": 3,
+                                "page": "report/index.html"}
+    assert stages["analyses"]["mixed3a"]["branch"] == "not computed: not requested"
+    (tmp_path / "report" / "index.html").write_text("edited: no layer names here")
+    assert run(False).report == tmp_path / "report" / "index.html" and len(calls) == 1  # reused, page not read
+    run(True)  # the whole layers now: the report of three units is not reused
+    assert calls[-1] == ("mixed3a", "mixed3b", None) and len(calls) == 2
+    run(True, ("conv2d1", "mixed3a"))  # another pair: made
+    assert calls[-1] == ("conv2d1", "mixed3a", None) and len(calls) == 3
+    run(True)  # and back: the stages hold the last pair only
+    assert len(calls) == 4
+    assert json.loads((tmp_path / store.STAGES_FILE).read_text())["report"]["units_per_layer"] is None
+    assert run(True, False).report == tmp_path / "report" / "index.html" and len(calls) == 4  # no report asked: kept
+
+
+def test_a_failed_report_is_recorded_and_a_damaged_stages_file_is_named(tiny, tmp_path, monkeypatch):
+    from circuits_vision.atlas import report as report_module
+
+    def failing(model, source, target, out, **kwargs):
+        raise RuntimeError("no curve detectors <here>")
+
+    monkeypatch.setattr(report_module, "circuit_report", failing)
+    result = atlas.build(tiny, ["mixed3a", "mixed3b"], tmp_path, units_per_layer=2, parts=(),
+                         **{**FAST, "report": ("mixed3a", "mixed3b")})
+    assert result.report is None
+    assert json.loads((tmp_path / store.STAGES_FILE).read_text())["report"]["error"] == (
+        "RuntimeError: no curve detectors <here>")
+    assert "circuit report: RuntimeError: no curve detectors &lt;here&gt;" in (tmp_path / "index.html").read_text()
+    monkeypatch.undo()
+    (tmp_path / store.STAGES_FILE).write_text("{")
+    with pytest.raises(store.CorruptAtlasFileError, match=r"stages\.json is not valid JSON.*delete it"):
+        atlas.build(tiny, ["mixed3a", "mixed3b"], tmp_path, units_per_layer=2, parts=(), **FAST)
+    assert not (tmp_path / store.LOCK_FILE).exists()

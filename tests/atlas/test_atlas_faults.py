@@ -7,7 +7,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import pytest
 import torch
 
 from circuits_vision import atlas

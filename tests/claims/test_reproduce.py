@@ -7,20 +7,21 @@ import json
 
 import pytest
 import torch
+from planted_inceptionv1 import ECHO_UNIT, plant_equivariant_circuit, planted_inceptionv1
 from torch import nn
 
 import circuits_vision as cv
 from circuits_vision import claims
-from circuits_vision.claims import FAILS, HOLDS, NOT_APPLICABLE, ClaimResult
+from circuits_vision.claims import FAILS, HOLDS, NOT_APPLICABLE, ClaimResult, store
 from circuits_vision.claims.registry import CLAIMS
 from circuits_vision.claims.report import Reproduction, render_html
 from circuits_vision.cli import main
-from planted_inceptionv1 import planted_inceptionv1
 
 SIZE = 64
 PLANTED = ("curve_detectors", "curve_circuits", "branch_bw_mixed3a_5x5", "branch_curves_mixed3b_5x5",
            "equivariance_mixed3b_curves", "high_low_frequency_factors", "curve_vs_line_mixed3b",
-           "weight_banding_mixed5b")
+           "weight_banding_mixed5b", "curve_echo", "high_low_frequency_sides", "early_vision_mixed3a_bw_vs_color",
+           "early_vision_mixed3b_curves", "early_vision_conv2d0_color_contrast", "early_vision_conv2d0_gabor_filters")
 
 
 def random_inceptionv1(seed: int = 0):
@@ -38,8 +39,24 @@ def random_report():
 
 
 def test_every_claim_runs(planted_report):
-    assert [r.claim for r in planted_report.results] == list(CLAIMS) == claims.available_claims()
-    assert len(CLAIMS) >= 12
+    inception = [name for name, c in CLAIMS.items() if c.suite == "inceptionv1"]
+    assert [r.claim for r in planted_report.results] == inception == claims.available_claims()
+    assert len(inception) >= 24
+    assert claims.available_claims("shapes") == [n for n, c in CLAIMS.items() if c.suite == "shapes"]
+
+
+def test_every_verdict_states_its_null(planted_report, random_report):
+    for report in (planted_report, random_report):
+        for result in report.results:
+            if result.verdict == NOT_APPLICABLE:
+                continue
+            assert result.null, result.claim
+            for null in result.numbers.get("nulls", []):
+                assert 0 <= null["p_value"] <= 1 and null["statistic"], (result.claim, null)
+    # Every claim that holds on the planted model beat a null at p < 0.01 (or, for the echo, cleared noise).
+    for name in PLANTED:
+        nulls = planted_report[name].numbers["nulls"]
+        assert nulls and all(n["p_value"] < 0.01 for n in nulls), (name, planted_report[name].null)
 
 
 @pytest.mark.parametrize("name", PLANTED)
@@ -62,12 +79,32 @@ def test_planted_numbers(planted_report):
     assert frequency["overlap_low"] == 5
     rotation = planted_report["equivariance_mixed3b_curves"].numbers
     assert rotation["fraction"] >= 6 / 7 and rotation["median_angle_error_deg"] < 15
+    echo = planted_report["curve_echo"].numbers
+    assert echo["unit"] == ECHO_UNIT and set(echo["opposite_units"]) >= {95, 145}
+    assert echo["z_before"] < 2 < echo["z_after"] and echo["echo_after"] > echo["echo_before"] + 0.1
+    sides = planted_report["high_low_frequency_sides"].numbers
+    assert sides["median_correlation"] < -0.5  # written at the top and bottom rows of the 3x3 kernels
+    bw = planted_report["early_vision_mixed3a_bw_vs_color"].numbers
+    assert bw["recall"] == 1.0 and set(bw["published"]) <= set(bw["found"])
+    # conv2d0: planted at the members outside the relays' silent LRN neighbourhoods (20 of 27, 17 of 28).
+    colour = planted_report["early_vision_conv2d0_color_contrast"].numbers
+    assert colour["recall"] >= 20 / 27 and colour["precision"] >= 0.9
+    gabor = planted_report["early_vision_conv2d0_gabor_filters"].numbers
+    assert gabor["recall"] >= 17 / 28 - 1e-9 and gabor["precision"] == 1.0
 
 
 # Not planted: the planted curve kernels have (almost) no net weight, so no cos-shaped weight pattern.
-@pytest.mark.parametrize("name", ["early_vision_conv2d2_curves", "early_vision_mixed3a_curves", "curve_weight_pattern"])
+@pytest.mark.parametrize("name", ["early_vision_conv2d2_curves", "early_vision_mixed3a_curves", "curve_weight_pattern",
+                                  "early_vision_mixed3a_high_low_frequency", "early_vision_mixed3a_lines"])
 def test_claims_not_planted_fail(planted_report, name):
     assert planted_report[name].verdict == FAILS, str(planted_report[name])
+
+
+def test_equivariant_circuit_not_planted_does_not_hold(planted_report):
+    # Not written as a circuit, but each planted 3b kernel is the template of its orientation on its
+    # partner's map, so some of the symmetry is there: short of "holds" (see the written circuit below).
+    result = planted_report["equivariant_circuit_3a_3b"]
+    assert result.verdict != HOLDS and result.numbers["score"] < 0.3, str(result)
 
 
 def test_random_weights_fail_every_claim(random_report):
@@ -93,7 +130,7 @@ def test_model_without_the_layers_is_not_applicable():
 
 def test_shipped_model_is_not_applicable():
     # The shipped model has mixed3a / mixed3b, but not InceptionV1's channels: the unit ids do not apply.
-    report = cv.reproduce(cv.models.load("shapes"), size=SIZE, progress=False)
+    report = cv.reproduce(cv.models.load("shapes"), size=SIZE, progress=False, suite="inceptionv1")
     assert {r.verdict for r in report.results} == {NOT_APPLICABLE}
     assert "channels, published 480" in report["curve_detectors"].measured
 
@@ -132,6 +169,9 @@ def test_store_resumes_and_keys_by_weights(tmp_path, monkeypatch):
     assert len(list((tmp_path / "records").glob("curve_circuits-*.json"))) == 2
     cv.reproduce(model, "curve_circuits", out=tmp_path, size=SIZE + 16, progress=False)
     assert calls == [1, 1]  # another size is another measurement
+    monkeypatch.setattr(store, "RULES", store.RULES + 1)
+    cv.reproduce(model, "curve_circuits", out=tmp_path, size=SIZE + 16, progress=False)
+    assert calls == [1, 1, 1]  # records made under other verdict rules are not reused
 
 
 def test_corrupt_record_is_measured_again(tmp_path):
@@ -153,6 +193,12 @@ def test_report_files(tmp_path, capsys):
     page = report.html_path.read_text()
     assert "curve_circuits" in page and "379&lt;-147" in page
     assert not list(tmp_path.rglob("*.tmp"))
+    # One figure per claim, linked from the page: the measurement beside the null it was tested against.
+    for name in ("curve_detectors", "curve_circuits"):
+        png = tmp_path / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
+        assert f'src="figures/{name}.png"' in page
+    assert "each partner a random one of the 256 inputs" in data["claims"][1]["null"] and "p = " in page
 
 
 def test_html_escapes():
@@ -203,3 +249,18 @@ def test_weight_pattern_holds_when_written():
     result = cv.reproduce(model, "curve_weight_pattern", size=SIZE, progress=False)["curve_weight_pattern"]
     assert result.verdict == HOLDS, str(result)
     assert result.numbers["correlation"] > 0.9 and result.numbers["p_value"] < 0.01
+
+
+def test_equivariant_circuit_holds_when_written():
+    model = plant_equivariant_circuit(random_inceptionv1())
+    result = cv.reproduce(model, "equivariant_circuit_3a_3b", size=SIZE, progress=False)["equivariant_circuit_3a_3b"]
+    assert result.verdict == HOLDS, str(result)
+    assert result.numbers["score"] > 0.8 and result.numbers["nulls"][0]["p_value"] <= 0.01
+    plain = cv.reproduce(random_inceptionv1(), "equivariant_circuit_3a_3b", size=SIZE, progress=False)
+    assert plain["equivariant_circuit_3a_3b"].verdict == FAILS
+    assert plain["equivariant_circuit_3a_3b"].numbers["score"] < 0.3
+
+
+def test_unknown_suite():
+    with pytest.raises(ValueError, match="suite must be one of"):
+        cv.reproduce(random_inceptionv1(), suite="resnet", progress=False)

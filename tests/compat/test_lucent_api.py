@@ -1,8 +1,8 @@
 """The drop-in has lucent 0.1.8's public names with lucent's signatures, and its misc helpers work."""
 
 from __future__ import annotations
-
 import __future__
+
 import importlib
 import inspect
 import random

@@ -15,7 +15,10 @@ from circuits_vision.compat.lucent.util import set_seed
 pytestmark = pytest.mark.needs_lucent
 
 
-def _objective_value(model, objective, images: np.ndarray, preprocess=transform.normalize()) -> float:
+NORMALIZE = transform.normalize()
+
+
+def _objective_value(model, objective, images: np.ndarray, preprocess=NORMALIZE) -> float:
     """The objective on ``images`` ``[N, H, W, C]`` as the render's model sees them (no random transforms)."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2)
     T = render.hook_model(model, lambda: x)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pytest
 import torch
@@ -193,7 +194,7 @@ def test_registry_and_model_conventions():
         model, truth = built.model, built.truth
         names = layer_names(model)
         for family in truth.values():
-            if isinstance(family, dict) and "layer" in family:
+            if isinstance(family, Mapping) and "layer" in family:
                 assert family["layer"] in names
         assert any(isinstance(m, torch.nn.ReLU) for m in model.modules())
         size = model.input_size

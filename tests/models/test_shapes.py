@@ -148,3 +148,33 @@ def test_bad_auxiliary_head_spec_is_named(text):
 
     with pytest.raises(ValueError, match="LAYER:WEIGHT"):
         parse_aux(text)
+
+
+def test_local_curve_heads_train_deterministically_and_score_the_facing_of_each_cell(tmp_path):
+    from circuits_vision.models.train_shapes import NO_CURVE_WEIGHT, LocalCurveHeads
+
+    runs = [train(steps=3, batch_size=6, heldout=8, out=tmp_path / name, local_curves={"mixed3a": 0.5},
+                  curve_centres={"mixed3b": 0.25}, aux_start=1, log=lambda line: None) for name in ("a.pt", "b.pt")]
+    a, b = shapes(tmp_path / "a.pt").state_dict(), shapes(tmp_path / "b.pt").state_dict()
+    assert all(torch.equal(v, b[k]) for k, v in a.items()) and set(a) == set(ShapesNet().state_dict())
+    assert runs[0]["local_curve_heads"]["mixed3a"]["weight"] == 0.5
+    assert runs[0]["curve_centre_heads"]["mixed3b"]["weight"] == 0.25
+    assert "local curve facing" in runs[0]["loss"] and "curve midpoint cell" in runs[0]["loss"]
+    # The loss: a curve facing up through the centre; its cells' targets are their facing bins, the rest "none".
+    model = ShapesNet()
+    heads = LocalCurveHeads(model, {"mixed3a": 1.0}, torch.Generator().manual_seed(0))
+    model(torch.rand(1, 3, 64, 64))
+    logits = heads.heads["mixed3a"](heads.outputs["mixed3a"])  # [1, 17, 8, 8]
+    orientation, arc = torch.tensor([90.0]), torch.tensor([[16.0, 120.0, 0.0, 0.0]])
+    from circuits_vision.stimuli import scenes
+
+    facing = scenes.local_curve_facing(orientation, arc, 8)
+    target = torch.full((1, 8, 8), 16, dtype=torch.long)
+    marked = ~torch.isnan(facing)
+    target[marked] = (torch.floor(facing[marked] / 22.5 + 0.5).long() % 16)
+    assert target[0, 4, 3] == 5 and target[0, 4, 4] == 3  # 108 degrees -> bin 5, 72 -> bin 3
+    weight = torch.ones(17)
+    weight[16] = NO_CURVE_WEIGHT
+    expected = torch.nn.functional.cross_entropy(logits, target, weight=weight)
+    assert torch.allclose(heads.loss(orientation, arc, 64), expected)
+    heads.remove()

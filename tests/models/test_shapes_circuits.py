@@ -17,7 +17,6 @@ from circuits_vision.analysis.tuning import find_curve_detectors
 from circuits_vision.models.shapes import metadata_path, shapes
 from circuits_vision.stimuli import scenes
 
-
 # Measured on the shipped checkpoint: 21 mixed3b detectors over 7 of 8 sectors (none in 225..270), 7 mixed3a
 # detectors over 6 sectors, 6 of them in mixed3a's 5x5 branch; ablating the mixed3b detectors costs 21 points.
 MIN_SECTORS_3B = 7

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from support import devices
 
 from circuits_vision.ops import _extension, _reference, compose_kernels
-from support import devices
 
 pytestmark = pytest.mark.skipif(not _extension.extension_available(), reason="compiled extension not built")
 

@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
+from support import devices
 
 from circuits_vision.ops import _extension, _reference, image_pipeline
-from support import devices
 
 # the module, not the function of the same name that circuits_vision.ops re-exports
 image_pipeline_module = importlib.import_module("circuits_vision.ops.image_pipeline")

@@ -12,7 +12,15 @@ from torch import nn
 
 from circuits_vision import hooks
 from circuits_vision.analysis import tuning
-from circuits_vision.optvis import RenderConfig, RenderInputError, RenderTooLargeError, _batching, objectives, render, transforms
+from circuits_vision.optvis import (
+    RenderConfig,
+    RenderInputError,
+    RenderTooLargeError,
+    _batching,
+    objectives,
+    render,
+    transforms,
+)
 
 
 def _render(model, objs, **kwargs):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import warnings
+from collections import OrderedDict
 
 import pytest
 import torch

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from circuits_vision import stimuli
 from circuits_vision.stimuli import scenes
 
 
@@ -89,3 +90,49 @@ def test_scene_batches_stream_the_seeded_scenes_with_their_labels():
     assert torch.equal(torch.cat(batches), again)
     with pytest.raises(ValueError, match="'n'"):
         next(scenes.scene_batches(0, 7))
+
+
+def test_local_curve_facing_marks_the_cells_the_arc_runs_through_with_its_outward_normal():
+    """A curve facing up (90 degrees) with its midpoint at the image centre: the cells the arc crosses
+    face between 90 -+ width / 2, the midpoint's cells face ~90, cells far from the arc are NaN, and
+    the marked cells are the ones where the stroke is drawn."""
+    orientation = torch.tensor([90.0, float("nan")])
+    arc = torch.tensor([[16.0, 120.0, 0.0, 0.0], [float("nan")] * 4])
+    facing = scenes.local_curve_facing(orientation, arc, 8)
+    assert facing.shape == (2, 8, 8) and torch.isnan(facing[1]).all()
+    marked = ~torch.isnan(facing[0])
+    assert 4 <= int(marked.sum()) <= 12
+    assert ((facing[0][marked] - 90).abs() <= 60 + 1e-4).all()
+    # The arc's midpoint is at the centre: the cells just above/below the centre in the middle columns face ~90.
+    middle = facing[0][3:5, 3:5][~torch.isnan(facing[0][3:5, 3:5])]
+    assert middle.numel() >= 1 and ((middle - 90).abs() < 25).all()
+    # Left half faces more to the left (> 90), right half to the right (< 90).
+    columns = torch.arange(8).expand(8, 8)
+    assert (facing[0][marked & (columns < 3)] > 90).all() and (facing[0][marked & (columns > 4)] < 90).all()
+    image = stimuli.curves(90.0, 16.0, angular_width=120.0, thickness=2.0, size=64)[0]
+    ink = (1 - image.mean(0)).reshape(8, 8, 8, 8).permute(0, 2, 1, 3).reshape(8, 8, 64).amax(-1) > 0.5
+    assert (ink[marked]).float().mean() >= 0.9 and (marked[ink]).float().mean() >= 0.7
+
+
+def test_local_curve_facing_of_drawn_scenes_agrees_with_their_orientation_label():
+    _, labels = scenes.random_scenes(200, torch.Generator().manual_seed(3))
+    curve = ~torch.isnan(labels["arc"][:, 0])
+    assert torch.isnan(labels["arc"][~curve]).all() and curve.sum() > 20
+    facing = scenes.local_curve_facing(labels["orientation"], labels["arc"], 16)
+    for i in curve.nonzero().flatten().tolist():
+        cells = facing[i][~torch.isnan(facing[i])]
+        assert cells.numel() >= 1
+        off = torch.remainder(cells - labels["orientation"][i] + 180, 360) - 180
+        assert (off.abs() <= labels["arc"][i, 1] / 2 + 1e-3).all()
+    with pytest.raises(ValueError, match="arc \\[n, 4\\]"):
+        scenes.local_curve_facing(labels["orientation"], labels["arc"][:, :3], 8)
+
+
+def test_curve_midpoint_cells_hold_the_orientation_in_the_midpoint_cell_only():
+    orientation = torch.tensor([90.0, 400.0, float("nan")])
+    arc = torch.tensor([[16.0, 120.0, 10.0, 10.0], [8.0, 90.0, -31.0, -31.0], [float("nan")] * 4])
+    cells = scenes.curve_midpoint_cells(orientation, arc, 8)
+    assert cells.shape == (3, 8, 8)
+    assert cells[0, 2, 5] == 90.0 and int((~torch.isnan(cells[0])).sum()) == 1  # x 10 -> column 5, y 10 -> row 2
+    assert cells[1, 7, 0] == 40.0 and int((~torch.isnan(cells[1])).sum()) == 1  # wrapped into [0, 360)
+    assert torch.isnan(cells[2]).all()

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from circuits_vision.viz.weights import first_layer_figure, nmf_figure, small_multiples, strongest_inputs_figure, to_image
+from circuits_vision.viz.weights import (
+    first_layer_figure,
+    nmf_figure,
+    small_multiples,
+    strongest_inputs_figure,
+    to_image,
+)
 from circuits_vision.weights.pictures import (
     circuit_graph,
     circuit_graph_json,

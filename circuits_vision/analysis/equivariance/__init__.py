@@ -40,7 +40,16 @@ passes; feature visualizations are the noisiest (short renders of the planted cu
 
 from __future__ import annotations
 
-from circuits_vision.analysis.equivariance import agreement, circuits, hue, null, reflection, rotation, scale, transforms  # noqa: F401
+from circuits_vision.analysis.equivariance import (  # noqa: F401
+    agreement,
+    circuits,
+    hue,
+    null,
+    reflection,
+    rotation,
+    scale,
+    transforms,
+)
 from circuits_vision.analysis.equivariance._detect import (
     ALPHA,
     INVARIANT_THRESHOLD,
@@ -50,9 +59,9 @@ from circuits_vision.analysis.equivariance._detect import (
     families_from_tuning,
     orientation_error,
 )
-from circuits_vision.analysis.equivariance._mirror import reflection_pairs_from_kernels
 from circuits_vision.analysis.equivariance._grouping import circular_difference
 from circuits_vision.analysis.equivariance._kernels import family_gather, unit_kernels
+from circuits_vision.analysis.equivariance._mirror import reflection_pairs_from_kernels
 from circuits_vision.analysis.equivariance._model import (
     earlier_layers,
     network_null_curves,
@@ -68,8 +77,8 @@ from circuits_vision.analysis.equivariance._result import (
     ReflectionPair,
     Settings,
 )
-from circuits_vision.analysis.equivariance.transforms import disk_mask, rotate
 from circuits_vision.analysis.equivariance.agreement import compare_families, weights_vs_tuning
+from circuits_vision.analysis.equivariance.transforms import disk_mask, rotate
 
 __all__ = [
     "ALPHA",

@@ -19,8 +19,8 @@ import math
 
 import torch
 
-from circuits_vision.analysis.equivariance import transforms as T
 from circuits_vision.analysis.equivariance import null as N
+from circuits_vision.analysis.equivariance import transforms as T
 from circuits_vision.analysis.equivariance._grouping import best_parameters, distinct_values, group_families, span
 from circuits_vision.analysis.equivariance._result import (
     EquivarianceResult,

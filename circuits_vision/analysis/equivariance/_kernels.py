@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from circuits_vision.analysis.equivariance import transforms as T
-from circuits_vision.hooks import check_channel, layer_shape, run_with_cache
+from circuits_vision.hooks import check_channel, eval_mode, layer_shape, model_input_size, run_with_cache
 from circuits_vision.weights import expanded_weights, linearized
 
 
@@ -42,13 +42,11 @@ def unit_kernels(model: nn.Module, layer: str, source: str | None = None, *, uni
 
 
 def _input_kernels(model: nn.Module, layer: str, units: list[int], chunk: int) -> torch.Tensor:
-    size = getattr(model, "input_size", 224)
+    size = model_input_size(model)
     _, height, width = layer_shape(model, layer)
     reference = next(iter(model.parameters()))
     pieces = []
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with linearized(model):
             for start in range(0, len(units), chunk):
                 block = torch.tensor(units[start : start + chunk], device=reference.device)
@@ -58,8 +56,6 @@ def _input_kernels(model: nn.Module, layer: str, units: list[int], chunk: int) -
                 picked = out[torch.arange(len(block), device=out.device), block, height // 2, width // 2]
                 (grad,) = torch.autograd.grad(picked.sum(), x)
                 pieces.append(grad.detach())
-    finally:
-        model.train(was_training)
     return _crop_to_support(torch.cat(pieces))
 
 

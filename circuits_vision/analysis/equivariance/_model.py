@@ -10,7 +10,7 @@ from circuits_vision.analysis.equivariance import _detect as D
 from circuits_vision.analysis.equivariance._kernels import family_gather, unit_kernels, validate_units
 from circuits_vision.analysis.equivariance._mirror import reflection_pairs_from_kernels
 from circuits_vision.analysis.equivariance._result import EquivarianceResult, Family, Settings
-from circuits_vision.hooks import layer_names, layer_shape, resolve_layer
+from circuits_vision.hooks import layer_names, layer_shape, model_input_size, resolve_layer
 
 MAX_EARLIER = 4  # earlier layers tried for units without spatial extent at the chosen source
 
@@ -238,7 +238,7 @@ def orientation_tuning(model: nn.Module, layer: str, units: list[int], *, steps:
     from circuits_vision import stimuli
     from circuits_vision.analysis.tuning import tuning_curves
 
-    size = getattr(model, "input_size", 224)
+    size = model_input_size(model)
     fixed = {"radius": radius or size / 6, "thickness": thickness or max(size / 16, 1.0)}
     angles = torch.arange(steps, dtype=torch.float32) * (360.0 / steps)
     ones = torch.ones(len(units))

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from circuits_vision.results import Result
+
 
 @dataclass
 class Family:
@@ -118,7 +120,7 @@ class NullSummary:
 
 
 @dataclass
-class EquivarianceResult:
+class EquivarianceResult(Result):
     """What one detector found in one layer.
 
     Attributes:

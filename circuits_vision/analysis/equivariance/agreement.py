@@ -15,8 +15,9 @@ from torch import nn
 
 from circuits_vision.analysis.equivariance._detect import ALPHA
 from circuits_vision.analysis.equivariance._grouping import best_parameters, circular_difference
-from circuits_vision.analysis.equivariance._model import orientation_tuning, report
+from circuits_vision.analysis.equivariance._model import report
 from circuits_vision.analysis.equivariance._result import EquivarianceResult, Family
+from circuits_vision.results import Result
 
 
 def compare_families(a: Family, b: Family) -> dict:
@@ -134,7 +135,7 @@ class ViewAgreement:
 
 
 @dataclass
-class AgreementResult:
+class AgreementResult(Result):
     """Families of one layer from several views side by side, and their pairwise agreement."""
 
     layer: str

@@ -23,12 +23,13 @@ from torch import nn
 
 from circuits_vision.analysis.equivariance._grouping import circular_difference
 from circuits_vision.analysis.equivariance._result import Family
+from circuits_vision.results import Result
 
 __all__ = ["CircuitResult", "circuit", "tuned_family"]
 
 
 @dataclass
-class CircuitResult:
+class CircuitResult(Result):
     """An equivariant circuit between ``source_layer`` and ``target_layer``, with its nulls.
 
     Attributes:

@@ -2,20 +2,18 @@
 // kernel, one thread per patch element (consecutive threads along the contiguous input channels).
 // The GEMMs around them run through at::mm (cuBLAS).
 #include <ATen/Dispatch.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "../compose_kernels.h"
+#include "helpers.cuh"
 
 namespace circuits_vision {
 namespace ops {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
+using launch::blocks_for;
+using launch::kThreads;
 
 struct PatchIndex {
   int64_t o, a, b, i;

@@ -6,8 +6,6 @@
 // norm gradients reduce inside a block and cost one atomic per block), then one thread
 // per pixel runs the sigmoid/colour backward in place. Reductions accumulate in float64.
 #include <ATen/Dispatch.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -15,17 +13,17 @@
 #include <tuple>
 
 #include "../image_pipeline.h"
+#include "helpers.cuh"
 
 namespace circuits_vision {
 namespace ops {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-constexpr int64_t kMaxGridY = 65535;
-
-int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
+using launch::blocks_for;
+using launch::kMaxGridY;
+using launch::kThreads;
+using launch::kWarps;
 
 // Sums K values over the block and adds the totals to target[0..K) (one atomic each).
 // Every thread of the block must call it.

@@ -9,13 +9,13 @@ layer that this pass did not reach, so the caller can rerun the pass in full.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from circuits_vision.compat.lucent.modelzoo.util import lucent_layer_paths
+from circuits_vision.errors import UnknownNameError, close_names
 
 __all__ = ["FeatureRecorder", "StaleFeatures", "InvalidLayerError"]
 
@@ -24,11 +24,8 @@ class StaleFeatures(Exception):
     """``T(name)`` of a layer that the current (truncated) forward pass did not compute."""
 
 
-class InvalidLayerError(AssertionError, KeyError):
+class InvalidLayerError(UnknownNameError, AssertionError):
     """A layer name the model does not have (an ``AssertionError`` like lucent's, and a ``KeyError``)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class _StopForward(Exception):
@@ -103,10 +100,11 @@ class FeatureRecorder:
         if layer == "labels":
             return self._current(list(self.features)[-1])
         if layer not in self.features:
-            close = difflib.get_close_matches(layer, list(self.features), n=5)
+            close = close_names(layer, self.features, cutoff=0.6)
             hint = f"; closest: {', '.join(close)}" if close else ""
             raise InvalidLayerError(
                 f"Invalid layer {layer!r}{hint}. Retrieve the list of layers with "
-                "`circuits_vision.compat.lucent.modelzoo.util.get_model_layers(model)`."
+                "`circuits_vision.compat.lucent.modelzoo.util.get_model_layers(model)`.",
+                close,
             )
         return self._current(layer)
