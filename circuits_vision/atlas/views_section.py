@@ -21,18 +21,16 @@ from torch import nn
 
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_text, read_json
-from circuits_vision.atlas.templates import Safe, escape
+from circuits_vision.atlas.templates import Safe
+from circuits_vision.atlas.templates import escape as _e
 
 VIEWS = ("weights", "tuning", "visualization")
 IMAGE_SIZE = 32
 """Feature visualizations are compared at this size (area-averaged): rotating every image by every angle
 and comparing all pairs costs the square of the side, and a unit's pattern survives the averaging."""
-RENDER = {"steps": 128}
-"""Render settings for the visualization view when no atlas images are there (neuron objectives, centred)."""
-
-
-def _e(value) -> str:
-    return escape(str(value))
+RENDER = {"steps": 128, "size": 64}
+"""Render settings for the visualization view when no atlas images are there (neuron objectives, centred;
+the images are compared at :data:`IMAGE_SIZE`, so a larger render buys little for its cost)."""
 
 
 def file_name(layer: str) -> str:
