@@ -8,7 +8,7 @@
     circuits-vision serve DIR [--port N]
     circuits-vision reproduce [--model inceptionv1] [--weights FILE_OR_URL] [--claims PATTERN ...] [--out DIR]
                               [--size PX]
-    circuits-vision demo --out DIR
+    circuits-vision demo --out DIR [--dictionary]
 
 ``--model`` also takes the path of a ``.py`` file defining ``model()`` (or ``build_model()`` /
 ``create_model()``), a function of no arguments returning an ``nn.Module`` that takes ``[N, 3, H, W]``
@@ -27,6 +27,7 @@ from pathlib import Path
 FACTORY_NAMES = ("model", "build_model", "create_model")
 PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples", "polysemanticity",
          "facets")  # circuits_vision.atlas.analyses.PARTS
+DICTIONARY_PART = "dictionary"  # circuits_vision.atlas.dictionary_units.PART: features of a sparse autoencoder
 # The demo: the shipped model's default layers (the first 32 units of each) and the 3a -> 3b report,
 # sized for ~2-4 minutes on a busy 2-core CPU.
 DEMO = {"layers": None, "units_per_layer": 32, "steps": 96, "size": 64,
@@ -112,7 +113,9 @@ def run_atlas(args) -> int:
             model, layers=args.layers, out=args.out, steps=args.steps, size=size, seed=args.seed,
             device=device, images=args.images, units_per_layer=args.units_per_layer,
             model_name=_model_label(args.model), report=not args.no_report, parts=args.parts,
-            config=atlas.AtlasConfig(chunk_size=args.chunk_size, batch_size=args.batch_size),
+            config=atlas.AtlasConfig(chunk_size=args.chunk_size, batch_size=args.batch_size,
+                                     dictionary_layers=args.dictionary_layers,
+                                     dictionary_features=args.dictionary_features),
         )
     finally:
         import torch.distributed as dist
@@ -147,9 +150,12 @@ def run_demo(args) -> int:
     from circuits_vision import atlas
 
     model = load_model("shapes", None)
+    from circuits_vision.atlas.analyses import DEFAULT_PARTS
+
+    parts = (*DEFAULT_PARTS, DICTIONARY_PART) if args.dictionary else None
     result = atlas.build(model, layers=DEMO["layers"], out=args.out, steps=DEMO["steps"], size=DEMO["size"],
                          units_per_layer=DEMO["units_per_layer"], model_name="shapes", report=DEMO["report"],
-                         config=atlas.AtlasConfig(report_whole_layers=True))
+                         parts=parts, config=atlas.AtlasConfig(report_whole_layers=True))
     print(f"open {result.index.resolve()}")
     if result.report is not None:
         print(f"circuit report: {result.report.resolve()}")
@@ -210,8 +216,13 @@ def make_parser() -> argparse.ArgumentParser:
                        help="folder of images for dataset examples (default: 2048 scenes of the shipped model's "
                             "training distribution, outside its training and held-out sets)")
     build.add_argument("--no-report", action="store_true", help="skip the circuit report")
-    build.add_argument("--parts", nargs="+", default=None, choices=PARTS,
-                       help="per-unit analyses to compute (default all but facets)")
+    build.add_argument("--parts", nargs="+", default=None, choices=(*PARTS, DICTIONARY_PART),
+                       help="per-unit analyses to compute (default all but facets and dictionary)")
+    build.add_argument("--dictionary-layers", nargs="+", default=None,
+                       help="layers whose sparse-autoencoder features the dictionary part shows (default: the "
+                            "report pair's target, e.g. mixed3b)")
+    build.add_argument("--dictionary-features", type=_positive, default=None,
+                       help="features per dictionary (default 4 per neuron)")
     build.set_defaults(run=run_atlas)
 
     report = commands.add_parser("report", help="circuit report of a layer pair (families, motifs, branches)")
@@ -234,6 +245,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="a small atlas + circuit report of the shipped model (a few minutes)")
     demo.add_argument("--out", default="atlas")
+    demo.add_argument("--dictionary", action="store_true",
+                      help="also the mixed3b dictionary features as units (trains a sparse autoencoder: minutes)")
     demo.set_defaults(run=run_demo)
     _reproduce_parser(commands)
     return parser

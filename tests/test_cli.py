@@ -235,3 +235,23 @@ def test_serve_on_a_busy_port_is_a_one_line_error(capsys, tmp_path):
         code, _, err = _run(capsys, "serve", tmp_path, "--port", port)
     assert code == 2 and "Traceback" not in err
     assert f"port {port} on 127.0.0.1 is in use" in err and "--port" in err
+
+
+def test_atlas_passes_the_dictionary_part_and_its_settings(monkeypatch, tmp_path):
+    from circuits_vision import atlas
+    from circuits_vision.atlas import dictionary_units
+
+    assert cli.DICTIONARY_PART == dictionary_units.PART
+    seen = {}
+
+    def build(model, **kwargs):
+        seen.update(kwargs)
+        return atlas.AtlasResult(tmp_path, tmp_path / "index.html", tmp_path / "manifest.jsonl", 0, 0)
+
+    monkeypatch.setattr(atlas, "build", build)
+    assert cli.main(["atlas", "--model", str(TINY), "--parts", "inputs", "dictionary", "--dictionary-layers",
+                     "mixed3b", "--dictionary-features", "8", "--out", str(tmp_path)]) == 0
+    assert seen["parts"] == ["inputs", "dictionary"]
+    assert seen["config"].dictionary_layers == ("mixed3b",) and seen["config"].dictionary_features == 8
+    with pytest.raises(SystemExit):
+        cli.make_parser().parse_args(["atlas", "--dictionary-features", "0"])

@@ -13,7 +13,8 @@ readable ``print(result)``, a short ``repr``.
   :func:`between`); :mod:`.groups` (:func:`neuron_groups`) and :mod:`.semantic_dictionary`
   (:func:`semantic_dictionary`): the Building Blocks views.
 - :mod:`.dictionary` (:func:`.dictionary.train`): a sparse autoencoder's dictionary features of a
-  layer (superposition).
+  layer (superposition), with dead-feature resampling; :mod:`.dictionary_comparison`
+  (:func:`.dictionary_comparison.compare`): neurons against those features.
 - :mod:`.polysemanticity` (:func:`.polysemanticity.polysemanticity`): is a unit one thing or several
   (example clusters and a score).
 - :mod:`.dataset_examples` (:func:`top_activating`): the images that excite units most.
@@ -29,6 +30,7 @@ from circuits_vision.analysis import (
     curve_experiments,
     dataset_examples,
     dictionary,
+    dictionary_comparison,
     equivariance,
     groups,
     motifs,
@@ -42,6 +44,7 @@ from circuits_vision.analysis.branches import BranchReport
 from circuits_vision.analysis.curve_circuits import CurveCircuit
 from circuits_vision.analysis.dataset_examples import DatasetExamples, top_activating
 from circuits_vision.analysis.dictionary import Dictionary
+from circuits_vision.analysis.dictionary_comparison import DictionaryComparison
 from circuits_vision.analysis.groups import NeuronGroups, neuron_groups
 from circuits_vision.analysis.polysemanticity import Polysemanticity
 
@@ -57,6 +60,7 @@ __all__ = [
     "CurveDetectorSearch",
     "DatasetExamples",
     "Dictionary",
+    "DictionaryComparison",
     "NeuronGroups",
     "Polysemanticity",
     "SemanticDictionary",
@@ -73,6 +77,7 @@ __all__ = [
     "curve_experiments",
     "dataset_examples",
     "dictionary",
+    "dictionary_comparison",
     "equivariance",
     "find_curve_detectors",
     "groups",

@@ -55,11 +55,13 @@ def _pictures():
 
 
 def _ranked_links(weights: np.ndarray, layer: str, k: int, scale: float) -> list[dict]:
-    """``weights [C, kh, kw]`` -> the ``k`` channels of ``layer`` with the largest L2 norm, with pictures."""
+    """``weights [C, kh, kw]`` -> the ``k`` channels of ``layer`` with the largest L2 norm, with pictures and
+    ``net``, the kernel's sum (its sign: does the channel excite or inhibit, on a uniform input)."""
     pictures = _pictures()
     norms = np.sqrt((weights**2).reshape(weights.shape[0], -1).sum(1))
     order = np.argsort(-norms, kind="stable")[:k]
     return [{"layer": layer, "unit": int(c), "norm": round(float(norms[c]), 6),
+             "net": round(float(weights[c].sum()), 6),
              "picture": data_uri(pictures.heatmap(weights[c], scale=scale))} for c in order]
 
 

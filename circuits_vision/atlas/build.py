@@ -107,9 +107,10 @@ def build(
         model_name: recorded in the settings (default the model's class name).
         k: strongest inputs/outputs (and dataset examples) shown per unit.
         parts: which per-unit analyses to compute, of ``analyses.PARTS`` ("inputs", "outputs", "family",
-            "branch", "tuning", "examples", "polysemanticity", "facets"); default all but "facets", which
-            renders 3 more images per unit. The others show what an earlier run into ``out``
-            computed, else "not computed". With ``units_per_layer`` they cover the atlas's units only.
+            "branch", "tuning", "examples", "polysemanticity", "facets", "dictionary"); default all but
+            "facets", which renders 3 more images per unit, and "dictionary" (sparse-autoencoder features as
+            units, :mod:`~circuits_vision.atlas.dictionary_units`; its layers and size: ``config``). The
+            others show what an earlier run into ``out`` computed, else "not computed". With ``units_per_layer`` they cover the atlas's units only.
         report: write the circuit report of a layer pair: ``True`` (a default pair), ``(source, target)``, or
             False (none now; a report an earlier run wrote stays linked).
         progress: tqdm bars with ETA: units rendered, analyses done, report sections.
@@ -149,7 +150,7 @@ def build(
         if ranks.leader:  # the other ranks are done (no barrier: the analyses may outlast a collective's timeout)
             _finish(model, directory, plan, settings, result, images=images, labels=labels, k=k,
                     parts=parts, report=report, progress=progress, log=log,
-                    report_units_per_layer=None if config.report_whole_layers else units_per_layer)
+                    report_units_per_layer=None if config.report_whole_layers else units_per_layer, config=config)
         return result
     finally:
         if ranks.leader:
@@ -189,7 +190,7 @@ def _render_chunks(model, directory, my_chunks, rank, world, total, done_before,
 
 
 def _finish(model, directory: Path, plan: AtlasPlan, settings, result: AtlasResult, *, images, labels, k, parts,
-            report, progress, log, report_units_per_layer):
+            report, progress, log, report_units_per_layer, config=None):
     """Rank 0, after all ranks rendered: analyses, manifest, circuit report, stages, viewer."""
     from circuits_vision.atlas import analyses, viewer, views_section
 
@@ -197,7 +198,7 @@ def _finish(model, directory: Path, plan: AtlasPlan, settings, result: AtlasResu
     missing = [f"{layer}:{unit}" for layer, unit in plan.units if (layer, unit) not in records]
     if missing:
         raise RuntimeError(f"{len(missing)} units have no image after rendering (first: {missing[:5]}); rerun to finish them")
-    chosen = chosen_parts(parts, analyses.PARTS, analyses.DEFAULT_PARTS)
+    chosen = chosen_parts(parts, (*analyses.PARTS, "dictionary"), analyses.DEFAULT_PARTS)
     stages = store.read_stages(directory)  # what an earlier run's analyses and report produced
     found = analyses.layer_parts(model, plan.layers, directory, images=images, k=k, parts=chosen, units=plan.shown(),
                                  render={"steps": settings["steps"], "size": settings["size"], "seed": settings["seed"]},
@@ -211,6 +212,10 @@ def _finish(model, directory: Path, plan: AtlasPlan, settings, result: AtlasResu
         for part in analyses.PARTS:
             record[part] = analyses.unit_part(found[layer], part, unit)
         manifest.append(record)
+    from circuits_vision.atlas.dictionary_units import add_to_atlas
+
+    links = add_to_atlas(model, directory, plan.layers, manifest, settings, images=images, labels=labels, k=k, log=log,
+                         config=config or AtlasConfig(), requested="dictionary" in chosen)
     store.write_jsonl(directory / store.MANIFEST_FILE, manifest)
     stages["analyses"] = {layer: {part: _stored_part(directory, layer, part, found[layer][part]) for part in analyses.PARTS}
                           for layer in plan.layers}
@@ -221,7 +226,7 @@ def _finish(model, directory: Path, plan: AtlasPlan, settings, result: AtlasResu
         settings = {**settings, "report_error": error}
     store.write_stages(directory, stages)
     views_section.attach(result.report, manifest)  # which view puts each unit in which family, from the report
-    viewer.write_viewer(directory, manifest, settings, report=result.report)
+    viewer.write_viewer(directory, manifest, settings, report=result.report, links=links)
 
 
 def _stored_part(directory: Path, layer: str, part: str, values: dict) -> str:

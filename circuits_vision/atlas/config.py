@@ -34,6 +34,12 @@ class AtlasConfig:
             ``units_per_layer`` limits the atlas (its cost is per layer: right for small models such as
             the shipped ``shapes``, whose curve detectors are not among the first units); default False,
             the report follows ``units_per_layer``.
+        dictionary_layers: the layers whose sparse-autoencoder features the ``dictionary`` part makes into
+            units (:mod:`~circuits_vision.atlas.dictionary_units`); default the report pair's target.
+        dictionary_features: features per dictionary (default 4 per neuron of the layer).
+        dictionary_options: more keyword arguments of :func:`circuits_vision.analysis.dictionary.train`
+            (``l1``, ``steps``, ``batch_size``, ``lr``, ``resample``). A dictionary already in the atlas is
+            reused only when all of these match.
     """
 
     chunk_size: int | None = None
@@ -43,6 +49,9 @@ class AtlasConfig:
     on_progress: Callable[[int, int], None] | None = None
     log: Callable[[str], None] | None = None
     report_whole_layers: bool = False
+    dictionary_layers: tuple[str, ...] | None = None
+    dictionary_features: int | None = None
+    dictionary_options: Mapping = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("chunk_size", "batch_size"):
@@ -54,3 +63,15 @@ class AtlasConfig:
         if "config" in self.render_options:
             raise ValueError("AtlasConfig.render_options cannot hold 'config': pass AtlasConfig(render=RenderConfig(...))")
         object.__setattr__(self, "render_options", MappingProxyType(dict(self.render_options)))
+        if isinstance(self.dictionary_layers, str):
+            object.__setattr__(self, "dictionary_layers", (self.dictionary_layers,))
+        elif self.dictionary_layers is not None:
+            object.__setattr__(self, "dictionary_layers", tuple(self.dictionary_layers))
+        value = self.dictionary_features
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"AtlasConfig.dictionary_features must be None or an int >= 1, got {value!r}")
+        unknown = sorted(set(self.dictionary_options) - {"l1", "steps", "batch_size", "lr", "resample"})
+        if unknown:
+            raise ValueError(f"AtlasConfig.dictionary_options: unknown {unknown}; choose from l1, steps, "
+                             "batch_size, lr, resample")
+        object.__setattr__(self, "dictionary_options", MappingProxyType(dict(self.dictionary_options)))

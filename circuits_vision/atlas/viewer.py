@@ -39,8 +39,12 @@ def _layer_page(layer: str) -> str:
     return f"layers/{slug(layer)}.html"
 
 
-def write_viewer(directory: str | Path, manifest: list[dict], settings: dict, *, report: Path | None = None) -> Path:
-    """Write the viewer for ``manifest`` (records in layer order) into ``directory``; returns ``index.html``."""
+def write_viewer(directory: str | Path, manifest: list[dict], settings: dict, *, report: Path | None = None,
+                 links: list[tuple[str, str]] = ()) -> Path:
+    """Write the viewer for ``manifest`` (records in layer order) into ``directory``; returns ``index.html``.
+
+    ``links``: more ``(relative href, text)`` pages the index links to (e.g. a dictionary comparison).
+    """
     directory = Path(directory)
     for name in (STYLE, SCRIPT):
         with resources.as_file(resources.files("circuits_vision.atlas") / "static" / name) as source:
@@ -57,7 +61,7 @@ def write_viewer(directory: str | Path, manifest: list[dict], settings: dict, *,
             neighbours = (records[j - 1] if j > 0 else None, records[j + 1] if j + 1 < len(records) else None)
             _write(directory / record["page"], _unit_html(record, present, neighbours))
     index = directory / "index.html"
-    _write(index, _index_html(by_layer, settings, directory, report))
+    _write(index, _index_html(by_layer, settings, directory, report, links))
     return index
 
 
@@ -70,7 +74,8 @@ def _settings_html(settings: dict) -> Safe:
     return html("<p class=\"settings\">{items}</p>{note}", items=items, note=note)
 
 
-def _index_html(by_layer: dict[str, list[dict]], settings: dict, directory: Path, report: Path | None) -> Safe:
+def _index_html(by_layer: dict[str, list[dict]], settings: dict, directory: Path, report: Path | None,
+                links=()) -> Safe:
     rows = []
     for layer, records in by_layer.items():
         preview = join(
@@ -85,6 +90,8 @@ def _index_html(by_layer: dict[str, list[dict]], settings: dict, directory: Path
     if report is not None:
         relative = Path(report).resolve().relative_to(directory.resolve()).as_posix()
         report_link = html("<p><a id=\"report\" href=\"{href}\">circuit report</a></p>", href=relative)
+    report_link = join([report_link, *(html("<p><a class=\"extra\" href=\"{href}\">{text}</a></p>", href=href, text=text)
+                                       for href, text in links)])
     body = html("<h1>Atlas of {model}</h1>{settings}{report}"
                 "<table class=\"layers\"><tr><th>layer</th><th>units</th><th></th></tr>{rows}</table>",
                 model=settings.get("model", "model"), settings=_settings_html(settings), report=report_link,
@@ -279,11 +286,35 @@ _UNIT = (
     "<tr><th>branch</th><td id=\"branch\">{branch}</td></tr>"
     "<tr><th>tuning</th><td id=\"tuning\">{tuning}</td></tr>"
     "<tr><th>final objective</th><td>{loss}{never_active}</td></tr></table>"
-    "{inputs}{outputs}<h2>dataset examples</h2>{examples}"
+    "<h2>circuit neighbourhood</h2>{neighbourhood}{inputs}{outputs}<h2>dataset examples</h2>{examples}"
 )
 
 
+def _unit_href(present: set):
+    """``(layer, unit) -> relative page`` from a unit page, or None for a unit this atlas has no page of."""
+    return lambda layer, unit: (f"../../units/{slug(layer)}/{unit}.html"
+                                if unit is not None and (layer, unit) in present else None)
+
+
+def _neighbourhood_html(record: dict, present: set) -> Safe:
+    """The strongest inputs and outputs as an inline SVG graph (edges by the sign of the net weight)."""
+    from circuits_vision.atlas.neighbourhood import neighbourhood_svg
+
+    def nodes(links) -> list[dict]:
+        return [{"layer": link["layer"], "unit": link.get("unit"), "strength": float(link.get("norm") or 0),
+                 "sign": link.get("net")} for link in links] if isinstance(links, list) else []
+
+    inputs, outputs = nodes(record.get("inputs")), nodes(record.get("outputs"))
+    if not inputs and not outputs:
+        return Safe("<p class=\"note\" id=\"neighbourhood\">no weight links computed</p>")
+    return Safe(neighbourhood_svg(f"{record['layer']}:{record['unit']}", inputs, outputs, _unit_href(present)))
+
+
 def _unit_html(record: dict, present: set, neighbours) -> Safe:
+    if record.get("dictionary_of"):  # a dictionary feature, not a neuron
+        from circuits_vision.atlas.dictionary_pages import unit_html
+
+        return Safe(unit_html(record, present, neighbours))
     layer, unit = record["layer"], record["unit"]
     name = f"{layer}:{unit}"
     label = html("<p class=\"unitlabel\" id=\"label\">{label}</p>", label=record["label"]) if record.get("label") else ""
@@ -303,6 +334,6 @@ def _unit_html(record: dict, present: set, neighbours) -> Safe:
         tuning=_tuning_html(record.get("tuning")), loss=record.get("loss"), never_active=_never_active_html(record),
         inputs=_weights_html("strongest inputs (expanded weights)", record.get("inputs"), present, "inputs"),
         outputs=_weights_html("strongest outputs (expanded weights)", record.get("outputs"), present, "outputs"),
-        examples=_examples_html(record.get("examples")),
+        examples=_examples_html(record.get("examples")), neighbourhood=_neighbourhood_html(record, present),
     )
     return _page(f"{name} - atlas", body, 2)

@@ -54,7 +54,7 @@ __all__ = [
     "torchvision_model",
 ]
 
-_SUBMODULES = ("facts", "loading", "planted", "shapes", "torchvision_models")
+_SUBMODULES = ("contract", "facts", "loading", "planted", "shapes", "torchvision_models", "truth")
 
 
 class UnknownModelError(UnknownNameError):

@@ -228,6 +228,7 @@ def train(
     local_curves: dict[str, float] | None = None,
     curve_centres: dict[str, float] | None = None,
     aux_start: int = 0,
+    weight_decay: float = 0.0,
     log=print,
 ) -> dict:
     """Train from the seed-``seed`` initialisation for ``steps`` steps; write ``out`` (.pt) and its .json.
@@ -249,8 +250,14 @@ def train(
     curve_centres = dict(curve_centres or {})
     centre_heads = LocalCurveHeads(model, curve_centres, torch.Generator().manual_seed(seed + 3 * AUX_SEED_OFFSET),
                                    labels=scenes.curve_midpoint_cells)
-    optimizer = torch.optim.Adam([*model.parameters(), *heads.parameters(), *local_heads.parameters(),
-                                  *centre_heads.parameters()], lr=lr)
+    heads_parameters = [*heads.parameters(), *local_heads.parameters(), *centre_heads.parameters()]
+    if weight_decay:  # decoupled (AdamW) decay of the model's conv and linear weights; biases and heads stay free
+        decayed = [p for p in model.parameters() if p.dim() > 1]
+        free = [p for p in model.parameters() if p.dim() <= 1]
+        optimizer = torch.optim.AdamW([{"params": decayed, "weight_decay": weight_decay},
+                                       {"params": free + heads_parameters, "weight_decay": 0.0}], lr=lr)
+    else:
+        optimizer = torch.optim.Adam([*model.parameters(), *heads_parameters], lr=lr)
     data = torch.Generator().manual_seed(seed)
     warmup = min(100, steps // 10 + 1)
     started = time.time()
@@ -292,7 +299,9 @@ def train(
         "steps": steps,
         "batch_size": batch_size,
         "learning_rate": lr,
-        "optimizer": f"Adam, linear warm-up {warmup} steps, cosine decay to 5%",
+        "optimizer": (f"AdamW (weight decay {weight_decay} on conv and linear weights)" if weight_decay else "Adam")
+        + f", linear warm-up {warmup} steps, cosine decay to 5%",
+        "weight_decay": weight_decay,
         "loss": f"cross-entropy(shape) + {COLOR_LOSS_WEIGHT} * cross-entropy(color)" + "".join(
             f" + {w} * cross-entropy({layer} object orientation, {ORIENTATION_BINS} bins)"
             for layer, w in aux.items()) + "".join(
@@ -343,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="training-only per-position curve-facing heads, e.g. mixed3a:0.3")
     parser.add_argument("--curve-centres", default="",
                         help="training-only per-position whole-curve heads (the midpoint's cell), e.g. mixed3b:0.3")
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="decoupled weight decay (AdamW) of the conv and linear weights; 0 = plain Adam")
     parser.add_argument("--aux-start", type=int, default=0, help="steps before the auxiliary heads ramp in")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -351,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
         heldout=args.heldout, checkpoint_every=args.checkpoint_every, command=command.strip(),
         aux=parse_aux(args.aux), local_curves=parse_aux(args.local_curves),
-        curve_centres=parse_aux(args.curve_centres), aux_start=args.aux_start,
+        curve_centres=parse_aux(args.curve_centres), aux_start=args.aux_start, weight_decay=args.weight_decay,
         log=lambda line: print(line, flush=True),
     )
 

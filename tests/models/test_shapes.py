@@ -178,3 +178,15 @@ def test_local_curve_heads_train_deterministically_and_score_the_facing_of_each_
     expected = torch.nn.functional.cross_entropy(logits, target, weight=weight)
     assert torch.allclose(heads.loss(orientation, arc, 64), expected)
     heads.remove()
+
+
+def test_weight_decay_shrinks_the_conv_weights_and_is_recorded(tmp_path):
+    plain = train(steps=2, batch_size=4, heldout=4, out=tmp_path / "plain.pt", log=lambda line: None)
+    decayed = train(steps=2, batch_size=4, heldout=4, out=tmp_path / "wd.pt", weight_decay=50.0, log=lambda line: None)
+    assert plain["weight_decay"] == 0.0 and decayed["weight_decay"] == 50.0 and decayed["optimizer"].startswith("AdamW")
+    a, b = shapes(tmp_path / "plain.pt").state_dict(), shapes(tmp_path / "wd.pt").state_dict()
+    conv = [k for k, v in a.items() if v.dim() == 4]
+    bias = [k for k, v in a.items() if k.endswith("bias")]
+    # lr * decay = 50 * (warm-up lr) shrinks every conv weight; biases are not decayed.
+    assert all(b[k].norm() < a[k].norm() for k in conv)
+    assert all(torch.allclose(a[k], b[k], atol=1e-2) for k in bias)
