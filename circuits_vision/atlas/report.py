@@ -224,7 +224,7 @@ def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_de
         parts.append(html("<p>{categories} categories: {cells}</p>", categories=categories, cells=cells))
         name = _save_figure(viz_branches.plot_report(found, title=f"{target}: {categories} units per branch"),
                             out / f"{slug(target)}_branches_{categories}.png")
-        parts.append(html("<pre>{table}</pre>{figure}", table=found.table(),
+        parts.append(html("<pre>{table}</pre>{figure}", table=str(found),
                           figure=_figure_html(name, f"{categories} categories per branch")))
     return join(parts)
 
