@@ -233,8 +233,8 @@ def make_parser() -> argparse.ArgumentParser:
     report.add_argument("--units-per-layer", type=_positive, default=None,
                         help="families among the first N units of each layer only (faster on wide layers)")
     report.add_argument("--threshold", type=_similarity, default=None,
-                        help="family threshold, a cosine similarity in (0, 1] (default 0.8; trained models "
-                             "often need lower, e.g. 0.5)")
+                        help="join pairs by this cosine similarity in (0, 1] instead of the default rule "
+                             "(pairs and families significant against their null at q < 0.05)")
     report.add_argument("--min-members", type=_positive, default=None, help="smallest family reported (default 3)")
     report.set_defaults(run=run_report)
 

@@ -192,7 +192,7 @@ def _render_chunks(model, directory, my_chunks, rank, world, total, done_before,
 def _finish(model, directory: Path, plan: AtlasPlan, settings, result: AtlasResult, *, images, labels, k, parts,
             report, progress, log, report_units_per_layer, config=None):
     """Rank 0, after all ranks rendered: analyses, manifest, circuit report, stages, viewer."""
-    from circuits_vision.atlas import analyses, viewer
+    from circuits_vision.atlas import analyses, viewer, views_section
 
     records = store.read_records(directory)
     missing = [f"{layer}:{unit}" for layer, unit in plan.units if (layer, unit) not in records]
@@ -225,6 +225,7 @@ def _finish(model, directory: Path, plan: AtlasPlan, settings, result: AtlasResu
     if error is not None:
         settings = {**settings, "report_error": error}
     store.write_stages(directory, stages)
+    views_section.attach(result.report, manifest)  # which view puts each unit in which family, from the report
     viewer.write_viewer(directory, manifest, settings, report=result.report, links=links)
 
 

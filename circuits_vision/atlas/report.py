@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from circuits_vision._utils import first_line
+from circuits_vision.atlas import views_section
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_bytes, atomic_write_text, read_json
 from circuits_vision.atlas.templates import Safe, html, join
@@ -223,7 +224,7 @@ def _branches_section(model, target, out: Path, atlas_dir: Path | None, curve_de
         parts.append(html("<p>{categories} categories: {cells}</p>", categories=categories, cells=cells))
         name = _save_figure(viz_branches.plot_report(found, title=f"{target}: {categories} units per branch"),
                             out / f"{slug(target)}_branches_{categories}.png")
-        parts.append(html("<pre>{table}</pre>{figure}", table=found.table(),
+        parts.append(html("<pre>{table}</pre>{figure}", table=str(found),
                           figure=_figure_html(name, f"{categories} categories per branch")))
     return join(parts)
 
@@ -402,7 +403,7 @@ def circuit_report(
     out.mkdir(parents=True, exist_ok=True)
     atlas_path = Path(atlas_dir) if atlas_dir is not None else None
     sections, found = [], {}
-    bar = tqdm(total=10, disable=not progress, desc="circuit report", unit="section", dynamic_ncols=True)
+    bar = tqdm(total=12, disable=not progress, desc="circuit report", unit="section", dynamic_ncols=True)
 
     def section(name: str, make: Callable[[], str]) -> None:
         bar.set_postfix_str(name)
@@ -424,6 +425,10 @@ def circuit_report(
 
     section(f"Families of {source}", lambda: families_of(source, None, f"Rotation families of {source} (kernels on the input)"))
     section(f"Families of {target}", lambda: families_of(target, source, f"Rotation families of {target} (kernels from {source})"))
+    for layer, kernels_from in ((source, None), (target, source)):  # weights, tuning, visualizations side by side
+        section(f"Three views of {layer}", lambda layer=layer, kernels_from=kernels_from: views_section.section_html(
+            model, layer, out, weights=found.get(layer), source=kernels_from, atlas_dir=atlas_path,
+            detection={**detection, **units_of(layer)}))
     section("Equivariant circuits", lambda: _circuits_section(
         model, source, target, getattr(found.get(source), "families", None), getattr(found.get(target), "families", None), out))
     curves: dict = {}

@@ -14,6 +14,7 @@ from collections import defaultdict
 from importlib import resources
 from pathlib import Path
 
+from circuits_vision.atlas import views_section
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import atomic_write_text
 from circuits_vision.atlas.templates import Safe, escape, html, join
@@ -281,6 +282,7 @@ _UNIT = (
     "<div><h2>facets</h2>{facets}</div>"
     "<div><h2>polysemanticity</h2>{polysemanticity}</div></div>"
     "<table class=\"facts\"><tr><th>family</th><td id=\"family\">{family}</td></tr>"
+    "<tr><th>three views</th><td id=\"views\">{views}</td></tr>"
     "<tr><th>branch</th><td id=\"branch\">{branch}</td></tr>"
     "<tr><th>tuning</th><td id=\"tuning\">{tuning}</td></tr>"
     "<tr><th>final objective</th><td>{loss}{never_active}</td></tr></table>"
@@ -327,7 +329,8 @@ def _unit_html(record: dict, present: set, neighbours) -> Safe:
     body = html(
         _UNIT, links=join(links, " | "), name=name, label=label, image=record["image"],
         facets=_facets_html(record.get("facets")), polysemanticity=_polysemanticity_html(record.get("polysemanticity")),
-        family=_family_html(record, present), branch=branch if branch is not None else "not a branch layer",
+        family=_family_html(record, present), views=views_section.unit_html(record.get("views")),
+        branch=branch if branch is not None else "not a branch layer",
         tuning=_tuning_html(record.get("tuning")), loss=record.get("loss"), never_active=_never_active_html(record),
         inputs=_weights_html("strongest inputs (expanded weights)", record.get("inputs"), present, "inputs"),
         outputs=_weights_html("strongest outputs (expanded weights)", record.get("outputs"), present, "outputs"),

@@ -263,17 +263,20 @@ FACTS = Path(__file__).resolve().parents[2] / "circuits_vision" / "data" / "ince
 
 @pytest.mark.skipif(not SHAPES_CHECKPOINT.exists(), reason="the shipped shapes checkpoint is not built yet")
 @pytest.mark.xfail(strict=True, reason=(
-    "the retrained shapes checkpoint's mixed3b weights and tuning do not agree: 21 detectors, Jaccard 0.17, "
-    "pair median error 94.8 deg against 89.3 deg shuffled (the previous checkpoint: 61 against 85-89)"))
+    "the retrained shapes checkpoint's mixed3b weights and tuning do not agree: 21 detectors, no weight family at "
+    "q < 0.05 (Jaccard 0), pair median error 94.8 deg against 89.3 deg shuffled (the previous checkpoint: 61 "
+    "against 85-89)"))
 def test_shapes_curve_detectors_weights_agree_with_tuning():
     """Weights and tuning should agree on the shipped model's mixed3b curve detectors; on the current
     checkpoint they do not, and this strict xfail turns into a failure the day a checkpoint makes them agree
-    (then drop the mark). Measured on the current checkpoint (36 angles): tuning curves find 21 curve
-    detectors; the weights (expanded weights from mixed3a, threshold 0.5) share a 7-unit family with them
-    (Jaccard 0.17); pair by pair, the best rotation between two detectors' kernels matches the difference of
-    their preferred orientations to a median 94.8 deg, against 89.3 deg with the orientations shuffled. The
-    bounds are the ones the previous checkpoint met (10 detectors, Jaccard 0.14, median 61 deg against
-    85-89 deg shuffled, 29 deg over the 7 pairs whose kernels match at >= 0.5)."""
+    (then drop the mark). Measured on the current checkpoint (36 angles, the default FDR rule): tuning curves
+    find 21 curve detectors; the weights (expanded weights from mixed3a) hold no rotation family at q < 0.05
+    (Jaccard 0; at a fixed cosine 0.5 a 7-unit family shared some, Jaccard 0.17); pair by pair, the best
+    rotation between two detectors' kernels matches the difference of their preferred orientations to a
+    median 94.8 deg, against 89.3 deg with the orientations shuffled; the 3 detector pairs whose kernels match
+    significantly agree to a median 6.0 deg. The bounds are the ones the previous checkpoint met (10
+    detectors, Jaccard 0.14, median 61 deg against 85-89 deg shuffled, 29 deg over the 7 pairs whose kernels
+    match at >= 0.5)."""
     from circuits_vision import models
 
     agreement = eq.weights_vs_tuning(models.load("shapes"), "mixed3b", source="mixed3a", steps=36)
@@ -283,6 +286,30 @@ def test_shapes_curve_detectors_weights_agree_with_tuning():
     assert agreement["pair_median_error_deg"] <= 70.0, agreement
     assert agreement["pair_median_error_deg"] <= agreement["pair_null_median_deg"] - 15.0, agreement
     assert agreement["strong_pairs"] >= 3 and agreement["strong_pair_median_error_deg"] <= 40.0, agreement
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHAPES_CHECKPOINT.exists(), reason="the shipped shapes checkpoint is not built yet")
+def test_shapes_mixed3b_curve_family_is_found_from_tuning_curves():
+    """At the default rule (pairs against units of weight-shuffled copies, q < 0.05) the tuning view of mixed3b
+    holds a 360-periodic family made mostly of the curve detectors the checkpoint's card lists, at their
+    preferred orientations. On the current checkpoint: 10 members, 9 of the 21 detectors; a 180-periodic
+    family of line units beside it (the weights view finds no family there, see the xfail above)."""
+    import json
+
+    from circuits_vision import models
+
+    card = json.loads(SHAPES_CHECKPOINT.with_suffix(".json").read_text())["curve_detectors"]["mixed3b"]
+    detectors = dict(zip(card["units"], card["preferred_orientation_deg"]))
+    result = eq.report(models.load("shapes"), "mixed3b", method="tuning")
+    assert result.settings.null == "network"
+    curves = [f for f in result.families if f.period == 360.0]
+    best = max(curves, key=lambda f: len(set(f.members) & set(detectors)), default=None)
+    assert best is not None, str(result)
+    hits = set(best.members) & set(detectors)
+    assert len(hits) >= 6 and len(hits) >= 0.7 * len(best), str(result)
+    # measured 7.6 deg (median 2.9) after the best common offset
+    assert eq.orientation_error({u: best.values[u] for u in hits}, detectors) <= 20.0, str(result)
 
 
 @pytest.mark.needs_weights

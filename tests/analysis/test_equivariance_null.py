@@ -217,3 +217,35 @@ def test_random_inceptionv1_reports_nothing(layer, source, width):
         result = eq.report(model, layer, source=source, kind=kind, units=units)
         assert result.empty, str(result)
         assert set(result.sources) == set(units) and len(set(result.sources.values())) >= 2
+
+
+# --------------------------------------------------------------------------------------------------
+# The tuning-curve null
+
+
+def test_shuffled_weights_keep_every_tensors_values_and_leave_the_model_alone():
+    model = planted.curve_circuit().model
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    copy = null.shuffle_weights(model, torch.Generator().manual_seed(0))
+    again = null.shuffle_weights(model, torch.Generator().manual_seed(0))
+    for name, p in copy.named_parameters():
+        original = dict(model.named_parameters())[name]
+        assert torch.equal(original, before[name])  # the model is untouched
+        assert torch.equal(torch.sort(p.detach().flatten()).values, torch.sort(original.detach().flatten()).values)
+        assert torch.equal(p, dict(again.named_parameters())[name])  # the generator alone decides
+    weight = dict(copy.named_parameters())["curves_pre_relu_conv.weight"]
+    assert not torch.equal(weight, before["curves_pre_relu_conv.weight"])
+
+
+@pytest.mark.parametrize(("seed", "layer"), [(0, "edges"), (4, "curves"), (6, "edges")])
+def test_tuning_families_of_random_controls_are_tested_against_random_units(seed, layer):
+    """Phase surrogates of a unit's own curve keep only its spectrum; ReLU units of random networks have single
+    bumps too, so against that null these random controls gave families. Against units of weight-shuffled
+    copies of the model (the default) they give none."""
+    model = planted.random_control(seed).model
+    assert eq.report(model, layer, method="tuning", tuning_null="phase").families
+    result = eq.report(model, layer, method="tuning")
+    assert not result.families, str(result)
+    assert result.settings.null == "network" and result.null.pairs >= 2000
+    with pytest.raises(ValueError, match="tuning_null"):
+        eq.report(model, layer, method="tuning", tuning_null="bins")

@@ -74,3 +74,17 @@ def test_circuit_with_only_a_downstream_family_uses_tuning_orientations(planted_
     assert all(not math.isnan(v) for v in result.source_family.values.values())
     with pytest.raises(ValueError, match="rotation family"):
         circuits.circuit(pm.model, "edges", "curves", eq.Family("scale", [0, 1], {0: 0.0, 1: 1.0}, 0, None, 1.0))
+
+
+def test_weights_vs_tuning_decides_by_false_discovery_rate_by_default():
+    pm = planted.curve_circuit()
+    found = eq.weights_vs_tuning(pm.model, "curves", source="edges", source_families="auto", steps=36)
+    settings = found["report"].settings
+    assert settings.threshold is None and settings.alpha == 0.05 and settings.null == "scramble"
+    assert found["jaccard"] == 1.0 and found["family"] is not None and found["family"].q_value < 0.05
+    # strong pairs are the significant ones (all 28 pairs of the planted family), their angles agree
+    assert found["strong_pairs"] == 28 and found["strong_pair_median_error_deg"] <= 5.0
+    assert found["pair_median_error_deg"] <= 5.0 and found["pair_null_median_deg"] >= 60.0
+    fixed = eq.weights_vs_tuning(pm.model, "curves", source="edges", source_families="auto", steps=36,
+                                 threshold=0.5, pair_threshold=0.5)
+    assert fixed["report"].settings.threshold == 0.5 and fixed["jaccard"] == 1.0

@@ -88,6 +88,10 @@ def test_build_writes_every_unit_with_metadata(tiny, full_atlas):
     assert (full_atlas / "index.html").is_file() and (full_atlas / "layers" / "mixed3b.html").is_file()
     report = (full_atlas / "report" / "index.html").read_text()
     assert "Branch specialization" in report and "mixed3b_branches_color.png" in report
+    # The branch tables are the reports' text tables, not a printed list of row dicts.
+    tables = report.split("Branch specialization of mixed3b", 1)[1].split("<pre>")[1:]
+    assert tables and all(not t.lstrip().startswith("[{") and "&#x27;category&#x27;:" not in t.split("</pre>")[0]
+                          for t in tables)
     assert 'href="report/index.html"' in (full_atlas / "index.html").read_text()
 
 

@@ -24,7 +24,11 @@ best similarity after transformation is significant against the structure null (
 spatial phases scrambled; q < 0.05 over all pairs of the layer); groups of linked units get angles by
 angular synchronisation; a group is a family when its angles spread over at least a quarter turn
 (narrower groups are look-alike units) and its members fit each other better at their angles than
-at random ones (the shuffled-angle test, q < 0.05 over the candidate groups). ``threshold=`` replaces
+at random ones (the shuffled-angle test, q < 0.05 over the candidate groups). For tuning curves the pair
+null is the units of copies of the model with shuffled weights (their responses to arcs at every
+orientation x 4 radii), not phase surrogates of the units' own curves: a ReLU gives units of random
+networks single bumps too, and a bump's phase surrogate is a bump, so that null found families in random
+controls and random-weight InceptionV1 (``tuning_null="phase"`` keeps it for comparison). ``threshold=`` replaces
 the pair test by a fixed cosine, for comparison with older searches. Angles are degrees
 counter-clockwise with y up, as in :mod:`circuits_vision.stimuli`; a member's angle is relative to
 its family's reference member.
@@ -58,7 +62,13 @@ from circuits_vision.analysis.equivariance._detect import (
 from circuits_vision.analysis.equivariance._grouping import circular_difference
 from circuits_vision.analysis.equivariance._kernels import family_gather, unit_kernels
 from circuits_vision.analysis.equivariance._mirror import reflection_pairs_from_kernels
-from circuits_vision.analysis.equivariance._model import earlier_layers, orientation_tuning, report
+from circuits_vision.analysis.equivariance._model import (
+    earlier_layers,
+    network_null_curves,
+    orientation_surfaces,
+    orientation_tuning,
+    report,
+)
 from circuits_vision.analysis.equivariance._result import (
     EquivarianceReport,
     EquivarianceResult,
@@ -94,6 +104,8 @@ __all__ = [
     "hue_families",
     "null",
     "orientation_error",
+    "network_null_curves",
+    "orientation_surfaces",
     "orientation_tuning",
     "reflection",
     "reflection_pairs",

@@ -34,6 +34,7 @@ INVARIANT_THRESHOLD = 0.9
 REFLECTION_THRESHOLD = 0.8
 MIN_MEMBERS = 3
 MIN_NULL_UNITS = 64
+FINE_SHIFTS = 144  # tuning curves are compared at shifts of at most 360 / 144 = 2.5 deg
 KINDS = ("rotation", "hue", "scale", "reflection")
 
 
@@ -268,18 +269,24 @@ def families_from_tuning(
     null_units: int | None = None,
     angle_draws: int = 999,
     seed: int = 0,
+    null_curves: torch.Tensor | None = None,
 ) -> EquivarianceResult:
-    """Rotation families from orientation tuning curves ``[N, A]`` (responses at ``k * 360 / A`` degrees).
+    """Rotation families from orientation tuning curves ``[N, A]`` (responses at ``k * 360 / A`` degrees), or
+    response surfaces ``[N, A, R]`` (every orientation under ``R`` conditions, e.g. curve radii, sharing the shift).
 
-    ``S[s, i, j]`` is the Pearson correlation of unit ``i``'s curve shifted by ``s`` steps with unit
-    ``j``'s: all shifts of all pairs come from one FFT (circular cross-correlation), so the best shift
-    is ``j``'s preferred orientation minus ``i``'s. Pairs are tested against phase-randomised curves
-    (:func:`~circuits_vision.analysis.equivariance.null.scramble_curves`), families against circularly
+    ``S[s, i, j]`` is the Pearson correlation of unit ``i``'s curve shifted by ``s`` with unit ``j``'s: all
+    shifts of all pairs come from one FFT (circular cross-correlation, interpolated to steps of at most
+    ``360 / FINE_SHIFTS`` degrees), so the best shift is ``j``'s preferred orientation minus ``i``'s.
+    Pairs are tested against ``null_curves`` when given (curves of units that share no structure with these,
+    e.g. of copies of the model with shuffled weights, :func:`~circuits_vision.analysis.equivariance.null.
+    shuffle_weights`: null pairs are pairs of those), else against phase-randomised curves
+    (:func:`~circuits_vision.analysis.equivariance.null.scramble_curves`); families against circularly
     shifted curves. Units whose curve is flat (max - min below ``min_modulation`` of the max) respond at
     every orientation: they are reported as invariant; units that never respond are left out.
     """
-    if curves.ndim != 2 or curves.shape[1] < 4:
-        raise ValueError(f"tuning curves must be [units, orientations] with >= 4 orientations, got {tuple(curves.shape)}")
+    if curves.ndim not in (2, 3) or curves.shape[1] < 4:
+        raise ValueError(f"tuning curves must be [units, orientations] or [units, orientations, conditions] with >= 4 "
+                         f"orientations, got {tuple(curves.shape)}")
     units = list(range(curves.shape[0])) if units is None else list(units)
     settings = _settings(alpha, threshold, INVARIANT_THRESHOLD, min_members, min_span, "scramble", null_units,
                          angle_draws, seed, curves.shape[1])
@@ -289,14 +296,16 @@ def families_from_tuning(
         result.explanation = f"only {curves.shape[0]} units; a family needs at least {settings.min_members}"
         return result
     curves = curves.double()
-    peak = curves.max(1).values
-    depth = (peak - curves.min(1).values) / peak.abs().clamp_min(1e-12)
+    mean_curve = curves if curves.ndim == 2 else curves.mean(2)
+    peak = mean_curve.max(1).values
+    depth = (peak - mean_curve.min(1).values) / peak.abs().clamp_min(1e-12)
     silent = peak <= 1e-9
     flat = ~silent & (depth < min_modulation)
     result.excluded = {units[i]: "never responds" for i in silent.nonzero().flatten().tolist()}
     result.excluded.update({units[i]: "flat tuning (invariant)" for i in flat.nonzero().flatten().tolist()})
-    sim = circular_correlation(curves)
-    params = torch.arange(curves.shape[1], dtype=torch.float64) * (360.0 / curves.shape[1])
+    upsample = max(1, math.ceil(FINE_SHIFTS / curves.shape[1]))
+    sim = circular_correlation(curves, upsample)
+    params = torch.arange(sim.shape[0], dtype=torch.float64) * (360.0 / sim.shape[0])
     if settings.min_span is None:
         settings.min_span = default_span("rotation", params)
     eligible = (~(silent | flat)).nonzero().flatten()
@@ -306,23 +315,48 @@ def families_from_tuning(
         result.explanation = f"only {len(eligible)} units are tuned to orientation; a family needs at least {settings.min_members}"
         return result
     generator = torch.Generator().manual_seed(settings.seed)
-    count = settings.null_units or max(len(eligible), MIN_NULL_UNITS)
-    settings.null_units = count
-    sources = N._sources(len(eligible), count, generator)
-    null_sim = circular_correlation(N.scramble_curves(curves[eligible], generator, count, sources=sources))
-    strata = torch.zeros(len(units), dtype=torch.long)
-    _calibrate(result, sim, params, null_sim, strata, strata[eligible][sources], eligible, sources,
+    if null_curves is not None:
+        if null_curves.shape[1:] != curves.shape[1:]:
+            raise ValueError(f"null_curves must have the curves' shape per unit {tuple(curves.shape[1:])}, "
+                             f"got {tuple(null_curves.shape[1:])}")
+        null_set = null_curves.double()
+        null_set = null_set[tuned(null_set, min_modulation)]
+        if len(null_set) < settings.min_members:
+            raise ValueError(f"only {len(null_set)} of the null curves are tuned to orientation; draw more")
+        sources = torch.arange(len(null_set))  # every null curve is a unit of its own
+        settings.null, settings.null_units = "network", len(null_set)
+    else:
+        count = settings.null_units or max(len(eligible), MIN_NULL_UNITS)
+        settings.null_units = count
+        sources = N._sources(len(eligible), count, generator)
+        null_set = N.scramble_curves(curves[eligible], generator, count, sources=sources)
+    null_sim = circular_correlation(null_set, upsample)
+    strata = torch.zeros(max(len(units), len(null_set)), dtype=torch.long)
+    _calibrate(result, sim, params, null_sim, strata[: len(units)], strata[: len(null_set)], eligible, sources,
                circular=True, kind="rotation", generator=generator, invariance=False)
     return result
 
 
-def circular_correlation(curves: torch.Tensor) -> torch.Tensor:
-    """``[A, N, N]``: Pearson correlation of curve ``i`` shifted by ``s`` steps with curve ``j`` (one FFT)."""
-    z = curves - curves.mean(1, keepdim=True)
-    z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
+def tuned(curves: torch.Tensor, min_modulation: float = 0.2) -> torch.Tensor:
+    """``[N]`` bool: curves (``[N, A]`` or ``[N, A, R]``, averaged over ``R``) that respond somewhere and whose
+    max - min reaches ``min_modulation`` of the max."""
+    mean = curves.double() if curves.ndim == 2 else curves.double().mean(2)
+    peak = mean.max(1).values
+    return (peak > 1e-9) & ((peak - mean.min(1).values) / peak.abs().clamp_min(1e-12) >= min_modulation)
+
+
+def circular_correlation(curves: torch.Tensor, upsample: int = 1) -> torch.Tensor:
+    """``[A * upsample, N, N]``: Pearson correlation of curve ``i`` shifted by ``s / upsample`` steps with curve
+    ``j`` (one FFT; fractional shifts are the band-limited interpolation of the correlation, so two copies
+    of a curve half a sampling step apart still reach ~1)."""
+    flat = curves.reshape(curves.shape[0], curves.shape[1], -1)  # [N, A, R]: R conditions share the shift
+    z = flat - flat.mean((1, 2), keepdim=True)
+    z = z / z.flatten(1).norm(dim=1)[:, None, None].clamp_min(1e-12)
     spectrum = torch.fft.rfft(z, dim=1)
-    cross = torch.fft.irfft(spectrum.conj()[:, None, :] * spectrum[None, :, :], n=curves.shape[1], dim=2)
-    return cross.permute(2, 0, 1).contiguous()  # [A, N, N]: sum_t z_i(t) z_j(t + s)
+    product = (spectrum.conj()[:, None] * spectrum[None, :]).sum(-1)  # [N, N, A // 2 + 1]
+    cross = torch.fft.irfft(product, n=curves.shape[1] * upsample, dim=2)
+    # [A', N, N]: sum_t z_i(t) z_j(t + s); the interpolation can overshoot 1 a little between sharp curves
+    return (cross * upsample).clamp(-1.0, 1.0).permute(2, 0, 1).contiguous()
 
 
 # --------------------------------------------------------------------------------------------------

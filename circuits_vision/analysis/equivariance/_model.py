@@ -36,6 +36,7 @@ def report(
     seed: int = 0,
     images: torch.Tensor | None = None,
     render_kwargs: dict | None = None,
+    tuning_null: str = "network",
 ) -> EquivarianceResult:
     """Find the ``kind`` families of ``layer``, calibrated against a null.
 
@@ -60,6 +61,11 @@ def report(
             through a convolution (a pooling window alone does not count); ``sources`` says which.
             Units of different sources are searched separately (their kernels live in different spaces).
         null, null_units, seed: the structure null (see :mod:`circuits_vision.analysis.equivariance.null`).
+        tuning_null: the pair null of ``method="tuning"``: "network" (default) compares the units' response
+            surfaces (arcs at every orientation x 4 radii, :func:`orientation_surfaces`) with those of units
+            of copies of the model with shuffled weights (:func:`~circuits_vision.analysis.equivariance.null.
+            shuffle_weights`); "phase" compares one-radius tuning curves (:func:`orientation_tuning`) with
+            their own phase-randomised surrogates (reports families in random-weight networks: kept for comparison).
     Returns:
         An :class:`EquivarianceResult`; empty with an ``explanation`` when the layer has no spatial
         dimensions or extent, too few units, or nothing is significant.
@@ -86,9 +92,20 @@ def report(
         return result
     unit_list = validate_units(model, layer, units)
     if method == "tuning":
-        curves = orientation_tuning(model, layer, unit_list, steps=steps or 72)
-        result = D.families_from_tuning(curves, alpha=alpha, threshold=threshold, min_members=min_members,
-                                        min_span=min_span, units=unit_list, null_units=null_units, seed=seed)
+        if tuning_null not in ("network", "phase"):
+            raise ValueError(f"tuning_null must be 'network' (units of weight-shuffled copies) or 'phase', got {tuning_null!r}")
+        options = dict(alpha=alpha, threshold=threshold, min_members=min_members, min_span=min_span, units=unit_list,
+                       seed=seed)
+        if tuning_null == "phase":
+            curves = orientation_tuning(model, layer, unit_list, steps=steps or 72)
+            result = D.families_from_tuning(curves, null_units=null_units, **options)
+        else:
+            curves = orientation_surfaces(model, layer, unit_list, steps=steps or 72)
+            # enough null pairs that BH over all pairs of tuned units has resolution (and the families are
+            # stable across seeds: with fewer than ~256 tuned null units the shipped model's groups changed)
+            wanted = max(4 * int(D.tuned(curves).sum()), null_units or 0, MIN_NULL_TUNED)
+            null_curves = network_null_curves(model, layer, unit_list, steps=steps or 72, at_least=wanted, seed=seed)
+            result = D.families_from_tuning(curves, null_curves=null_curves, **options)
         result.layer = layer
         return result
     if method == "visualization":
@@ -228,6 +245,44 @@ def orientation_tuning(model: nn.Module, layer: str, units: list[int], *, steps:
     curves = tuning_curves(model, layer, units, stimuli.curves, {"orientation": angles}, fixed=fixed,
                            baseline=(torch.zeros_like(ones), ones))
     return curves.orientation_curve()
+
+
+def orientation_surfaces(model: nn.Module, layer: str, units: list[int], *, steps: int = 72) -> torch.Tensor:
+    """Responses ``[len(units), steps, 4]`` of the units (centre position) to curves facing ``k * 360 / steps`` at
+    4 radii: the stimuli of :func:`circuits_vision.analysis.tuning.find_curve_detectors` (black 90-degree arcs on
+    white, radii 1/8 to 1/3.5 of the input size, thickness 1/32). Two rotated copies of a unit match at one
+    shift under every radius; two unrelated units with one bump each rarely do."""
+    from circuits_vision import stimuli
+    from circuits_vision.analysis.tuning import tuning_curves
+
+    size = getattr(model, "input_size", 224)
+    radii = [size / 8, size / 6, size / 4.5, size / 3.5]
+    ones = torch.ones(len(units))
+    angles = torch.arange(steps, dtype=torch.float32) * (360.0 / steps)
+    curves = tuning_curves(model, layer, units, stimuli.curves, {"orientation": angles, "radius": radii},
+                           fixed={"angular_width": 90.0, "thickness": max(1.5, size / 32)},
+                           baseline=(torch.zeros_like(ones), ones))
+    return curves.responses.double()
+
+
+MAX_NULL_COPIES = 16
+MIN_NULL_TUNED = 256
+
+
+def network_null_curves(model: nn.Module, layer: str, units: list[int], *, steps: int = 72, at_least: int = 128,
+                        seed: int = 0) -> torch.Tensor:
+    """Response surfaces (:func:`orientation_surfaces`) of ``units`` in copies of ``model`` with shuffled weights
+    (:func:`~circuits_vision.analysis.equivariance.null.shuffle_weights`, one ``torch.Generator(seed)``), copy after
+    copy until ``at_least`` of them are tuned (at least 2 copies, at most ``MAX_NULL_COPIES``): ``[copies * U, steps, 4]``."""
+    from circuits_vision.analysis.equivariance import null as N
+
+    generator = torch.Generator().manual_seed(int(seed) + 1)  # not the stream the family tests draw from
+    found, tuned = [], 0
+    while len(found) < MAX_NULL_COPIES and (tuned < at_least or len(found) < 2):
+        surfaces = orientation_surfaces(N.shuffle_weights(model, generator), layer, units, steps=steps)
+        found.append(surfaces)
+        tuned += int(D.tuned(surfaces).sum())
+    return torch.cat(found)
 
 
 def _visualizations(model, layer, units, images, render_kwargs) -> torch.Tensor:

@@ -88,7 +88,8 @@ class Settings:
         min_members: smallest family reported.
         min_span: a family's values must spread over at least this much (deg, or log2 scale); a group
             confined to a narrower arc is a set of look-alikes.
-        null: how the structure null was drawn ("scramble", "shuffle", "phase" for curves).
+        null: how the structure null was drawn ("scramble", "shuffle"; for tuning curves "network": units of
+            weight-shuffled copies of the model, or "phase").
         null_units: how many null kernels (or curves) were drawn.
         angle_draws: random angle assignments per family in the shuffled-angle test.
         seed: the ``torch.Generator`` seed of every random draw.

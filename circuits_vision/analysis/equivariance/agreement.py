@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from circuits_vision.analysis.equivariance._detect import ALPHA
 from circuits_vision.analysis.equivariance._grouping import best_parameters, circular_difference
 from circuits_vision.analysis.equivariance._model import report
 from circuits_vision.analysis.equivariance._result import EquivarianceResult, Family
@@ -51,13 +52,16 @@ def best_match(family: Family, candidates: list[Family]) -> Family | None:
     return max(scored, key=lambda s: s[0])[1] if scored else None
 
 
-def weights_vs_tuning(model: nn.Module, layer: str, *, source: str | None = None, threshold: float | None = 0.5,
-                      pair_threshold: float | None = 0.5, steps: int = 72, detectors=None) -> dict:
+def weights_vs_tuning(model: nn.Module, layer: str, *, source: str | None = None, threshold: float | None = None,
+                      pair_threshold: float | None = None, steps: int = 72, detectors=None, alpha: float = ALPHA,
+                      **kwargs) -> dict:
     """Do the weights and the tuning curves agree about a layer's curve detectors?
 
     Tuning side: :func:`circuits_vision.analysis.tuning.find_curve_detectors` (or ``detectors``, its
     result), units with a preferred orientation. Weights side: the kernels of the whole layer (from
-    ``source``; the input by default) searched for rotation families at ``threshold``.
+    ``source``; the input by default) searched for rotation families with :func:`report` at its default
+    rule (pairs and families at false-discovery rate ``alpha``); ``threshold``: a fixed cosine instead.
+    ``kwargs`` go to :func:`report` (``null_units``, ``seed``, ...).
 
     Returns a dict:
         ``jaccard``: Jaccard of the curve detectors and the weight family sharing most of them;
@@ -66,7 +70,8 @@ def weights_vs_tuning(model: nn.Module, layer: str, *, source: str | None = None
         flip is needed; only differences are compared, so no offset either);
         ``pair_null_median_deg``: the same with the preferred orientations shuffled (mean of 50 shuffles,
         seed 0): what no agreement looks like (about 90);
-        ``strong_pairs``, ``strong_pair_median_error_deg``: pairs whose kernels match at >= ``pair_threshold``;
+        ``strong_pairs``, ``strong_pair_median_error_deg``: detector pairs whose kernels match significantly
+        (pair q < ``alpha`` against the weights' structure null), or at >= ``pair_threshold`` when given;
         plus ``detectors`` (unit -> preferred orientation), ``family`` (the weight family or None), ``report``.
     """
     from circuits_vision.analysis.tuning import find_curve_detectors
@@ -74,7 +79,7 @@ def weights_vs_tuning(model: nn.Module, layer: str, *, source: str | None = None
     search = detectors or find_curve_detectors(model, layer)
     units = search.units
     pref = torch.tensor([d.preferred_orientation for d in search.detectors], dtype=torch.float64)
-    whole = report(model, layer, source=source, threshold=threshold, steps=steps)
+    whole = report(model, layer, source=source, threshold=threshold, alpha=alpha, steps=steps, **kwargs)
     out = {"detectors": dict(zip(units, pref.tolist())), "report": whole, "family": None, "jaccard": 0.0,
            "pair_median_error_deg": math.nan, "pair_null_median_deg": math.nan, "strong_pairs": 0,
            "strong_pair_median_error_deg": math.nan}
@@ -94,7 +99,12 @@ def weights_vs_tuning(model: nn.Module, layer: str, *, source: str | None = None
 
     generator = torch.Generator().manual_seed(0)
     nulls = [median_error(pref[torch.randperm(len(pref), generator=generator)], off) for _ in range(50)]
-    strong = off & (best >= pair_threshold)
+    if pair_threshold is not None:
+        strong = off & (best >= pair_threshold)
+    elif whole.q_values is not None:
+        strong = off & (whole.q_values[rows][:, rows] < alpha)
+    else:  # no null was drawn (null=None needs a threshold): the report's own cosine
+        strong = off & (best >= whole.settings.threshold)
     out.update(pair_median_error_deg=median_error(pref, off), pair_null_median_deg=sum(nulls) / len(nulls),
                strong_pairs=int(strong.sum()) // 2,
                strong_pair_median_error_deg=median_error(pref, strong) if bool(strong.any()) else math.nan)

@@ -12,8 +12,10 @@ layer's marginal statistics and breaks the structure being tested:
 - :func:`shuffle_kernels`: which kernel belongs to which unit shuffled independently per input channel.
   Keeps every channel's kernels exactly; breaks the coherence across channels. It is anti-conservative
   when a bottleneck confines the kernels to a subspace (the surrogates leave it), so it is an option only.
-- :func:`scramble_curves` (tuning-curve pairs): each curve's Fourier phases randomised (power spectrum
+- :func:`scramble_curves` (tuning-curve pairs, ``tuning_null="phase"``): each curve's Fourier phases randomised (power spectrum
   kept). A pure cosine keeps its shape under this, so cosine-tuned units cannot reach significance.
+- :func:`shuffle_weights` (tuning-curve pairs, the default of ``method="tuning"``): copies of the model
+  with every parameter tensor's entries permuted; their units' curves are the null pairs.
 - :func:`shift_curves`, shuffled angles (families, circuits): each member's angle redrawn uniformly
   over the period, which for tuning curves is each curve shifted circularly.
 
@@ -22,7 +24,10 @@ Randomness comes only from the ``torch.Generator`` passed in.
 
 from __future__ import annotations
 
+import copy
+
 import torch
+from torch import nn
 
 __all__ = [
     "benjamini_hochberg",
@@ -32,6 +37,7 @@ __all__ = [
     "scramble_kernels",
     "shift_curves",
     "shuffle_kernels",
+    "shuffle_weights",
 ]
 
 
@@ -100,6 +106,25 @@ def scramble_curves(curves: torch.Tensor, generator: torch.Generator, count: int
     if x.shape[1] % 2 == 0:
         phase[:, -1] = 0.0  # the Nyquist term is real
     return torch.fft.irfft(spectrum * torch.polar(torch.ones_like(phase), phase), n=x.shape[1], dim=1).to(curves.dtype)
+
+
+def shuffle_weights(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """A deep copy of ``model`` whose every parameter tensor has its entries permuted (``model`` is untouched).
+
+    Each layer keeps its weights' values (their distribution, scale and sign balance) and loses which
+    weight sits where: the units of the copy are those of an untrained network of this architecture.
+    Their tuning curves are the null of the tuning-curve pair test: the ReLU gives random units single
+    bumps too, so a phase surrogate of a unit's own curve (which keeps only its spectrum) is not what
+    "unrelated units" look like; for a randomly initialised model the copy is drawn from the same
+    distribution as the model, so the test is calibrated there.
+    """
+    copy_ = copy.deepcopy(model)
+    with torch.no_grad():
+        for parameter in copy_.parameters():
+            flat = parameter.view(-1)
+            order = torch.randperm(flat.numel(), generator=generator).to(flat.device)
+            flat.copy_(flat[order])
+    return copy_
 
 
 def shift_curves(curves: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
