@@ -173,10 +173,10 @@ def activation_atlas(
     grid: int = 16,
     n_images: int = 2048,
     positions_per_image: int = 2,
-    sampling: str = "uniform",
+    sampling: str | None = None,
     batch_size: int = 128,
     reducer: str = "auto",
-    objective: str = "direction",
+    objective: str = "direction_neuron_cossim",
     min_count: int = 3,
     class_target=None,
     class_keep: float = 0.25,
@@ -196,15 +196,17 @@ def activation_atlas(
             (:func:`heldout_scenes`, labelled by shape class, positions off the object ``"background"``).
         grid: cells per side.
         positions_per_image: random positions sampled per image (``torch.Generator`` seeded by ``seed``).
-        sampling: ``"uniform"`` (every position equally likely, as lucid), ``"norm"`` (in proportion to
+        sampling: ``None`` (default: ``"object"`` for the held-out scenes, ``"uniform"`` for given images),
+            ``"uniform"`` (every position equally likely, as lucid), ``"norm"`` (in proportion to
             the activation vector's norm) or ``"object"`` (in proportion to how much of the object each
             position's window sees; needs object masks, as the held-out scenes have: for images of one
             object on a plain background, where most positions see only background).
-        objective: ``"direction"`` (cosine with the cell's direction at every position of the picture),
-            ``"direction_neuron"`` (the cosine at its centre position only) or ``"direction_neuron_cossim"``
-            (lucid's atlas objective: dot product times cosine to the 4th power at the centre position;
-            on the shipped model's curve cells the one whose pictures follow the cells' orientation,
-            see ``notebooks/activation_atlas.ipynb``).
+        objective: ``"direction_neuron_cossim"`` (the default, lucid's atlas objective: dot product times
+            cosine to the 4th power at the centre position; on the shipped model's curve cells the one whose
+            pictures follow the cells' orientation: median error 14.3 degrees against 42.5 for
+            ``"direction"``, see ``notebooks/activation_atlas.ipynb``), ``"direction"`` (cosine with the
+            cell's direction at every position of the picture) or ``"direction_neuron"`` (the cosine at the
+            centre position only).
         reducer: ``"auto"`` (UMAP if importable, else t-SNE), ``"umap"``, ``"tsne"`` or ``"pca"``.
         min_count: cells with fewer activations are not rendered.
         class_target: a logit index, ``"layer:channel"`` or an attribution ``Target`` for a class-filtered atlas.
@@ -222,6 +224,8 @@ def activation_atlas(
     if not 0 < float(class_keep) <= 1:
         raise ValueError(f"class_keep must be in (0, 1], got {class_keep}")
     canonical = hooks.resolve_layer(model, layer)[0]
+    if sampling is None:  # the held-out scenes carry object masks; most of their positions see only background
+        sampling = "object" if images is None else "uniform"
     if images is None:
         size_in = int(hooks.model_input_size(model, default=64))
         stream = heldout_scenes(n_images, batch_size=batch_size, size=size_in, details=True)
