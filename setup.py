@@ -29,7 +29,9 @@ def _want_cuda():
     force = os.environ.get("FORCE_CUDA", "0") == "1"
     if CUDA_HOME is None:
         if force:
-            raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit was found: set CUDA_HOME to the CUDA install (e.g. /usr/local/cuda)")
+            raise RuntimeError(
+                "FORCE_CUDA=1 but no CUDA toolkit was found: set CUDA_HOME to the CUDA install (e.g. /usr/local/cuda)"
+            )
         return False
     return force or torch.cuda.is_available()
 
@@ -43,8 +45,10 @@ def _extension():
     link_args = ["-fopenmp"] if openmp else []
     define_macros = []
     if _want_cuda():
-        print(f"circuits_vision: building CPU kernels ({len(cpp)} files) and CUDA kernels ({len(cuda)} files) "
-              f"with CUDA_HOME={CUDA_HOME}, TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '<torch default>')}")
+        print(
+            f"circuits_vision: building CPU kernels ({len(cpp)} files) and CUDA kernels ({len(cuda)} files) "
+            f"with CUDA_HOME={CUDA_HOME}, TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '<torch default>')}"
+        )
         define_macros.append(("WITH_CUDA", None))
         return CUDAExtension(
             "circuits_vision._C",
@@ -53,10 +57,17 @@ def _extension():
             extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
             extra_link_args=link_args,
         )
-    print(f"circuits_vision: building CPU kernels only ({len(cpp)} files); "
-          f"CUDA_HOME={CUDA_HOME}, GPU visible={torch.cuda.is_available()}, FORCE_CUDA={os.environ.get('FORCE_CUDA', '0')}")
-    return CppExtension("circuits_vision._C", cpp, define_macros=define_macros,
-                        extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_args)
+    print(
+        f"circuits_vision: building CPU kernels only ({len(cpp)} files); "
+        f"CUDA_HOME={CUDA_HOME}, GPU visible={torch.cuda.is_available()}, FORCE_CUDA={os.environ.get('FORCE_CUDA', '0')}"
+    )
+    return CppExtension(
+        "circuits_vision._C",
+        cpp,
+        define_macros=define_macros,
+        extra_compile_args={"cxx": cxx_flags},
+        extra_link_args=link_args,
+    )
 
 
 # CIRCUITS_VISION_SKIP_EXT=1 installs the Python package alone (the Makefile's editable

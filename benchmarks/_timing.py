@@ -46,8 +46,9 @@ def _sync(device: torch.device | str | None) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], object], repeats: int = 1, *, warmup: int = 0,
-          device: torch.device | str | None = None) -> Timing:
+def timed(
+    fn: Callable[[], object], repeats: int = 1, *, warmup: int = 0, device: torch.device | str | None = None
+) -> Timing:
     """Run ``fn()`` ``warmup`` times untimed, then ``repeats`` times timed."""
     for _ in range(warmup):
         fn()

@@ -71,11 +71,18 @@ def curve_check(model, result, out: Path) -> dict:
         predicted = model.split_logits(model(result.images))["shape"].argmax(1)
     rows = [dict(row, predicted=names[int(predicted[row["cell"]])]) for row in check.table()]
     (out / "cells.json").write_text(json.dumps({"cells": result.table(), "curve_cells": rows}, indent=1))
-    return {"cells": len(result.cells), "curve_cells": len(rows), "median_orientation_error_deg": check.median_error,
-            "shuffled_null_median_deg": check.null_median, "p_value": check.p_value, "within_45deg": check.within(45),
-            "median_axis_error_deg": check.median_axis_error, "shuffled_axis_null_median_deg": check.axis_null_median,
-            "axis_p_value": check.axis_p_value,
-            "rendered_classified_as_a_curve": sum(r["predicted"].startswith("curve_") for r in rows)}
+    return {
+        "cells": len(result.cells),
+        "curve_cells": len(rows),
+        "median_orientation_error_deg": check.median_error,
+        "shuffled_null_median_deg": check.null_median,
+        "p_value": check.p_value,
+        "within_45deg": check.within(45),
+        "median_axis_error_deg": check.median_axis_error,
+        "shuffled_axis_null_median_deg": check.axis_null_median,
+        "axis_p_value": check.axis_p_value,
+        "rendered_classified_as_a_curve": sum(r["predicted"].startswith("curve_") for r in rows),
+    }
 
 
 def main() -> None:
@@ -92,10 +99,17 @@ def main() -> None:
     parser.add_argument("--objective", default="direction_neuron_cossim", choices=sorted(AA.OBJECTIVES))
     parser.add_argument("--compare", type=int, default=16, help="cells to render one at a time (0: skip)")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--class-target", default=None, choices=list(SHAPE_CLASSES),
-                        help="a class-filtered atlas: only activations pushing toward this shape class")
-    parser.add_argument("--curves-only", action="store_true",
-                        help="only the held-out scenes of curves (any orientation): the atlas of the curve region")
+    parser.add_argument(
+        "--class-target",
+        default=None,
+        choices=list(SHAPE_CLASSES),
+        help="a class-filtered atlas: only activations pushing toward this shape class",
+    )
+    parser.add_argument(
+        "--curves-only",
+        action="store_true",
+        help="only the held-out scenes of curves (any orientation): the atlas of the curve region",
+    )
     args = parser.parse_args()
 
     model = models.load("shapes")
@@ -107,18 +121,33 @@ def main() -> None:
         for batch, labels, details in atlas.heldout_scenes(3 * args.images, batch_size=512, details=True):
             keep = torch.isin(labels, curve)
             images.append((batch[keep], labels[keep], {k: v[keep] for k, v in details.items()}))
-    result = atlas.activation_atlas(model, args.layer, images, label_names=list(SHAPE_CLASSES),
-                                    grid=args.grid, n_images=args.images,
-                                    positions_per_image=args.positions, reducer=args.reducer, min_count=args.min_count,
-                                    steps=args.steps, size=args.size, sampling=args.sampling, objective=args.objective,
-                                    class_target=None if args.class_target is None else SHAPE_CLASSES.index(args.class_target))
+    result = atlas.activation_atlas(
+        model,
+        args.layer,
+        images,
+        label_names=list(SHAPE_CLASSES),
+        grid=args.grid,
+        n_images=args.images,
+        positions_per_image=args.positions,
+        reducer=args.reducer,
+        min_count=args.min_count,
+        steps=args.steps,
+        size=args.size,
+        sampling=args.sampling,
+        objective=args.objective,
+        class_target=None if args.class_target is None else SHAPE_CLASSES.index(args.class_target),
+    )
     total = time.perf_counter() - start
     print(result)
     if args.class_target is not None:
         share = float((result.labels == SHAPE_CLASSES.index(args.class_target)).float().mean())
-        print(f"{share:.1%} of the kept activations come from {args.class_target} scenes "
-              f"(1/{len(SHAPE_CLASSES)} = {1 / len(SHAPE_CLASSES):.1%} of all scenes)")
-    print(f"atlas built in {total:.1f} s ({len(result.cells)} cells, {args.steps} steps, {args.size} px, reducer {result.reducer})")
+        print(
+            f"{share:.1%} of the kept activations come from {args.class_target} scenes "
+            f"(1/{len(SHAPE_CLASSES)} = {1 / len(SHAPE_CLASSES):.1%} of all scenes)"
+        )
+    print(
+        f"atlas built in {total:.1f} s ({len(result.cells)} cells, {args.steps} steps, {args.size} px, reducer {result.reducer})"
+    )
 
     if args.compare:
         cells = result.directions[: args.compare]
@@ -132,8 +161,10 @@ def main() -> None:
         singles = [render(model, [o], batch_size=1, **settings).images for o in objectives]
         t_single = time.perf_counter() - t0
         assert batched.images.shape[0] == sum(s.shape[0] for s in singles)
-        print(f"{len(objectives)} cells: one batched render {t_batched:.2f} s, one at a time {t_single:.2f} s, "
-              f"ratio {t_single / t_batched:.2f}x")
+        print(
+            f"{len(objectives)} cells: one batched render {t_batched:.2f} s, one at a time {t_single:.2f} s, "
+            f"ratio {t_single / t_batched:.2f}x"
+        )
 
     if args.out is not None:
         page = result.save(args.out)

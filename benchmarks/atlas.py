@@ -44,14 +44,21 @@ def lucent_seconds(model, units: list[tuple[str, int]], steps: int, size: int) -
     from lucent.optvis import render as lucent_render
 
     first = f"{_lucent_name(model, units[0][0])}:{units[0][1]}"
-    lucent_render.render_vis(model, first, param_f=lambda: lucent_param.image(size), thresholds=(1,),
-                             progress=False, show_image=False)  # warm-up: first-call imports
+    lucent_render.render_vis(
+        model, first, param_f=lambda: lucent_param.image(size), thresholds=(1,), progress=False, show_image=False
+    )  # warm-up: first-call imports
     start = time.perf_counter()
     for layer, unit in units:
         np.random.seed(unit)
         torch.manual_seed(unit)
-        lucent_render.render_vis(model, f"{_lucent_name(model, layer)}:{unit}", param_f=lambda: lucent_param.image(size),
-                                 thresholds=(steps,), progress=False, show_image=False)
+        lucent_render.render_vis(
+            model,
+            f"{_lucent_name(model, layer)}:{unit}",
+            param_f=lambda: lucent_param.image(size),
+            thresholds=(steps,),
+            progress=False,
+            show_image=False,
+        )
     return time.perf_counter() - start
 
 
@@ -75,21 +82,34 @@ def main() -> None:
     counts = {layer: min(w, args.units_per_layer or w) for layer, w in widths.items()}
     total = sum(counts.values())
     scope = "full atlas" if args.units_per_layer is None else f"first {args.units_per_layer} units per layer"
-    print(f"shapes model, layers {layers} ({sum(widths.values())} units; measuring {total}: {scope}), "
-          f"{args.steps} steps, {args.size} px, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"shapes model, layers {layers} ({sum(widths.values())} units; measuring {total}: {scope}), "
+        f"{args.steps} steps, {args.size} px, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
 
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or str(pathlib.Path(scratch) / "atlas")
         last_chunk = []
         start = time.perf_counter()
-        result = atlas.build(model, layers, out, steps=args.steps, size=args.size, units_per_layer=args.units_per_layer,
-                             progress=False, config=atlas.AtlasConfig(
-                                 log=lambda message: None, on_progress=lambda done, of: last_chunk.append(time.perf_counter())))
+        result = atlas.build(
+            model,
+            layers,
+            out,
+            steps=args.steps,
+            size=args.size,
+            units_per_layer=args.units_per_layer,
+            progress=False,
+            config=atlas.AtlasConfig(
+                log=lambda message: None, on_progress=lambda done, of: last_chunk.append(time.perf_counter())
+            ),
+        )
         whole = time.perf_counter() - start
         render_time = (last_chunk[-1] if last_chunk else time.perf_counter()) - start
-    print(f"circuits_vision atlas: {result.rendered} units rendered in {render_time:.1f} s "
-          f"({result.rendered / render_time:.2f} units/s, {result.rendered * args.steps / render_time:.1f} unit*steps/s); "
-          f"whole build with analyses, viewer and circuit report {whole:.1f} s")
+    print(
+        f"circuits_vision atlas: {result.rendered} units rendered in {render_time:.1f} s "
+        f"({result.rendered / render_time:.2f} units/s, {result.rendered * args.steps / render_time:.1f} unit*steps/s); "
+        f"whole build with analyses, viewer and circuit report {whole:.1f} s"
+    )
 
     if args.skip_lucent:
         return
@@ -104,15 +124,21 @@ def main() -> None:
     ratios = []
     for round_ in range(args.rounds):
         start = time.perf_counter()
-        optvis.render(model, [f"{layer}:{unit}" for layer, unit in chunk], steps=args.steps, size=args.size, progress=False)
+        optvis.render(
+            model, [f"{layer}:{unit}" for layer, unit in chunk], steps=args.steps, size=args.size, progress=False
+        )
         ours = (time.perf_counter() - start) / len(chunk)
         theirs = lucent_seconds(model, sample, args.steps, args.size) / len(sample)
         ratios.append(theirs / ours)
-        print(f"round {round_ + 1}: ours {ours:.3f} s/unit (batched chunk of {len(chunk)}), lucent {theirs:.3f} s/unit "
-              f"(one call per unit, {len(sample)} units): {theirs / ours:.1f}x")
+        print(
+            f"round {round_ + 1}: ours {ours:.3f} s/unit (batched chunk of {len(chunk)}), lucent {theirs:.3f} s/unit "
+            f"(one call per unit, {len(sample)} units): {theirs / ours:.1f}x"
+        )
     median = float(np.median(ratios))
-    print(f"median ratio lucent/ours per unit: {median:.1f}x; lucent for all {total} units, extrapolated from its "
-          f"per-unit time in the last round: ~{theirs * total:.0f} s (renders only, not measured in full)")
+    print(
+        f"median ratio lucent/ours per unit: {median:.1f}x; lucent for all {total} units, extrapolated from its "
+        f"per-unit time in the last round: ~{theirs * total:.0f} s (renders only, not measured in full)"
+    )
 
 
 if __name__ == "__main__":

@@ -84,8 +84,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--backend", default="inductor", help="torch.compile backend (inductor, aot_eager, ...)")
-    parser.add_argument("--capture", default="render", choices=["render", "hook"],
-                        help="render: hooks.run_with_cache, truncated (as render runs); hook: whole model, plain hook")
+    parser.add_argument(
+        "--capture",
+        default="render",
+        choices=["render", "hook"],
+        help="render: hooks.run_with_cache, truncated (as render runs); hook: whole model, plain hook",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
@@ -95,9 +99,11 @@ def main() -> None:
     else:
         model = models.load("shapes")
     model.eval().requires_grad_(False)
-    print(f"{args.model} to {args.layer} (capture: {args.capture}), {args.images} images x {args.size} px, "
-          f"backend {args.backend}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, fused op: {ops.extension_available()}")
+    print(
+        f"{args.model} to {args.layer} (capture: {args.capture}), {args.images} images x {args.size} px, "
+        f"backend {args.backend}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, fused op: {ops.extension_available()}"
+    )
 
     params, loss = _step_parts(model, args.layer, args.images, args.size, args.capture)
     explanation = torch._dynamo.explain(loss)()
@@ -119,8 +125,10 @@ def main() -> None:
         fast.append(_timed_steps(params, compiled, optimizer, args.steps))
     e, c = statistics.median(eager), statistics.median(fast)
     print(f"first step: eager {eager_first:.3f} s, compiled {compile_seconds:.1f} s (compilation included)")
-    print(f"per step (median of {args.rounds} rounds x {args.steps}): eager {e * 1e3:.1f} ms, compiled {c * 1e3:.1f} ms "
-          f"({e / c:.2f}x)")
+    print(
+        f"per step (median of {args.rounds} rounds x {args.steps}): eager {e * 1e3:.1f} ms, compiled {c * 1e3:.1f} ms "
+        f"({e / c:.2f}x)"
+    )
     saved = e - c
     if saved > 0:
         print(f"break-even after {compile_seconds / saved:.0f} steps of {args.images} images")

@@ -37,13 +37,19 @@ def measure(name: str, model, layer: str, source: str, repeats: int) -> None:
     print(f"{name}: expanded weights {source} -> {layer} {tuple(kernels.shape)} in {time.perf_counter() - start:.1f} s")
     plain, plain_wall, plain_cpu = best_of(lambda: eq.families_from_kernels(kernels, threshold=0.8, null=None), repeats)
     calibrated, cal_wall, cal_cpu = best_of(lambda: eq.families_from_kernels(kernels), repeats)
-    print(f"  uncalibrated (threshold 0.8, no null): {plain_wall:.2f} s wall, {plain_cpu:.2f} s CPU, "
-          f"{len(plain.families)} families")
-    print(f"  calibrated (FDR 0.05, nulls):          {cal_wall:.2f} s wall, {cal_cpu:.2f} s CPU, "
-          f"{len(calibrated.families)} families, {len(calibrated.invariant)} invariant; "
-          f"null {calibrated.null.pairs} pairs {calibrated.null.mean:.3f} +- {calibrated.null.std:.3f}")
-    print(f"  calibrated / uncalibrated: {cal_wall / plain_wall:.2f}x wall, {cal_cpu / plain_cpu:.2f}x CPU "
-          f"(nulls cost {(cal_cpu - plain_cpu) / plain_cpu:.2f}x the uncalibrated CPU time)")
+    print(
+        f"  uncalibrated (threshold 0.8, no null): {plain_wall:.2f} s wall, {plain_cpu:.2f} s CPU, "
+        f"{len(plain.families)} families"
+    )
+    print(
+        f"  calibrated (FDR 0.05, nulls):          {cal_wall:.2f} s wall, {cal_cpu:.2f} s CPU, "
+        f"{len(calibrated.families)} families, {len(calibrated.invariant)} invariant; "
+        f"null {calibrated.null.pairs} pairs {calibrated.null.mean:.3f} +- {calibrated.null.std:.3f}"
+    )
+    print(
+        f"  calibrated / uncalibrated: {cal_wall / plain_wall:.2f}x wall, {cal_cpu / plain_cpu:.2f}x CPU "
+        f"(nulls cost {(cal_cpu - plain_cpu) / plain_cpu:.2f}x the uncalibrated CPU time)"
+    )
     found, wall, _ = best_of(lambda: eq.report(model, layer, source=source), 1)
     print(f"  report({layer!r}, source={source!r}) at the defaults, {wall:.1f} s:")
     print("    " + str(found).replace("\n", "\n    "))

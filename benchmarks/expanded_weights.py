@@ -60,7 +60,10 @@ def run_pair(model, source: str, target: str, device: torch.device, repeats: int
     c_target = warm.weights.shape[0]
     # the backward method twice: as captum's extract_expanded_weights and lucid run it (a 224-px image),
     # and on the smallest input whose centre unit sees no border, the cheapest it can be
-    sizes = {"as captum/lucid run it": CAPTUM_INPUT, "the smallest input that fits": smallest_input(model, source, target, warm)}
+    sizes = {
+        "as captum/lucid run it": CAPTUM_INPUT,
+        "the smallest input that fits": smallest_input(model, source, target, warm),
+    }
     channels = list(range(0, c_target, max(1, c_target // backward_channels)))[:backward_channels]
     t_ours = t_twin = float("inf")
     t_forward = dict.fromkeys(sizes, float("inf"))
@@ -86,7 +89,9 @@ def run_pair(model, source: str, target: str, device: torch.device, repeats: int
 
     expand(model, source, target, compose=counted)
     print(f"expanded weights {tuple(ours.weights.shape)}  stride {ours.stride}  offset {ours.offset}")
-    print(f"compose_kernels calls per expansion: {len(shapes)} (a composition with a 1x1 kernel is a matrix product in both paths)")
+    print(
+        f"compose_kernels calls per expansion: {len(shapes)} (a composition with a 1x1 kernel is a matrix product in both paths)"
+    )
     print(f"ours (compose_kernels op)   {t_ours:9.3f} s   (best of {repeats})")
     print(f"twin (F.conv_transpose2d)   {t_twin:9.3f} s   (best of {repeats})   twin/ours = {t_twin / t_ours:6.2f}x")
     scale = float(ours.weights.abs().max())
@@ -113,7 +118,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--backward-channels", type=int, default=6, help="target channels timed for the backward method")
+    parser.add_argument(
+        "--backward-channels", type=int, default=6, help="target channels timed for the backward method"
+    )
     parser.add_argument("--pairs", nargs="*", default=[f"{s}:{t}" for s, t in PAIRS], help="source:target pairs")
     args = parser.parse_args(argv)
     device = torch.device(args.device)

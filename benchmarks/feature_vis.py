@@ -42,14 +42,21 @@ def _lucent_rate(ours_model, layer: str, channels: list[int], steps: int, size: 
 
     model = InceptionV1().eval()
     model.load_state_dict(ours_model.state_dict())
-    lucent_render.render_vis(model, f"{layer}:0", param_f=lambda: lucent_param.image(size), thresholds=(1,),
-                             progress=False, show_image=False)  # warm-up: first-call imports
+    lucent_render.render_vis(
+        model, f"{layer}:0", param_f=lambda: lucent_param.image(size), thresholds=(1,), progress=False, show_image=False
+    )  # warm-up: first-call imports
     start = time.perf_counter()
     for channel in channels:
         np.random.seed(channel)
         torch.manual_seed(channel)
-        lucent_render.render_vis(model, f"{layer}:{channel}", param_f=lambda: lucent_param.image(size),
-                                 thresholds=(steps,), progress=False, show_image=False)
+        lucent_render.render_vis(
+            model,
+            f"{layer}:{channel}",
+            param_f=lambda: lucent_param.image(size),
+            thresholds=(steps,),
+            progress=False,
+            show_image=False,
+        )
     return len(channels) * steps / (time.perf_counter() - start)
 
 
@@ -120,10 +127,18 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--lucent-channels", type=int, default=2)
     parser.add_argument("--preset-lucent-channels", type=int, default=8)
-    parser.add_argument("--dropin-channels", type=int, default=2,
-                        help="channels rendered one per render_vis call by lucent and by the drop-in")
-    parser.add_argument("--steps", type=int, default=32,
-                        help="preset lucid redirects ReLU gradients (a costlier backward) in the first 17 steps only")
+    parser.add_argument(
+        "--dropin-channels",
+        type=int,
+        default=2,
+        help="channels rendered one per render_vis call by lucent and by the drop-in",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=32,
+        help="preset lucid redirects ReLU gradients (a costlier backward) in the first 17 steps only",
+    )
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--skip-lucent", action="store_true")
@@ -134,30 +149,43 @@ def main() -> None:
     model = inceptionv1(lrn="lucent", generator=torch.Generator().manual_seed(0))
     width = hooks.layer_shape(model, args.layer)[0]
     channels = list(range(min(args.channels, width)))
-    print(f"{args.layer}, {len(channels)} channels, {args.steps} steps, {args.size} px, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"{args.layer}, {len(channels)} channels, {args.steps} steps, {args.size} px, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
 
     ours, history = _ours_rate(model, args.layer, channels, args.steps, args.size)
-    print(f"circuits_vision preset=lucid  (batched, fused): {ours:7.2f} images*steps/s  "
-          f"(mean objective {history[0].mean():.3f} -> {history[-1].mean():.3f})")
-    ours_lucent, _ = _ours_rate(model, args.layer, channels[: args.preset_lucent_channels], args.steps, args.size,
-                                preset="lucent")
-    print(f"circuits_vision preset=lucent (batched, 224 px, {args.preset_lucent_channels} channels): "
-          f"{ours_lucent:7.2f} images*steps/s")
+    print(
+        f"circuits_vision preset=lucid  (batched, fused): {ours:7.2f} images*steps/s  "
+        f"(mean objective {history[0].mean():.3f} -> {history[-1].mean():.3f})"
+    )
+    ours_lucent, _ = _ours_rate(
+        model, args.layer, channels[: args.preset_lucent_channels], args.steps, args.size, preset="lucent"
+    )
+    print(
+        f"circuits_vision preset=lucent (batched, 224 px, {args.preset_lucent_channels} channels): "
+        f"{ours_lucent:7.2f} images*steps/s"
+    )
     if not args.skip_lucent:
         theirs = _lucent_rate(model, args.layer, channels[: args.lucent_channels], args.steps, args.size)
         print(f"lucent render_vis (one channel per call):      {theirs:7.2f} images*steps/s")
         print(f"ratio preset=lucid / lucent:  {ours / theirs:5.1f}x")
         print(f"ratio preset=lucent / lucent: {ours_lucent / theirs:5.1f}x")
-        lucent_call, dropin_call = _dropin_vs_lucent(model, args.layer, channels[: args.dropin_channels], args.steps, args.size)
-        print(f"same render_vis call, {args.dropin_channels} channels one per call: lucent {lucent_call:7.2f}, "
-              f"circuits_vision.compat.lucent {dropin_call:7.2f} images*steps/s ({dropin_call / lucent_call:5.1f}x)")
+        lucent_call, dropin_call = _dropin_vs_lucent(
+            model, args.layer, channels[: args.dropin_channels], args.steps, args.size
+        )
+        print(
+            f"same render_vis call, {args.dropin_channels} channels one per call: lucent {lucent_call:7.2f}, "
+            f"circuits_vision.compat.lucent {dropin_call:7.2f} images*steps/s ({dropin_call / lucent_call:5.1f}x)"
+        )
     times = _pipeline_times(len(channels), args.size)
     if times is None:
         print("fused image_pipeline op: not built")
     else:
-        print(f"image pipeline, {len(channels)} images, forward+backward: fused op {times[0] * 1e3:.2f} ms, "
-              f"PyTorch twin {times[1] * 1e3:.2f} ms ({times[1] / times[0]:.1f}x)")
+        print(
+            f"image pipeline, {len(channels)} images, forward+backward: fused op {times[0] * 1e3:.2f} ms, "
+            f"PyTorch twin {times[1] * 1e3:.2f} ms ({times[1] / times[0]:.1f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,10 @@ def main() -> None:
     if not extension_available():
         raise SystemExit("the compiled extension is not built; nothing to compare")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"N={args.batch}, 3x{args.size}x{args.size} -> 3x{args.out}x{args.out}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"N={args.batch}, 3x{args.size}x{args.size} -> 3x{args.out}x{args.out}"
+    )
     for device in devices:
         inputs = _inputs(args.batch, args.size, device, torch.Generator().manual_seed(0))
         x, color, theta, scale, shift = inputs
@@ -68,11 +70,15 @@ def main() -> None:
         error = (grad_op - grad_twin).abs().max().item()
         op_wall, op_cpu = _time(image_pipeline, step_args, args.steps, device)
         twin_wall, twin_cpu = _time(image_pipeline_reference, step_args, args.steps, device)
-        line = (f"{device:4s}  wall: op {op_wall * 1e3:8.2f} ms/step  twin {twin_wall * 1e3:8.2f} ms/step  "
-                f"twin/op {twin_wall / op_wall:5.2f}x")
+        line = (
+            f"{device:4s}  wall: op {op_wall * 1e3:8.2f} ms/step  twin {twin_wall * 1e3:8.2f} ms/step  "
+            f"twin/op {twin_wall / op_wall:5.2f}x"
+        )
         if device == "cpu":
-            line += (f" | cpu time: op {op_cpu * 1e3:8.2f} ms  twin {twin_cpu * 1e3:8.2f} ms  "
-                     f"twin/op {twin_cpu / op_cpu:5.2f}x")
+            line += (
+                f" | cpu time: op {op_cpu * 1e3:8.2f} ms  twin {twin_cpu * 1e3:8.2f} ms  "
+                f"twin/op {twin_cpu / op_cpu:5.2f}x"
+            )
         print(f"{line} | max |grad op - grad twin| {error:.2e}")
 
 

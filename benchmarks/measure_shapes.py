@@ -33,8 +33,14 @@ from circuits_vision.models import shapes as shapes_module
 from circuits_vision.models.train_shapes import HELDOUT_SEED_OFFSET, atomic_save, evaluate
 from circuits_vision.stimuli import scenes
 
-TARGETS = {"curve_detectors_mixed3b": 8, "sectors_mixed3b": 8, "correlation": 0.35, "p": 0.01,
-           "shape_accuracy": 0.9384765625, "color_accuracy": 0.9296875}
+TARGETS = {
+    "curve_detectors_mixed3b": 8,
+    "sectors_mixed3b": 8,
+    "correlation": 0.35,
+    "p": 0.01,
+    "shape_accuracy": 0.9384765625,
+    "color_accuracy": 0.9296875,
+}
 
 
 def branch_of(model, layer: str, unit: int) -> str:
@@ -57,18 +63,24 @@ def measure(path: Path, seed: int = 0, heldout: int = 2048, quick: bool = False)
         for d in search.detectors:
             per_branch[branch_of(model, layer, d.unit)] = per_branch.get(branch_of(model, layer, d.unit), 0) + 1
         figures[f"curve_detectors_{layer}"] = {
-            "units": search.units, "preferred_orientation_deg": [d.preferred_orientation for d in search.detectors],
-            "sectors_45deg": sorted(search.sectors()), "branches": per_branch}
+            "units": search.units,
+            "preferred_orientation_deg": [d.preferred_orientation for d in search.detectors],
+            "sectors_45deg": sorted(search.sectors()),
+            "branches": per_branch,
+        }
     # Oriented-edge precursors in mixed3a: units tuned to edge orientation (360-degree period, so polarity counts).
     edges = tuning.tuning_curves(model, "mixed3a", None, stimuli.edges, {"orientation": list(range(0, 360, 5))})
     peak, osi, preferred = edges.peak_response(), edges.selectivity_index(), edges.preferred_orientation()
     tuned = [i for i in range(len(edges.units)) if peak[i] >= 2.0 and osi[i] >= 0.15]
-    figures["edge_units_mixed3a"] = {"units": [edges.units[i] for i in tuned],
-                                     "sectors_45deg": sorted({int(preferred[i] // 45) % 8 for i in tuned}),
-                                     "criteria": "edges at every 5 deg, peak >= 2 noise std, selectivity >= 0.15"}
+    figures["edge_units_mixed3a"] = {
+        "units": [edges.units[i] for i in tuned],
+        "sectors_45deg": sorted({int(preferred[i] // 45) % 8 for i in tuned}),
+        "criteria": "edges at every 5 deg, peak >= 2 noise std, selectivity >= 0.15",
+    }
     try:
-        circuit = curve_circuits.curve_circuit(model, "mixed3a", "mixed3b", source_detectors=detectors["mixed3a"],
-                                               target_detectors=detectors["mixed3b"])
+        circuit = curve_circuits.curve_circuit(
+            model, "mixed3a", "mixed3b", source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"]
+        )
         figures["curve_circuit"] = circuit.summary()
         print(circuit)
     except ValueError as error:
@@ -77,30 +89,48 @@ def measure(path: Path, seed: int = 0, heldout: int = 2048, quick: bool = False)
         figures["branch_specialization_best"] = {}
         return figures
     if len(detectors["mixed3a"]) >= 2 and len(detectors["mixed3b"]) >= 2:
-        result = curve_experiments.echo(model, source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"])
+        result = curve_experiments.echo(
+            model, source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"]
+        )
         figures["echo"] = result.summary()
         print(result)
         # The report's scenes (atlas.report.REPLACEMENT_SEED): disjoint from training and held-out draws.
         images, labels = scenes.random_scenes(1024, torch.Generator().manual_seed(2_000_003))
         fit, _ = scenes.random_scenes(256, torch.Generator().manual_seed(2_000_004))
         replaced = curve_experiments.replace_curve_detectors(
-            model, (images, labels["shape"], scenes.SHAPE_CLASSES), fit_images=fit, logits=slice(0, 24),
-            source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"])
+            model,
+            (images, labels["shape"], scenes.SHAPE_CLASSES),
+            fit_images=fit,
+            logits=slice(0, 24),
+            source_detectors=detectors["mixed3a"],
+            target_detectors=detectors["mixed3b"],
+        )
         figures["replacement"] = replaced.summary()
         print(replaced)
     specialization = {}
     for layer in ("mixed3a", "mixed3b"):
-        cats = {"color": "color", "orientation": "orientation",
-                "curve": {"curve_detector": [d.unit for d in detectors[layer]],
-                          "other": [u for u in range(shapes_module.ShapesNet().branch_ranges(layer)["pool_reduce"][1])
-                                    if u not in {d.unit for d in detectors[layer]}]}}
+        cats = {
+            "color": "color",
+            "orientation": "orientation",
+            "curve": {
+                "curve_detector": [d.unit for d in detectors[layer]],
+                "other": [
+                    u
+                    for u in range(shapes_module.ShapesNet().branch_ranges(layer)["pool_reduce"][1])
+                    if u not in {d.unit for d in detectors[layer]}
+                ],
+            },
+        }
         for name, categories in cats.items():
             found = branches.report(model, layer, categories)
             best = min((r for r in found.rows if r.tested), key=lambda r: r.p_bonferroni)
-            specialization[f"{layer}/{name}"] = {"category": best.category, "branch": best.branch,
-                                                  "count": f"{best.count}/{best.category_size}",
-                                                  "branch_size": best.branch_size,
-                                                  "p_bonferroni": best.p_bonferroni}
+            specialization[f"{layer}/{name}"] = {
+                "category": best.category,
+                "branch": best.branch,
+                "count": f"{best.count}/{best.category_size}",
+                "branch_size": best.branch_size,
+                "p_bonferroni": best.p_bonferroni,
+            }
     figures["branch_specialization_best"] = specialization
     figures["measure_seconds"] = round(time.time() - started, 1)
     return figures
@@ -112,21 +142,28 @@ def verdict(figures: dict) -> list[str]:
     d3b = figures["curve_detectors_mixed3b"]
     d3a = figures["curve_detectors_mixed3a"]
     cc = figures["curve_circuit"]
-    lines.append(f"accuracy shape {acc['shape']:.4f} (today {TARGETS['shape_accuracy']:.4f}) "
-                 f"colour {acc['color']:.4f} (today {TARGETS['color_accuracy']:.4f})")
-    lines.append(f"mixed3b curve detectors {len(d3b['units'])} (>= 8) sectors {len(d3b['sectors_45deg'])}/8 "
-                 f"{d3b['branches']}")
+    lines.append(
+        f"accuracy shape {acc['shape']:.4f} (today {TARGETS['shape_accuracy']:.4f}) "
+        f"colour {acc['color']:.4f} (today {TARGETS['color_accuracy']:.4f})"
+    )
+    lines.append(
+        f"mixed3b curve detectors {len(d3b['units'])} (>= 8) sectors {len(d3b['sectors_45deg'])}/8 {d3b['branches']}"
+    )
     lines.append(f"mixed3a curve detectors {len(d3a['units'])} sectors {len(d3a['sectors_45deg'])}/8 {d3a['branches']}")
     e3a = figures["edge_units_mixed3a"]
     lines.append(f"mixed3a edge-tuned units {len(e3a['units'])} sectors {len(e3a['sectors_45deg'])}/8")
     if "correlation_net_vs_cos_delta" in cc:
-        lines.append(f"curve circuit r {cc['correlation_net_vs_cos_delta']:.3f} (>= 0.35) p {cc['permutation_p']:.2g} "
-                     f"aligned {cc['aligned_mean_net']:+.4g} opposite {cc['opposite_mean_net']:+.4g}")
+        lines.append(
+            f"curve circuit r {cc['correlation_net_vs_cos_delta']:.3f} (>= 0.35) p {cc['permutation_p']:.2g} "
+            f"aligned {cc['aligned_mean_net']:+.4g} opposite {cc['opposite_mean_net']:+.4g}"
+        )
     else:
         lines.append(f"curve circuit: {cc['not_computed']}")
     for key, row in figures["branch_specialization_best"].items():
-        lines.append(f"branches {key}: best {row['category']} in {row['branch']} {row['count']} "
-                     f"(branch {row['branch_size']}) p_bonf {row['p_bonferroni']:.2g}")
+        lines.append(
+            f"branches {key}: best {row['category']} in {row['branch']} {row['count']} "
+            f"(branch {row['branch_size']}) p_bonf {row['p_bonferroni']:.2g}"
+        )
     lines.append(f"checkpoint {figures['checkpoint_bytes'] / 1e6:.2f} MB")
     return lines
 
@@ -148,13 +185,16 @@ def main() -> None:
         record["measured"] = figures
         # The curve detectors per layer in the form the atlas tests and notebooks read.
         model = shapes_module.shapes(path)
-        record["curve_detectors"] = {"found_by": "circuits_vision.analysis.tuning.find_curve_detectors(shapes(), layer) "
-                                                 "with its defaults"}
+        record["curve_detectors"] = {
+            "found_by": "circuits_vision.analysis.tuning.find_curve_detectors(shapes(), layer) with its defaults"
+        }
         for layer in ("mixed3a", "mixed3b", "mixed4a"):
             search = tuning.find_curve_detectors(model, layer)
             record["curve_detectors"][layer] = {
-                "units": search.units, "preferred_orientation_deg": [d.preferred_orientation for d in search.detectors],
-                "sectors_45deg": sorted(search.sectors())}
+                "units": search.units,
+                "preferred_orientation_deg": [d.preferred_orientation for d in search.detectors],
+                "sectors_45deg": sorted(search.sectors()),
+            }
         atomic_save(record, record_path)
         print(f"wrote {record_path}")
 

@@ -43,7 +43,18 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time these load on 
     from circuits_vision.weights import expanded_weights
 
 _SUBPACKAGES = (
-    "analysis", "atlas", "claims", "errors", "hooks", "models", "ops", "optvis", "results", "stimuli", "viz", "weights",
+    "analysis",
+    "atlas",
+    "claims",
+    "errors",
+    "hooks",
+    "models",
+    "ops",
+    "optvis",
+    "results",
+    "stimuli",
+    "viz",
+    "weights",
 )
 # Short names for the calls a user makes most, as in `cv.render(...)`: (module, function).
 _SHORTCUTS = {
@@ -92,7 +103,9 @@ class _AnalysisShortcut:
         return getattr(self._module, self._function)
 
     def __repr__(self) -> str:
-        return f"<circuits_vision.{self._name}: calls {self._module_name}.{self._function}; other functions as attributes>"
+        return (
+            f"<circuits_vision.{self._name}: calls {self._module_name}.{self._function}; other functions as attributes>"
+        )
 
 
 # Written out, so that static tools read it: the subpackages and leaf modules, then the shortcuts.

@@ -25,13 +25,20 @@ import sys
 from pathlib import Path
 
 FACTORY_NAMES = ("model", "build_model", "create_model")
-PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples", "polysemanticity",
-         "facets")  # circuits_vision.atlas.analyses.PARTS
+PARTS = (
+    "inputs",
+    "outputs",
+    "family",
+    "branch",
+    "tuning",
+    "examples",
+    "polysemanticity",
+    "facets",
+)  # circuits_vision.atlas.analyses.PARTS
 DICTIONARY_PART = "dictionary"  # circuits_vision.atlas.dictionary_units.PART: features of a sparse autoencoder
 # The demo: the shipped model's default layers (the first 32 units of each) and the 3a -> 3b report,
 # sized for ~2-4 minutes on a busy 2-core CPU.
-DEMO = {"layers": None, "units_per_layer": 32, "steps": 96, "size": 64,
-        "report": ("mixed3a", "mixed3b")}
+DEMO = {"layers": None, "units_per_layer": 32, "steps": 96, "size": 64, "report": ("mixed3a", "mixed3b")}
 
 
 class CommandError(Exception):
@@ -50,8 +57,9 @@ def load_model_file(path: str | os.PathLike):
         factory = getattr(module, name, None)
         if callable(factory):
             return factory()
-    raise CommandError(f"{path} defines none of {', '.join(n + '()' for n in FACTORY_NAMES)}: add a function "
-                       "returning the nn.Module")
+    raise CommandError(
+        f"{path} defines none of {', '.join(n + '()' for n in FACTORY_NAMES)}: add a function returning the nn.Module"
+    )
 
 
 def load_model(spec: str, weights: str | None):
@@ -72,8 +80,10 @@ def load_model(spec: str, weights: str | None):
     except models.WeightsError as error:
         hint = ""
         if spec.strip().lower() == "shapes" and weights is None:
-            hint = (" (the packaged 'shapes' checkpoint circuits_vision/data/shapes.pt is missing from this "
-                    "installation; train it with python -m circuits_vision.models.train_shapes, or pass --weights)")
+            hint = (
+                " (the packaged 'shapes' checkpoint circuits_vision/data/shapes.pt is missing from this "
+                "installation; train it with python -m circuits_vision.models.train_shapes, or pass --weights)"
+            )
         raise CommandError(f"{error}{hint}") from None
 
 
@@ -110,12 +120,24 @@ def run_atlas(args) -> int:
     size = args.size or min(model_input_size(model, default=128), 128)
     try:
         result = atlas.build(
-            model, layers=args.layers, out=args.out, steps=args.steps, size=size, seed=args.seed,
-            device=device, images=args.images, units_per_layer=args.units_per_layer,
-            model_name=_model_label(args.model), report=not args.no_report, parts=args.parts,
-            config=atlas.AtlasConfig(chunk_size=args.chunk_size, batch_size=args.batch_size,
-                                     dictionary_layers=args.dictionary_layers,
-                                     dictionary_features=args.dictionary_features),
+            model,
+            layers=args.layers,
+            out=args.out,
+            steps=args.steps,
+            size=size,
+            seed=args.seed,
+            device=device,
+            images=args.images,
+            units_per_layer=args.units_per_layer,
+            model_name=_model_label(args.model),
+            report=not args.no_report,
+            parts=args.parts,
+            config=atlas.AtlasConfig(
+                chunk_size=args.chunk_size,
+                batch_size=args.batch_size,
+                dictionary_layers=args.dictionary_layers,
+                dictionary_features=args.dictionary_features,
+            ),
         )
     finally:
         import torch.distributed as dist
@@ -131,9 +153,17 @@ def run_report(args) -> int:
     from circuits_vision.atlas import circuit_report
 
     model = load_model(args.model, args.weights)
-    index = circuit_report(model, args.source, args.target, args.out, units_per_layer=args.units_per_layer,
-                           threshold=args.threshold, min_members=args.min_members, progress=True,
-                           log=lambda message: None)
+    index = circuit_report(
+        model,
+        args.source,
+        args.target,
+        args.out,
+        units_per_layer=args.units_per_layer,
+        threshold=args.threshold,
+        min_members=args.min_members,
+        progress=True,
+        log=lambda message: None,
+    )
     print(f"circuit report: {index.resolve()}")
     return 0
 
@@ -153,9 +183,18 @@ def run_demo(args) -> int:
     from circuits_vision.atlas.analyses import DEFAULT_PARTS
 
     parts = (*DEFAULT_PARTS, DICTIONARY_PART) if args.dictionary else None
-    result = atlas.build(model, layers=DEMO["layers"], out=args.out, steps=DEMO["steps"], size=DEMO["size"],
-                         units_per_layer=DEMO["units_per_layer"], model_name="shapes", report=DEMO["report"],
-                         parts=parts, config=atlas.AtlasConfig(report_whole_layers=True))
+    result = atlas.build(
+        model,
+        layers=DEMO["layers"],
+        out=args.out,
+        steps=DEMO["steps"],
+        size=DEMO["size"],
+        units_per_layer=DEMO["units_per_layer"],
+        model_name="shapes",
+        report=DEMO["report"],
+        parts=parts,
+        config=atlas.AtlasConfig(report_whole_layers=True),
+    )
     print(f"open {result.index.resolve()}")
     if result.report is not None:
         print(f"circuit report: {result.report.resolve()}")
@@ -163,6 +202,7 @@ def run_demo(args) -> int:
 
 
 # --- reproduce: the published Circuits claims checked on the given weights ---------------------------
+
 
 def run_reproduce(args) -> int:
     from circuits_vision.claims import reproduce
@@ -179,21 +219,30 @@ def run_reproduce(args) -> int:
 
 def _reproduce_parser(commands) -> None:
     parser = commands.add_parser("reproduce", help="check the published Circuits claims on these weights")
-    parser.add_argument("--model", default="inceptionv1",
-                        help="inceptionv1 (default; the published claims), shapes (the shipped model's claims, beside "
-                             "its recorded figures), or a .py file defining model()")
+    parser.add_argument(
+        "--model",
+        default="inceptionv1",
+        help="inceptionv1 (default; the published claims), shapes (the shipped model's claims, beside "
+        "its recorded figures), or a .py file defining model()",
+    )
     parser.add_argument("--weights", default=None, help="state dict path or http(s) URL (e.g. inception5h.pth)")
     parser.add_argument("--claims", nargs="+", default=None, help="claim names or globs (default: every claim)")
     parser.add_argument("--out", default="reproduction", help="output directory (rerun to reuse measured claims)")
-    parser.add_argument("--size", type=_positive, default=None, help="stimulus size in px (default the model's input size)")
+    parser.add_argument(
+        "--size", type=_positive, default=None, help="stimulus size in px (default the model's input size)"
+    )
     parser.set_defaults(run=run_reproduce)
+
 
 # ------------------------------------------------------------------------------------------------------
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="shapes",
-                        help="shapes (default), inceptionv1, a torchvision model name, or a .py file defining model()")
+    parser.add_argument(
+        "--model",
+        default="shapes",
+        help="shapes (default), inceptionv1, a torchvision model name, or a .py file defining model()",
+    )
     parser.add_argument("--weights", default=None, help="state dict path or http(s) URL")
 
 
@@ -206,23 +255,42 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--layers", nargs="+", default=None, help="layer names (default: the model's main layers)")
     build.add_argument("--out", default="atlas", help="output directory (rerun to continue an interrupted atlas)")
     build.add_argument("--steps", type=_positive, default=256, help="optimisation steps per image (256)")
-    build.add_argument("--size", type=_positive, default=None, help="image size (default the model's input size, at most 128)")
-    build.add_argument("--batch-size", type=_positive, default=None, help="images per batch (default: from free memory)")
-    build.add_argument("--chunk-size", type=_positive, default=None, help="units per checkpoint (default batch size or 32)")
+    build.add_argument(
+        "--size", type=_positive, default=None, help="image size (default the model's input size, at most 128)"
+    )
+    build.add_argument(
+        "--batch-size", type=_positive, default=None, help="images per batch (default: from free memory)"
+    )
+    build.add_argument(
+        "--chunk-size", type=_positive, default=None, help="units per checkpoint (default batch size or 32)"
+    )
     build.add_argument("--units-per-layer", type=_positive, default=None, help="only the first N units of each layer")
     build.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cpu)")
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--images", default=None,
-                       help="folder of images for dataset examples (default: 2048 scenes of the shipped model's "
-                            "training distribution, outside its training and held-out sets)")
+    build.add_argument(
+        "--images",
+        default=None,
+        help="folder of images for dataset examples (default: 2048 scenes of the shipped model's "
+        "training distribution, outside its training and held-out sets)",
+    )
     build.add_argument("--no-report", action="store_true", help="skip the circuit report")
-    build.add_argument("--parts", nargs="+", default=None, choices=(*PARTS, DICTIONARY_PART),
-                       help="per-unit analyses to compute (default all but facets and dictionary)")
-    build.add_argument("--dictionary-layers", nargs="+", default=None,
-                       help="layers whose sparse-autoencoder features the dictionary part shows (default: the "
-                            "report pair's target, e.g. mixed3b)")
-    build.add_argument("--dictionary-features", type=_positive, default=None,
-                       help="features per dictionary (default 4 per neuron)")
+    build.add_argument(
+        "--parts",
+        nargs="+",
+        default=None,
+        choices=(*PARTS, DICTIONARY_PART),
+        help="per-unit analyses to compute (default all but facets and dictionary)",
+    )
+    build.add_argument(
+        "--dictionary-layers",
+        nargs="+",
+        default=None,
+        help="layers whose sparse-autoencoder features the dictionary part shows (default: the "
+        "report pair's target, e.g. mixed3b)",
+    )
+    build.add_argument(
+        "--dictionary-features", type=_positive, default=None, help="features per dictionary (default 4 per neuron)"
+    )
     build.set_defaults(run=run_atlas)
 
     report = commands.add_parser("report", help="circuit report of a layer pair (families, motifs, branches)")
@@ -230,11 +298,19 @@ def make_parser() -> argparse.ArgumentParser:
     report.add_argument("target")
     _model_arguments(report)
     report.add_argument("--out", default="report")
-    report.add_argument("--units-per-layer", type=_positive, default=None,
-                        help="families among the first N units of each layer only (faster on wide layers)")
-    report.add_argument("--threshold", type=_similarity, default=None,
-                        help="join pairs by this cosine similarity in (0, 1] instead of the default rule "
-                             "(pairs and families significant against their null at q < 0.05)")
+    report.add_argument(
+        "--units-per-layer",
+        type=_positive,
+        default=None,
+        help="families among the first N units of each layer only (faster on wide layers)",
+    )
+    report.add_argument(
+        "--threshold",
+        type=_similarity,
+        default=None,
+        help="join pairs by this cosine similarity in (0, 1] instead of the default rule "
+        "(pairs and families significant against their null at q < 0.05)",
+    )
     report.add_argument("--min-members", type=_positive, default=None, help="smallest family reported (default 3)")
     report.set_defaults(run=run_report)
 
@@ -245,8 +321,11 @@ def make_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="a small atlas + circuit report of the shipped model (a few minutes)")
     demo.add_argument("--out", default="atlas")
-    demo.add_argument("--dictionary", action="store_true",
-                      help="also the mixed3b dictionary features as units (trains a sparse autoencoder: minutes)")
+    demo.add_argument(
+        "--dictionary",
+        action="store_true",
+        help="also the mixed3b dictionary features as units (trains a sparse autoencoder: minutes)",
+    )
     demo.set_defaults(run=run_demo)
     _reproduce_parser(commands)
     return parser
@@ -303,8 +382,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.run(args)
-    except (CommandError, AtlasLockedError, SettingsMismatchError, CorruptAtlasFileError, LayerOrderError,
-            PortUnavailableError, UnknownLayerError, WeightsError, FileNotFoundError) as error:
+    except (
+        CommandError,
+        AtlasLockedError,
+        SettingsMismatchError,
+        CorruptAtlasFileError,
+        LayerOrderError,
+        PortUnavailableError,
+        UnknownLayerError,
+        WeightsError,
+        FileNotFoundError,
+    ) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         print(f"circuits-vision {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -57,8 +57,11 @@ def short(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, Mapping):
-        return f"{{{len(value)} items}}" if len(value) > 4 else "{" + ", ".join(
-            f"{short(k)}: {short(v)}" for k, v in value.items()) + "}"
+        return (
+            f"{{{len(value)} items}}"
+            if len(value) > 4
+            else "{" + ", ".join(f"{short(k)}: {short(v)}" for k, v in value.items()) + "}"
+        )
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) > 6 or any(hasattr(v, "shape") or dataclasses.is_dataclass(v) for v in value):
             return f"[{len(value)} {type(value[0]).__name__ if len(value) else 'items'}]"

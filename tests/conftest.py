@@ -15,7 +15,9 @@ def cuda_ready() -> bool:
         return False
     from circuits_vision.ops import extension_available
 
-    return extension_available() and torch.ops.circuits_vision.compose_kernels.default.has_kernel_for_dispatch_key("CUDA")
+    return extension_available() and torch.ops.circuits_vision.compose_kernels.default.has_kernel_for_dispatch_key(
+        "CUDA"
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -119,8 +119,16 @@ def _plant_conv2d0_families(model):
     return colour, gabor
 
 
-def planted_inceptionv1(size: int = 64, seed: int = 0, curves: bool = True, bw: bool = True, frequency: bool = True,
-                        banding: bool = True, echo: bool = True, early: bool = True):
+def planted_inceptionv1(
+    size: int = 64,
+    seed: int = 0,
+    curves: bool = True,
+    bw: bool = True,
+    frequency: bool = True,
+    banding: bool = True,
+    echo: bool = True,
+    early: bool = True,
+):
     """Random InceptionV1 (seed ``seed``) with the curve family, the aligned 3a->3b pairs and the mixed3a
     black-and-white 5x5 units planted (``curves`` / ``bw`` turn them off). Templates are made at ``size`` px."""
     model = inceptionv1(generator=torch.Generator().manual_seed(seed))
@@ -178,12 +186,22 @@ def _plant_echo(model, size, partners, center):
     opposite = (facts.curve_orientations("mixed3b")[ECHO_UNIT] + 180.0) % 360.0
     radii = torch.tensor([size / 8, size / 6, size / 4.5, size / 3.5])
     angles = torch.arange(0.0, 360.0, 15.0)
-    images = stimuli.curves(angles.repeat_interleave(len(radii)), radii.repeat(len(angles)), angular_width=90.0,
-                            thickness=max(1.5, size / 32), center=center, size=size)
+    images = stimuli.curves(
+        angles.repeat_interleave(len(radii)),
+        radii.repeat(len(angles)),
+        angular_width=90.0,
+        thickness=max(1.5, size / 32),
+        center=center,
+        size=size,
+    )
     windows = _centre_windows(model, images, partners[0]).reshape(len(angles), len(radii), 5, 5).mean(1)
     # The opposite curve's window minus the mean window over orientations: what is left of +A after the
     # edit (its positive part) responds to the opposite curve more than to the others.
-    at = int(torch.argmin(torch.minimum(torch.remainder(angles - opposite, 360.0), torch.remainder(opposite - angles, 360.0))))
+    at = int(
+        torch.argmin(
+            torch.minimum(torch.remainder(angles - opposite, 360.0), torch.remainder(opposite - angles, 360.0))
+        )
+    )
     window = windows[at] - windows.mean(0)
     with torch.no_grad():
         own = conv5x5.weight[ECHO_UNIT - 320].norm()
@@ -220,24 +238,47 @@ def _write_curve_templates(model, size, pairs, partners, center):
     grid_angles = angles.repeat_interleave(len(radii))
     grid_radii = torch.tensor(radii).repeat(len(angles))
     curves = stimuli.curves(grid_angles, grid_radii, angular_width=90.0, thickness=thickness, center=center, size=size)
-    lines = stimuli.lines(torch.arange(0.0, 180.0, 5.0), length=sum(radii) / len(radii) * math.pi / 2,
-                          thickness=thickness, center=center, size=size)
+    lines = stimuli.lines(
+        torch.arange(0.0, 180.0, 5.0),
+        length=sum(radii) / len(radii) * math.pi / 2,
+        thickness=thickness,
+        center=center,
+        size=size,
+    )
     # Uniform noise (the tuning curves' baseline) and flat greys: the unit should stay silent on them.
-    quiet = torch.cat([torch.rand(16, 3, size, size, generator=torch.Generator().manual_seed(1)),
-                       torch.linspace(0, 1, 11)[:, None, None, None].expand(11, 3, size, size)])
+    quiet = torch.cat(
+        [
+            torch.rand(16, 3, size, size, generator=torch.Generator().manual_seed(1)),
+            torch.linspace(0, 1, 11)[:, None, None, None].expand(11, 3, size, size),
+        ]
+    )
     source = partners[0]
-    windows = torch.cat([_centre_windows(model, curves, source), _centre_windows(model, lines, source),
-                         _centre_windows(model, quiet, source)])
+    windows = torch.cat(
+        [
+            _centre_windows(model, curves, source),
+            _centre_windows(model, lines, source),
+            _centre_windows(model, quiet, source),
+        ]
+    )
     design = torch.cat([windows.flatten(1), torch.ones(len(windows), 1)], dim=1).double()  # [N, 26]
     scale = design[:, :-1].abs().max()
     design[:, :-1] /= scale
     for unit, angle in facts.curve_orientations("mixed3b").items():
         off = torch.remainder(grid_angles - angle, 360.0)
         off = torch.minimum(off, 360.0 - off)
-        target = torch.cat([torch.exp(-(off**2) / (2 * BUMP_DEG**2)) - 0.3, torch.full((len(lines),), -0.6),
-                            torch.full((len(quiet),), -0.5)]) * GAIN
-        solution = torch.linalg.solve(design.T @ design + RIDGE * torch.eye(design.shape[1], dtype=design.dtype),
-                                      design.T @ target.double())
+        target = (
+            torch.cat(
+                [
+                    torch.exp(-(off**2) / (2 * BUMP_DEG**2)) - 0.3,
+                    torch.full((len(lines),), -0.6),
+                    torch.full((len(quiet),), -0.5),
+                ]
+            )
+            * GAIN
+        )
+        solution = torch.linalg.solve(
+            design.T @ design + RIDGE * torch.eye(design.shape[1], dtype=design.dtype), design.T @ target.double()
+        )
         with torch.no_grad():
             conv5x5.weight[unit - 320] = 0
             conv5x5.weight[unit - 320, partners.index(pairs[unit])] = (solution[:-1] / scale).reshape(5, 5).float()

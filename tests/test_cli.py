@@ -22,7 +22,9 @@ def _run(capsys, *argv):
 
 
 def test_module_is_runnable_and_lists_commands():
-    done = subprocess.run([sys.executable, "-m", "circuits_vision.cli", "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "circuits_vision.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0
     for command in ("atlas", "report", "serve", "demo"):
         assert command in done.stdout
@@ -67,8 +69,20 @@ def test_shapes_model_loads_or_says_what_is_missing():
 
 def test_atlas_command_builds_then_refuses_other_settings(capsys, tmp_path):
     out = tmp_path / "atlas"
-    common = ["atlas", "--model", TINY, "--layers", "conv2d1", "--out", out, "--size", "32", "--parts", "branch",
-              "--no-report"]
+    common = [
+        "atlas",
+        "--model",
+        TINY,
+        "--layers",
+        "conv2d1",
+        "--out",
+        out,
+        "--size",
+        "32",
+        "--parts",
+        "branch",
+        "--no-report",
+    ]
     code, stdout, err = _run(capsys, *common, "--steps", "2")
     assert code == 0, err
     assert str((out / "index.html").resolve()) in stdout
@@ -109,8 +123,20 @@ def test_cli_parts_match_the_atlas():
     assert cli.PARTS == analyses.PARTS
 
 
-ATLAS = ["atlas", "--model", TINY, "--layers", "conv2d1", "--size", "32", "--steps", "2", "--parts", "branch",
-         "--no-report"]
+ATLAS = [
+    "atlas",
+    "--model",
+    TINY,
+    "--layers",
+    "conv2d1",
+    "--size",
+    "32",
+    "--steps",
+    "2",
+    "--parts",
+    "branch",
+    "--no-report",
+]
 
 
 def _one_line_error(err, *needles):
@@ -208,13 +234,30 @@ def test_report_takes_detection_settings(capsys, tmp_path, monkeypatch):
     calls, real = [], equivariance.report
     monkeypatch.setattr(equivariance, "report", lambda *a, **kw: calls.append((a[1], kw)) or real(*a, **kw))
     curves, real_curves = [], tuning.find_curve_detectors
-    monkeypatch.setattr(tuning, "find_curve_detectors",
-                        lambda *a, **kw: curves.append((a[1], kw.get("units"))) or real_curves(*a, **kw))
-    code, _, err = _run(capsys, "report", "mixed3a", "mixed3b", "--model", TINY, "--out", tmp_path / "r",
-                        "--threshold", "0.3", "--min-members", "2", "--units-per-layer", "4")
+    monkeypatch.setattr(
+        tuning, "find_curve_detectors", lambda *a, **kw: curves.append((a[1], kw.get("units"))) or real_curves(*a, **kw)
+    )
+    code, _, err = _run(
+        capsys,
+        "report",
+        "mixed3a",
+        "mixed3b",
+        "--model",
+        TINY,
+        "--out",
+        tmp_path / "r",
+        "--threshold",
+        "0.3",
+        "--min-members",
+        "2",
+        "--units-per-layer",
+        "4",
+    )
     assert code == 0, err
     assert [(layer, kw["units"], kw["threshold"], kw["min_members"]) for layer, kw in calls] == [
-        ("mixed3a", [0, 1, 2, 3], 0.3, 2), ("mixed3b", [0, 1, 2, 3], 0.3, 2)]
+        ("mixed3a", [0, 1, 2, 3], 0.3, 2),
+        ("mixed3b", [0, 1, 2, 3], 0.3, 2),
+    ]
     assert curves == [("mixed3a", [0, 1, 2, 3]), ("mixed3b", [0, 1, 2, 3])]  # the curve search too
     page = (tmp_path / "r" / "index.html").read_text()
     assert page.count("detection: threshold 0.3, at least 2 members, units 0-3 only") == 2
@@ -249,8 +292,25 @@ def test_atlas_passes_the_dictionary_part_and_its_settings(monkeypatch, tmp_path
         return atlas.AtlasResult(tmp_path, tmp_path / "index.html", tmp_path / "manifest.jsonl", 0, 0)
 
     monkeypatch.setattr(atlas, "build", build)
-    assert cli.main(["atlas", "--model", str(TINY), "--parts", "inputs", "dictionary", "--dictionary-layers",
-                     "mixed3b", "--dictionary-features", "8", "--out", str(tmp_path)]) == 0
+    assert (
+        cli.main(
+            [
+                "atlas",
+                "--model",
+                str(TINY),
+                "--parts",
+                "inputs",
+                "dictionary",
+                "--dictionary-layers",
+                "mixed3b",
+                "--dictionary-features",
+                "8",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert seen["parts"] == ["inputs", "dictionary"]
     assert seen["config"].dictionary_layers == ("mixed3b",) and seen["config"].dictionary_features == 8
     with pytest.raises(SystemExit):

@@ -48,7 +48,9 @@ def _imports(path: Path, package_root: Path = PACKAGE) -> list[tuple[str, list[s
 
 def _imported_names(path: Path, package_root: Path = PACKAGE) -> list[str]:
     """Every dotted name ``path`` imports: each module, and each ``module.name`` of a ``from`` import."""
-    return [full for module, names in _imports(path, package_root) for full in [module] + [f"{module}.{n}" for n in names]]
+    return [
+        full for module, names in _imports(path, package_root) for full in [module] + [f"{module}.{n}" for n in names]
+    ]
 
 
 def _imported_subpackages(path: Path, package_root: Path = PACKAGE) -> set[str]:
@@ -73,7 +75,9 @@ def test_imports_run_one_way(subpackage):
 def test_checker_sees_imports(tmp_path):
     (tmp_path / "optvis").mkdir()
     sample = tmp_path / "optvis" / "sample.py"
-    sample.write_text("import circuits_vision.viz.grid\nfrom circuits_vision.models import load\nfrom ..analysis import tuning\nfrom . import x\n")
+    sample.write_text(
+        "import circuits_vision.viz.grid\nfrom circuits_vision.models import load\nfrom ..analysis import tuning\nfrom . import x\n"
+    )
     assert _imported_subpackages(sample, tmp_path) == {"viz", "models", "analysis", "optvis"}
 
 
@@ -100,10 +104,14 @@ def test_compat_uses_only_public_names():
 def test_private_import_checker_sees_them(tmp_path):
     (tmp_path / "compat").mkdir()
     sample = tmp_path / "compat" / "sample.py"
-    sample.write_text("from circuits_vision.optvis._session import x\nfrom circuits_vision.optvis import _x, render\n"
-                      "from circuits_vision.compat import _mine\nimport circuits_vision.hooks\n")
-    assert _private_imports(sample, tmp_path) == ["circuits_vision.optvis._session: ['x']",
-                                                  "circuits_vision.optvis: ['_x', 'render']"]
+    sample.write_text(
+        "from circuits_vision.optvis._session import x\nfrom circuits_vision.optvis import _x, render\n"
+        "from circuits_vision.compat import _mine\nimport circuits_vision.hooks\n"
+    )
+    assert _private_imports(sample, tmp_path) == [
+        "circuits_vision.optvis._session: ['x']",
+        "circuits_vision.optvis: ['_x', 'render']",
+    ]
 
 
 def _nested_private_imports(path: Path, package_root: Path = PACKAGE) -> list[str]:
@@ -136,10 +144,14 @@ def test_no_room_imports_the_equivariance_subpackage_private_modules():
 def test_nested_private_import_checker_sees_them(tmp_path):
     (tmp_path / "atlas").mkdir()
     sample = tmp_path / "atlas" / "sample.py"
-    sample.write_text("from circuits_vision.analysis.equivariance._kernels import unit_kernels\n"
-                      "from circuits_vision.analysis.equivariance import report\nfrom . import _own\n")
-    assert _nested_private_imports(sample, tmp_path) == ["circuits_vision.analysis.equivariance._kernels",
-                                                  "circuits_vision.analysis.equivariance._kernels.unit_kernels"]
+    sample.write_text(
+        "from circuits_vision.analysis.equivariance._kernels import unit_kernels\n"
+        "from circuits_vision.analysis.equivariance import report\nfrom . import _own\n"
+    )
+    assert _nested_private_imports(sample, tmp_path) == [
+        "circuits_vision.analysis.equivariance._kernels",
+        "circuits_vision.analysis.equivariance._kernels.unit_kernels",
+    ]
 
 
 # Top-level modules every subpackage may use; they import nothing from the package themselves.
@@ -170,7 +182,9 @@ def test_the_leaf_helpers_have_one_home():
     patterns = {
         "HTML escaping": re.compile(r"def _e\(|escape\(str\("),
         "the first line of an error": re.compile(r"str\(error\)\.strip\(\)\.splitlines\(\)"),
-        "int pairs": re.compile(r"\(int\(size\), int\(size\)\) if isinstance|def size_pair\(size: int \| tuple|utils\._pair\("),
+        "int pairs": re.compile(
+            r"\(int\(size\), int\(size\)\) if isinstance|def size_pair\(size: int \| tuple|utils\._pair\("
+        ),
         "restoring the training mode": re.compile(r"was_training = model\.training"),
     }
     offenders = []

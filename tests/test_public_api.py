@@ -52,7 +52,13 @@ def test_import_is_cheap_and_viz_submodules_need_no_import():
         "import sys, circuits_vision as cv; assert 'torch' not in sys.modules, 'torch imported eagerly'; "
         "print(cv.viz.weights.small_multiples.__module__, cv.viz.families.family_figure.__name__)"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["circuits_vision.viz.weights", "family_figure"]

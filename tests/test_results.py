@@ -32,13 +32,21 @@ def test_repr_is_short_and_shows_tensors_by_shape():
 
 def test_str_is_an_aligned_table_cut_after_forty_rows():
     text = str(Toy("conv", torch.tensor([0.5, 0.25, 12.0])))
-    assert text.splitlines() == ["Toy(layer='conv', scores=tensor[3])", "unit  score", "   0    0.5", "   1   0.25",
-                                 "   2     12"]
+    assert text.splitlines() == [
+        "Toy(layer='conv', scores=tensor[3])",
+        "unit  score",
+        "   0    0.5",
+        "   1   0.25",
+        "   2     12",
+    ]
     long = format_table([{"unit": i} for i in range(45)])
     assert long.splitlines()[-1] == "... 5 more rows" and len(long.splitlines()) == 42
     assert format_table([]) == "(no rows)"
     assert format_table([{"name": "a", "value": None}, {"name": "bb", "extra": True}]).splitlines() == [
-        "name  value  extra", "a         -      -", "bb        -   True"]
+        "name  value  extra",
+        "a         -      -",
+        "bb        -   True",
+    ]
 
 
 def test_short_texts():
@@ -50,16 +58,33 @@ def _result_classes():
     found = []
     for info in pkgutil.walk_packages(circuits_vision.analysis.__path__, "circuits_vision.analysis."):
         module = importlib.import_module(info.name)
-        found += [c for _, c in inspect.getmembers(module, inspect.isclass)
-                  if issubclass(c, Result) and c.__module__ == module.__name__]
+        found += [
+            c
+            for _, c in inspect.getmembers(module, inspect.isclass)
+            if issubclass(c, Result) and c.__module__ == module.__name__
+        ]
     return found
 
 
 def test_every_analysis_result_follows_the_contract():
     classes = {c.__name__ for c in _result_classes()}
-    assert {"TuningCurves", "CurveDetectorSearch", "BranchReport", "BranchRouting", "WeightSVD", "CircuitEquivariance",
-            "CurvePattern", "EchoResult", "CurveCircuit", "EquivarianceResult", "AblationReport", "Polysemanticity",
-            "DatasetExamples", "Dictionary", "AgreementResult"} <= classes
+    assert {
+        "TuningCurves",
+        "CurveDetectorSearch",
+        "BranchReport",
+        "BranchRouting",
+        "WeightSVD",
+        "CircuitEquivariance",
+        "CurvePattern",
+        "EchoResult",
+        "CurveCircuit",
+        "EquivarianceResult",
+        "AblationReport",
+        "Polysemanticity",
+        "DatasetExamples",
+        "Dictionary",
+        "AgreementResult",
+    } <= classes
     for cls in _result_classes():
         assert cls.table is not Result.table, f"{cls.__name__} has no table()"
         assert inspect.signature(cls.table).return_annotation in ("list[dict]", list[dict]), cls.__name__

@@ -16,10 +16,14 @@ def check_threshold(name: str, value) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number in (0, 1] (a cosine similarity), got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"{name} must be a number in (0, 1] (a cosine similarity), got {type(value).__name__} {value!r}"
+        )
     if math.isnan(value) or not 0 < value <= 1:
-        raise ValueError(f"{name} must be in (0, 1] (a cosine similarity: 1 = identical after the transformation), "
-                         f"got {value}; e.g. {name}=0.8, or lower (0.5) for trained networks' imperfect copies")
+        raise ValueError(
+            f"{name} must be in (0, 1] (a cosine similarity: 1 = identical after the transformation), "
+            f"got {value}; e.g. {name}=0.8, or lower (0.5) for trained networks' imperfect copies"
+        )
 
 
 def check_count(name: str, value, minimum: int, what: str) -> None:
@@ -39,7 +43,9 @@ def check_units(units: Iterable[int] | None) -> None:
     if isinstance(units, (str, bytes)) or not isinstance(units, Iterable):
         raise TypeError(f"units must be a list of channel indices or None, got {type(units).__name__}")
     if len(list(units)) == 0:
-        raise ValueError("units is empty: pass the channel indices to search, or units=None for every unit of the layer")
+        raise ValueError(
+            "units is empty: pass the channel indices to search, or units=None for every unit of the layer"
+        )
 
 
 def check_family_search(*, threshold=None, invariant_threshold=None, min_members=None, units=None, steps=None) -> None:

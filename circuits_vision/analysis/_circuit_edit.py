@@ -53,11 +53,13 @@ def conv_links(model: nn.Module, source: str, target: str, *, seed: int = 0) -> 
     def keep_input(name):
         def hook(module, args, output):
             inputs[name] = args[0].detach()
+
         return hook
 
     def keep(name):
         def hook(module, args, output):
             captured[name] = output.detach()
+
         return hook
 
     hooks = {name: keep_input(name) for name in convs}
@@ -78,6 +80,7 @@ def conv_links(model: nn.Module, source: str, target: str, *, seed: int = 0) -> 
             signature = 1.0 + torch.rand(output.shape, generator=generator, dtype=torch.float32)
             signatures[name] = signature.to(device=output.device, dtype=output.dtype)
             return signatures[name]
+
         return hook
 
     marked = {name: sign(name) for name in convs}
@@ -88,12 +91,16 @@ def conv_links(model: nn.Module, source: str, target: str, *, seed: int = 0) -> 
     if target_out is None or target_out.dim() != 4:
         raise ValueError(f"layer {target!r} gives no [N, C, H, W] output, so no convolution writes its channels")
     writer = _match(target_out, signatures)
-    return ConvLinks(source, target, readers, writer, {name: inputs[name] for name, _ in set(writer.values()) if name in inputs})
+    return ConvLinks(
+        source, target, readers, writer, {name: inputs[name] for name, _ in set(writer.values()) if name in inputs}
+    )
 
 
 def _match(target: torch.Tensor, signatures: dict[str, torch.Tensor]) -> dict[int, tuple[str, int]]:
     """``{target channel: (conv, channel)}`` where the target map equals that signature map."""
-    probe = torch.rand(target.shape[2] * target.shape[3], generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    probe = torch.rand(
+        target.shape[2] * target.shape[3], generator=torch.Generator().manual_seed(7), dtype=torch.float64
+    )
     want = target[0].flatten(1).double() @ probe  # [C_target] one fingerprint per map
     found: dict[int, tuple[str, int]] = {}
     for name, signature in signatures.items():
@@ -145,6 +152,7 @@ def layer_read_by(model: nn.Module, conv_input: torch.Tensor, *, seed: int = 0) 
         def hook(module, args, output):
             if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[1] == conv_input.shape[1]:
                 outputs[name] = output.detach()
+
         return hook
 
     x = probe_input(model, model_input_size(model), torch.Generator().manual_seed(seed))

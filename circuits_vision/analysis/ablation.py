@@ -74,8 +74,13 @@ def parse_units(model: nn.Module, units: Units) -> dict[str, list[int]]:
 
 
 @contextmanager
-def ablated(model: nn.Module, units: Units, *, means: Mapping[str, torch.Tensor] | None = None,
-            replacement: Mapping[str, Replacement] | None = None):
+def ablated(
+    model: nn.Module,
+    units: Units,
+    *,
+    means: Mapping[str, torch.Tensor] | None = None,
+    replacement: Mapping[str, Replacement] | None = None,
+):
     """Within the block, ``units`` of ``model`` output a constant (0, or ``means[layer]`` ``[k]`` per unit).
 
     ``replacement[layer](input, output)`` gives new values ``[N, k, h, w]`` for that layer's units
@@ -95,8 +100,10 @@ def ablated(model: nn.Module, units: Units, *, means: Mapping[str, torch.Tensor]
             if replacement is not None and layer in replacement:
                 new = replacement[layer](inputs[0] if inputs else None, output)
                 if tuple(new.shape) != (out.shape[0], len(channels), *out.shape[2:]):
-                    raise ValueError(f"replacement for {layer!r} returned {tuple(new.shape)}, expected "
-                                     f"{(out.shape[0], len(channels), *out.shape[2:])}")
+                    raise ValueError(
+                        f"replacement for {layer!r} returned {tuple(new.shape)}, expected "
+                        f"{(out.shape[0], len(channels), *out.shape[2:])}"
+                    )
                 out[:, idx] = new.to(out.dtype)
             elif means is not None and layer in means:
                 fill = means[layer].to(out.device, out.dtype).view(1, -1, *([1] * (out.dim() - 2)))
@@ -177,19 +184,25 @@ class AblationReport(Result):
 
     def table(self) -> list[dict]:
         """One row per class, then an ``"(all)"`` row: ``class, n, before, after, delta``."""
-        rows = [{"class": c.name, "n": c.n, "before": c.before, "after": c.after, "delta": c.delta} for c in self.classes]
+        rows = [
+            {"class": c.name, "n": c.n, "before": c.before, "after": c.after, "delta": c.delta} for c in self.classes
+        ]
         rows.append({"class": "(all)", "n": self.n, "before": self.before, "after": self.after, "delta": self.delta})
         return rows
 
     def __str__(self) -> str:
         count = sum(len(v) for v in self.units.values())
         where = ", ".join(f"{layer} x{len(ch)}" for layer, ch in self.units.items())
-        lines = [f"ablation ({self.mode}) of {count} unit(s) [{where}] on {self.n} images: accuracy "
-                 f"{100 * self.before:.1f}% -> {100 * self.after:.1f}% ({100 * self.delta:+.1f} pts, "
-                 f"s.e. {100 * self.standard_error:.1f}); {100 * self.changed:.1f}% of predictions changed",
-                 f"{'class':<16} {'n':>5} {'before':>7} {'after':>7} {'delta':>7}"]
+        lines = [
+            f"ablation ({self.mode}) of {count} unit(s) [{where}] on {self.n} images: accuracy "
+            f"{100 * self.before:.1f}% -> {100 * self.after:.1f}% ({100 * self.delta:+.1f} pts, "
+            f"s.e. {100 * self.standard_error:.1f}); {100 * self.changed:.1f}% of predictions changed",
+            f"{'class':<16} {'n':>5} {'before':>7} {'after':>7} {'delta':>7}",
+        ]
         for c in self.classes:
-            lines.append(f"{c.name[:16]:<16} {c.n:>5} {100 * c.before:>6.1f}% {100 * c.after:>6.1f}% {100 * c.delta:>+6.1f}")
+            lines.append(
+                f"{c.name[:16]:<16} {c.n:>5} {100 * c.before:>6.1f}% {100 * c.after:>6.1f}% {100 * c.delta:>+6.1f}"
+            )
         lines += self.notes
         return "\n".join(lines)
 
@@ -204,14 +217,17 @@ def _check_data(data) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
     elif isinstance(data, (tuple, list)) and len(data) in (2, 3):
         images, labels, names = data[0], data[1], (data[2] if len(data) == 3 else None)
     else:
-        raise TypeError("data must be (images [N, 3, H, W], labels [N]) or (images, labels, class_names), "
-                        f"or a dict with those keys; got {type(data).__name__}")
+        raise TypeError(
+            "data must be (images [N, 3, H, W], labels [N]) or (images, labels, class_names), "
+            f"or a dict with those keys; got {type(data).__name__}"
+        )
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise ValueError(f"data images must be a tensor [N, C, H, W], got {getattr(images, 'shape', type(images))}")
     labels = torch.as_tensor(labels)
     if labels.dim() != 1 or labels.shape[0] != images.shape[0] or labels.dtype.is_floating_point:
-        raise ValueError(f"data labels must be integer class indices [N={images.shape[0]}], got "
-                         f"{tuple(labels.shape)} {labels.dtype}")
+        raise ValueError(
+            f"data labels must be integer class indices [N={images.shape[0]}], got {tuple(labels.shape)} {labels.dtype}"
+        )
     return images, labels.long(), (list(names) if names is not None else None)
 
 
@@ -239,6 +255,7 @@ def _means(model, parsed: dict[str, list[int]], images, batch_size) -> dict[str,
             act = output[:, parsed[layer]].double()
             sums[layer] += act.sum(dim=[d for d in range(act.dim()) if d != 1]).cpu()
             count[layer] += act.numel() // act.shape[1]
+
         return hook
 
     try:
@@ -300,12 +317,26 @@ def ablate(
     for k in range(n_classes):
         mask = labels == k
         m = int(mask.sum())
-        classes.append(ClassDelta(names[k], m, float(right_before[mask].float().mean()) if m else math.nan,
-                                  float(right_after[mask].float().mean()) if m else math.nan))
+        classes.append(
+            ClassDelta(
+                names[k],
+                m,
+                float(right_before[mask].float().mean()) if m else math.nan,
+                float(right_after[mask].float().mean()) if m else math.nan,
+            )
+        )
     n = labels.shape[0]
     # Paired difference of two proportions: its variance comes from the images that flipped.
     gained, lost = float((right_after & ~right_before).sum()), float((right_before & ~right_after).sum())
     se = math.sqrt(max(gained + lost - (gained - lost) ** 2 / n, 0.0)) / n
     mode = "replacement" if replacement is not None else value
-    return AblationReport(parsed, mode, n, float(right_before.float().mean()), float(right_after.float().mean()),
-                          classes, float((before != after).float().mean()), se)
+    return AblationReport(
+        parsed,
+        mode,
+        n,
+        float(right_before.float().mean()),
+        float(right_after.float().mean()),
+        classes,
+        float((before != after).float().mean()),
+        se,
+    )

@@ -179,15 +179,25 @@ class Attribution(Result):
         for i in range(self.values.shape[0]):
             total = float(self.total[i])
             for rank, (c, value) in enumerate(self.top_channels(k, i)):
-                rows.append({"image": i, "rank": rank, "channel": c, "attribution": value,
-                             "share": value / total if total else math.nan, "target": float(self.target_value[i])})
+                rows.append(
+                    {
+                        "image": i,
+                        "rank": rank,
+                        "channel": c,
+                        "attribution": value,
+                        "share": value / total if total else math.nan,
+                        "target": float(self.target_value[i]),
+                    }
+                )
         return rows
 
     def __str__(self) -> str:
         lines = [f"{self.method} attribution of {self.layer} to {self.target} on {self.values.shape[0]} images"]
         for i in range(min(self.values.shape[0], 4)):
             top = ", ".join(f"{c} ({v:+.3g})" for c, v in self.top_channels(5, i))
-            lines.append(f"  image {i}: target {float(self.target_value[i]):.4g}, total {float(self.total[i]):.4g}; top channels {top}")
+            lines.append(
+                f"  image {i}: target {float(self.target_value[i]):.4g}, total {float(self.total[i]):.4g}; top channels {top}"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -240,8 +250,10 @@ class UnitAttribution(Result):
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"UnitAttribution(source={self.source!r}, target_layer={self.target_layer!r}, "
-                f"units={len(self.units)}, channel={tuple(self.channel.shape)})")
+        return (
+            f"UnitAttribution(source={self.source!r}, target_layer={self.target_layer!r}, "
+            f"units={len(self.units)}, channel={tuple(self.channel.shape)})"
+        )
 
 
 def attribute(
@@ -290,8 +302,16 @@ def attribute(
         if method == "integrated":
             values = _target(model, images, canonical, goal, None, batch_size)
         baseline_value = _target(model, images, canonical, goal, base, batch_size)
-    return Attribution(canonical, goal.description, method, steps if method == "integrated" else 1,
-                       ((acts - base) * grads), acts, values, baseline_value)
+    return Attribution(
+        canonical,
+        goal.description,
+        method,
+        steps if method == "integrated" else 1,
+        ((acts - base) * grads),
+        acts,
+        values,
+        baseline_value,
+    )
 
 
 def between(
@@ -320,7 +340,11 @@ def between(
     width = layer_shape(model, target_name, tuple(images.shape[-2:]))[0]
     if units is None:
         units = list(range(width))
-    units = [_int(units, "units")] if not isinstance(units, (list, tuple, range, torch.Tensor)) else [_int(u, "units") for u in units]
+    units = (
+        [_int(units, "units")]
+        if not isinstance(units, (list, tuple, range, torch.Tensor))
+        else [_int(u, "units") for u in units]
+    )
     if not units:
         raise ValueError("units is empty: pass channel indices of the target layer, or None for all")
     for u in units:
@@ -354,8 +378,17 @@ def between(
         baseline_value = reduce(_target(model, images, source_name, everything, base, batch_size))
         if method == "integrated":
             values = reduce(_target(model, images, source_name, everything, None, batch_size))
-    return UnitAttribution(source_name, target_name, units, method, steps if method == "integrated" else 1,
-                           channel, spatial, values, baseline_value)
+    return UnitAttribution(
+        source_name,
+        target_name,
+        units,
+        method,
+        steps if method == "integrated" else 1,
+        channel,
+        spatial,
+        values,
+        baseline_value,
+    )
 
 
 # --- the gradient at a layer -----------------------------------------------------------------------
@@ -391,7 +424,9 @@ def _forward_from(model, images, layer, goal: Target, replace) -> tuple[torch.Te
 
     def hook(module, inputs, output):
         if not isinstance(output, torch.Tensor):
-            raise TypeError(f"layer {layer!r} outputs {type(output).__name__}, not a tensor; attribute to a tensor layer")
+            raise TypeError(
+                f"layer {layer!r} outputs {type(output).__name__}, not a tensor; attribute to a tensor layer"
+            )
         leaf = replace(output.detach()).detach().requires_grad_(True)
         state["leaf"] = leaf
         return leaf.clone()  # a non-leaf, so an in-place op downstream (ReLU(inplace=True)) is allowed
@@ -418,7 +453,11 @@ def _target(model, images, layer, goal: Target, baseline: torch.Tensor | None, b
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
             stop = start + batch_size
-            replace = (lambda act, b=baseline[start:stop]: b.to(act).expand_as(act)) if baseline is not None else (lambda act: act)
+            replace = (
+                (lambda act, b=baseline[start:stop]: b.to(act).expand_as(act))
+                if baseline is not None
+                else (lambda act: act)
+            )
             value, _ = _forward_from(model, images[start:stop], layer, goal, replace)
             out.append(value.float().cpu())
     return torch.cat(out)
@@ -427,8 +466,10 @@ def _target(model, images, layer, goal: Target, baseline: torch.Tensor | None, b
 def _activations(model, images, layer, batch_size) -> torch.Tensor:
     device = _device(model, images)
     with torch.no_grad():
-        outs = [run_with_cache(model, images[s : s + batch_size].to(device), [layer])[layer]
-                for s in range(0, images.shape[0], batch_size)]
+        outs = [
+            run_with_cache(model, images[s : s + batch_size].to(device), [layer])[layer]
+            for s in range(0, images.shape[0], batch_size)
+        ]
     if not isinstance(outs[0], torch.Tensor) or outs[0].dim() < 2:
         raise ValueError(f"layer {layer!r} must output a [N, C, ...] tensor to attribute its channels")
     return torch.cat(outs).float().cpu()
@@ -473,11 +514,15 @@ def _baseline(baseline, acts: torch.Tensor) -> torch.Tensor:
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
         return torch.full_like(acts, float(baseline))
     if not isinstance(baseline, torch.Tensor):
-        raise TypeError(f"baseline must be a number or a tensor broadcastable to {tuple(acts.shape)}, got {type(baseline).__name__}")
+        raise TypeError(
+            f"baseline must be a number or a tensor broadcastable to {tuple(acts.shape)}, got {type(baseline).__name__}"
+        )
     try:
         return baseline.float().cpu().expand_as(acts).clone()
     except RuntimeError:
-        raise ValueError(f"baseline of shape {tuple(baseline.shape)} does not broadcast to the layer's activations {tuple(acts.shape)}") from None
+        raise ValueError(
+            f"baseline of shape {tuple(baseline.shape)} does not broadcast to the layer's activations {tuple(acts.shape)}"
+        ) from None
 
 
 def _check_method(method: str, steps: int) -> None:

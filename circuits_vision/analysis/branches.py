@@ -91,8 +91,10 @@ class BranchReport(Result):
         for r in self.rows:
             if r.category == category and r.branch == branch:
                 return r
-        raise KeyError(f"no row for category {category!r} x branch {branch!r}; categories "
-                       f"{list(self.categories)}, branches {[b.name for b in self.branches]}")
+        raise KeyError(
+            f"no row for category {category!r} x branch {branch!r}; categories "
+            f"{list(self.categories)}, branches {[b.name for b in self.branches]}"
+        )
 
     def best_branch(self, category: str) -> BranchRow:
         """The branch where ``category`` is most over-represented (smallest p, then most units)."""
@@ -124,22 +126,31 @@ class BranchReport(Result):
 
     def __str__(self) -> str:
         """The rows as aligned text, one line per category x branch."""
-        header = f"{'category':<28} {'branch':<12} {'count':>9} {'expected':>8} {'enrich':>7} " \
-                 f"{'p':>9} {'p_bonf':>9} {'p_holm':>9}"
-        lines = [f"branch specialization of layer {self.layer!r}: {self.n_tests} tests "
-                 f"(categories x branches; empty categories not tested)", header]
+        header = (
+            f"{'category':<28} {'branch':<12} {'count':>9} {'expected':>8} {'enrich':>7} "
+            f"{'p':>9} {'p_bonf':>9} {'p_holm':>9}"
+        )
+        lines = [
+            f"branch specialization of layer {self.layer!r}: {self.n_tests} tests "
+            f"(categories x branches; empty categories not tested)",
+            header,
+        ]
         for r in self.rows:
             count = f"{r.count}/{r.category_size}"
             if not r.tested:
                 lines.append(f"{r.category[:28]:<28} {r.branch[:12]:<12} {count:>9} {'(empty category)':>27}")
                 continue
-            lines.append(f"{r.category[:28]:<28} {r.branch[:12]:<12} {count:>9} {r.expected:>8.2f} "
-                         f"{r.enrichment:>7.2f} {_p(r.p_value, r.log10_p):>9} {r.p_bonferroni:>9.2g} {r.p_holm:>9.2g}")
+            lines.append(
+                f"{r.category[:28]:<28} {r.branch[:12]:<12} {count:>9} {r.expected:>8.2f} "
+                f"{r.enrichment:>7.2f} {_p(r.p_value, r.log10_p):>9} {r.p_bonferroni:>9.2g} {r.p_holm:>9.2g}"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"BranchReport(layer={self.layer!r}, branches={[b.name for b in self.branches]}, "
-                f"categories={list(self.categories)}, n_tests={self.n_tests})")
+        return (
+            f"BranchReport(layer={self.layer!r}, branches={[b.name for b in self.branches]}, "
+            f"categories={list(self.categories)}, n_tests={self.n_tests})"
+        )
 
 
 def _p(p: float, log10_p: float) -> str:
@@ -168,8 +179,10 @@ def layer_branches(model: nn.Module, layer: str, branches: BranchMap | Sequence[
     groups = getattr(module, "groups", 1)
     if isinstance(module, nn.Conv2d) and groups > 1:
         per_group = module.out_channels // groups
-        return [Branch(f"group{g}", g * per_group, (g + 1) * per_group, resolve_layer(model, layer)[0])
-                for g in range(groups)]
+        return [
+            Branch(f"group{g}", g * per_group, (g + 1) * per_group, resolve_layer(model, layer)[0])
+            for g in range(groups)
+        ]
     try:
         return hook_branches(model, layer)
     except NotABranchLayerError as error:
@@ -191,8 +204,10 @@ def _check_categories(categories: Mapping[str, Iterable[int]], width: int, layer
             if isinstance(unit, bool) or not isinstance(unit, int):
                 raise CategoryError(f"category {name!r}: units must be channel indices (int), got {unit!r}")
             if not 0 <= unit < width:
-                raise CategoryError(f"category {name!r}: unit {unit} is outside layer {layer!r}, "
-                                    f"which has {width} channels (0..{width - 1})")
+                raise CategoryError(
+                    f"category {name!r}: unit {unit} is outside layer {layer!r}, "
+                    f"which has {width} channels (0..{width - 1})"
+                )
         repeated = sorted({u for u in units if units.count(u) > 1})
         if repeated:
             raise CategoryError(f"category {name!r} lists units {repeated} more than once")
@@ -260,8 +275,9 @@ def branch_statistics(
     if covered != layer_size:
         outside = [u for units in checked.values() for u in units if not any(u in b for b in branch_list)]
         if outside:
-            raise CategoryError(f"units {outside[:10]} lie in no branch of the map "
-                                f"{[(b.name, b.start, b.stop) for b in branch_list]}")
+            raise CategoryError(
+                f"units {outside[:10]} lie in no branch of the map {[(b.name, b.start, b.stop) for b in branch_list]}"
+            )
     population = covered
 
     cells = []
@@ -279,15 +295,43 @@ def branch_statistics(
     for i, (name, b, inside, size) in enumerate(cells):
         expected = size * b.width / population
         if size == 0:
-            rows.append(BranchRow(name, b.name, 0, 0, b.width, population, expected=0.0, enrichment=math.nan,
-                                  p_value=1.0, log10_p=0.0, p_bonferroni=1.0, p_holm=1.0, units=(), tested=False))
+            rows.append(
+                BranchRow(
+                    name,
+                    b.name,
+                    0,
+                    0,
+                    b.width,
+                    population,
+                    expected=0.0,
+                    enrichment=math.nan,
+                    p_value=1.0,
+                    log10_p=0.0,
+                    p_bonferroni=1.0,
+                    p_holm=1.0,
+                    units=(),
+                    tested=False,
+                )
+            )
             continue
-        rows.append(BranchRow(
-            category=name, branch=b.name, count=len(inside), category_size=size, branch_size=b.width,
-            layer_size=population, expected=expected, enrichment=len(inside) / expected, p_value=raw[i],
-            log10_p=hypergeometric_log10_sf(len(inside), population, b.width, size),
-            p_bonferroni=bonf[i], p_holm=holm_adjusted[i], units=inside, tested=True,
-        ))
+        rows.append(
+            BranchRow(
+                category=name,
+                branch=b.name,
+                count=len(inside),
+                category_size=size,
+                branch_size=b.width,
+                layer_size=population,
+                expected=expected,
+                enrichment=len(inside) / expected,
+                p_value=raw[i],
+                log10_p=hypergeometric_log10_sf(len(inside), population, b.width, size),
+                p_bonferroni=bonf[i],
+                p_holm=holm_adjusted[i],
+                units=inside,
+                tested=True,
+            )
+        )
     return BranchReport(layer, branch_list, checked, rows, n_tests=len(tested))
 
 
@@ -324,15 +368,19 @@ def report(
         if categories in ("color", "orientation"):
             from circuits_vision.analysis import unit_categories
 
-            measure = {"color": unit_categories.color_categories,
-                       "orientation": unit_categories.orientation_categories}[categories]
+            measure = {
+                "color": unit_categories.color_categories,
+                "orientation": unit_categories.orientation_categories,
+            }[categories]
             categories = measure(model, layer)
         elif categories == "families":
             categories = facts_categories(resolve_layer(model, layer)[0], "families")
         else:
-            raise ValueError(f"categories must be a mapping {{name: [units]}}, 'color', 'orientation' or "
-                             f"'families'; "
-                             f"got {categories!r}")
+            raise ValueError(
+                f"categories must be a mapping {{name: [units]}}, 'color', 'orientation' or "
+                f"'families'; "
+                f"got {categories!r}"
+            )
     result = specialization(model, layer, categories, branches=branches)
     if downstream is not None:
         result.routing = branch_routing(model, layer, downstream, branches=result.branches)
@@ -392,11 +440,15 @@ def _direct_weights(model: nn.Module, source: str, target: str) -> torch.Tensor:
     """The weights of conv ``target`` when its input is ``source``'s output (checked by one probe)."""
     conv = get_layer(model, target)
     if not isinstance(conv, nn.Conv2d):
-        raise ValueError(f"layer {target!r} is a {type(conv).__name__}, not a Conv2d; without "
-                         f"circuits_vision.weights.expanded_weights name the conv that reads {source!r} directly")
+        raise ValueError(
+            f"layer {target!r} is a {type(conv).__name__}, not a Conv2d; without "
+            f"circuits_vision.weights.expanded_weights name the conv that reads {source!r} directly"
+        )
     if not reads_directly(model, source, target):
-        raise ValueError(f"conv {target!r} does not read {source!r}'s output directly; expanded weights are "
-                         f"needed (circuits_vision.weights.expanded_weights)")
+        raise ValueError(
+            f"conv {target!r} does not read {source!r}'s output directly; expanded weights are "
+            f"needed (circuits_vision.weights.expanded_weights)"
+        )
     return conv.weight.detach()
 
 
@@ -412,7 +464,7 @@ def branch_routing(
     found = layer_branches(model, layer, branches)
     weights, method = _weights_between(model, layer, downstream)
     per_source = weights.abs().sum(dim=(2, 3)).double().cpu()  # [C_target, C_source]; small, kept on the CPU
-    mass = torch.stack([per_source[:, b.start:b.stop].sum(1) for b in found], dim=1)
+    mass = torch.stack([per_source[:, b.start : b.stop].sum(1) for b in found], dim=1)
     return BranchRouting(layer, downstream, found, mass, method)
 
 
@@ -442,8 +494,10 @@ class WeightSVD(Result):
 
     def table(self) -> list[dict]:
         """One row per kept component: its singular value and its largest source loading."""
-        return [{"component": i, "singular_value": float(s), "top_source": int(self.source_loadings[:, i].argmax())}
-                for i, s in enumerate(self.singular_values.tolist())]
+        return [
+            {"component": i, "singular_value": float(s), "top_source": int(self.source_loadings[:, i].argmax())}
+            for i, s in enumerate(self.singular_values.tolist())
+        ]
 
 
 def abs_weight_svd(model: nn.Module, source: str, target: str, k: int = 3, *, center: bool = True) -> WeightSVD:

@@ -107,37 +107,56 @@ class CurveCircuit(Result):
         rows = []
         for j, t in enumerate(self.target_units):
             for i, s in enumerate(self.source_units):
-                rows.append({"target": t, "source": s, "target_orientation": self.target_orientations[j],
-                             "source_orientation": self.source_orientations[i],
-                             "delta": float(self.delta[j, i]), "net_weight": float(self.net[j, i])})
+                rows.append(
+                    {
+                        "target": t,
+                        "source": s,
+                        "target_orientation": self.target_orientations[j],
+                        "source_orientation": self.source_orientations[i],
+                        "delta": float(self.delta[j, i]),
+                        "net_weight": float(self.net[j, i]),
+                    }
+                )
         return rows
 
     def summary(self) -> dict:
         """The figures as plain values (for JSON)."""
-        return {"source": self.source, "target": self.target, "source_units": self.source_units,
-                "target_units": self.target_units, "pairs": self.n_pairs,
-                "correlation_net_vs_cos_delta": round(self.correlation, 4), "permutation_p": self.p_value,
-                "permutations": self.permutations, "null_mean": round(self.null_mean, 4),
-                "null_std": round(self.null_std, 4), "aligned_mean_net": self.aligned_mean,
-                "opposite_mean_net": self.opposite_mean,
-                "profile": {f"{b:g}": v for b, v in zip(self.bins, self.profile)},
-                "null_band_5_95": {f"{b:g}": [lo, hi] for b, lo, hi in zip(self.bins, self.null_low, self.null_high)}}
+        return {
+            "source": self.source,
+            "target": self.target,
+            "source_units": self.source_units,
+            "target_units": self.target_units,
+            "pairs": self.n_pairs,
+            "correlation_net_vs_cos_delta": round(self.correlation, 4),
+            "permutation_p": self.p_value,
+            "permutations": self.permutations,
+            "null_mean": round(self.null_mean, 4),
+            "null_std": round(self.null_std, 4),
+            "aligned_mean_net": self.aligned_mean,
+            "opposite_mean_net": self.opposite_mean,
+            "profile": {f"{b:g}": v for b, v in zip(self.bins, self.profile)},
+            "null_band_5_95": {f"{b:g}": [lo, hi] for b, lo, hi in zip(self.bins, self.null_low, self.null_high)},
+        }
 
     def __str__(self) -> str:
-        lines = [f"curve circuit {self.source} -> {self.target}: {len(self.target_units)} x "
-                 f"{len(self.source_units)} curve detectors = {self.n_pairs} pairs",
-                 f"  corr(net expanded weight, cos delta) = {self.correlation:.3f} (shuffled-orientation null "
-                 f"{self.null_mean:.3f} +- {self.null_std:.3f}, p = {self.p_value:.2g}, {self.permutations} shuffles)",
-                 f"  aligned pairs (|delta| < {ALIGNED:g}): mean net {self.aligned_mean:+.4g} "
-                 f"({'excitatory' if self.excites_aligned else 'not excitatory'}); opposite pairs "
-                 f"(|delta| > {180 - ALIGNED:g}): mean net {self.opposite_mean:+.4g} "
-                 f"({'inhibitory' if self.inhibits_opposite else 'not inhibitory'})",
-                 "  mean net weight by delta: " + ", ".join(f"{b:+.0f}: {v:+.3g}" for b, v in zip(self.bins, self.profile))]
+        lines = [
+            f"curve circuit {self.source} -> {self.target}: {len(self.target_units)} x "
+            f"{len(self.source_units)} curve detectors = {self.n_pairs} pairs",
+            f"  corr(net expanded weight, cos delta) = {self.correlation:.3f} (shuffled-orientation null "
+            f"{self.null_mean:.3f} +- {self.null_std:.3f}, p = {self.p_value:.2g}, {self.permutations} shuffles)",
+            f"  aligned pairs (|delta| < {ALIGNED:g}): mean net {self.aligned_mean:+.4g} "
+            f"({'excitatory' if self.excites_aligned else 'not excitatory'}); opposite pairs "
+            f"(|delta| > {180 - ALIGNED:g}): mean net {self.opposite_mean:+.4g} "
+            f"({'inhibitory' if self.inhibits_opposite else 'not inhibitory'})",
+            "  mean net weight by delta: " + ", ".join(f"{b:+.0f}: {v:+.3g}" for b, v in zip(self.bins, self.profile)),
+        ]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"CurveCircuit({self.source!r} -> {self.target!r}, pairs={self.n_pairs}, "
-                f"correlation={self.correlation:.3f}, p={self.p_value:.2g})")
+        return (
+            f"CurveCircuit({self.source!r} -> {self.target!r}, pairs={self.n_pairs}, "
+            f"correlation={self.correlation:.3f}, p={self.p_value:.2g})"
+        )
 
 
 def detector_family(detectors: Sequence[CurveDetector], score: float = float("nan")) -> Family:
@@ -189,8 +208,10 @@ def curve_circuit(
     src, tgt = _detectors(model, source, source_detectors), _detectors(model, target, target_detectors)
     for layer, found in ((source, src), (target, tgt)):
         if len(found) < 2:
-            raise ValueError(f"layer {layer!r} has {len(found)} curve detector(s) (find_curve_detectors); a curve "
-                             "circuit needs at least 2 in each layer")
+            raise ValueError(
+                f"layer {layer!r} has {len(found)} curve detector(s) (find_curve_detectors); a curve "
+                "circuit needs at least 2 in each layer"
+            )
     if weights is None:
         from circuits_vision.weights import expanded_weights
 
@@ -198,7 +219,9 @@ def curve_circuit(
         weights = weights[[d.unit for d in tgt]]
     else:
         if weights.dim() != 4:
-            raise ValueError(f"weights must be expanded weights [C_target, C_source, kh, kw], got {tuple(weights.shape)}")
+            raise ValueError(
+                f"weights must be expanded weights [C_target, C_source, kh, kw], got {tuple(weights.shape)}"
+            )
         bad = [d.unit for d in src if d.unit >= weights.shape[1]] + [d.unit for d in tgt if d.unit >= weights.shape[0]]
         if bad:
             raise ValueError(f"units {bad} are outside the weights' channels {tuple(weights.shape[:2])}")
@@ -227,16 +250,30 @@ def curve_circuit(
     # The null band of the profile: per shuffle, the mean net weight of each bin.
     null_bins = bin_of(shuffled).reshape(permutations, -1)  # [P, T*S]
     sums = torch.zeros(permutations, 8, dtype=torch.float64).scatter_add_(1, null_bins, flat.expand(permutations, -1))
-    counts = torch.zeros(permutations, 8, dtype=torch.float64).scatter_add_(1, null_bins, torch.ones_like(sums[:, :1]).expand(-1, flat.numel()))
+    counts = torch.zeros(permutations, 8, dtype=torch.float64).scatter_add_(
+        1, null_bins, torch.ones_like(sums[:, :1]).expand(-1, flat.numel())
+    )
     null_means = torch.where(counts > 0, sums / counts.clamp_min(1), torch.nan)
     low = torch.nanquantile(null_means, 0.05, dim=0)
     high = torch.nanquantile(null_means, 0.95, dim=0)
     return CurveCircuit(
-        source=source, target=target, source_units=[d.unit for d in src], target_units=[d.unit for d in tgt],
+        source=source,
+        target=target,
+        source_units=[d.unit for d in src],
+        target_units=[d.unit for d in tgt],
         source_orientations=[d.preferred_orientation for d in src],
-        target_orientations=[d.preferred_orientation for d in tgt], delta=delta.float(), net=net.float(),
-        correlation=observed, p_value=p_value, null_mean=float(null.mean()), null_std=float(null.std()),
-        aligned_mean=mean_where(delta.abs() < ALIGNED), opposite_mean=mean_where(delta.abs() > 180.0 - ALIGNED),
-        bins=centres, profile=[mean_where(index == k) for k in range(8)], null_low=low.tolist(),
-        null_high=high.tolist(), permutations=permutations,
+        target_orientations=[d.preferred_orientation for d in tgt],
+        delta=delta.float(),
+        net=net.float(),
+        correlation=observed,
+        p_value=p_value,
+        null_mean=float(null.mean()),
+        null_std=float(null.std()),
+        aligned_mean=mean_where(delta.abs() < ALIGNED),
+        opposite_mean=mean_where(delta.abs() > 180.0 - ALIGNED),
+        bins=centres,
+        profile=[mean_where(index == k) for k in range(8)],
+        null_low=low.tolist(),
+        null_high=high.tolist(),
+        permutations=permutations,
     )

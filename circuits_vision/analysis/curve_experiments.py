@@ -96,8 +96,9 @@ class _ExpandedEdit:
             for unit, channel in pairs:
                 extra = _delta_conv(self.source_act, self.deltas[unit], self.offset)[:, 0]
                 if extra.shape[-2:] != out.shape[-2:]:
-                    raise ValueError(f"edit of {self.target}:{unit} has shape {tuple(extra.shape)}, "
-                                     f"the unit {tuple(out.shape[-2:])}")
+                    raise ValueError(
+                        f"edit of {self.target}:{unit} has shape {tuple(extra.shape)}, the unit {tuple(out.shape[-2:])}"
+                    )
                 out[:, channel] = out[:, channel] + extra
             return out
 
@@ -114,8 +115,10 @@ def _expansion(model, source, target):
 
     found = expand(model, source, target)
     if tuple(found.stride) != (1, 1):
-        raise ValueError(f"{source!r} -> {target!r} is strided {found.stride}; these edits need the two layers "
-                         "at the same resolution (adjacent mixed blocks)")
+        raise ValueError(
+            f"{source!r} -> {target!r} is strided {found.stride}; these edits need the two layers "
+            "at the same resolution (adjacent mixed blocks)"
+        )
     return found
 
 
@@ -156,25 +159,34 @@ class EchoReport(Result):
         return self.echo_after - self.echo_before >= 0.1
 
     def table(self) -> list[dict]:
-        return [{"orientation": float(o), "before": float(b), "after": float(a)}
-                for o, b, a in zip(self.orientations, self.before, self.after)]
+        return [
+            {"orientation": float(o), "before": float(b), "after": float(a)}
+            for o, b, a in zip(self.orientations, self.before, self.after)
+        ]
 
     def summary(self) -> dict:
-        return {"unit": self.unit, "preferred_orientation": self.preferred_orientation,
-                "opposite_units": self.opposite_units, "removed_weight": round(self.removed_weight, 4),
-                "echo_before": round(self.echo_before, 4), "echo_after": round(self.echo_after, 4)}
+        return {
+            "unit": self.unit,
+            "preferred_orientation": self.preferred_orientation,
+            "opposite_units": self.opposite_units,
+            "removed_weight": round(self.removed_weight, 4),
+            "echo_before": round(self.echo_before, 4),
+            "echo_after": round(self.echo_after, 4),
+        }
 
     def __str__(self) -> str:
         peak = int(self.before.argmax())
         opposite = (peak + len(self.orientations) // 2) % len(self.orientations)
-        return (f"echo of {self.target}:{self.unit} (prefers {self.preferred_orientation:.0f} deg): removed "
-                f"{self.removed_weight:+.3g} net weight from {len(self.opposite_units)} opposite {self.source} curve "
-                f"unit(s) {self.opposite_units}\n"
-                f"  response at {float(self.orientations[opposite]):.0f} deg (180 away): "
-                f"{float(self.before[opposite]):.2f} -> {float(self.after[opposite]):.2f}; at preferred "
-                f"{float(self.before[peak]):.2f} -> {float(self.after[peak]):.2f}\n"
-                f"  echo ratio {self.echo_before:.3f} -> {self.echo_after:.3f} "
-                f"({'echo appears' if self.echo_appears else 'no echo'})" + "".join(f"\n  {n}" for n in self.notes))
+        return (
+            f"echo of {self.target}:{self.unit} (prefers {self.preferred_orientation:.0f} deg): removed "
+            f"{self.removed_weight:+.3g} net weight from {len(self.opposite_units)} opposite {self.source} curve "
+            f"unit(s) {self.opposite_units}\n"
+            f"  response at {float(self.orientations[opposite]):.0f} deg (180 away): "
+            f"{float(self.before[opposite]):.2f} -> {float(self.after[opposite]):.2f}; at preferred "
+            f"{float(self.before[peak]):.2f} -> {float(self.after[peak]):.2f}\n"
+            f"  echo ratio {self.echo_before:.3f} -> {self.echo_after:.3f} "
+            f"({'echo appears' if self.echo_appears else 'no echo'})" + "".join(f"\n  {n}" for n in self.notes)
+        )
 
     def __repr__(self) -> str:
         return f"EchoReport({self.target}:{self.unit}, echo {self.echo_before:.3f} -> {self.echo_after:.3f})"
@@ -183,10 +195,16 @@ class EchoReport(Result):
 def _tuning(model, layer, unit, baseline=None, size=None):
     size = int(size or model_input_size(model))
     radii = [size / 8, size / 6, size / 4.5, size / 3.5]  # find_curve_detectors' defaults
-    return tuning_curves(model, layer, [unit], stimuli.curves,
-                         {"orientation": list(range(0, 360, 5)), "radius": radii},
-                         fixed={"angular_width": 90.0, "thickness": max(1.5, size / 32)}, baseline=baseline,
-                         size=size)
+    return tuning_curves(
+        model,
+        layer,
+        [unit],
+        stimuli.curves,
+        {"orientation": list(range(0, 360, 5)), "radius": radii},
+        fixed={"angular_width": 90.0, "thickness": max(1.5, size / 32)},
+        baseline=baseline,
+        size=size,
+    )
 
 
 def echo(
@@ -207,10 +225,20 @@ def echo(
     """
     source = resolve_layer(model, source)[0]
     target = resolve_layer(model, target)[0]
-    src = list(source_detectors) if source_detectors is not None else find_curve_detectors(model, source, size=size).detectors
-    tgt = list(target_detectors) if target_detectors is not None else find_curve_detectors(model, target, size=size).detectors
+    src = (
+        list(source_detectors)
+        if source_detectors is not None
+        else find_curve_detectors(model, source, size=size).detectors
+    )
+    tgt = (
+        list(target_detectors)
+        if target_detectors is not None
+        else find_curve_detectors(model, target, size=size).detectors
+    )
     if not src or not tgt:
-        raise ValueError(f"echo needs curve detectors in both layers; found {len(src)} in {source!r}, {len(tgt)} in {target!r}")
+        raise ValueError(
+            f"echo needs curve detectors in both layers; found {len(src)} in {source!r}, {len(tgt)} in {target!r}"
+        )
     found = _expansion(model, source, target)
     E = found.weights
     a = torch.tensor([d.preferred_orientation for d in src])
@@ -244,9 +272,20 @@ def echo(
     peak = int(b.argmax())
     opp = (peak + len(b) // 2) % len(b)
     scale = max(float(b[peak]), 1e-12)
-    return EchoReport(source, target, chosen.unit, float(before.orientations[peak]), opposite,
-                      -float(delta.sum()), before.orientations, b, aft, float(b[opp]) / scale,
-                      float(aft[opp]) / scale, notes)
+    return EchoReport(
+        source,
+        target,
+        chosen.unit,
+        float(before.orientations[peak]),
+        opposite,
+        -float(delta.sum()),
+        before.orientations,
+        b,
+        aft,
+        float(b[opp]) / scale,
+        float(aft[opp]) / scale,
+        notes,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -304,35 +343,58 @@ class ReplacementReport(Result):
         for name in self.curve_classes:
             a, r = self.ablated.class_delta(name), self.replaced.class_delta(name)
             rows.append({"class": name, "n": a.n, "original": a.before, "ablated": a.after, "hand_built": r.after})
-        rows.append({"class": "(all)", "n": self.ablated.n, "original": self.ablated.before,
-                     "ablated": self.ablated.after, "hand_built": self.replaced.after})
+        rows.append(
+            {
+                "class": "(all)",
+                "n": self.ablated.n,
+                "original": self.ablated.before,
+                "ablated": self.ablated.after,
+                "hand_built": self.replaced.after,
+            }
+        )
         return rows
 
     def summary(self) -> dict:
-        return {"units": self.units, "orientations": self.orientations, "source_units": self.source_units,
-                "template_parameters": self.template_parameters, "original_parameters": self.original_parameters,
-                "fit_r2": [round(v, 3) for v in self.fit_r2], "n": self.ablated.n,
-                "accuracy": {"original": self.ablated.before, "ablated": self.ablated.after,
-                             "hand_built": self.replaced.after},
-                "curve_classes": {r["class"]: {k: r[k] for k in ("original", "ablated", "hand_built")}
-                                  for r in self.table()[:-1]}}
+        return {
+            "units": self.units,
+            "orientations": self.orientations,
+            "source_units": self.source_units,
+            "template_parameters": self.template_parameters,
+            "original_parameters": self.original_parameters,
+            "fit_r2": [round(v, 3) for v in self.fit_r2],
+            "n": self.ablated.n,
+            "accuracy": {
+                "original": self.ablated.before,
+                "ablated": self.ablated.after,
+                "hand_built": self.replaced.after,
+            },
+            "curve_classes": {
+                r["class"]: {k: r[k] for k in ("original", "ablated", "hand_built")} for r in self.table()[:-1]
+            },
+        }
 
     def __str__(self) -> str:
-        lines = [f"artificial artificial network: {len(self.units)} {self.target} curve detectors replaced by one "
-                 f"template rotated to each orientation ({self.template_parameters} template weights for "
-                 f"{self.original_parameters} expanded weights from {len(self.source_units)} {self.source} curve units; "
-                 f"median fit R^2 {sorted(self.fit_r2)[len(self.fit_r2) // 2]:.2f})",
-                 f"  accuracy on {self.ablated.n} scenes: original {100 * self.ablated.before:.1f}% -> ablated "
-                 f"{100 * self.ablated.after:.1f}% -> hand-built {100 * self.replaced.after:.1f}%",
-                 f"  {'class':<12} {'n':>4} {'original':>9} {'ablated':>8} {'hand-built':>10}"]
+        lines = [
+            f"artificial artificial network: {len(self.units)} {self.target} curve detectors replaced by one "
+            f"template rotated to each orientation ({self.template_parameters} template weights for "
+            f"{self.original_parameters} expanded weights from {len(self.source_units)} {self.source} curve units; "
+            f"median fit R^2 {sorted(self.fit_r2)[len(self.fit_r2) // 2]:.2f})",
+            f"  accuracy on {self.ablated.n} scenes: original {100 * self.ablated.before:.1f}% -> ablated "
+            f"{100 * self.ablated.after:.1f}% -> hand-built {100 * self.replaced.after:.1f}%",
+            f"  {'class':<12} {'n':>4} {'original':>9} {'ablated':>8} {'hand-built':>10}",
+        ]
         for r in self.table()[:-1]:
-            lines.append(f"  {r['class']:<12} {r['n']:>4} {100 * r['original']:>8.1f}% {100 * r['ablated']:>7.1f}% "
-                         f"{100 * r['hand_built']:>9.1f}%")
+            lines.append(
+                f"  {r['class']:<12} {r['n']:>4} {100 * r['original']:>8.1f}% {100 * r['ablated']:>7.1f}% "
+                f"{100 * r['hand_built']:>9.1f}%"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"ReplacementReport({len(self.units)} units, {self.ablated.before:.3f} -> {self.ablated.after:.3f} "
-                f"-> {self.replaced.after:.3f})")
+        return (
+            f"ReplacementReport({len(self.units)} units, {self.ablated.before:.3f} -> {self.ablated.after:.3f} "
+            f"-> {self.replaced.after:.3f})"
+        )
 
 
 def _template(E, tgt, src, bins: int = 8):
@@ -350,8 +412,12 @@ def _template(E, tgt, src, bins: int = 8):
     best = None
     for sign in (1.0, -1.0):
         canonical = torch.stack([rotate_kernels(E[j], -sign * float(b[j])) for j in range(len(tgt))])
-        template = torch.stack([canonical[index == k].mean(0) if bool((index == k).any())
-                                else torch.zeros(E.shape[-2:], dtype=E.dtype) for k in range(bins)])
+        template = torch.stack(
+            [
+                canonical[index == k].mean(0) if bool((index == k).any()) else torch.zeros(E.shape[-2:], dtype=E.dtype)
+                for k in range(bins)
+            ]
+        )
         built = torch.stack([rotate_kernels(template[index[j]], sign * float(b[j])) for j in range(len(tgt))])
         error = float(((built - E) ** 2).sum())
         if best is None or error < best[0]:
@@ -387,7 +453,9 @@ def replace_curve_detectors(
     src = list(source_detectors) if source_detectors is not None else find_curve_detectors(model, source).detectors
     tgt = list(target_detectors) if target_detectors is not None else find_curve_detectors(model, target).detectors
     if len(src) < 2 or len(tgt) < 2:
-        raise ValueError(f"needs >= 2 curve detectors in each layer; found {len(src)} in {source!r}, {len(tgt)} in {target!r}")
+        raise ValueError(
+            f"needs >= 2 curve detectors in each layer; found {len(src)} in {source!r}, {len(tgt)} in {target!r}"
+        )
     found = _expansion(model, source, target)
     s_units, t_units = [d.unit for d in src], [d.unit for d in tgt]
     E = found.weights[t_units][:, s_units].double()
@@ -404,8 +472,11 @@ def replace_curve_detectors(
     hooks = [get_layer(model, source).register_forward_hook(lambda m, i, o: captured.__setitem__("src", o))]
     for unit in t_units:
         relu, channel = _branch_of(model, target, unit)
-        hooks.append(get_layer(model, f"{relu}_pre_relu_conv").register_forward_hook(
-            lambda m, i, o, unit=unit, channel=channel: captured.__setitem__(unit, o[:, channel])))
+        hooks.append(
+            get_layer(model, f"{relu}_pre_relu_conv").register_forward_hook(
+                lambda m, i, o, unit=unit, channel=channel: captured.__setitem__(unit, o[:, channel])
+            )
+        )
     try:
         with eval_mode(model):
             model(fit_images)
@@ -426,8 +497,13 @@ def replace_curve_detectors(
 
     def hand_built(inputs, output):  # -> [N, U, h, w], from the source activations of the same forward
         act = captured["src"]
-        return torch.stack([F.relu(a * _delta_conv(act, full[u], found.offset)[:, 0] + b)
-                            for u, (a, b) in ((u, scale_bias[u]) for u in t_units)], 1)
+        return torch.stack(
+            [
+                F.relu(a * _delta_conv(act, full[u], found.offset)[:, 0] + b)
+                for u, (a, b) in ((u, scale_bias[u]) for u in t_units)
+            ],
+            1,
+        )
 
     hook = get_layer(model, source).register_forward_hook(lambda m, i, o: captured.__setitem__("src", o))
     try:
@@ -436,5 +512,16 @@ def replace_curve_detectors(
         hook.remove()
     names = [c.name for c in ablated_report.classes]
     classes = list(curve_classes) if curve_classes is not None else [n for n in names if n.startswith("curve")]
-    return ReplacementReport(source, target, t_units, [d.preferred_orientation for d in tgt], s_units,
-                             int(template.numel()), int(E.numel()), r2, ablated_report, replaced_report, classes)
+    return ReplacementReport(
+        source,
+        target,
+        t_units,
+        [d.preferred_orientation for d in tgt],
+        s_units,
+        int(template.numel()),
+        int(E.numel()),
+        r2,
+        ablated_report,
+        replaced_report,
+        classes,
+    )

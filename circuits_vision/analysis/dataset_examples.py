@@ -67,16 +67,22 @@ class DatasetExamples(Result):
         rows = []
         for i, unit in enumerate(self.units):
             index = int(self.indices[i, 0]) if self.indices.numel() else -1
-            rows.append({"unit": unit, "top_value": float(self.values[i, 0]) if index >= 0 else None,
-                         "top_image": self.sources.get(index, str(index)) if index >= 0 else None})
+            rows.append(
+                {
+                    "unit": unit,
+                    "top_value": float(self.values[i, 0]) if index >= 0 else None,
+                    "top_image": self.sources.get(index, str(index)) if index >= 0 else None,
+                }
+            )
         return rows
 
     def boxes(self) -> torch.Tensor:
         """``[U, k, 4]`` (top, left, bottom, right) pixel box of each crop in its image (bottom/right
         exclusive; may reach past the image, where the crop is zero padding)."""
         if self.image_size is None or self.map_size is None:
-            raise ValueError("these examples do not record the image and feature-map sizes; recompute them "
-                             "with top_activating")
+            raise ValueError(
+                "these examples do not record the image and feature-map sizes; recompute them with top_activating"
+            )
         (H, W), (h, w), c = self.image_size, self.map_size, self.crops.shape[-1]
         rows = ((self.positions[..., 0].float() + 0.5) * H / h).long() - c // 2
         cols = ((self.positions[..., 1].float() + 0.5) * W / w).long() - c // 2
@@ -92,14 +98,25 @@ class DatasetExamples(Result):
         base.parent.mkdir(parents=True, exist_ok=True)
         npz, meta = base.with_suffix(".npz"), base.with_suffix(".json")
         np.savez_compressed(
-            npz, values=self.values.numpy(), indices=self.indices.numpy(), positions=self.positions.numpy(),
+            npz,
+            values=self.values.numpy(),
+            indices=self.indices.numpy(),
+            positions=self.positions.numpy(),
             crops=self.crops.numpy(),
         )
-        meta.write_text(json.dumps({
-            "layer": self.layer, "units": self.units, "n_images": self.n_images,
-            "n_skipped": self.n_skipped, "skipped": self.skipped,
-            "sources": {str(i): s for i, s in sorted(self.sources.items())},
-        }, indent=2))
+        meta.write_text(
+            json.dumps(
+                {
+                    "layer": self.layer,
+                    "units": self.units,
+                    "n_images": self.n_images,
+                    "n_skipped": self.n_skipped,
+                    "skipped": self.skipped,
+                    "sources": {str(i): s for i, s in sorted(self.sources.items())},
+                },
+                indent=2,
+            )
+        )
         return npz, meta
 
     @classmethod
@@ -108,9 +125,14 @@ class DatasetExamples(Result):
         meta = json.loads(base.with_suffix(".json").read_text())
         with np.load(base.with_suffix(".npz")) as arrays:
             tensors = {name: torch.from_numpy(arrays[name]) for name in ("values", "indices", "positions", "crops")}
-        return cls(layer=meta["layer"], units=meta["units"], **tensors,
-                   sources={int(i): s for i, s in meta["sources"].items()}, n_images=meta["n_images"],
-                   skipped=meta["skipped"])
+        return cls(
+            layer=meta["layer"],
+            units=meta["units"],
+            **tensors,
+            sources={int(i): s for i, s in meta["sources"].items()},
+            n_images=meta["n_images"],
+            skipped=meta["skipped"],
+        )
 
 
 def _load_image(path: Path, size: int) -> torch.Tensor:
@@ -162,8 +184,9 @@ def _tensor_batches(images: Iterable[torch.Tensor], batch_size: int, progress: b
         yield torch.stack(pending), [f"tensor:{count + i}" for i in range(len(pending))]
 
 
-def _crops(images: torch.Tensor, batch_index: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-           crop: int) -> torch.Tensor:
+def _crops(
+    images: torch.Tensor, batch_index: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, crop: int
+) -> torch.Tensor:
     """Patches ``[n, 3, crop, crop]`` of ``images`` [B, 3, H, W] centred on pixel (rows, cols) [n]."""
     half = crop // 2
     padded = torch.nn.functional.pad(images, (half, crop, half, crop))
@@ -240,17 +263,23 @@ def top_activating(
                 image_size = tuple(int(d) for d in batch.shape[-2:])
             elif image_size is not None and tuple(batch.shape[-2:]) != image_size:
                 if keep_images:
-                    raise ValueError(f"keep_images needs images of one size; got {tuple(batch.shape[-2:])} after "
-                                     f"{image_size}: resize them first")
+                    raise ValueError(
+                        f"keep_images needs images of one size; got {tuple(batch.shape[-2:])} after "
+                        f"{image_size}: resize them first"
+                    )
                 image_size = None  # mixed sizes: no single pixel box per feature-map position
-            act = run_with_cache(model, for_model(model, batch), [layer])[layer][:, unit_index.to(device)].float()  # [B, U, h, w]
+            act = run_with_cache(model, for_model(model, batch), [layer])[layer][
+                :, unit_index.to(device)
+            ].float()  # [B, U, h, w]
             b, _, h, w = act.shape
             map_size = (int(h), int(w)) if image_size is not None else None
             if border:
                 if 2 * border >= min(h, w):
                     raise ValueError(f"border={border} leaves no position of the {h}x{w} map of {layer!r}")
                 inside = torch.full_like(act, float("-inf"))
-                inside[:, :, border : h - border, border : w - border] = act[:, :, border : h - border, border : w - border]
+                inside[:, :, border : h - border, border : w - border] = act[
+                    :, :, border : h - border, border : w - border
+                ]
                 act = inside
             best, where = act.flatten(2).max(dim=2)  # [B, U]
             merged_values = torch.cat([values, best.T.cpu()], dim=1)  # [U, k + B]
@@ -286,13 +315,19 @@ def top_activating(
                     sources[seen + i] = name
             seen += b
     if seen == 0:
-        raise ValueError(
-            "no images were read" + (f" ({len(skipped)} unreadable files skipped)" if skipped else "")
-        )
+        raise ValueError("no images were read" + (f" ({len(skipped)} unreadable files skipped)" if skipped else ""))
     live = set(indices[indices >= 0].tolist())
     return DatasetExamples(
-        layer=layer, units=units, values=values, indices=indices, positions=positions,
+        layer=layer,
+        units=units,
+        values=values,
+        indices=indices,
+        positions=positions,
         crops=crops if crops is not None else torch.zeros(n_units, k, 3, 1, 1),
-        sources={i: s for i, s in sources.items() if i in live}, n_images=seen, skipped=skipped,
-        images=kept, image_size=image_size, map_size=map_size,
+        sources={i: s for i, s in sources.items() if i in live},
+        n_images=seen,
+        skipped=skipped,
+        images=kept,
+        image_size=image_size,
+        map_size=map_size,
     )

@@ -125,8 +125,10 @@ class Dictionary(Result):
         return [{"feature": i, "strongest_neurons": self.strongest_neurons(i, 3)} for i in range(self.n_features)]
 
     def __repr__(self) -> str:
-        return (f"Dictionary({self.layer!r}, features={self.n_features}, l0={self.l0:.2f}, "
-                f"fraction_unexplained={self.fraction_unexplained:.3f}, dead={self.dead})")
+        return (
+            f"Dictionary({self.layer!r}, features={self.n_features}, l0={self.l0:.2f}, "
+            f"fraction_unexplained={self.fraction_unexplained:.3f}, dead={self.dead})"
+        )
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the tensors and settings (loadable with ``weights_only=True``), atomically: a temporary file
@@ -187,8 +189,9 @@ def attached(model: nn.Module, found: Dictionary) -> Iterator[str]:
 
     module = get_layer(model, found.layer)
     if hasattr(module, FEATURES_CHILD):
-        raise ValueError(f"layer {found.layer!r} already has an attribute {FEATURES_CHILD!r}; is a dictionary "
-                         "attached already?")
+        raise ValueError(
+            f"layer {found.layer!r} already has an attribute {FEATURES_CHILD!r}; is a dictionary attached already?"
+        )
     encoder = FeatureEncoder(found).to(model_device(model))
     module.add_module(FEATURES_CHILD, encoder)
 
@@ -212,8 +215,10 @@ def activations(model: nn.Module, layer: str, data: Iterable[torch.Tensor]) -> t
     with eval_mode(model):
         for batch in data:
             if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
-                raise TypeError("data must yield input batches [N, channels, H, W], got "
-                                + (f"shape {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else type(batch).__name__))
+                raise TypeError(
+                    "data must yield input batches [N, channels, H, W], got "
+                    + (f"shape {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else type(batch).__name__)
+                )
             act = run_with_cache(model, for_model(model, batch.to(device)), [layer])[layer]
             chunks.append(act.float().permute(0, 2, 3, 1).reshape(-1, act.shape[1]).cpu())
     if not chunks:
@@ -279,8 +284,10 @@ def train(
     if int(n_features) < 1:
         raise ValueError(f"n_features must be >= 1, got {n_features}")
     if l1 < 0 or steps < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"need l1 >= 0, steps >= 1, batch_size >= 1, lr > 0; got l1={l1}, steps={steps}, "
-                         f"batch_size={batch_size}, lr={lr}")
+        raise ValueError(
+            f"need l1 >= 0, steps >= 1, batch_size >= 1, lr > 0; got l1={l1}, steps={steps}, "
+            f"batch_size={batch_size}, lr={lr}"
+        )
     if isinstance(resample, bool) or not isinstance(resample, int) or resample < 0:
         raise ValueError(f"resample is a number of rounds >= 0, got {resample!r}")
     x = data.float().cpu() if isinstance(data, torch.Tensor) else activations(model, layer, data)
@@ -311,10 +318,20 @@ def train(
         if step in rounds and step < steps:
             alive, dead = _resample(x, (W_dec, W_enc, b_enc, b_dec), optimizer, g)
             resampled.append({"step": step, "dead": dead, "alive": alive})
-    found = Dictionary(layer=layer, directions=W_dec.detach().clone(), encoder=W_enc.detach().clone(),
-                       encoder_bias=b_enc.detach().clone(), decoder_bias=b_dec.detach().clone(), scale=scale,
-                       l1=float(l1), seed=int(seed), resample=int(resample), resampled=resampled,
-                       steps=int(steps), n_vectors=int(n))
+    found = Dictionary(
+        layer=layer,
+        directions=W_dec.detach().clone(),
+        encoder=W_enc.detach().clone(),
+        encoder_bias=b_enc.detach().clone(),
+        decoder_bias=b_dec.detach().clone(),
+        scale=scale,
+        l1=float(l1),
+        seed=int(seed),
+        resample=int(resample),
+        resampled=resampled,
+        steps=int(steps),
+        n_vectors=int(n),
+    )
     found.fraction_unexplained, found.l0, found.dead = _quality(found, x * scale)
     return found
 

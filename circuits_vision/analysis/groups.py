@@ -72,8 +72,12 @@ class NeuronGroups(Result):
         mass = self.spatial.sum((0, 2, 3)) * self.directions.sum(1)
         share = mass / mass.sum().clamp_min(1e-12)
         return [
-            {"group": g, "share": float(share[g]), "top_units": [u for u, _ in self.top_units(g)],
-             "attribution": None if self.attribution is None else float(self.attribution[:, g].sum())}
+            {
+                "group": g,
+                "share": float(share[g]),
+                "top_units": [u for u, _ in self.top_units(g)],
+                "attribution": None if self.attribution is None else float(self.attribution[:, g].sum()),
+            }
             for g in range(self.k)
         ]
 
@@ -81,7 +85,9 @@ class NeuronGroups(Result):
         lines = [f"{self.k} neuron groups of {self.layer} (relative error {self.relative_error:.3f})"]
         for row in self.table():
             extra = "" if row["attribution"] is None else f", attribution to {self.target} {row['attribution']:+.3g}"
-            lines.append(f"  group {row['group']}: {row['share']:.0%} of activation, top units {row['top_units']}{extra}")
+            lines.append(
+                f"  group {row['group']}: {row['share']:.0%} of activation, top units {row['top_units']}{extra}"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -52,8 +52,10 @@ def _check_block(weights: torch.Tensor, source: Family, target: Family) -> None:
     for name, fam, width in (("source", source, weights.shape[1]), ("target", target, weights.shape[0])):
         bad = [u for u in fam.members if not 0 <= u < width]
         if bad:
-            raise IndexError(f"{name} family members {bad} are outside the weights' {width} {name} channels "
-                             f"(weights are [C_target={weights.shape[0]}, C_source={weights.shape[1]}, kh, kw])")
+            raise IndexError(
+                f"{name} family members {bad} are outside the weights' {width} {name} channels "
+                f"(weights are [C_target={weights.shape[0]}, C_source={weights.shape[1]}, kh, kw])"
+            )
 
 
 def _angles(fam: Family) -> torch.Tensor:
@@ -94,8 +96,10 @@ class CircuitEquivariance(Result):
 
     def table(self) -> list[dict]:
         """One row per relative angle: its canonical kernel's energy (sum of squares) and net weight."""
-        return [{"relative_angle": a, "energy": float(k.pow(2).sum()), "net_weight": float(k.sum())}
-                for a, k in zip(self.relative_angles, self.kernels)]
+        return [
+            {"relative_angle": a, "energy": float(k.pow(2).sum()), "net_weight": float(k.sum())}
+            for a, k in zip(self.relative_angles, self.kernels)
+        ]
 
 
 def equivariant_circuit(
@@ -116,7 +120,9 @@ def equivariant_circuit(
     """
     _check_block(weights, source, target)
     if weights.shape[-1] < 3 or weights.shape[-1] != weights.shape[-2]:
-        raise ValueError(f"the circuit's kernels are {tuple(weights.shape[-2:])}: equivariance needs square kernels of >= 3x3")
+        raise ValueError(
+            f"the circuit's kernels are {tuple(weights.shape[-2:])}: equivariance needs square kernels of >= 3x3"
+        )
     block = weights[target.members][:, source.members].double()  # [m_t, m_s, k, k]
     a, b = _angles(source), _angles(target)
     step = min(_step(source), _step(target))
@@ -130,8 +136,13 @@ def equivariant_circuit(
     n_weights = block.shape[0] * block.shape[1] * block.shape[2] * block.shape[3]
     n_parameters = len(classes) * block.shape[2] * block.shape[3]
     return CircuitEquivariance(
-        score=score, null_score=float(sum(nulls) / max(len(nulls), 1)), relative_angles=classes,
-        kernels=kernels.float(), n_weights=n_weights, n_parameters=n_parameters, reduction=n_weights / n_parameters,
+        score=score,
+        null_score=float(sum(nulls) / max(len(nulls), 1)),
+        relative_angles=classes,
+        kernels=kernels.float(),
+        n_weights=n_weights,
+        n_parameters=n_parameters,
+        reduction=n_weights / n_parameters,
     )
 
 
@@ -188,7 +199,9 @@ class CurvePattern(Result):
         return self.excites_aligned and self.inhibits_opposite
 
 
-def curve_pattern(weights: torch.Tensor, source: Family, target: Family, *, aligned: float | None = None) -> CurvePattern:
+def curve_pattern(
+    weights: torch.Tensor, source: Family, target: Family, *, aligned: float | None = None
+) -> CurvePattern:
     """Similar orientations excite, opposite ones inhibit? ``weights [C_target, C_source, kh, kw]``.
 
     The period is the smaller of the two families' (lines are 180-periodic, so their "opposite" is
@@ -208,10 +221,15 @@ def curve_pattern(weights: torch.Tensor, source: Family, target: Family, *, alig
     if aligned is None:
         best = max(range(len(classes)), key=lambda k: profile[k])
     else:
-        best = min(range(len(classes)), key=lambda k: abs(float(circular_difference(torch.tensor(classes[k] - aligned), period))))
+        best = min(
+            range(len(classes)),
+            key=lambda k: abs(float(circular_difference(torch.tensor(classes[k] - aligned), period))),
+        )
     aligned = classes[best]
     opposite = (aligned + period / 2) % period
-    nearest = min(range(len(classes)), key=lambda k: abs(float(circular_difference(torch.tensor(classes[k] - opposite), period))))
+    nearest = min(
+        range(len(classes)), key=lambda k: abs(float(circular_difference(torch.tensor(classes[k] - opposite), period)))
+    )
     return CurvePattern(classes, profile, aligned, opposite, period, profile[best] > 0, profile[nearest] < 0)
 
 
@@ -233,7 +251,12 @@ class UnionUnit:
 
 
 def union_units(
-    weights: torch.Tensor, family: Family, *, min_balance: float = 0.5, min_share: float = 0.6, min_separation: float = 60.0
+    weights: torch.Tensor,
+    family: Family,
+    *,
+    min_balance: float = 0.5,
+    min_share: float = 0.6,
+    min_separation: float = 60.0,
 ) -> list[UnionUnit]:
     """Target units whose two strongest positive inputs from ``family`` are members ``min_separation``
     degrees or more apart, with balanced weights (``>= min_balance``) that carry ``>= min_share`` of the
@@ -258,7 +281,9 @@ def union_units(
         separation = abs(float(circular_difference(torch.tensor(family.values[i] - family.values[j]), period)))
         balance, share = w2 / w1, (w1 + w2) / total
         if balance >= min_balance and share >= min_share and separation >= min_separation:
-            found.append(UnionUnit(unit, (i, j), (family.values[i], family.values[j]), round(balance, 4), round(share, 4)))
+            found.append(
+                UnionUnit(unit, (i, j), (family.values[i], family.values[j]), round(balance, 4), round(share, 4))
+            )
     return found
 
 
@@ -301,8 +326,15 @@ def invariant_transitions(
             if len(row) >= 3 and bool((row > 0).all()):
                 uniformity = 1 - float(row.std() / row.mean())
                 if uniformity >= min_uniformity:
-                    found.append(Transition("family->invariant", unit, list(source_family.members), round(uniformity, 4),
-                                            float(row.mean())))
+                    found.append(
+                        Transition(
+                            "family->invariant",
+                            unit,
+                            list(source_family.members),
+                            round(uniformity, 4),
+                            float(row.mean()),
+                        )
+                    )
     if target_family is not None:
         _check_block(weights, Family("rotation", [], {}, 0, None, 0.0), target_family)
         block = weights[target_family.members].double()  # [m, C_s, k, k]
@@ -323,8 +355,16 @@ def invariant_transitions(
                 rotates = float((cos.sum() - cos.diagonal().sum()) / (len(b) * (len(b) - 1)))
                 if rotates < min_rotation:
                     continue
-            found.append(Transition("invariant->family", unit, list(target_family.members), round(uniformity, 4),
-                                    float(col.mean()), rotates))
+            found.append(
+                Transition(
+                    "invariant->family",
+                    unit,
+                    list(target_family.members),
+                    round(uniformity, 4),
+                    float(col.mean()),
+                    rotates,
+                )
+            )
     return found
 
 
@@ -343,12 +383,21 @@ def restrict(family: Family, members) -> Family:
         raise ValueError("members is empty: keep at least one member of the family")
     ordered = [u for u in family.members if u in keep]
     reference = family.reference if family.reference in ordered else ordered[0]
-    return Family(family.kind, ordered, {u: family.values[u] for u in ordered}, reference, family.period, family.score,
-                  {u: c for u, c in family.confidence.items() if u in ordered}, family.residual)
+    return Family(
+        family.kind,
+        ordered,
+        {u: family.values[u] for u in ordered},
+        reference,
+        family.period,
+        family.score,
+        {u: c for u, c in family.confidence.items() if u in ordered},
+        family.residual,
+    )
 
 
-def _edited_convs(model: nn.Module, source: str, target: str, source_family: Family, target_family: Family
-                  ) -> dict[int, tuple[str, int]]:
+def _edited_convs(
+    model: nn.Module, source: str, target: str, source_family: Family, target_family: Family
+) -> dict[int, tuple[str, int]]:
     """``{target member: (conv name, output channel)}``: the conv reading ``source`` that writes each member.
 
     Raises ValueError naming the members no such conv writes, what writes them instead, and the fix.
@@ -372,9 +421,11 @@ def _edited_convs(model: nn.Module, source: str, target: str, source_family: Fam
 def _unreachable(model: nn.Module, links: ConvLinks, missing: list[int], reachable: list[int]) -> str:
     source, target = links.source, links.target
     if not links.readers:
-        return (f"no single convolution connects layer {source!r} to layer {target!r}: no convolution reads {source!r} "
-                f"as it is; editing needs one conv from the source's channels to the target's channels. Pick adjacent "
-                f"layers (the source must be the input of the conv that writes the target)")
+        return (
+            f"no single convolution connects layer {source!r} to layer {target!r}: no convolution reads {source!r} "
+            f"as it is; editing needs one conv from the source's channels to the target's channels. Pick adjacent "
+            f"layers (the source must be the input of the conv that writes the target)"
+        )
     by_conv: dict[str, list[int]] = {}
     for j in missing:
         by_conv.setdefault(links.writer[j][0] if j in links.writer else "", []).append(j)
@@ -382,21 +433,35 @@ def _unreachable(model: nn.Module, links: ConvLinks, missing: list[int], reachab
     for conv_name, members in by_conv.items():
         shown = f"{members[:8]}" + (f" and {len(members) - 8} more" if len(members) > 8 else "")
         if not conv_name:
-            parts.append(f"target members {shown} are not a convolution's output (or its ReLU) at all: a "
-                         f"normalisation or pool sits between their conv and {target!r}")
+            parts.append(
+                f"target members {shown} are not a convolution's output (or its ReLU) at all: a "
+                f"normalisation or pool sits between their conv and {target!r}"
+            )
             continue
         read = layer_read_by(model, links.conv_inputs[conv_name]) if conv_name in links.conv_inputs else None
-        parts.append(f"target members {shown} are written by {conv_name!r}, which reads "
-                     f"{repr(read) if read else 'another layer'}, not {source!r}"
-                     + (f" (edit them with source={read!r})" if read else ""))
-    fix = (f"; or keep the members one edit reaches: motifs.restrict(target_family, {reachable})" if reachable else "")
-    return (f"no single convolution connects layer {source!r} to all of the target family in {target!r} (convolutions "
-            f"reading {source!r} directly: {links.readers}): " + "; ".join(parts)
-            + ". Editing needs the weights of the conv that reads the source's channels and writes the target's" + fix)
+        parts.append(
+            f"target members {shown} are written by {conv_name!r}, which reads "
+            f"{repr(read) if read else 'another layer'}, not {source!r}"
+            + (f" (edit them with source={read!r})" if read else "")
+        )
+    fix = f"; or keep the members one edit reaches: motifs.restrict(target_family, {reachable})" if reachable else ""
+    return (
+        f"no single convolution connects layer {source!r} to all of the target family in {target!r} (convolutions "
+        f"reading {source!r} directly: {links.readers}): "
+        + "; ".join(parts)
+        + ". Editing needs the weights of the conv that reads the source's channels and writes the target's"
+        + fix
+    )
 
 
 def zero_inhibition(
-    model: nn.Module, source: str, target: str, source_family: Family, target_family: Family, *, which: str = "opposite",
+    model: nn.Module,
+    source: str,
+    target: str,
+    source_family: Family,
+    target_family: Family,
+    *,
+    which: str = "opposite",
     tolerance: float | None = None,
 ) -> tuple[nn.Module, int]:
     """A deep copy of ``model`` with the inhibitory weights from ``source_family`` to ``target_family`` zeroed.
@@ -414,11 +479,15 @@ def zero_inhibition(
     out_channel = _edited_convs(model, source, target, source_family, target_family)
     edited = copy.deepcopy(model)
     modules = dict(edited.named_modules())
-    rows = {j: modules[name].weight.detach()[c] for j, (name, c) in out_channel.items()}  # views: edits land in the copy
+    rows = {
+        j: modules[name].weight.detach()[c] for j, (name, c) in out_channel.items()
+    }  # views: edits land in the copy
     shapes = {tuple(w.shape) for w in rows.values()}
     if len(shapes) > 1:
-        raise ValueError(f"the target members are written by convolutions with different kernels {sorted(shapes)}; "
-                         f"edit one conv's members at a time (motifs.restrict)")
+        raise ValueError(
+            f"the target members are written by convolutions with different kernels {sorted(shapes)}; "
+            f"edit one conv's members at a time (motifs.restrict)"
+        )
     selected = torch.ones(len(target_family.members), len(source_family.members), dtype=torch.bool)
     if which == "opposite":
         first = next(iter(rows.values()))
@@ -464,13 +533,23 @@ class EchoResult(Result):
 
     def table(self) -> list[dict]:
         """One row per target member: its echo before and after zeroing the inhibition."""
-        return [{"unit": u, "echo_before": float(b), "echo_after": float(a)}
-                for u, b, a in zip(self.units, self.echo_before.tolist(), self.echo_after.tolist())]
+        return [
+            {"unit": u, "echo_before": float(b), "echo_after": float(a)}
+            for u, b, a in zip(self.units, self.echo_before.tolist(), self.echo_after.tolist())
+        ]
 
 
 def echo_experiment(
-    model: nn.Module, source: str, target: str, source_family: Family, target_family: Family, *,
-    which: str = "all", orientations: int = 36, radius: float | None = None, thickness: float | None = None,
+    model: nn.Module,
+    source: str,
+    target: str,
+    source_family: Family,
+    target_family: Family,
+    *,
+    which: str = "all",
+    orientations: int = 36,
+    radius: float | None = None,
+    thickness: float | None = None,
 ) -> EchoResult:
     """Zero the inhibitory weights between the families (on a copy) and compare the target's curve tuning.
 
@@ -487,8 +566,15 @@ def echo_experiment(
     angles = torch.arange(orientations, dtype=torch.float32) * (360.0 / orientations)
     curves = []
     for net in (model, edited):
-        tc = tuning_curves(net, target, target_family.members, stimuli.curves, {"orientation": angles}, fixed=fixed,
-                           baseline=(torch.zeros(len(target_family.members)), torch.ones(len(target_family.members))))
+        tc = tuning_curves(
+            net,
+            target,
+            target_family.members,
+            stimuli.curves,
+            {"orientation": angles},
+            fixed=fixed,
+            baseline=(torch.zeros(len(target_family.members)), torch.ones(len(target_family.members))),
+        )
         curves.append(tc.orientation_curve())
     before, after = curves
     peak = before.argmax(1)

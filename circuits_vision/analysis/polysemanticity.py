@@ -72,10 +72,16 @@ class UnitPolysemanticity:
     note: str = ""
 
     def row(self) -> dict:
-        return {"unit": self.unit, "score": round(self.score, 4), "n_clusters": self.n_clusters,
-                "separation": round(self.separation, 4), "cluster_entropy": round(self.cluster_entropy, 4),
-                "label_entropy": None if self.label_entropy is None else round(self.label_entropy, 4),
-                "cluster_sizes": [c["size"] for c in self.clusters], "note": self.note}
+        return {
+            "unit": self.unit,
+            "score": round(self.score, 4),
+            "n_clusters": self.n_clusters,
+            "separation": round(self.separation, 4),
+            "cluster_entropy": round(self.cluster_entropy, 4),
+            "label_entropy": None if self.label_entropy is None else round(self.label_entropy, 4),
+            "cluster_sizes": [c["size"] for c in self.clusters],
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -100,13 +106,17 @@ class Polysemanticity(Result):
 
     def __str__(self) -> str:
         source = repr(self.previous) if self.previous else "input pixels"
-        lines = [f"polysemanticity of {self.layer!r} ({len(self.units)} units, top {self.k} of {self.n_images} "
-                 f"images, clustered by {source})",
-                 f"{'unit':>6} {'score':>6} {'clusters':>8} {'separation':>10} {'label H':>7}  sizes"]
+        lines = [
+            f"polysemanticity of {self.layer!r} ({len(self.units)} units, top {self.k} of {self.n_images} "
+            f"images, clustered by {source})",
+            f"{'unit':>6} {'score':>6} {'clusters':>8} {'separation':>10} {'label H':>7}  sizes",
+        ]
         for r in sorted(self.table(), key=lambda r: -r["score"]):
             label = "-" if r["label_entropy"] is None else f"{r['label_entropy']:.2f}"
-            lines.append(f"{r['unit']:>6} {r['score']:>6.2f} {r['n_clusters']:>8} {r['separation']:>10.2f} "
-                         f"{label:>7}  {r['cluster_sizes']}" + (f"  ({r['note']})" if r["note"] else ""))
+            lines.append(
+                f"{r['unit']:>6} {r['score']:>6.2f} {r['n_clusters']:>8} {r['separation']:>10.2f} "
+                f"{label:>7}  {r['cluster_sizes']}" + (f"  ({r['note']})" if r["note"] else "")
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -148,8 +158,9 @@ def _features(model, layer, previous, found, row: int, unit: int, live: torch.Te
 
     images = found.images[row][live]
     rows, cols = found.positions[row][live].unbind(-1)
-    attribution = attribute(model, images, previous, _peak_target(layer, unit, rows, cols),
-                            batch_size=max(1, len(images)))  # one chunk: the target's rows are these images
+    attribution = attribute(
+        model, images, previous, _peak_target(layer, unit, rows, cols), batch_size=max(1, len(images))
+    )  # one chunk: the target's rows are these images
     return attribution.channel.float().cpu()
 
 
@@ -223,7 +234,9 @@ def polysemanticity(
     if labels is not None:
         labels = np.asarray(labels.tolist() if isinstance(labels, torch.Tensor) else list(labels), dtype=np.int64)
         if len(labels) != seen:
-            raise ValueError(f"labels has {len(labels)} entries but data yielded {seen} images; give one label per image")
+            raise ValueError(
+                f"labels has {len(labels)} entries but data yielded {seen} images; give one label per image"
+            )
 
     def name(i: int) -> str:
         label = int(labels[i])
@@ -238,10 +251,20 @@ def polysemanticity(
         if labels is not None and index:
             label_entropy = _entropy(np.bincount(labels[index]).astype(float))
         if len(index) < MIN_EXAMPLES:
-            result.units.append(UnitPolysemanticity(
-                unit, 0.0, len(index), 0.0, 0.0, label_entropy, index, vals,
-                [{"size": 1, "examples": [i], "labels": [name(i)] if labels is not None else []} for i in index],
-                note=f"only {len(index)} positive examples" if index else "never active on these images"))
+            result.units.append(
+                UnitPolysemanticity(
+                    unit,
+                    0.0,
+                    len(index),
+                    0.0,
+                    0.0,
+                    label_entropy,
+                    index,
+                    vals,
+                    [{"size": 1, "examples": [i], "labels": [name(i)] if labels is not None else []} for i in index],
+                    note=f"only {len(index)} positive examples" if index else "never active on these images",
+                )
+            )
             continue
         x = _features(model, layer, previous, found, row, unit, live).double().numpy()
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -249,13 +272,28 @@ def polysemanticity(
         assignment = best if separation >= min_separation else np.zeros(len(index), dtype=int)
         sizes = np.bincount(assignment)
         order = np.argsort(-sizes, kind="stable")
-        clusters = [{"size": int(sizes[c]),
-                     "examples": [index[j] for j in np.flatnonzero(assignment == c)],
-                     "labels": [name(index[j]) for j in np.flatnonzero(assignment == c)] if labels is not None else []}
-                    for c in order if sizes[c] > 0]
+        clusters = [
+            {
+                "size": int(sizes[c]),
+                "examples": [index[j] for j in np.flatnonzero(assignment == c)],
+                "labels": [name(index[j]) for j in np.flatnonzero(assignment == c)] if labels is not None else [],
+            }
+            for c in order
+            if sizes[c] > 0
+        ]
         cluster_entropy = _entropy(sizes.astype(float))
         score = cluster_entropy * max(separation, 0.0)
-        result.units.append(UnitPolysemanticity(
-            unit, float(score), len(clusters), float(separation), float(cluster_entropy), label_entropy,
-            index, vals, clusters))
+        result.units.append(
+            UnitPolysemanticity(
+                unit,
+                float(score),
+                len(clusters),
+                float(separation),
+                float(cluster_entropy),
+                label_entropy,
+                index,
+                vals,
+                clusters,
+            )
+        )
     return result

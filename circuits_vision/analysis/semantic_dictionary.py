@@ -1,9 +1,9 @@
 """Semantic dictionary ("Building Blocks"): at every position of a layer, the units that fire most there.
 
-    words = semantic_dictionary(model, image, "mixed4d", k=4)
-    words.units[0, y, x]          # [k] the strongest units at (y, x), strongest first
-    pictures = words.render(model, steps=256)   # one thumbnail per distinct unit, one batched render
-    pictures.images[words.thumbnail_index(words.units[0, y, x, 0])]
+words = semantic_dictionary(model, image, "mixed4d", k=4)
+words.units[0, y, x]          # [k] the strongest units at (y, x), strongest first
+pictures = words.render(model, steps=256)   # one thumbnail per distinct unit, one batched render
+pictures.images[words.thumbnail_index(words.units[0, y, x, 0])]
 """
 
 from __future__ import annotations
@@ -56,9 +56,15 @@ class SemanticDictionary(Result):
         """One row per position of image ``image``: its top units and their activations."""
         n, h, w, k = self.units.shape
         return [
-            {"y": y, "x": x, "units": self.units[image, y, x].tolist(), "values": self.values[image, y, x].tolist(),
-             "magnitude": float(self.magnitude[image, y, x])}
-            for y in range(h) for x in range(w)
+            {
+                "y": y,
+                "x": x,
+                "units": self.units[image, y, x].tolist(),
+                "values": self.values[image, y, x].tolist(),
+                "magnitude": float(self.magnitude[image, y, x]),
+            }
+            for y in range(h)
+            for x in range(w)
         ]
 
     def __str__(self) -> str:
@@ -66,8 +72,10 @@ class SemanticDictionary(Result):
         counts = torch.bincount(self.units[..., 0].flatten())
         common = counts.argsort(descending=True)[:5]
         top = ", ".join(f"{int(u)} ({int(counts[u])} positions)" for u in common if counts[u] > 0)
-        return (f"semantic dictionary of {self.layer}: top {k} units at {h}x{w} positions of {n} images, "
-                f"{len(self.used_units())} distinct units; most often strongest: {top}")
+        return (
+            f"semantic dictionary of {self.layer}: top {k} units at {h}x{w} positions of {n} images, "
+            f"{len(self.used_units())} distinct units; most often strongest: {top}"
+        )
 
     def __repr__(self) -> str:
         return f"SemanticDictionary(layer={self.layer!r}, units={tuple(self.units.shape)})"
@@ -82,7 +90,9 @@ def semantic_dictionary(model: nn.Module, images: torch.Tensor, layer: str, k: i
     with torch.no_grad(), eval_mode(model):
         acts = run_with_cache(model, images.to(model_device(model)), [canonical])[canonical].float().cpu()
     if acts.dim() != 4:
-        raise ValueError(f"layer {canonical!r} gives a {acts.dim()}-d output; a semantic dictionary needs [N, C, H, W] maps")
+        raise ValueError(
+            f"layer {canonical!r} gives a {acts.dim()}-d output; a semantic dictionary needs [N, C, H, W] maps"
+        )
     k = int(k)
     if not 1 <= k <= acts.shape[1]:
         raise ValueError(f"k must be between 1 and the layer's {acts.shape[1]} channels, got {k}")

@@ -20,8 +20,7 @@ def _check(k: int, population: int, successes: int, draws: int) -> None:
             raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
     if population < 0 or not 0 <= successes <= population or not 0 <= draws <= population:
         raise ValueError(
-            f"need 0 <= successes ({successes}) <= population ({population}) and "
-            f"0 <= draws ({draws}) <= population"
+            f"need 0 <= successes ({successes}) <= population ({population}) and 0 <= draws ({draws}) <= population"
         )
 
 
@@ -32,8 +31,9 @@ def _tail(k: int, population: int, successes: int, draws: int) -> Fraction:
     high = min(successes, draws)
     if low > high:
         return Fraction(0)
-    numerator = sum(math.comb(successes, i) * math.comb(population - successes, draws - i)
-                    for i in range(low, high + 1))
+    numerator = sum(
+        math.comb(successes, i) * math.comb(population - successes, draws - i) for i in range(low, high + 1)
+    )
     return Fraction(numerator, math.comb(population, draws))
 
 

@@ -188,8 +188,15 @@ class TuningCurves(Result):
         if missing:
             raise KeyError(f"units {missing} are not in these tuning curves (units: {self.units})")
         rows = torch.tensor([self.units.index(u) for u in units], dtype=torch.long)
-        return TuningCurves(self.layer, units, self.axes, self.responses[rows], self.baseline_mean[rows],
-                            self.baseline_std[rows], self.period)
+        return TuningCurves(
+            self.layer,
+            units,
+            self.axes,
+            self.responses[rows],
+            self.baseline_mean[rows],
+            self.baseline_std[rows],
+            self.period,
+        )
 
     def _orientation_axis(self) -> int:
         if "orientation" not in self.axes:
@@ -291,8 +298,9 @@ def tuning_curves(
     size = size or model_input_size(model)
     units = _units(model, layer, units, size)
     device = model_device(model)
-    params, shape = stimuli.parameter_grid(**{name: list(values) if not isinstance(values, torch.Tensor) else values
-                                             for name, values in axes.items()})
+    params, shape = stimuli.parameter_grid(
+        **{name: list(values) if not isinstance(values, torch.Tensor) else values for name, values in axes.items()}
+    )
     kwargs = dict(fixed or {})
     if center_on_unit and position == "center" and "center" not in kwargs:
         kwargs["center"] = receptive_field_center(model, layer, size=size)
@@ -310,8 +318,12 @@ def tuning_curves(
     return TuningCurves(
         layer=layer,
         units=units,
-        axes={name: torch.as_tensor(list(values), dtype=torch.float32) if not isinstance(values, torch.Tensor)
-              else values.float().cpu() for name, values in axes.items()},
+        axes={
+            name: torch.as_tensor(list(values), dtype=torch.float32)
+            if not isinstance(values, torch.Tensor)
+            else values.float().cpu()
+            for name, values in axes.items()
+        },
         responses=responses,
         baseline_mean=mean.cpu(),
         baseline_std=std.cpu(),
@@ -395,13 +407,25 @@ def find_curve_detectors(
     mean, std = noise_baseline(model, layer, units, size=size, position=position)
     common = dict(position=position, size=size, baseline=(mean, std), batch_size=batch_size)
     curves = tuning_curves(
-        model, layer, units, stimuli.curves, {"orientation": orientations, "radius": radii},
-        fixed={"angular_width": angular_width, "thickness": thickness}, period=360.0, **common,
+        model,
+        layer,
+        units,
+        stimuli.curves,
+        {"orientation": orientations, "radius": radii},
+        fixed={"angular_width": angular_width, "thickness": thickness},
+        period=360.0,
+        **common,
     )
     line_length = sum(radii) / len(radii) * math.radians(angular_width)
     lines = tuning_curves(
-        model, layer, units, stimuli.lines, {"orientation": [o for o in orientations if o < 180]},
-        fixed={"length": line_length, "thickness": thickness}, period=180.0, **common,
+        model,
+        layer,
+        units,
+        stimuli.lines,
+        {"orientation": [o for o in orientations if o < 180]},
+        fixed={"length": line_length, "thickness": thickness},
+        period=180.0,
+        **common,
     )
     preferred = curves.preferred_orientation()
     peak = curves.peak_response()
@@ -414,10 +438,19 @@ def find_curve_detectors(
     off = (per_radius - preferred[:, None]) % 360
     consistency = (torch.minimum(off, 360 - off) <= 45).float().mean(1)
     detectors = [
-        CurveDetector(unit, float(preferred[i]), float(peak[i]), float(osi[i]), float(curve_vs_line[i]),
-                      float(width[i]), float(consistency[i]))
+        CurveDetector(
+            unit,
+            float(preferred[i]),
+            float(peak[i]),
+            float(osi[i]),
+            float(curve_vs_line[i]),
+            float(width[i]),
+            float(consistency[i]),
+        )
         for i, unit in enumerate(units)
-        if peak[i] >= min_response and osi[i] >= min_selectivity and curve_vs_line[i] >= min_curve_vs_line
+        if peak[i] >= min_response
+        and osi[i] >= min_selectivity
+        and curve_vs_line[i] >= min_curve_vs_line
         and consistency[i] >= min_radius_consistency
     ]
     detectors.sort(key=lambda d: d.preferred_orientation)

@@ -60,8 +60,17 @@ def probe_stimuli(size: int, device: torch.device | str | None = None) -> tuple[
                 continue  # gratings at all phases already contain both grey polarities
             params = [(o, f, p) for o in _ORIENTATIONS for f in _FREQUENCIES for p in _PHASES]
             orientation, frequency, phase = (torch.tensor(column) for column in zip(*params))
-            images.append(gratings(orientation, frequency, phase=phase, color=0.5 + _AMPLITUDE * vector,
-                                   background=0.5 - _AMPLITUDE * vector, size=size, device=device))
+            images.append(
+                gratings(
+                    orientation,
+                    frequency,
+                    phase=phase,
+                    color=0.5 + _AMPLITUDE * vector,
+                    background=0.5 - _AMPLITUDE * vector,
+                    size=size,
+                    device=device,
+                )
+            )
         sets[name] = torch.cat(images)
     return sets["color"], sets["grey"]
 
@@ -121,8 +130,9 @@ def color_categories(
     return categories
 
 
-def orientation_selectivity(model: nn.Module, layer: str, *, size: int | None = None,
-                            batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def orientation_selectivity(
+    model: nn.Module, layer: str, *, size: int | None = None, batch_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(selectivity [C], drive [C])`` from responses ``r`` to gratings at 8 orientations ``t``.
 
     ``selectivity = |sum r(t) exp(2i t)| / sum r(t)`` in [0, 1] (1: one orientation only; a ``cos^2``
@@ -138,8 +148,15 @@ def orientation_selectivity(model: nn.Module, layer: str, *, size: int | None = 
     params = [(o, f, p, d) for o in orientations for f in _FREQUENCIES for p in _PHASES for d in range(len(directions))]
     orientation, frequency, phase, direction = (torch.tensor(column) for column in zip(*params))
     vectors = torch.stack(directions)[direction]
-    images = gratings(orientation, frequency, phase=phase, color=0.5 + _AMPLITUDE * vectors,
-                      background=0.5 - _AMPLITUDE * vectors, size=size, device=device)
+    images = gratings(
+        orientation,
+        frequency,
+        phase=phase,
+        color=0.5 + _AMPLITUDE * vectors,
+        background=0.5 - _AMPLITUDE * vectors,
+        size=size,
+        device=device,
+    )
     baseline = _centre_responses(model, layer, solid((0.5, 0.5, 0.5), size=size, device=device), 1)[0]
     responses = (_centre_responses(model, layer, images, batch_size) - baseline).clamp(min=0).cpu()
     # [orientation, frequency, phase x direction, C] -> the best phase, colour and frequency: [8, C]
@@ -154,8 +171,9 @@ def orientation_selectivity(model: nn.Module, layer: str, *, size: int | None = 
     return selectivity, high
 
 
-def orientation_categories(model: nn.Module, layer: str, *, threshold: float = 0.2, floor: float = 1e-3,
-                           size: int | None = None) -> dict[str, list[int]]:
+def orientation_categories(
+    model: nn.Module, layer: str, *, threshold: float = 0.2, floor: float = 1e-3, size: int | None = None
+) -> dict[str, list[int]]:
     """``{"oriented", "unoriented", "unresponsive": [units]}``: selectivity >= ``threshold`` or not."""
     selectivity, drive = orientation_selectivity(model, layer, size=size)
     scale = float(drive.max())

@@ -40,8 +40,18 @@ from circuits_vision.models.train_shapes import HELDOUT_SEED_OFFSET
 from circuits_vision.optvis import objectives as obj
 from circuits_vision.optvis import render
 
-__all__ = ["ActivationAtlas", "BACKGROUND", "OBJECTIVES", "REDUCERS", "SAMPLINGS", "activation_atlas", "collect_activations",
-           "heldout_scenes", "layout_2d", "object_mask"]
+__all__ = [
+    "ActivationAtlas",
+    "BACKGROUND",
+    "OBJECTIVES",
+    "REDUCERS",
+    "SAMPLINGS",
+    "activation_atlas",
+    "collect_activations",
+    "heldout_scenes",
+    "layout_2d",
+    "object_mask",
+]
 
 REDUCERS = ("auto", "umap", "tsne", "pca")
 SAMPLINGS = ("uniform", "norm", "object")
@@ -49,8 +59,11 @@ BACKGROUND = "background"
 """Label name of activations whose position sees none of its scene's object (see :func:`collect_activations`)."""
 OBJECT_SHARE = 0.02
 """A position sees the object when object pixels are more than this share of its window (two layer strides wide)."""
-OBJECTIVES = {"direction": obj.direction, "direction_neuron": obj.direction_neuron,
-              "direction_neuron_cossim": obj.direction_neuron_cossim}
+OBJECTIVES = {
+    "direction": obj.direction,
+    "direction_neuron": obj.direction_neuron,
+    "direction_neuron_cossim": obj.direction_neuron_cossim,
+}
 HELDOUT_SEED = 0 + HELDOUT_SEED_OFFSET
 """Seed of the shipped model's held-out scenes: its training seed (0) plus the held-out offset."""
 
@@ -140,9 +153,15 @@ class ActivationAtlas:
     def table(self, k: int = 5) -> list[dict]:
         """One row per rendered cell: place, count, label and purity, strongest units."""
         return [
-            {"cell": i, "row": int(r), "col": int(c), "count": int(self.counts[i]),
-             "label": self.label_name(int(self.cell_label[i])), "purity": float(self.cell_purity[i]),
-             "top_units": [u for u, _ in self.top_units(i, k)]}
+            {
+                "cell": i,
+                "row": int(r),
+                "col": int(c),
+                "count": int(self.counts[i]),
+                "label": self.label_name(int(self.cell_label[i])),
+                "purity": float(self.cell_purity[i]),
+                "top_units": [u for u, _ in self.top_units(i, k)],
+            }
             for i, (r, c) in enumerate(self.cells.tolist())
         ]
 
@@ -154,11 +173,15 @@ class ActivationAtlas:
 
     def __str__(self) -> str:
         kind = f"class-filtered ({self.class_target}) " if self.class_target else ""
-        lines = [f"{kind}activation atlas of {self.layer}: {self.coordinates.shape[0]} activations from "
-                 f"{self.n_images} images, {self.reducer} layout, {len(self.cells)} of {self.grid}x{self.grid} cells rendered"]
+        lines = [
+            f"{kind}activation atlas of {self.layer}: {self.coordinates.shape[0]} activations from "
+            f"{self.n_images} images, {self.reducer} layout, {len(self.cells)} of {self.grid}x{self.grid} cells rendered"
+        ]
         for row in self.table(3)[:8]:
             label = f", {row['label']} ({row['purity']:.0%})" if row["label"] else ""
-            lines.append(f"  cell ({row['row']}, {row['col']}): {row['count']} activations{label}, top units {row['top_units']}")
+            lines.append(
+                f"  cell ({row['row']}, {row['col']}): {row['count']} activations{label}, top units {row['top_units']}"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -236,8 +259,15 @@ def activation_atlas(
     else:
         stream = _batches(images, labels, batch_size)
     generator = torch.Generator().manual_seed(int(seed))
-    samples = collect_activations(model, canonical, stream, positions_per_image=positions_per_image,
-                                  sampling=sampling, generator=generator, class_target=class_target)
+    samples = collect_activations(
+        model,
+        canonical,
+        stream,
+        positions_per_image=positions_per_image,
+        sampling=sampling,
+        generator=generator,
+        class_target=class_target,
+    )
     label_names = list(label_names or [])
     if samples.on_object is not None and not bool(samples.on_object.all()):
         # off-object positions are background, whatever the scene shows elsewhere
@@ -270,17 +300,38 @@ def activation_atlas(
     options.update(render_kwargs or {})
     rendered = render(model, [OBJECTIVES[objective](canonical, d) for d in directions], **options)
     return ActivationAtlas(
-        canonical, grid, used, coords, sample_cell, cells, counts, directions, rendered.images, kept_labels,
-        cell_label, purity, samples.n_images, label_names, target_name,
-        {"positions_per_image": positions_per_image, "sampling": sampling, "objective": objective,
-         "min_count": min_count, "steps": steps, "size": size,
-         "seed": seed, "class_keep": class_keep if class_target is not None else None},
+        canonical,
+        grid,
+        used,
+        coords,
+        sample_cell,
+        cells,
+        counts,
+        directions,
+        rendered.images,
+        kept_labels,
+        cell_label,
+        purity,
+        samples.n_images,
+        label_names,
+        target_name,
+        {
+            "positions_per_image": positions_per_image,
+            "sampling": sampling,
+            "objective": objective,
+            "min_count": min_count,
+            "steps": steps,
+            "size": size,
+            "seed": seed,
+            "class_keep": class_keep if class_target is not None else None,
+        },
         None if samples.orientations is None else samples.orientations[keep],
     )
 
 
-def heldout_scenes(n: int, *, batch_size: int = 128, size: int = 64, seed: int = HELDOUT_SEED,
-                   details: bool = False) -> Iterator[tuple]:
+def heldout_scenes(
+    n: int, *, batch_size: int = 128, size: int = 64, seed: int = HELDOUT_SEED, details: bool = False
+) -> Iterator[tuple]:
     """``n`` scenes from :func:`circuits_vision.stimuli.scenes.random_scenes` in batches ``(images, shape labels)``,
     drawn from the held-out seed (never the training stream of the shipped model).
 
@@ -354,7 +405,9 @@ def collect_activations(
         for item in batches:
             batch, batch_labels, details = _unpack(item)
             if not isinstance(batch, torch.Tensor) or batch.dim() != 4:
-                raise ValueError(f"each batch of images must be a [B, 3, H, W] tensor, got {getattr(batch, 'shape', type(batch))}")
+                raise ValueError(
+                    f"each batch of images must be a [B, 3, H, W] tensor, got {getattr(batch, 'shape', type(batch))}"
+                )
             if class_target is None:
                 with torch.no_grad():
                     acts = hooks.run_with_cache(model, batch.to(device), [layer])[layer].float().cpu()
@@ -363,14 +416,18 @@ def collect_activations(
                 result = attribute(model, batch, layer, class_target, batch_size=batch.shape[0])
                 acts, attr = result.activations, result.values
             if acts.dim() != 4:
-                raise ValueError(f"layer {layer!r} gives a {acts.dim()}-d output; an activation atlas needs [N, C, H, W] maps")
+                raise ValueError(
+                    f"layer {layer!r} gives a {acts.dim()}-d output; an activation atlas needs [N, C, H, W] maps"
+                )
             b, c, h, w = acts.shape
             mask = details.get("object")
             share = None
             if mask is not None:
                 mask = torch.as_tensor(mask).cpu()
                 if mask.shape != (b, batch.shape[2], batch.shape[3]):
-                    raise ValueError(f"the object mask must be [B, H, W] = {(b, batch.shape[2], batch.shape[3])}, got {tuple(mask.shape)}")
+                    raise ValueError(
+                        f"the object mask must be [B, H, W] = {(b, batch.shape[2], batch.shape[3])}, got {tuple(mask.shape)}"
+                    )
                 share = _window_share(mask.bool(), h, w).flatten(1)  # [b, h*w]
             if sampling == "uniform":
                 flat = torch.randint(h * w, (b, per), generator=generator)
@@ -378,8 +435,10 @@ def collect_activations(
                 if sampling == "norm":
                     weight = acts.flatten(2).norm(dim=1).double()  # [b, h*w]
                 elif share is None:
-                    raise ValueError("sampling='object' needs object masks: pass (batch, labels, {'object': mask}) batches "
-                                     "(heldout_scenes(..., details=True) yields them)")
+                    raise ValueError(
+                        "sampling='object' needs object masks: pass (batch, labels, {'object': mask}) batches "
+                        "(heldout_scenes(..., details=True) yields them)"
+                    )
                 else:
                     weight = share.double() * (share > OBJECT_SHARE)
                 weight[weight.sum(1) == 0] = 1.0
@@ -388,10 +447,15 @@ def collect_activations(
             where = flat.flatten()
             vectors.append(acts.flatten(2)[rows, :, where])
             any_details = any_details or bool(details)
-            on_object.append(share[rows, where] > OBJECT_SHARE if share is not None else torch.ones(b * per, dtype=torch.bool))
+            on_object.append(
+                share[rows, where] > OBJECT_SHARE if share is not None else torch.ones(b * per, dtype=torch.bool)
+            )
             angle = details.get("orientation")
-            orientations.append(torch.as_tensor(angle).float().cpu().repeat_interleave(per) if angle is not None
-                                else torch.full((b * per,), float("nan")))
+            orientations.append(
+                torch.as_tensor(angle).float().cpu().repeat_interleave(per)
+                if angle is not None
+                else torch.full((b * per,), float("nan"))
+            )
             if attr is not None:
                 scores.append(attr.flatten(2)[rows, :, where].sum(1))
             sources.append(rows + seen)
@@ -403,9 +467,16 @@ def collect_activations(
             seen += b
     if seen == 0:
         raise ValueError("no images: the image stream was empty")
-    return Samples(torch.cat(vectors), torch.cat(sources), torch.cat(positions), torch.cat(labels),
-                   torch.cat(scores) if scores else None, seen,
-                   torch.cat(on_object) if any_details else None, torch.cat(orientations) if any_details else None)
+    return Samples(
+        torch.cat(vectors),
+        torch.cat(sources),
+        torch.cat(positions),
+        torch.cat(labels),
+        torch.cat(scores) if scores else None,
+        seen,
+        torch.cat(on_object) if any_details else None,
+        torch.cat(orientations) if any_details else None,
+    )
 
 
 def _unpack(item) -> tuple:
@@ -419,8 +490,9 @@ def _unpack(item) -> tuple:
         if unknown:
             raise ValueError(f"scene details may hold 'object' and 'orientation', got {sorted(unknown)}")
         return item
-    raise ValueError("each stream item must be a batch, (batch, labels) or (batch, labels, details dict), "
-                     f"got a {len(item)}-tuple")
+    raise ValueError(
+        f"each stream item must be a batch, (batch, labels) or (batch, labels, details dict), got a {len(item)}-tuple"
+    )
 
 
 def layout_2d(vectors: torch.Tensor, reducer: str = "auto", *, generator: torch.Generator) -> tuple[torch.Tensor, str]:
@@ -446,8 +518,9 @@ def layout_2d(vectors: torch.Tensor, reducer: str = "auto", *, generator: torch.
         from sklearn.manifold import TSNE
 
         perplexity = float(min(30.0, max(2.0, (x.shape[0] - 1) / 3)))
-        coords = TSNE(n_components=2, metric="cosine", init="pca", perplexity=perplexity,
-                      random_state=random_state).fit_transform(x)
+        coords = TSNE(
+            n_components=2, metric="cosine", init="pca", perplexity=perplexity, random_state=random_state
+        ).fit_transform(x)
     elif reducer == "pca":
         from sklearn.decomposition import PCA
 

@@ -80,40 +80,49 @@ def write_activation_atlas_page(
         anchor = f"cell-{row}-{col}"
         units = atlas.top_units(i, top_k)
         label = atlas.label_name(int(atlas.cell_label[i]))
-        hover = f"cell ({row}, {col}): {int(atlas.counts[i])} activations; top units " + ", ".join(str(u) for u, _ in units)
+        hover = f"cell ({row}, {col}): {int(atlas.counts[i])} activations; top units " + ", ".join(
+            str(u) for u, _ in units
+        )
         if label:
             hover += f"; most common scene: {label}"
         cells_html.append(
-            f"<a href=\"#{anchor}\" style=\"grid-row:{row + 1};grid-column:{col + 1}\" title=\"{_e(hover)}\">"
-            f"<img src=\"{_e(image)}\" alt=\"{_e(hover)}\" loading=\"lazy\"></a>"
+            f'<a href="#{anchor}" style="grid-row:{row + 1};grid-column:{col + 1}" title="{_e(hover)}">'
+            f'<img src="{_e(image)}" alt="{_e(hover)}" loading="lazy"></a>'
         )
-        items = "".join(f"<li>{_unit_link(atlas.layer, u, pages_root, directory)} <span class=\"note\">{v:.3g}</span></li>"
-                        for u, v in units)
+        items = "".join(
+            f'<li>{_unit_link(atlas.layer, u, pages_root, directory)} <span class="note">{v:.3g}</span></li>'
+            for u, v in units
+        )
         label_html = f"<br>most common: <b>{_e(label)}</b> ({float(atlas.cell_purity[i]):.0%})" if label else ""
         entries.append(
-            f"<section id=\"{anchor}\"><img src=\"{_e(image)}\" alt=\"\">"
+            f'<section id="{anchor}"><img src="{_e(image)}" alt="">'
             f"<b>cell ({row}, {col})</b><br>{int(atlas.counts[i])} activations{label_html}"
             f"<br>strongest units:<ol>{items}</ol></section>"
         )
-    heading = title or (f"Class activation atlas of {atlas.layer} for {atlas.class_target}" if atlas.class_target
-                        else f"Activation atlas of {atlas.layer}")
-    zoom = "".join(
-        f"<input type=\"radio\" name=\"zoom\" id=\"zoom{z}\"{' checked' if z == 2 else ''}>"
-        f"<label for=\"zoom{z}\">{z}x</label> " for z in ZOOMS
+    heading = title or (
+        f"Class activation atlas of {atlas.layer} for {atlas.class_target}"
+        if atlas.class_target
+        else f"Activation atlas of {atlas.layer}"
     )
-    settings = (f"{atlas.coordinates.shape[0]} activations from {atlas.n_images} images, laid out by "
-                f"{atlas.reducer}, {len(atlas.cells)} of {atlas.grid}x{atlas.grid} cells rendered "
-                f"(each by feature visualization of its mean activation direction)")
+    zoom = "".join(
+        f'<input type="radio" name="zoom" id="zoom{z}"{" checked" if z == 2 else ""}><label for="zoom{z}">{z}x</label> '
+        for z in ZOOMS
+    )
+    settings = (
+        f"{atlas.coordinates.shape[0]} activations from {atlas.n_images} images, laid out by "
+        f"{atlas.reducer}, {len(atlas.cells)} of {atlas.grid}x{atlas.grid} cells rendered "
+        f"(each by feature visualization of its mean activation direction)"
+    )
     body = (
-        f"<h1>{_e(heading)}</h1>\n<p class=\"settings\">{_e(settings)}</p>\n"
-        f"<div class=\"zoom\">zoom: {zoom}\n<div class=\"frame\"><div class=\"atlas\" style=\"--grid:{int(atlas.grid)}\">"
+        f'<h1>{_e(heading)}</h1>\n<p class="settings">{_e(settings)}</p>\n'
+        f'<div class="zoom">zoom: {zoom}\n<div class="frame"><div class="atlas" style="--grid:{int(atlas.grid)}">'
         + "".join(cells_html)
-        + "</div></div></div>\n<p class=\"note\">Click a cell for its strongest units.</p>\n<div class=\"cells\">"
+        + '</div></div></div>\n<p class="note">Click a cell for its strongest units.</p>\n<div class="cells">'
         + "\n".join(entries)
         + "</div>"
     )
     page = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{_e(heading)}</title><style>{_style()}</style></head>\n<body>\n{body}\n</body></html>\n"
     )
     path = directory / f"{name}.html"
@@ -127,4 +136,4 @@ def _unit_link(layer: str, unit: int, pages_root: Path, directory: Path) -> str:
     if not page.exists():
         return text
     href = Path(os.path.relpath(page, directory)).as_posix()
-    return f"<a href=\"{_e(href)}\">{text}</a>"
+    return f'<a href="{_e(href)}">{text}</a>'

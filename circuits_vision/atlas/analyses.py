@@ -60,9 +60,16 @@ def _ranked_links(weights: np.ndarray, layer: str, k: int, scale: float) -> list
     pictures = _pictures()
     norms = np.sqrt((weights**2).reshape(weights.shape[0], -1).sum(1))
     order = np.argsort(-norms, kind="stable")[:k]
-    return [{"layer": layer, "unit": int(c), "norm": round(float(norms[c]), 6),
-             "net": round(float(weights[c].sum()), 6),
-             "picture": data_uri(pictures.heatmap(weights[c], scale=scale))} for c in order]
+    return [
+        {
+            "layer": layer,
+            "unit": int(c),
+            "norm": round(float(norms[c]), 6),
+            "net": round(float(weights[c].sum()), 6),
+            "picture": data_uri(pictures.heatmap(weights[c], scale=scale)),
+        }
+        for c in order
+    ]
 
 
 def weight_links(model: nn.Module, source: str, target: str, k: int) -> tuple[dict[int, list], dict[int, list]]:
@@ -84,8 +91,17 @@ def rgb_links(model: nn.Module, layer: str, units: list[int] | None = None) -> d
     pictures = _pictures()
     rgb = pictures.rgb_kernels(kernels, scale=None)
     scale = max(1, 48 // max(1, rgb.shape[1]))
-    return {u: [{"layer": "input", "unit": None, "norm": round(float(np.sqrt((kernels[i] ** 2).sum())), 6),
-                 "picture": data_uri(rgb[i], scale)}] for i, u in enumerate(units)}
+    return {
+        u: [
+            {
+                "layer": "input",
+                "unit": None,
+                "norm": round(float(np.sqrt((kernels[i] ** 2).sum())), 6),
+                "picture": data_uri(rgb[i], scale),
+            }
+        ]
+        for i, u in enumerate(units)
+    }
 
 
 def _all_units(model: nn.Module, layer: str) -> list[int]:
@@ -107,13 +123,20 @@ def families(model: nn.Module, layer: str, source: str | None, units: list[int] 
         family = found.family_of(unit)
         if family is not None:
             number = found.families.index(family)
-            result[unit] = {"kind": "rotation", "family": number, "size": len(family.members),
-                            "angle": round(float(family.values[unit]), 1), "score": round(float(family.score), 3),
-                            "members": [int(m) for m in family.members]}
+            result[unit] = {
+                "kind": "rotation",
+                "family": number,
+                "size": len(family.members),
+                "angle": round(float(family.values[unit]), 1),
+                "score": round(float(family.score), 3),
+                "members": [int(m) for m in family.members],
+            }
         elif unit in found.invariant:
             result[unit] = {"kind": "rotation-invariant"}
         else:
-            result[unit] = "no rotation family" + (f" ({found.explanation})" if found.empty and found.explanation else "")
+            result[unit] = "no rotation family" + (
+                f" ({found.explanation})" if found.empty and found.explanation else ""
+            )
     return result
 
 
@@ -147,11 +170,17 @@ def tuning(model: nn.Module, layer: str, units: list[int] | None = None) -> dict
 
     units = list(range(len(colour))) if units is None else list(units)
     curves = curve_tuning(model, layer, units)
-    return {u: {"color_drive": round(float(colour[u]), 4), "bw_drive": round(float(grey[u]), 4),
-                "color_category": category(float(colour[u]), float(grey[u])),
-                "orientation_selectivity": round(float(selectivity[u]), 3),
-                "grating_drive": round(float(drive[u]), 4),
-                **curves.get(u, {"curve_detector": False})} for u in units}
+    return {
+        u: {
+            "color_drive": round(float(colour[u]), 4),
+            "bw_drive": round(float(grey[u]), 4),
+            "color_category": category(float(colour[u]), float(grey[u])),
+            "orientation_selectivity": round(float(selectivity[u]), 3),
+            "grating_drive": round(float(drive[u]), 4),
+            **curves.get(u, {"curve_detector": False}),
+        }
+        for u in units
+    }
 
 
 def curve_tuning(model: nn.Module, layer: str, units: list[int] | None = None) -> dict[int, dict]:
@@ -160,10 +189,16 @@ def curve_tuning(model: nn.Module, layer: str, units: list[int] | None = None) -
 
     detectors = find_curve_detectors(model, layer, units=units).detectors
     family = [d.unit for d in detectors]  # the curve-detector family among these units, ordered by orientation
-    return {d.unit: {"curve_detector": True, "curve_orientation": round(d.preferred_orientation, 1),
-                     "curve_peak": round(d.peak_response, 2), "curve_vs_line": round(d.curve_vs_line, 3),
-                     "curve_family": family}
-            for d in detectors}
+    return {
+        d.unit: {
+            "curve_detector": True,
+            "curve_orientation": round(d.preferred_orientation, 1),
+            "curve_peak": round(d.peak_response, 2),
+            "curve_vs_line": round(d.curve_vs_line, 3),
+            "curve_family": family,
+        }
+        for d in detectors
+    }
 
 
 EXAMPLE_SCENES = 2048
@@ -198,8 +233,15 @@ def outlined(image: torch.Tensor, box: list[int], scale: int) -> torch.Tensor:
     return big
 
 
-def examples(model: nn.Module, layer: str, images: str | os.PathLike | None, directory: Path, k: int = 6,
-             units: list[int] | None = None, n_scenes: int | None = None) -> dict[int, dict]:
+def examples(
+    model: nn.Module,
+    layer: str,
+    images: str | os.PathLike | None,
+    directory: Path,
+    k: int = 6,
+    units: list[int] | None = None,
+    n_scenes: int | None = None,
+) -> dict[int, dict]:
     """Top-``k`` dataset examples per unit (of ``units``), from an image folder or, when ``images`` is
     None, from ``n_scenes`` scenes of the shipped model's training distribution (:data:`EXAMPLE_SEED`).
 
@@ -214,8 +256,7 @@ def examples(model: nn.Module, layer: str, images: str | os.PathLike | None, dir
     labels: dict[str, list] = {}
     if images is None:
         stream = scene_batches(n_scenes or EXAMPLE_SCENES, EXAMPLE_SEED, size=scene_size(model), labels=labels)
-        found = top_activating(model, layer, stream, units=units, k=k, batch_size=128, keep_images=True,
-                               progress=False)
+        found = top_activating(model, layer, stream, units=units, k=k, batch_size=128, keep_images=True, progress=False)
     else:
         found = top_activating(model, layer, images, units=units, k=k, keep_images=True, progress=False)
     boxes = found.boxes()
@@ -233,8 +274,12 @@ def examples(model: nn.Module, layer: str, images: str | os.PathLike | None, dir
         crops_name = f"img/{slug(layer)}/{unit}_crops.png"
         save_png(directory / name, torch.cat(whole, dim=2))  # [3, H, k*W]
         save_png(directory / crops_name, torch.cat(list(found.crops[row][valid]), dim=2))
-        value = {"image": name, "crops": crops_name, "values": [round(float(v), 4) for v in found.values[row][valid]],
-                 "boxes": unit_boxes}
+        value = {
+            "image": name,
+            "crops": crops_name,
+            "values": [round(float(v), 4) for v in found.values[row][valid]],
+            "boxes": unit_boxes,
+        }
         if images is None:
             value["sources"] = [f"scene {i} (seed {EXAMPLE_SEED})" for i in index]
             value["labels"] = [f"{SHAPE_CLASSES[labels['shape'][i]]} {COLOR_NAMES[labels['color'][i]]}" for i in index]
@@ -244,8 +289,14 @@ def examples(model: nn.Module, layer: str, images: str | os.PathLike | None, dir
     return result
 
 
-def polysemanticity(model: nn.Module, layer: str, previous: str | None, units: list[int] | None = None,
-                    k: int = 16, n_scenes: int | None = None) -> dict[int, dict]:
+def polysemanticity(
+    model: nn.Module,
+    layer: str,
+    previous: str | None,
+    units: list[int] | None = None,
+    k: int = 16,
+    n_scenes: int | None = None,
+) -> dict[int, dict]:
     """Each unit's polysemanticity (:mod:`circuits_vision.analysis.polysemanticity`) on the example
     scenes, clustered by ``previous`` (the chosen layer before, None for the first): score, clusters
     (size and scene labels) and label entropy."""
@@ -254,15 +305,31 @@ def polysemanticity(model: nn.Module, layer: str, previous: str | None, units: l
 
     drawn: dict[str, list] = {"shape": [], "color": []}  # filled as the scenes are drawn, read after the stream
     stream = scene_batches(n_scenes or EXAMPLE_SCENES, EXAMPLE_SEED, size=scene_size(model), labels=drawn)
-    found = poly.polysemanticity(model, layer, previous, stream, labels=drawn["shape"], label_names=SHAPE_CLASSES,
-                                 units=units, k=k)
-    return {u.unit: {**u.row(), "previous": previous,
-                     "clusters": [{"size": c["size"], "labels": c["labels"]} for c in u.clusters]}
-            for u in found.units}
+    found = poly.polysemanticity(
+        model, layer, previous, stream, labels=drawn["shape"], label_names=SHAPE_CLASSES, units=units, k=k
+    )
+    return {
+        u.unit: {
+            **u.row(),
+            "previous": previous,
+            "clusters": [{"size": c["size"], "labels": c["labels"]} for c in u.clusters],
+        }
+        for u in found.units
+    }
 
 
-def facet_strips(model: nn.Module, layer: str, directory: Path, units: list[int] | None, *, steps: int, size: int,
-                 seed: int, k: int = FACETS, weight: float = 1.0) -> dict[int, dict]:
+def facet_strips(
+    model: nn.Module,
+    layer: str,
+    directory: Path,
+    units: list[int] | None,
+    *,
+    steps: int,
+    size: int,
+    seed: int,
+    k: int = FACETS,
+    weight: float = 1.0,
+) -> dict[int, dict]:
     """``k`` diversity facets per unit (:mod:`circuits_vision.optvis.facets`' objective, all units in one
     batched render), saved as one strip per unit; with their pairwise Gram similarity at ``layer``."""
     from circuits_vision import optvis
@@ -270,8 +337,7 @@ def facet_strips(model: nn.Module, layer: str, directory: Path, units: list[int]
 
     units = _all_units(model, layer) if units is None else list(units)
     objectives = [optvis.objectives.channel(layer, u) - weight * optvis.objectives.diversity(layer) for u in units]
-    found = optvis.render(model, objectives, steps=steps, size=size, seed=seed, images_per_objective=k,
-                          progress=False)
+    found = optvis.render(model, objectives, steps=steps, size=size, seed=seed, images_per_objective=k, progress=False)
     images = found.images[:, :3]
     with torch.no_grad():
         acts = hooks.run_with_cache(model, images.to(next(model.parameters()).device), [layer])[layer].float().cpu()
@@ -279,9 +345,13 @@ def facet_strips(model: nn.Module, layer: str, directory: Path, units: list[int]
     for i, unit in enumerate(units):
         name = f"img/{slug(layer)}/{unit}_facets.png"
         save_png(directory / name, torch.cat(list(images[i * k : (i + 1) * k]), dim=2))
-        result[unit] = {"image": name, "k": k, "weight": weight,
-                        "similarity": round(gram_similarity(acts[i * k : (i + 1) * k]), 4),
-                        "activation": [round(float(a), 4) for a in acts[i * k : (i + 1) * k, unit].flatten(1).mean(1)]}
+        result[unit] = {
+            "image": name,
+            "k": k,
+            "weight": weight,
+            "similarity": round(gram_similarity(acts[i * k : (i + 1) * k]), 4),
+            "activation": [round(float(a), 4) for a in acts[i * k : (i + 1) * k, unit].flatten(1).mean(1)],
+        }
     return result
 
 
@@ -321,8 +391,7 @@ def layer_parts(
     def path_of(layer: str, part: str) -> Path:
         return directory / part_file(layer, part)
 
-    todo = sum(1 for layer in layers for part in parts
-               if part in PARTS and not path_of(layer, part).is_file() )
+    todo = sum(1 for layer in layers for part in parts if part in PARTS and not path_of(layer, part).is_file())
     bar = tqdm(total=todo, disable=not progress or not todo, desc="atlas analyses", unit="part", dynamic_ncols=True)
     result = {}
     try:
@@ -331,8 +400,9 @@ def layer_parts(
             following = layers[i + 1] if i + 1 < len(layers) else None
             chosen = None if units is None else list(units[layer])
             makers: dict[str, Callable[[], dict]] = {
-                "inputs": (lambda p=previous, t=layer: pair(p, t)[0]) if previous else (
-                    lambda t=layer, u=chosen: rgb_links(model, t, u)),
+                "inputs": (lambda p=previous, t=layer: pair(p, t)[0])
+                if previous
+                else (lambda t=layer, u=chosen: rgb_links(model, t, u)),
                 "outputs": (lambda s=layer, f=following: pair(s, f)[1]) if following else (lambda: {}),
                 "family": lambda t=layer, p=previous, u=chosen: families(model, t, p, u),
                 "branch": lambda t=layer: branch_names(model, t),

@@ -141,44 +141,114 @@ def build(
     lock = AtlasLock(directory)
     try:
         todo, done_before = ranks.decided_by_leader(lambda: _setup(directory, settings, plan, lock, log))
-        rendered = _render_chunks(model, directory, ranks.share(todo), ranks.rank, ranks.world, len(plan.units),
-                                  done_before, steps=steps, size=size, seed=seed, batch_size=batch_size, device=device,
-                                  render_options=render_options, progress=progress, on_progress=on_progress, log=log)
+        rendered = _render_chunks(
+            model,
+            directory,
+            ranks.share(todo),
+            ranks.rank,
+            ranks.world,
+            len(plan.units),
+            done_before,
+            steps=steps,
+            size=size,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            render_options=render_options,
+            progress=progress,
+            on_progress=on_progress,
+            log=log,
+        )
         rendered = ranks.total(rendered)
-        result = AtlasResult(directory, directory / "index.html", directory / store.MANIFEST_FILE, len(plan.units),
-                             rendered)
+        result = AtlasResult(
+            directory, directory / "index.html", directory / store.MANIFEST_FILE, len(plan.units), rendered
+        )
         if ranks.leader:  # the other ranks are done (no barrier: the analyses may outlast a collective's timeout)
-            _finish(model, directory, plan, settings, result, images=images, labels=labels, k=k,
-                    parts=parts, report=report, progress=progress, log=log,
-                    report_units_per_layer=None if config.report_whole_layers else units_per_layer, config=config)
+            _finish(
+                model,
+                directory,
+                plan,
+                settings,
+                result,
+                images=images,
+                labels=labels,
+                k=k,
+                parts=parts,
+                report=report,
+                progress=progress,
+                log=log,
+                report_units_per_layer=None if config.report_whole_layers else units_per_layer,
+                config=config,
+            )
         return result
     finally:
         if ranks.leader:
             lock.release()
 
 
-def _render_chunks(model, directory, my_chunks, rank, world, total, done_before, *, steps, size, seed, batch_size,
-                   device, render_options, progress, on_progress, log) -> int:
+def _render_chunks(
+    model,
+    directory,
+    my_chunks,
+    rank,
+    world,
+    total,
+    done_before,
+    *,
+    steps,
+    size,
+    seed,
+    batch_size,
+    device,
+    render_options,
+    progress,
+    on_progress,
+    log,
+) -> int:
     """Render this rank's chunks; after each, its PNGs then its records are stored. Returns units rendered."""
     record_file = store.records_path(directory, rank)
-    records = store.read_jsonl(record_file, required=store.RECORD_KEYS)  # this rank's file from an earlier run stays valid
+    records = store.read_jsonl(
+        record_file, required=store.RECORD_KEYS
+    )  # this rank's file from an earlier run stays valid
     mine = sum(len(left) for _, left in my_chunks)
     desc = "atlas" if world == 1 else f"atlas rank {rank}/{world}"
-    bar = tqdm(total=total if world == 1 else mine, initial=done_before if world == 1 else 0,
-               disable=not progress or (world > 1 and rank != 0), desc=desc, unit="unit", dynamic_ncols=True)
+    bar = tqdm(
+        total=total if world == 1 else mine,
+        initial=done_before if world == 1 else 0,
+        disable=not progress or (world > 1 and rank != 0),
+        desc=desc,
+        unit="unit",
+        dynamic_ncols=True,
+    )
     rendered = 0
     try:
         for _, left in my_chunks:
             objectives = [optvis.objectives.channel(layer, unit) for layer, unit in left]
-            result = optvis.render(model, objectives, steps=steps, size=size, batch_size=batch_size, device=device,
-                                   image_seeds=[unit_seed(seed, layer, unit) for layer, unit in left], progress=False,
-                                   **dict(render_options or {}))
+            result = optvis.render(
+                model,
+                objectives,
+                steps=steps,
+                size=size,
+                batch_size=batch_size,
+                device=device,
+                image_seeds=[unit_seed(seed, layer, unit) for layer, unit in left],
+                progress=False,
+                **dict(render_options or {}),
+            )
             for i, (layer, unit) in enumerate(left):
                 name = f"img/{slug(layer)}/{unit}.png"
                 store.save_png(directory / name, result.images[i, :3])
-                records.append({"layer": layer, "unit": unit, "image": name,
-                                "loss": round(float(result.history[-1, i]), 6),
-                                "never_active": bool(result.never_active[i]), "rank": rank, "time": time.time()})
+                records.append(
+                    {
+                        "layer": layer,
+                        "unit": unit,
+                        "image": name,
+                        "loss": round(float(result.history[-1, i]), 6),
+                        "never_active": bool(result.never_active[i]),
+                        "rank": rank,
+                        "time": time.time(),
+                    }
+                )
             store.write_jsonl(record_file, records)
             rendered += len(left)
             bar.update(len(left))
@@ -189,20 +259,46 @@ def _render_chunks(model, directory, my_chunks, rank, world, total, done_before,
     return rendered
 
 
-def _finish(model, directory: Path, plan: AtlasPlan, settings, result: AtlasResult, *, images, labels, k, parts,
-            report, progress, log, report_units_per_layer, config=None):
+def _finish(
+    model,
+    directory: Path,
+    plan: AtlasPlan,
+    settings,
+    result: AtlasResult,
+    *,
+    images,
+    labels,
+    k,
+    parts,
+    report,
+    progress,
+    log,
+    report_units_per_layer,
+    config=None,
+):
     """Rank 0, after all ranks rendered: analyses, manifest, circuit report, stages, viewer."""
     from circuits_vision.atlas import analyses, viewer, views_section
 
     records = store.read_records(directory)
     missing = [f"{layer}:{unit}" for layer, unit in plan.units if (layer, unit) not in records]
     if missing:
-        raise RuntimeError(f"{len(missing)} units have no image after rendering (first: {missing[:5]}); rerun to finish them")
+        raise RuntimeError(
+            f"{len(missing)} units have no image after rendering (first: {missing[:5]}); rerun to finish them"
+        )
     chosen = chosen_parts(parts, (*analyses.PARTS, "dictionary"), analyses.DEFAULT_PARTS)
     stages = store.read_stages(directory)  # what an earlier run's analyses and report produced
-    found = analyses.layer_parts(model, plan.layers, directory, images=images, k=k, parts=chosen, units=plan.shown(),
-                                 render={"steps": settings["steps"], "size": settings["size"], "seed": settings["seed"]},
-                                 progress=progress, log=log)
+    found = analyses.layer_parts(
+        model,
+        plan.layers,
+        directory,
+        images=images,
+        k=k,
+        parts=chosen,
+        units=plan.shown(),
+        render={"steps": settings["steps"], "size": settings["size"], "seed": settings["seed"]},
+        progress=progress,
+        log=log,
+    )
     manifest = []
     for layer, unit in plan.units:
         record = dict(records[(layer, unit)])
@@ -214,14 +310,28 @@ def _finish(model, directory: Path, plan: AtlasPlan, settings, result: AtlasResu
         manifest.append(record)
     from circuits_vision.atlas.dictionary_units import add_to_atlas
 
-    links = add_to_atlas(model, directory, plan.layers, manifest, settings, images=images, labels=labels, k=k, log=log,
-                         config=config or AtlasConfig(), requested="dictionary" in chosen)
+    links = add_to_atlas(
+        model,
+        directory,
+        plan.layers,
+        manifest,
+        settings,
+        images=images,
+        labels=labels,
+        k=k,
+        log=log,
+        config=config or AtlasConfig(),
+        requested="dictionary" in chosen,
+    )
     store.write_jsonl(directory / store.MANIFEST_FILE, manifest)
-    stages["analyses"] = {layer: {part: _stored_part(directory, layer, part, found[layer][part]) for part in analyses.PARTS}
-                          for layer in plan.layers}
+    stages["analyses"] = {
+        layer: {part: _stored_part(directory, layer, part, found[layer][part]) for part in analyses.PARTS}
+        for layer in plan.layers
+    }
     pair = report_pair(model, plan.layers, report)
-    result.report, error = _report_stage(model, directory, pair, stages, units_per_layer=report_units_per_layer,
-                                         progress=progress, log=log)
+    result.report, error = _report_stage(
+        model, directory, pair, stages, units_per_layer=report_units_per_layer, progress=progress, log=log
+    )
     if error is not None:
         settings = {**settings, "report_error": error}
     store.write_stages(directory, stages)
@@ -240,8 +350,9 @@ def _stored_part(directory: Path, layer: str, part: str, values: dict) -> str:
 REPORT_PAGE = "report/index.html"
 
 
-def _report_stage(model, directory: Path, pair: tuple[str, str] | None, stages: dict, *, units_per_layer, progress,
-                  log) -> tuple[Path | None, str | None]:
+def _report_stage(
+    model, directory: Path, pair: tuple[str, str] | None, stages: dict, *, units_per_layer, progress, log
+) -> tuple[Path | None, str | None]:
     """The circuit report of ``pair``, made now or reused; returns ``(its page or None, why it failed or None)``.
 
     What an earlier run made is read from ``stages["report"]`` (its pair, scope and page), never from the
@@ -259,8 +370,16 @@ def _report_stage(model, directory: Path, pair: tuple[str, str] | None, stages: 
         return existing, None
     stages.pop("report", None)  # the page on disk, if any, is not this pair's until remade
     try:
-        page = report_module.circuit_report(model, pair[0], pair[1], directory / "report", atlas_dir=directory,
-                                            units_per_layer=units_per_layer, progress=progress, log=log)
+        page = report_module.circuit_report(
+            model,
+            pair[0],
+            pair[1],
+            directory / "report",
+            atlas_dir=directory,
+            units_per_layer=units_per_layer,
+            progress=progress,
+            log=log,
+        )
     except Exception as error:  # the atlas stays usable; the index says why the report is missing
         log(f"atlas: circuit report of {pair[0]} -> {pair[1]} failed: {type(error).__name__}: {error}")
         stages["report"] = {**wanted, "error": f"{type(error).__name__}: {error}"}

@@ -61,7 +61,9 @@ class AtlasConfig:
         if not isinstance(self.render, RenderConfig):
             raise TypeError(f"AtlasConfig.render must be a RenderConfig, got {type(self.render).__name__}")
         if "config" in self.render_options:
-            raise ValueError("AtlasConfig.render_options cannot hold 'config': pass AtlasConfig(render=RenderConfig(...))")
+            raise ValueError(
+                "AtlasConfig.render_options cannot hold 'config': pass AtlasConfig(render=RenderConfig(...))"
+            )
         object.__setattr__(self, "render_options", MappingProxyType(dict(self.render_options)))
         if isinstance(self.dictionary_layers, str):
             object.__setattr__(self, "dictionary_layers", (self.dictionary_layers,))
@@ -72,6 +74,7 @@ class AtlasConfig:
             raise ValueError(f"AtlasConfig.dictionary_features must be None or an int >= 1, got {value!r}")
         unknown = sorted(set(self.dictionary_options) - {"l1", "steps", "batch_size", "lr", "resample"})
         if unknown:
-            raise ValueError(f"AtlasConfig.dictionary_options: unknown {unknown}; choose from l1, steps, "
-                             "batch_size, lr, resample")
+            raise ValueError(
+                f"AtlasConfig.dictionary_options: unknown {unknown}; choose from l1, steps, batch_size, lr, resample"
+            )
         object.__setattr__(self, "dictionary_options", MappingProxyType(dict(self.dictionary_options)))

@@ -199,7 +199,11 @@ class AtlasLock:
             holder = self._read()
             if holder is not None:
                 pid = holder.get("pid")
-                if isinstance(pid, int) and pid != os.getpid() and (holder.get("host", host) != host or _pid_alive(pid)):
+                if (
+                    isinstance(pid, int)
+                    and pid != os.getpid()
+                    and (holder.get("host", host) != host or _pid_alive(pid))
+                ):
                     raise AtlasLockedError(
                         f"another run (pid {pid} on {holder.get('host')}, started {holder.get('started')}) is "
                         f"writing to {self.path.parent}; wait for it to finish or stop it. If no such run "
@@ -214,7 +218,9 @@ class AtlasLock:
                 store.atomic_write_bytes(self.path, data)  # replaces the stale file in one step, under the guard
             elif not _create_with_content(self.path, data):
                 # only a process that does not take the guard (another host, no flock) gets here
-                raise AtlasLockedError(f"another run took the lock {self.path} at the same moment; wait for it to finish")
+                raise AtlasLockedError(
+                    f"another run took the lock {self.path} at the same moment; wait for it to finish"
+                )
 
     def release(self) -> None:
         """Delete the lock file if this process holds it (a no-op otherwise, so it is safe in ``finally``)."""

@@ -20,8 +20,16 @@ from circuits_vision.atlas.config import AtlasConfig
 from circuits_vision.atlas.layers import default_layers
 from circuits_vision.optvis import RenderConfig
 
-__all__ = ["DEFAULT_CHUNK", "AtlasPlan", "atlas_settings", "chosen_parts", "report_pair", "resolve_layers", "unit_seed",
-           "weights_fingerprint"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "AtlasPlan",
+    "atlas_settings",
+    "chosen_parts",
+    "report_pair",
+    "resolve_layers",
+    "unit_seed",
+    "weights_fingerprint",
+]
 
 DEFAULT_CHUNK = 32
 
@@ -45,8 +53,9 @@ class AtlasPlan:
     units_per_layer: int | None
 
     @classmethod
-    def of(cls, model: nn.Module, layers: Sequence[str] | str | None, units_per_layer: int | None,
-           chunk_size: int) -> AtlasPlan:
+    def of(
+        cls, model: nn.Module, layers: Sequence[str] | str | None, units_per_layer: int | None, chunk_size: int
+    ) -> AtlasPlan:
         layer_list = resolve_layers(model, layers)
         units = layer_units(model, layer_list, units_per_layer)
         chunks = [units[i : i + chunk_size] for i in range(0, len(units), chunk_size)]
@@ -74,12 +83,17 @@ def weights_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def atlas_settings(model: nn.Module, plan: AtlasPlan, *, model_name: str | None, steps: int, size: int, seed: int,
-                   config: AtlasConfig) -> dict:
+def atlas_settings(
+    model: nn.Module, plan: AtlasPlan, *, model_name: str | None, steps: int, size: int, seed: int, config: AtlasConfig
+) -> dict:
     """What the atlas's images depend on (stored as ``settings.json``; a rerun with others is refused)."""
     settings = {
-        "model": model_name or type(model).__qualname__, "weights_sha256": weights_fingerprint(model),
-        "steps": int(steps), "size": int(size), "seed": int(seed), "layers": plan.layers,
+        "model": model_name or type(model).__qualname__,
+        "weights_sha256": weights_fingerprint(model),
+        "steps": int(steps),
+        "size": int(size),
+        "seed": int(seed),
+        "layers": plan.layers,
         "units_per_layer": plan.units_per_layer,
         "render_options": {key: repr(value) for key, value in sorted(config.render_options.items())},
     }

@@ -19,7 +19,9 @@ def make_server(directory: str | os.PathLike, port: int = 8000) -> ThreadingHTTP
     """An HTTP server for ``directory`` bound to 127.0.0.1:``port`` (0: any free port); not started."""
     directory = Path(directory)
     if not (directory / "index.html").is_file():
-        raise FileNotFoundError(f"{directory} has no index.html: build an atlas there first (circuits-vision atlas --out {directory})")
+        raise FileNotFoundError(
+            f"{directory} has no index.html: build an atlas there first (circuits-vision atlas --out {directory})"
+        )
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(directory))
     try:
         return ThreadingHTTPServer((HOST, int(port)), handler)
@@ -27,8 +29,10 @@ def make_server(directory: str | os.PathLike, port: int = 8000) -> ThreadingHTTP
         if error.errno not in (errno.EADDRINUSE, errno.EACCES):
             raise
         why = "is in use by another program" if error.errno == errno.EADDRINUSE else "needs administrator rights"
-        problem = PortUnavailableError(f"port {port} on {HOST} {why}: pass another one with --port "
-                                       f"(e.g. --port {int(port) + 1 if int(port) < 65535 else 8000}, or --port 0 for any free port)")
+        problem = PortUnavailableError(
+            f"port {port} on {HOST} {why}: pass another one with --port "
+            f"(e.g. --port {int(port) + 1 if int(port) < 65535 else 8000}, or --port 0 for any free port)"
+        )
         problem.errno = error.errno
         raise problem from None
 

@@ -141,14 +141,19 @@ def check_settings(directory: str | os.PathLike, settings: dict) -> None:
         return
     stored = read_json(path, fix="restore it, or delete it to continue this atlas with this run's settings")
     if not isinstance(stored, dict):
-        raise CorruptAtlasFileError(f"{path} holds no settings object; restore it, or delete it to continue "
-                                    "this atlas with this run's settings")
+        raise CorruptAtlasFileError(
+            f"{path} holds no settings object; restore it, or delete it to continue this atlas with this run's settings"
+        )
     keys = sorted(set(stored) | set(settings))
-    differences = [f"  {k}: atlas has {stored.get(k)!r}, this run has {settings.get(k)!r}"
-                   for k in keys if stored.get(k) != settings.get(k)]
+    differences = [
+        f"  {k}: atlas has {stored.get(k)!r}, this run has {settings.get(k)!r}"
+        for k in keys
+        if stored.get(k) != settings.get(k)
+    ]
     if differences:
         raise SettingsMismatchError(
-            f"{directory} holds an atlas built with other settings:\n" + "\n".join(differences)
+            f"{directory} holds an atlas built with other settings:\n"
+            + "\n".join(differences)
             + "\nuse another --out directory, or rerun with the atlas's settings to continue it"
         )
 
@@ -180,8 +185,15 @@ def read_jsonl(path: str | os.PathLike, *, required: tuple[str, ...] = ()) -> li
         except ValueError as error:
             record = error
         if not isinstance(record, dict) or any(key not in record for key in required):
-            problem = f"is not valid JSON ({record})" if isinstance(record, ValueError) else (
-                f"lacks {[k for k in required if k not in record]}" if isinstance(record, dict) else "is no JSON object")
+            problem = (
+                f"is not valid JSON ({record})"
+                if isinstance(record, ValueError)
+                else (
+                    f"lacks {[k for k in required if k not in record]}"
+                    if isinstance(record, dict)
+                    else "is no JSON object"
+                )
+            )
             raise CorruptAtlasFileError(
                 f"{path} line {number} {problem}; the file was damaged or edited. Delete it to render the units "
                 "it lists again, or restore it"

@@ -50,7 +50,9 @@ def atlas_images(atlas_dir: Path | None, layer: str, units: list[int]) -> tuple[
         path = Path(atlas_dir) / "img" / slug(layer) / f"{unit}.png"
         if path.is_file():
             with Image.open(path) as image:
-                images.append(torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1))
+                images.append(
+                    torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+                )
             found.append(unit)
     if not found or len({tuple(i.shape) for i in images}) != 1:
         return [], None
@@ -63,8 +65,16 @@ def _shrink(images: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.interpolate(images, size=(IMAGE_SIZE, IMAGE_SIZE), mode="area")
 
 
-def layer_views(model: nn.Module, layer: str, *, weights=None, source: str | None = None, atlas_dir: Path | None = None,
-                detection: dict | None = None, render_kwargs: dict | None = None):
+def layer_views(
+    model: nn.Module,
+    layer: str,
+    *,
+    weights=None,
+    source: str | None = None,
+    atlas_dir: Path | None = None,
+    detection: dict | None = None,
+    render_kwargs: dict | None = None,
+):
     """``(AgreementResult, where the images came from)`` for ``layer``'s three views.
 
     ``weights``: the weight view's result when already computed (the report's families section);
@@ -81,22 +91,28 @@ def layer_views(model: nn.Module, layer: str, *, weights=None, source: str | Non
     units = detection.pop("units", None)
     units = list(range(int(layer_shape(model, layer)[0]))) if units is None else list(units)
     families = equivariance.rotation.families
-    results = {"weights": weights if weights is not None else families(model, layer, source=source, units=units, **detection),
-               "tuning": families(model, layer, method="tuning", units=units, **detection)}
+    results = {
+        "weights": weights if weights is not None else families(model, layer, source=source, units=units, **detection),
+        "tuning": families(model, layer, method="tuning", units=units, **detection),
+    }
     shown, images = atlas_images(atlas_dir, layer, units)
     if images is not None:
-        origin = (f"the atlas's renders of {len(shown)} units (channel objectives, compared at "
-                  f"{IMAGE_SIZE}x{IMAGE_SIZE} px)")
+        origin = (
+            f"the atlas's renders of {len(shown)} units (channel objectives, compared at {IMAGE_SIZE}x{IMAGE_SIZE} px)"
+        )
     else:
         from circuits_vision.optvis import objectives, render
 
         settings = {**RENDER, **(render_kwargs or {})}
         shown = units
         images = render(model, [objectives.neuron(layer, u) for u in units], progress=False, **settings).images[:, :3]
-        origin = (f"neuron visualizations rendered for this report ({', '.join(f'{k} {v}' for k, v in settings.items())}; "
-                  f"no atlas renders), compared at {IMAGE_SIZE}x{IMAGE_SIZE} px")
-    results["visualization"] = families(model, layer, method="visualization", units=shown, images=_shrink(images.float()),
-                                        **detection)
+        origin = (
+            f"neuron visualizations rendered for this report ({', '.join(f'{k} {v}' for k, v in settings.items())}; "
+            f"no atlas renders), compared at {IMAGE_SIZE}x{IMAGE_SIZE} px"
+        )
+    results["visualization"] = families(
+        model, layer, method="visualization", units=shown, images=_shrink(images.float()), **detection
+    )
     return agreement.views(model, layer, which=VIEWS, results=results), origin
 
 
@@ -111,23 +127,52 @@ def memberships(found) -> dict:
         entry = {}
         for name, result in found.views.items():
             number = row[f"{name}_family"]
-            entry[name] = None if number is None else {
-                "family": number, "angle": round(float(row[f"{name}_angle"]), 1), "size": len(result.families[number])}
+            entry[name] = (
+                None
+                if number is None
+                else {
+                    "family": number,
+                    "angle": round(float(row[f"{name}_angle"]), 1),
+                    "size": len(result.families[number]),
+                }
+            )
         units[str(row["unit"])] = entry
-    agreements = [{"a": ag.a, "b": ag.b, "jaccard": ag.jaccard, "shared": len(ag.shared),
-                   "median_error_deg": _number(ag.median_error_deg), "shuffled_median_deg": _number(ag.shuffled_median_deg),
-                   "p_value": _number(ag.p_value)} for ag in found.agreements]
+    agreements = [
+        {
+            "a": ag.a,
+            "b": ag.b,
+            "jaccard": ag.jaccard,
+            "shared": len(ag.shared),
+            "median_error_deg": _number(ag.median_error_deg),
+            "shuffled_median_deg": _number(ag.shuffled_median_deg),
+            "p_value": _number(ag.p_value),
+        }
+        for ag in found.agreements
+    ]
     families = {name: [len(f) for f in result.families] for name, result in found.views.items()}
-    return {"layer": found.layer, "views": list(found.views), "units": units, "agreements": agreements,
-            "families": families}
+    return {
+        "layer": found.layer,
+        "views": list(found.views),
+        "units": units,
+        "agreements": agreements,
+        "families": families,
+    }
 
 
 def _deg(value) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def section_html(model: nn.Module, layer: str, out: Path, *, weights=None, source: str | None = None,
-                 atlas_dir: Path | None = None, detection: dict | None = None) -> Safe:
+def section_html(
+    model: nn.Module,
+    layer: str,
+    out: Path,
+    *,
+    weights=None,
+    source: str | None = None,
+    atlas_dir: Path | None = None,
+    detection: dict | None = None,
+) -> Safe:
     """The report section of ``layer``'s three views; writes ``out / file_name(layer)`` for the unit pages."""
     (Path(out) / file_name(layer)).unlink(missing_ok=True)  # an earlier report's memberships must not outlive a failure
     found, origin = layer_views(model, layer, weights=weights, source=source, atlas_dir=atlas_dir, detection=detection)
@@ -136,36 +181,50 @@ def section_html(model: nn.Module, layer: str, out: Path, *, weights=None, sourc
 
     atomic_write_text(Path(out) / file_name(layer), json.dumps(content, indent=1) + "\n")
     where = "the input" if source is None else source
-    parts = [f"<h2 id=\"views-{_e(slug(layer))}\">Three views of {_e(layer)}</h2>"
-             f"<p>Rotation families of {_e(layer)} found three ways, each at the default false-discovery rule: from the "
-             f"weights (expanded weights from {_e(where)}), from orientation tuning curves (drawn curves at every 5 deg), "
-             f"and from feature visualizations ({_e(origin)}). Agreement per pair of views: Jaccard of the units each puts "
-             "in a family, and over pairs of shared units in one family in both, the median error of their relative angle "
-             "against the same with one view's angles shuffled (p: shuffles doing as well).</p>"]
+    parts = [
+        f'<h2 id="views-{_e(slug(layer))}">Three views of {_e(layer)}</h2>'
+        f"<p>Rotation families of {_e(layer)} found three ways, each at the default false-discovery rule: from the "
+        f"weights (expanded weights from {_e(where)}), from orientation tuning curves (drawn curves at every 5 deg), "
+        f"and from feature visualizations ({_e(origin)}). Agreement per pair of views: Jaccard of the units each puts "
+        "in a family, and over pairs of shared units in one family in both, the median error of their relative angle "
+        "against the same with one view's angles shuffled (p: shuffles doing as well).</p>"
+    ]
     rows = []
     for name, result in found.views.items():
         sizes = content["families"][name]
-        note = "" if sizes else f" <span class=\"note\">({_e(result.explanation or 'nothing significant')})</span>"
-        rows.append(f"<tr><td>{_e(name)}</td><td>{len(sizes)}</td><td>{_e(sizes)}</td>"
-                    f"<td>{sum(sizes)}</td><td>{note}</td></tr>")
-    parts.append("<table class=\"facts\" id=\"views-summary\"><tr><th>view</th><th>families</th><th>sizes</th>"
-                 f"<th>units</th><th></th></tr>{''.join(rows)}</table>")
-    rows = [f"<tr><td>{_e(a['a'])} vs {_e(a['b'])}</td><td>{a['jaccard']:.2f}</td><td>{a['shared']}</td>"
-            f"<td>{_deg(a['median_error_deg'])}</td><td>{_deg(a['shuffled_median_deg'])}</td>"
-            f"<td>{'-' if a['p_value'] is None else format(a['p_value'], '.3g')}</td></tr>" for a in content["agreements"]]
-    parts.append("<table class=\"facts\" id=\"views-agreement\"><tr><th>views</th><th>Jaccard</th><th>shared units</th>"
-                 "<th>median orientation error (deg)</th><th>shuffled (deg)</th><th>p</th></tr>"
-                 f"{''.join(rows)}</table>")
+        note = "" if sizes else f' <span class="note">({_e(result.explanation or "nothing significant")})</span>'
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td>{len(sizes)}</td><td>{_e(sizes)}</td><td>{sum(sizes)}</td><td>{note}</td></tr>"
+        )
+    parts.append(
+        '<table class="facts" id="views-summary"><tr><th>view</th><th>families</th><th>sizes</th>'
+        f"<th>units</th><th></th></tr>{''.join(rows)}</table>"
+    )
+    rows = [
+        f"<tr><td>{_e(a['a'])} vs {_e(a['b'])}</td><td>{a['jaccard']:.2f}</td><td>{a['shared']}</td>"
+        f"<td>{_deg(a['median_error_deg'])}</td><td>{_deg(a['shuffled_median_deg'])}</td>"
+        f"<td>{'-' if a['p_value'] is None else format(a['p_value'], '.3g')}</td></tr>"
+        for a in content["agreements"]
+    ]
+    parts.append(
+        '<table class="facts" id="views-agreement"><tr><th>views</th><th>Jaccard</th><th>shared units</th>'
+        "<th>median orientation error (deg)</th><th>shuffled (deg)</th><th>p</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
     if content["units"]:
         head = "".join(f"<th>{_e(name)}</th>" for name in found.views)
         rows = []
         for unit, entry in content["units"].items():
-            cells = "".join("<td>-</td>" if entry[name] is None else
-                            f"<td>family {entry[name]['family']} at {entry[name]['angle']:.0f}&deg;</td>" for name in found.views)
+            cells = "".join(
+                "<td>-</td>"
+                if entry[name] is None
+                else f"<td>family {entry[name]['family']} at {entry[name]['angle']:.0f}&deg;</td>"
+                for name in found.views
+            )
             rows.append(f"<tr><td>{_e(unit)}</td>{cells}</tr>")
-        parts.append(f"<table class=\"facts\" id=\"views-units\"><tr><th>unit</th>{head}</tr>{''.join(rows)}</table>")
+        parts.append(f'<table class="facts" id="views-units"><tr><th>unit</th>{head}</tr>{"".join(rows)}</table>')
     else:
-        parts.append("<p class=\"note\">no view puts any unit of this layer in a family.</p>")
+        parts.append('<p class="note">no view puts any unit of this layer in a family.</p>')
     return Safe("".join(parts))  # every value in it went through escape
 
 
@@ -195,14 +254,19 @@ def attach(report_index: Path | None, manifest: list[dict]) -> None:
 def unit_html(value) -> Safe:
     """The unit page's line: which view puts the unit in which family (or "not computed")."""
     if not isinstance(value, dict):
-        return Safe("<span class=\"note\">not computed (the circuit report covers this layer's three views)</span>")
+        return Safe('<span class="note">not computed (the circuit report covers this layer\'s three views)</span>')
     extra = value.get("*", {})
     parts = []
     for name in (k for k in value if k != "*"):
         entry = value[name]
         count = len((extra.get("families") or {}).get(name, []))
-        parts.append(f"by {_e(name)}: " + ("in no family" + (f" (that view found {count})" if count else " (that view found none)")
-                                          if entry is None else
-                                          f"family {_e(entry['family'])} ({_e(entry['size'])} units) at {_e(entry['angle'])}&deg;"))
+        parts.append(
+            f"by {_e(name)}: "
+            + (
+                "in no family" + (f" (that view found {count})" if count else " (that view found none)")
+                if entry is None
+                else f"family {_e(entry['family'])} ({_e(entry['size'])} units) at {_e(entry['angle'])}&deg;"
+            )
+        )
     agree = "; ".join(f"{_e(a['a'])} vs {_e(a['b'])}: Jaccard {a['jaccard']:.2f}" for a in extra.get("agreements", []))
-    return Safe("; ".join(parts) + (f"<br><span class=\"note\">layer agreement: {agree}</span>" if agree else ""))
+    return Safe("; ".join(parts) + (f'<br><span class="note">layer agreement: {agree}</span>' if agree else ""))

@@ -26,5 +26,19 @@ def available_claims(suite: str = "inceptionv1") -> list[str]:
     return [c.name for c in select(None, suite)]
 
 
-__all__ = ["CLAIMS", "FAILS", "HOLDS", "NOT_APPLICABLE", "PARTLY", "VERDICTS", "Claim", "ClaimResult",
-           "NotApplicable", "Reproduction", "available_claims", "reproduce", "run_claim", "select"]
+__all__ = [
+    "CLAIMS",
+    "FAILS",
+    "HOLDS",
+    "NOT_APPLICABLE",
+    "PARTLY",
+    "VERDICTS",
+    "Claim",
+    "ClaimResult",
+    "NotApplicable",
+    "Reproduction",
+    "available_claims",
+    "reproduce",
+    "run_claim",
+    "select",
+]

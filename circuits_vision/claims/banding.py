@@ -24,9 +24,13 @@ def row_fraction(image: np.ndarray) -> np.ndarray:
     return rows / np.where(total > 0, total, 1.0)
 
 
-@claim("weight_banding_mixed5b", article=BANDING, figure="NMF factors of mixed5b's 5x5 weights",
-       published="the NMF factors of mixed5b's 5x5 branch weights are horizontal bands",
-       requires=("mixed5b_5x5_bottleneck", "mixed5b_5x5"))
+@claim(
+    "weight_banding_mixed5b",
+    article=BANDING,
+    figure="NMF factors of mixed5b's 5x5 weights",
+    published="the NMF factors of mixed5b's 5x5 branch weights are horizontal bands",
+    requires=("mixed5b_5x5_bottleneck", "mixed5b_5x5"),
+)
 def weight_banding(ctx: Context) -> ClaimResult:
     from circuits_vision.weights import expanded_weights, nmf_factors
 
@@ -44,15 +48,33 @@ def weight_banding(ctx: Context) -> ClaimResult:
     for _ in range(NULL_DRAWS):
         shuffled = [generator.permutation(image.reshape(-1, image.shape[-1])).reshape(image.shape) for image in images]
         samples.append(float(np.median([row_fraction(image).mean() for image in shuffled])))
-    null = sample_null(score, samples, "median row share of the factors' variance",
-                       description="the NMF factors' taps shuffled within each factor map")
+    null = sample_null(
+        score,
+        samples,
+        "median row share of the factors' variance",
+        description="the NMF factors' taps shuffled within each factor map",
+    )
     verdict = HOLDS if beats(null) and score >= SCORE_HOLDS else PARTLY if beats(null, P_PARTLY) else FAILS
     kh, kw = weights.shape[-2:]
     noise = (kh - 1) / (kh * kw - 1)
-    measured = (f"share of the NMF factors' spatial variance in their row means (1 = horizontal bands): median "
-                f"{score:.2f} over the first {len(scores)} units (independent noise: {noise:.2f})")
-    rule = (f"holds: the median above the shuffled-tap null at p < 0.01 and >= {SCORE_HOLDS} (most variance along "
-            "rows); partly: above the null at p < 0.05; else fails")
-    return with_nulls(ClaimResult("weight_banding_mixed5b", BANDING, "", "", measured, verdict, rule,
-                                  {"median_row_fraction": score, "noise_expectation": noise,
-                                   "per_unit": scores.tolist()}), [null])
+    measured = (
+        f"share of the NMF factors' spatial variance in their row means (1 = horizontal bands): median "
+        f"{score:.2f} over the first {len(scores)} units (independent noise: {noise:.2f})"
+    )
+    rule = (
+        f"holds: the median above the shuffled-tap null at p < 0.01 and >= {SCORE_HOLDS} (most variance along "
+        "rows); partly: above the null at p < 0.05; else fails"
+    )
+    return with_nulls(
+        ClaimResult(
+            "weight_banding_mixed5b",
+            BANDING,
+            "",
+            "",
+            measured,
+            verdict,
+            rule,
+            {"median_row_fraction": score, "noise_expectation": noise, "per_unit": scores.tolist()},
+        ),
+        [null],
+    )

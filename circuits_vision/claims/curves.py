@@ -52,32 +52,56 @@ def _orientation_error_null(measured: np.ndarray, truth: np.ndarray, observed: f
     """The median error after the best common rotation with the published angles permuted among the units."""
     generator = np.random.default_rng(0)
     samples = [float(np.median(best_offset(measured, generator.permutation(truth))[1])) for _ in range(NULL_DRAWS)]
-    return sample_null(observed, samples, "median orientation error after the best rotation (deg)", greater=False,
-                       description="published orientations permuted among the detected units")
+    return sample_null(
+        observed,
+        samples,
+        "median orientation error after the best rotation (deg)",
+        greater=False,
+        description="published orientations permuted among the detected units",
+    )
 
 
 def plot_orientations(numbers: dict, ax) -> None:
-    polar_orientations(ax, {int(u): o for u, o in numbers["measured_orientations"].items()},
-                       {int(u): o for u, o in numbers["published_orientations"].items()})
+    polar_orientations(
+        ax,
+        {int(u): o for u, o in numbers["measured_orientations"].items()},
+        {int(u): o for u, o in numbers["published_orientations"].items()},
+    )
 
 
-@claim("curve_detectors", article=CURVES, figure="the curve family of mixed3b, preferred orientations",
-       published="the mixed3b curve units are curve detectors at these preferred orientations (deg): "
-                 + ", ".join(f"{u}: {a:g}" for u, a in facts.curve_orientations("mixed3b").items()),
-       requires=("mixed3b",), plot=plot_orientations)
+@claim(
+    "curve_detectors",
+    article=CURVES,
+    figure="the curve family of mixed3b, preferred orientations",
+    published="the mixed3b curve units are curve detectors at these preferred orientations (deg): "
+    + ", ".join(f"{u}: {a:g}" for u, a in facts.curve_orientations("mixed3b").items()),
+    requires=("mixed3b",),
+    plot=plot_orientations,
+)
 def curve_detectors(ctx: Context) -> ClaimResult:
     published = facts.curve_orientations("mixed3b")
     units = list(published)
     search = ctx.curve_detectors("mixed3b", units)
     found = {d.unit: d.preferred_orientation for d in search.detectors}
     fraction = len(found) / len(units)
-    numbers = {"units": units, "detected": sorted(found), "fraction_detected": fraction,
-               "measured_orientations": {str(u): o for u, o in found.items()},
-               "published_orientations": {str(u): published[u] for u in units}}
+    numbers = {
+        "units": units,
+        "detected": sorted(found),
+        "fraction_detected": fraction,
+        "measured_orientations": {str(u): o for u, o in found.items()},
+        "published_orientations": {str(u): published[u] for u in units},
+    }
     # Null 1: the published units are detected more often than the layer's units at large.
     layer = set(ctx.curve_detectors("mixed3b").units) | set(found)
-    nulls = [overlap_null(len(found), facts.layer_width("mixed3b"), len(units), len(layer),
-                          f"published units among the layer's {len(layer)} curve detectors")]
+    nulls = [
+        overlap_null(
+            len(found),
+            facts.layer_width("mixed3b"),
+            len(units),
+            len(layer),
+            f"published units among the layer's {len(layer)} curve detectors",
+        )
+    ]
     if len(found) >= 2:
         measured = np.array([found[u] for u in found])
         truth = np.array([published[u] for u in found])
@@ -96,21 +120,33 @@ def curve_detectors(ctx: Context) -> ClaimResult:
         verdict = PARTLY
     else:
         verdict = FAILS
-    measured_text = (f"{len(found)}/{len(units)} pass the curve-detector test (find_curve_detectors); median "
-                     f"circular error of their preferred orientations {raw:.1f} deg, {error:.1f} deg after the best "
-                     f"common rotation ({offset:.1f} deg)")
-    rule = (f"holds: >= {DETECTED_HOLDS:.0%} detected, more than the layer's base rate (p < 0.01), and orientations "
-            f"closer to the published ones than permuted ones (p < 0.01); partly: >= {DETECTED_PARTLY:.0%} and one "
-            "null beaten at p < 0.05; else fails. The published angles are in the article's stimulus convention, so "
-            "the error is taken after one fitted common rotation (the null is rotated the same way)")
-    return with_nulls(ClaimResult("curve_detectors", CURVES, "the curve family of mixed3b", "", measured_text, verdict,
-                                  rule, numbers), nulls)
+    measured_text = (
+        f"{len(found)}/{len(units)} pass the curve-detector test (find_curve_detectors); median "
+        f"circular error of their preferred orientations {raw:.1f} deg, {error:.1f} deg after the best "
+        f"common rotation ({offset:.1f} deg)"
+    )
+    rule = (
+        f"holds: >= {DETECTED_HOLDS:.0%} detected, more than the layer's base rate (p < 0.01), and orientations "
+        f"closer to the published ones than permuted ones (p < 0.01); partly: >= {DETECTED_PARTLY:.0%} and one "
+        "null beaten at p < 0.05; else fails. The published angles are in the article's stimulus convention, so "
+        "the error is taken after one fitted common rotation (the null is rotated the same way)"
+    )
+    return with_nulls(
+        ClaimResult(
+            "curve_detectors", CURVES, "the curve family of mixed3b", "", measured_text, verdict, rule, numbers
+        ),
+        nulls,
+    )
 
 
-@claim("curve_vs_line_mixed3b", article=CURVES, figure="curve detectors respond to curves more than to lines",
-       published="the mixed3b curve units respond much more to curves than to straight lines, at every curvature "
-                 "of their preferred orientation (radial tuning)",
-       requires=("mixed3b",))
+@claim(
+    "curve_vs_line_mixed3b",
+    article=CURVES,
+    figure="curve detectors respond to curves more than to lines",
+    published="the mixed3b curve units respond much more to curves than to straight lines, at every curvature "
+    "of their preferred orientation (radial tuning)",
+    requires=("mixed3b",),
+)
 def curve_vs_line(ctx: Context) -> ClaimResult:
     units = facts.curve_units("mixed3b")
     search = ctx.curve_detectors("mixed3b", units)
@@ -135,36 +171,63 @@ def curve_vs_line(ctx: Context) -> ClaimResult:
     all_score = ((all_curve - all_line) / (all_curve + all_line).clamp_min(1e-12)).numpy()
     generator = np.random.default_rng(0)
     samples = [float(np.median(generator.choice(all_score, len(units), replace=False))) for _ in range(NULL_DRAWS)]
-    null = sample_null(float(np.median(score)), samples, "median curve-vs-line score",
-                       description=f"{len(units)} units drawn at random from mixed3b")
+    null = sample_null(
+        float(np.median(score)),
+        samples,
+        "median curve-vs-line score",
+        description=f"{len(units)} units drawn at random from mixed3b",
+    )
     if fraction >= DETECTED_HOLDS and radial >= DETECTED_HOLDS and beats(null):
         verdict = HOLDS
     elif fraction >= DETECTED_PARTLY and beats(null, P_PARTLY):
         verdict = PARTLY
     else:
         verdict = FAILS
-    measured = (f"curve-vs-line score (best curve - best line) / sum: median {np.median(score):.2f}; "
-                f"{int(prefer.sum())}/{len(units)} units >= {MIN_CURVE_VS_LINE}; {int(every_radius.sum())}/{len(units)} "
-                "keep their preferred orientation (within 45 deg) on most radii")
-    rule = (f"holds: >= {DETECTED_HOLDS:.0%} of units with a score >= {MIN_CURVE_VS_LINE} (find_curve_detectors' bar), "
-            f">= {DETECTED_HOLDS:.0%} tuned across radii and the median score above random units' at p < 0.01; partly: "
-            f">= {DETECTED_PARTLY:.0%} with the score and p < 0.05; else fails")
-    return with_nulls(ClaimResult("curve_vs_line_mixed3b", CURVES, "", "", measured, verdict, rule,
-                                  {"curve_vs_line": dict(zip(map(str, units), score.tolist())),
-                                   "radius_consistency": dict(zip(map(str, units), consistency.tolist())),
-                                   "fraction_prefer_curves": fraction, "fraction_radial": radial}), [null])
+    measured = (
+        f"curve-vs-line score (best curve - best line) / sum: median {np.median(score):.2f}; "
+        f"{int(prefer.sum())}/{len(units)} units >= {MIN_CURVE_VS_LINE}; {int(every_radius.sum())}/{len(units)} "
+        "keep their preferred orientation (within 45 deg) on most radii"
+    )
+    rule = (
+        f"holds: >= {DETECTED_HOLDS:.0%} of units with a score >= {MIN_CURVE_VS_LINE} (find_curve_detectors' bar), "
+        f">= {DETECTED_HOLDS:.0%} tuned across radii and the median score above random units' at p < 0.01; partly: "
+        f">= {DETECTED_PARTLY:.0%} with the score and p < 0.05; else fails"
+    )
+    return with_nulls(
+        ClaimResult(
+            "curve_vs_line_mixed3b",
+            CURVES,
+            "",
+            "",
+            measured,
+            verdict,
+            rule,
+            {
+                "curve_vs_line": dict(zip(map(str, units), score.tolist())),
+                "radius_consistency": dict(zip(map(str, units), consistency.tolist())),
+                "fraction_prefer_curves": fraction,
+                "fraction_radial": radial,
+            },
+        ),
+        [null],
+    )
 
 
-@claim("curve_circuits", article=CIRCUITS, figure="aligned 3a->3b curve pairs (expanded weights)",
-       published="each mixed3b curve unit's strongest curve input from mixed3a is its aligned early curve "
-                 "(3b<-3a): " + ", ".join(f"{t}<-{s}" for t, s in facts.aligned_curve_pairs().items()),
-       requires=("mixed3a", "mixed3b"))
+@claim(
+    "curve_circuits",
+    article=CIRCUITS,
+    figure="aligned 3a->3b curve pairs (expanded weights)",
+    published="each mixed3b curve unit's strongest curve input from mixed3a is its aligned early curve "
+    "(3b<-3a): " + ", ".join(f"{t}<-{s}" for t, s in facts.aligned_curve_pairs().items()),
+    requires=("mixed3a", "mixed3b"),
+)
 def curve_circuits(ctx: Context) -> ClaimResult:
     from circuits_vision.weights import expanded_weights, strongest_inputs
 
     pairs = facts.aligned_curve_pairs()
-    expanded = ctx.shared(("expanded", "mixed3a", "mixed3b"),
-                          lambda: expanded_weights(ctx.model, "mixed3a", "mixed3b").detach().cpu())
+    expanded = ctx.shared(
+        ("expanded", "mixed3a", "mixed3b"), lambda: expanded_weights(ctx.model, "mixed3a", "mixed3b").detach().cpu()
+    )
     ranks = {}
     for target, source in pairs.items():
         order, _ = strongest_inputs(expanded, target, k=None)
@@ -172,26 +235,51 @@ def curve_circuits(ctx: Context) -> ClaimResult:
     within = [t for t, r in ranks.items() if r <= TOP_K]
     fraction = len(within) / len(pairs)
     chance = TOP_K / expanded.shape[1]
-    null = binomial_null(len(within), len(pairs), chance, f"pairs with the partner in the top {TOP_K}",
-                         description=f"each partner a random one of the {expanded.shape[1]} inputs")
-    verdict = HOLDS if fraction >= DETECTED_HOLDS and beats(null) else \
-        PARTLY if fraction >= DETECTED_PARTLY and beats(null, P_PARTLY) else FAILS
-    measured = (f"{len(within)}/{len(pairs)} published 3a partners are among their 3b unit's {TOP_K} strongest "
-                f"expanded-weight inputs (of {expanded.shape[1]}; chance {chance:.1%} per pair); ranks "
-                + ", ".join(f"{t}<-{pairs[t]}: {r}" for t, r in ranks.items()))
-    rule = (f"holds: >= {DETECTED_HOLDS:.0%} of pairs in the top {TOP_K} (L2 norm of the expanded weights "
-            f"mixed3a->mixed3b), more than chance at p < 0.01 (binomial); partly: >= {DETECTED_PARTLY:.0%} and "
-            "p < 0.05; else fails")
-    numbers = {"ranks": {str(t): r for t, r in ranks.items()}, "fraction_in_top_k": fraction, "k": TOP_K,
-               "chance_per_pair": chance}
-    return with_nulls(ClaimResult("curve_circuits", CIRCUITS, "aligned 3a->3b curve pairs", "", measured, verdict,
-                                  rule, numbers), [null])
+    null = binomial_null(
+        len(within),
+        len(pairs),
+        chance,
+        f"pairs with the partner in the top {TOP_K}",
+        description=f"each partner a random one of the {expanded.shape[1]} inputs",
+    )
+    verdict = (
+        HOLDS
+        if fraction >= DETECTED_HOLDS and beats(null)
+        else PARTLY
+        if fraction >= DETECTED_PARTLY and beats(null, P_PARTLY)
+        else FAILS
+    )
+    measured = (
+        f"{len(within)}/{len(pairs)} published 3a partners are among their 3b unit's {TOP_K} strongest "
+        f"expanded-weight inputs (of {expanded.shape[1]}; chance {chance:.1%} per pair); ranks "
+        + ", ".join(f"{t}<-{pairs[t]}: {r}" for t, r in ranks.items())
+    )
+    rule = (
+        f"holds: >= {DETECTED_HOLDS:.0%} of pairs in the top {TOP_K} (L2 norm of the expanded weights "
+        f"mixed3a->mixed3b), more than chance at p < 0.01 (binomial); partly: >= {DETECTED_PARTLY:.0%} and "
+        "p < 0.05; else fails"
+    )
+    numbers = {
+        "ranks": {str(t): r for t, r in ranks.items()},
+        "fraction_in_top_k": fraction,
+        "k": TOP_K,
+        "chance_per_pair": chance,
+    }
+    return with_nulls(
+        ClaimResult("curve_circuits", CIRCUITS, "aligned 3a->3b curve pairs", "", measured, verdict, rule, numbers),
+        [null],
+    )
 
 
-@claim("curve_weight_pattern", article=CIRCUITS, figure="net 3a->3b weight against the orientation difference",
-       published="between the curve units of mixed3a and mixed3b, the net expanded weight is excitatory for "
-                 "similar orientations and inhibitory for opposite ones (it follows cos of the difference)",
-       requires=("mixed3a", "mixed3b"), plot=plot_weight_profile)
+@claim(
+    "curve_weight_pattern",
+    article=CIRCUITS,
+    figure="net 3a->3b weight against the orientation difference",
+    published="between the curve units of mixed3a and mixed3b, the net expanded weight is excitatory for "
+    "similar orientations and inhibitory for opposite ones (it follows cos of the difference)",
+    requires=("mixed3a", "mixed3b"),
+    plot=plot_weight_profile,
+)
 def curve_weight_pattern(ctx: Context) -> ClaimResult:
     from circuits_vision.analysis.curve_circuits import curve_circuit
     from circuits_vision.analysis.tuning import CurveDetector
@@ -202,26 +290,59 @@ def curve_weight_pattern(ctx: Context) -> ClaimResult:
         nan = math.nan
         return [CurveDetector(u, a, nan, nan, nan, nan, nan) for u, a in facts.curve_orientations(layer).items()]
 
-    expanded = ctx.shared(("expanded", "mixed3a", "mixed3b"),
-                          lambda: expanded_weights(ctx.model, "mixed3a", "mixed3b").detach().cpu())
-    result = curve_circuit(ctx.model, "mixed3a", "mixed3b", source_detectors=published("mixed3a"),
-                           target_detectors=published("mixed3b"), weights=expanded, permutations=PERMUTATIONS)
+    expanded = ctx.shared(
+        ("expanded", "mixed3a", "mixed3b"), lambda: expanded_weights(ctx.model, "mixed3a", "mixed3b").detach().cpu()
+    )
+    result = curve_circuit(
+        ctx.model,
+        "mixed3a",
+        "mixed3b",
+        source_detectors=published("mixed3a"),
+        target_detectors=published("mixed3b"),
+        weights=expanded,
+        permutations=PERMUTATIONS,
+    )
     signs = result.aligned_mean > 0 > result.opposite_mean
-    null = summary_null(result.correlation, result.p_value, result.null_mean, result.null_std,
-                        "corr(net weight, cos of the orientation difference)", n=result.permutations,
-                        description="published orientations permuted among the units (analysis.curve_circuits)")
+    null = summary_null(
+        result.correlation,
+        result.p_value,
+        result.null_mean,
+        result.null_std,
+        "corr(net weight, cos of the orientation difference)",
+        n=result.permutations,
+        description="published orientations permuted among the units (analysis.curve_circuits)",
+    )
     if result.p_value < P_HOLDS and signs:
         verdict = HOLDS
     elif result.p_value < P_PARTLY:
         verdict = PARTLY
     else:
         verdict = FAILS
-    measured = (f"corr(net weight, cos of the orientation difference) = {result.correlation:.3f}, permutation "
-                f"p = {result.p_value:.3g}; mean net weight aligned (< 45 deg) {result.aligned_mean:.3g}, opposite "
-                f"(> 135 deg) {result.opposite_mean:.3g} (analysis.curve_circuits over the published units)")
-    rule = (f"holds: p < {P_HOLDS} and aligned > 0 > opposite; partly: p < {P_PARTLY}; else fails")
-    return with_nulls(ClaimResult("curve_weight_pattern", CIRCUITS, "", "", measured, verdict, rule,
-                                  {"correlation": result.correlation, "p_value": result.p_value,
-                                   "aligned_mean": result.aligned_mean, "opposite_mean": result.opposite_mean,
-                                   "bins": result.bins, "profile": result.profile, "null_low": result.null_low,
-                                   "null_high": result.null_high}), [null])
+    measured = (
+        f"corr(net weight, cos of the orientation difference) = {result.correlation:.3f}, permutation "
+        f"p = {result.p_value:.3g}; mean net weight aligned (< 45 deg) {result.aligned_mean:.3g}, opposite "
+        f"(> 135 deg) {result.opposite_mean:.3g} (analysis.curve_circuits over the published units)"
+    )
+    rule = f"holds: p < {P_HOLDS} and aligned > 0 > opposite; partly: p < {P_PARTLY}; else fails"
+    return with_nulls(
+        ClaimResult(
+            "curve_weight_pattern",
+            CIRCUITS,
+            "",
+            "",
+            measured,
+            verdict,
+            rule,
+            {
+                "correlation": result.correlation,
+                "p_value": result.p_value,
+                "aligned_mean": result.aligned_mean,
+                "opposite_mean": result.opposite_mean,
+                "bins": result.bins,
+                "profile": result.profile,
+                "null_low": result.null_low,
+                "null_high": result.null_high,
+            },
+        ),
+        [null],
+    )

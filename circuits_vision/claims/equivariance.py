@@ -21,11 +21,14 @@ def _published_units() -> list[int]:
     return facts.equivariance_examples()["rotational_feature_examples"]["mixed3b_curve_detectors"]
 
 
-@claim("equivariance_mixed3b_curves", article=EQUIVARIANCE,
-       figure="rotational equivariance: the mixed3b curve detectors",
-       published=f"mixed3b units {_published_units()} are one rotation family, rotated copies of each other "
-                 "at their Curve Detectors orientations",
-       requires=("mixed3b",))
+@claim(
+    "equivariance_mixed3b_curves",
+    article=EQUIVARIANCE,
+    figure="rotational equivariance: the mixed3b curve detectors",
+    published=f"mixed3b units {_published_units()} are one rotation family, rotated copies of each other "
+    "at their Curve Detectors orientations",
+    requires=("mixed3b",),
+)
 def equivariance_mixed3b_curves(ctx: Context) -> ClaimResult:
     from circuits_vision.analysis.equivariance import families_from_tuning
 
@@ -51,31 +54,61 @@ def equivariance_mixed3b_curves(ctx: Context) -> ClaimResult:
         samples = []
         for _ in range(NULL_DRAWS):
             shuffled = dict(zip(members, generator.permutation(absolute)))
-            samples.append(float(np.median(circular_difference(
-                measured, np.array([shuffled[u] - (shuffled[ref] if ref in shuffled else orientations[ref])
-                                    for u in members])))))
-        nulls.append(sample_null(error, samples, "median error of the relative angles (deg)", greater=False,
-                                 description="published orientations permuted among the family's members"))
+            samples.append(
+                float(
+                    np.median(
+                        circular_difference(
+                            measured,
+                            np.array(
+                                [
+                                    shuffled[u] - (shuffled[ref] if ref in shuffled else orientations[ref])
+                                    for u in members
+                                ]
+                            ),
+                        )
+                    )
+                )
+            )
+        nulls.append(
+            sample_null(
+                error,
+                samples,
+                "median error of the relative angles (deg)",
+                greater=False,
+                description="published orientations permuted among the family's members",
+            )
+        )
     if fraction >= MEMBERS_HOLDS and nulls and beats(nulls[0]):
         verdict = HOLDS
     elif fraction >= MEMBERS_PARTLY:
         verdict = PARTLY
     else:
         verdict = FAILS
-    text = (f"rotation families from tuning curves (families_from_tuning, q < 0.05): {len(result.families)}; "
-            f"the best holds {len(members)}/{len(units)} published units"
-            + (f", relative angles off the published ones by {error:.1f} deg (median)" if members else "")
-            + ("" if result.families else f" ({result.explanation})" if result.explanation else ""))
-    rule = (f"holds: >= {MEMBERS_HOLDS:.0%} of the published units in one family (families_from_tuning decides "
-            "families against its own scrambled-curve and shuffled-angle nulls, q < 0.05) and relative angles closer to "
-            f"the published differences than permuted ones (p < 0.01); partly: >= {MEMBERS_PARTLY:.0%}; else fails")
-    numbers = {"members": members, "fraction": fraction, "median_angle_error_deg": error,
-               "families": [f.members for f in result.families]}
-    result = with_nulls(ClaimResult("equivariance_mixed3b_curves", EQUIVARIANCE, "", "", text, verdict, rule, numbers),
-                        nulls)
+    text = (
+        f"rotation families from tuning curves (families_from_tuning, q < 0.05): {len(result.families)}; "
+        f"the best holds {len(members)}/{len(units)} published units"
+        + (f", relative angles off the published ones by {error:.1f} deg (median)" if members else "")
+        + ("" if result.families else f" ({result.explanation})" if result.explanation else "")
+    )
+    rule = (
+        f"holds: >= {MEMBERS_HOLDS:.0%} of the published units in one family (families_from_tuning decides "
+        "families against its own scrambled-curve and shuffled-angle nulls, q < 0.05) and relative angles closer to "
+        f"the published differences than permuted ones (p < 0.01); partly: >= {MEMBERS_PARTLY:.0%}; else fails"
+    )
+    numbers = {
+        "members": members,
+        "fraction": fraction,
+        "median_angle_error_deg": error,
+        "families": [f.members for f in result.families],
+    }
+    result = with_nulls(
+        ClaimResult("equivariance_mixed3b_curves", EQUIVARIANCE, "", "", text, verdict, rule, numbers), nulls
+    )
     if not nulls:
-        result.null = ("no family of >= 2 published units passed families_from_tuning's scrambled-curve and "
-                       "shuffled-angle nulls (q < 0.05), so no angle was compared")
+        result.null = (
+            "no family of >= 2 published units passed families_from_tuning's scrambled-curve and "
+            "shuffled-angle nulls (q < 0.05), so no angle was compared"
+        )
     return result
 
 
@@ -99,30 +132,54 @@ def plot_circuit(numbers: dict, ax) -> None:
     ax.legend(fontsize=6, frameon=False)
 
 
-@claim("equivariant_circuit_3a_3b", article=EQUIVARIANCE,
-       figure="the equivariant circuit from mixed3a's curves to mixed3b's curves",
-       published="the weights from the mixed3a curve units to the mixed3b curve units are rotated copies of one "
-                 "kernel per relative orientation (an equivariant circuit: far fewer free parameters)",
-       requires=("mixed3a", "mixed3b"), plot=plot_circuit)
+@claim(
+    "equivariant_circuit_3a_3b",
+    article=EQUIVARIANCE,
+    figure="the equivariant circuit from mixed3a's curves to mixed3b's curves",
+    published="the weights from the mixed3a curve units to the mixed3b curve units are rotated copies of one "
+    "kernel per relative orientation (an equivariant circuit: far fewer free parameters)",
+    requires=("mixed3a", "mixed3b"),
+    plot=plot_circuit,
+)
 def equivariant_circuit(ctx: Context) -> ClaimResult:
     from circuits_vision.analysis.equivariance import circuits
     from circuits_vision.weights import expanded_weights
 
-    expanded = ctx.shared(("expanded", "mixed3a", "mixed3b"),
-                          lambda: expanded_weights(ctx.model, "mixed3a", "mixed3b").detach().cpu())
-    result = circuits.circuit(ctx.model, "mixed3a", "mixed3b", published_family("mixed3b"),
-                              source_family=published_family("mixed3a"), weights=expanded, shuffles=SHUFFLES)
-    null = sample_null(result.score, result.null_scores.numpy(), "equivariance score (weight energy explained "
-                       "by one kernel per relative angle)",
-                       description="both families' published angles shuffled (analysis.equivariance.circuits)")
+    expanded = ctx.shared(
+        ("expanded", "mixed3a", "mixed3b"), lambda: expanded_weights(ctx.model, "mixed3a", "mixed3b").detach().cpu()
+    )
+    result = circuits.circuit(
+        ctx.model,
+        "mixed3a",
+        "mixed3b",
+        published_family("mixed3b"),
+        source_family=published_family("mixed3a"),
+        weights=expanded,
+        shuffles=SHUFFLES,
+    )
+    null = sample_null(
+        result.score,
+        result.null_scores.numpy(),
+        "equivariance score (weight energy explained by one kernel per relative angle)",
+        description="both families' published angles shuffled (analysis.equivariance.circuits)",
+    )
     verdict = HOLDS if beats(null) else PARTLY if beats(null, P_PARTLY) else FAILS
-    measured = (f"equivariance score {result.score:.3f} against {float(result.null_scores.mean()):.3f} +- "
-                f"{float(result.null_scores.std()):.3f} with shuffled angles (effect size {result.effect_size:.1f}); "
-                f"{result.n_weights} weights -> {result.n_parameters} parameters ({result.reduction:.1f}x) over the "
-                f"published units at their published orientations")
+    measured = (
+        f"equivariance score {result.score:.3f} against {float(result.null_scores.mean()):.3f} +- "
+        f"{float(result.null_scores.std()):.3f} with shuffled angles (effect size {result.effect_size:.1f}); "
+        f"{result.n_weights} weights -> {result.n_parameters} parameters ({result.reduction:.1f}x) over the "
+        f"published units at their published orientations"
+    )
     rule = "holds: score above the shuffled-angle null at p < 0.01; partly: p < 0.05; else fails"
-    numbers = {"score": result.score, "effect_size": result.effect_size, "reduction": result.reduction,
-               "delta_deg": result.delta_deg, "mean_weight": result.mean_weight, "null_low": result.null_low,
-               "null_high": result.null_high}
-    return with_nulls(ClaimResult("equivariant_circuit_3a_3b", EQUIVARIANCE, "", "", measured, verdict, rule, numbers),
-                      [null])
+    numbers = {
+        "score": result.score,
+        "effect_size": result.effect_size,
+        "reduction": result.reduction,
+        "delta_deg": result.delta_deg,
+        "mean_weight": result.mean_weight,
+        "null_low": result.null_low,
+        "null_high": result.null_high,
+    }
+    return with_nulls(
+        ClaimResult("equivariant_circuit_3a_3b", EQUIVARIANCE, "", "", measured, verdict, rule, numbers), [null]
+    )

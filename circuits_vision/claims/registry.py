@@ -32,8 +32,16 @@ SUITES = ("inceptionv1", "shapes")
 CLAIMS: dict[str, Claim] = {}
 
 
-def claim(name: str, *, article: str, figure: str, published: str, requires: tuple[str, ...] = (),
-          plot: Callable | None = None, suite: str = "inceptionv1"):
+def claim(
+    name: str,
+    *,
+    article: str,
+    figure: str,
+    published: str,
+    requires: tuple[str, ...] = (),
+    plot: Callable | None = None,
+    suite: str = "inceptionv1",
+):
     """Register the decorated ``check(ctx)`` as claim ``name`` of ``suite``."""
     if suite not in SUITES:
         raise ValueError(f"suite must be one of {SUITES}, got {suite!r}")
@@ -62,7 +70,9 @@ def select(pattern: str | list[str] | None, suite: str = "inceptionv1") -> list[
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     chosen = [c for c in known if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
     if not chosen:
-        raise ValueError(f"no claim matches {patterns}; known claims of the {suite} suite: {sorted(c.name for c in known)}")
+        raise ValueError(
+            f"no claim matches {patterns}; known claims of the {suite} suite: {sorted(c.name for c in known)}"
+        )
     return chosen
 
 

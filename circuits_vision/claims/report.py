@@ -41,8 +41,12 @@ class Reproduction:
         return [row for r in self.results for row in r.table()]
 
     def to_json(self) -> dict:
-        return {"fingerprint": self.fingerprint, "size": self.size, "counts": self.counts(),
-                "claims": [r.to_json() for r in self.results]}
+        return {
+            "fingerprint": self.fingerprint,
+            "size": self.size,
+            "counts": self.counts(),
+            "claims": [r.to_json() for r in self.results],
+        }
 
     def __str__(self) -> str:
         lines = [f"{r.claim:<28} {r.verdict:<15} {r.measured}" for r in self.results]
@@ -60,13 +64,17 @@ def render_html(reproduction: Reproduction, title: str, figures: dict[str, str] 
     figures = figures or {}
     rows = []
     for r in reproduction.results:
-        image = (f'<img src="{e(figures[r.claim], quote=True)}" alt="{e(r.claim, quote=True)}" style="max-width:520px">'
-                 if r.claim in figures else "")
+        image = (
+            f'<img src="{e(figures[r.claim], quote=True)}" alt="{e(r.claim, quote=True)}" style="max-width:520px">'
+            if r.claim in figures
+            else ""
+        )
         rows.append(
             f'<tr style="background:{_COLOURS[r.verdict]}"><td>{e(r.claim)}</td><td>{e(r.article)}<br>'
             f"<small>{e(r.figure)}</small></td><td>{e(r.published)}</td><td>{e(r.measured)}</td>"
             f"<td><b>{e(r.verdict)}</b></td><td><small>{e(r.rule)}</small><br><small><i>null:</i> {e(r.null)}</small>"
-            f"</td><td>{image}</td></tr>")
+            f"</td><td>{image}</td></tr>"
+        )
     counts = ", ".join(f"{n} {e(v)}" for v, n in reproduction.counts().items())
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>" + e(title) + "</title>"
@@ -75,8 +83,8 @@ def render_html(reproduction: Reproduction, title: str, figures: dict[str, str] 
         f"<h1>{e(title)}</h1><p>model fingerprint {e(reproduction.fingerprint)}, measured at "
         f"{reproduction.size} px: {counts}</p><table><tr><th>claim</th><th>article and figure</th>"
         "<th>published</th><th>measured</th><th>verdict</th><th>how decided, against which null</th>"
-        "<th>figure</th></tr>"
-        + "".join(rows) + "</table></body></html>\n")
+        "<th>figure</th></tr>" + "".join(rows) + "</table></body></html>\n"
+    )
 
 
 def write_figures(reproduction: Reproduction, out: Path) -> dict[str, str]:

@@ -25,18 +25,38 @@ def run_claim(claim: Claim, ctx: Context) -> ClaimResult:
     missing = missing_layers(ctx.model, claim.requires, published_widths=published_ids)
     if missing:
         needs = "with lucid InceptionV1's channels" if published_ids else "(the claim reads them)"
-        result = ClaimResult(claim.name, claim.article, claim.figure, claim.published,
-                             f"the model has no layer {', '.join(missing)} {needs}", NOT_APPLICABLE,
-                             "a claim about named InceptionV1 units needs those layers" if published_ids else
-                             "the claim needs those layers")
+        result = ClaimResult(
+            claim.name,
+            claim.article,
+            claim.figure,
+            claim.published,
+            f"the model has no layer {', '.join(missing)} {needs}",
+            NOT_APPLICABLE,
+            "a claim about named InceptionV1 units needs those layers"
+            if published_ids
+            else "the claim needs those layers",
+        )
     else:
         try:
             result = claim.check(ctx)
         except NotApplicable as reason:
-            result = ClaimResult(claim.name, claim.article, claim.figure, claim.published, str(reason),
-                                 NOT_APPLICABLE, "the measurement does not apply to this model")
-    return dataclasses.replace(result, claim=claim.name, article=claim.article, figure=claim.figure,
-                               published=claim.published, seconds=round(time.perf_counter() - start, 3))
+            result = ClaimResult(
+                claim.name,
+                claim.article,
+                claim.figure,
+                claim.published,
+                str(reason),
+                NOT_APPLICABLE,
+                "the measurement does not apply to this model",
+            )
+    return dataclasses.replace(
+        result,
+        claim=claim.name,
+        article=claim.article,
+        figure=claim.figure,
+        published=claim.published,
+        seconds=round(time.perf_counter() - start, 3),
+    )
 
 
 def reproduce(

@@ -131,9 +131,7 @@ def branch_of(
     raise ValueError(f"channel {channel} of layer {layer!r} is in no branch of the map ({listed})")
 
 
-def _from_branch_map(
-    model: nn.Module, layer: str, branch_map: Mapping[str, tuple[int, int]], size
-) -> list[Branch]:
+def _from_branch_map(model: nn.Module, layer: str, branch_map: Mapping[str, tuple[int, int]], size) -> list[Branch]:
     width = layer_shape(model, layer, size)[0]
     result = []
     for branch_name, bounds in branch_map.items():
@@ -202,8 +200,9 @@ def _concatenated_inputs(inputs: tuple, output: torch.Tensor, produced) -> list[
     tensors = list(inputs[0]) if len(inputs) == 1 and isinstance(inputs[0], (list, tuple)) else list(inputs)
     if len(tensors) < 2 or not all(isinstance(t, torch.Tensor) for t in tensors):
         return None
-    if any(t.dim() != output.dim() or t.shape[0] != output.shape[0] or t.shape[2:] != output.shape[2:]
-           for t in tensors):
+    if any(
+        t.dim() != output.dim() or t.shape[0] != output.shape[0] or t.shape[2:] != output.shape[2:] for t in tensors
+    ):
         return None
     if sum(t.shape[1] for t in tensors) != output.shape[1] or not torch.equal(torch.cat(tensors, 1), output):
         return None
@@ -234,8 +233,12 @@ def _cover_by_submodules(layer_name: str, output: torch.Tensor, produced) -> lis
         if name in seen or not name.startswith(prefix) or not isinstance(out, torch.Tensor):
             continue
         seen.add(name)
-        if out.dim() == output.dim() and out.shape[0] == output.shape[0] and out.shape[2:] == output.shape[2:] \
-                and 0 < out.shape[1] < width:
+        if (
+            out.dim() == output.dim()
+            and out.shape[0] == output.shape[0]
+            and out.shape[2:] == output.shape[2:]
+            and 0 < out.shape[1] < width
+        ):
             candidates.append((order, name, out))
     candidates.sort(key=lambda item: (item[1].count("."), -item[0]))
 
@@ -245,7 +248,7 @@ def _cover_by_submodules(layer_name: str, output: torch.Tensor, produced) -> lis
         span = out.shape[1]
         first = out[:, 0].reshape(1, -1)
         for start in torch.nonzero((channels[: width - span + 1] == first).all(1)).flatten().tolist():
-            if torch.equal(output[:, start:start + span], out):
+            if torch.equal(output[:, start : start + span], out):
                 starting_at.setdefault(start, []).append((rank, name, start + span))
     if not starting_at:
         return None
@@ -264,7 +267,9 @@ def _cover_by_submodules(layer_name: str, output: torch.Tensor, produced) -> lis
             else:  # ends where no match starts: the channels after it are unexplained
                 gap_end = next((o for o in offsets if o > stop), width)
                 (cost, ranks), rest = best[gap_end]
-                options.append(((cost + gap_end - stop, ranks + rank), [(name, offset, stop), (None, stop, gap_end), *rest]))
+                options.append(
+                    ((cost + gap_end - stop, ranks + rank), [(name, offset, stop), (None, stop, gap_end), *rest])
+                )
         best[offset] = min(options, key=lambda option: option[0])
     return best[0][1]
 
@@ -278,8 +283,10 @@ def _label(layer_name: str, found: list[tuple[str | None, int, int]], unnamed: s
     """
     full = [module if module is not None else f"{unnamed}{index}" for index, (module, _, _) in enumerate(found)]
     for whole_rest in (False, True):
-        labels = [_short_name(layer_name, module, whole_rest) if module is not None else label
-                  for label, (module, _, _) in zip(full, found)]
+        labels = [
+            _short_name(layer_name, module, whole_rest) if module is not None else label
+            for label, (module, _, _) in zip(full, found)
+        ]
         if len(set(labels)) == len(labels):
             break
     else:
@@ -319,8 +326,12 @@ def _not_a_branch_layer(model: nn.Module, name: str, layer: nn.Module, why: str)
     note = ""
     if isinstance(groups, int) and groups > 1 and isinstance(out_channels, int):
         per_group = out_channels // groups
-        example = "{" + ", ".join(f"'group{g}': ({g * per_group}, {(g + 1) * per_group})"
-                                  for g in range(min(groups, 3))) + (", ..." if groups > 3 else "") + "}"
+        example = (
+            "{"
+            + ", ".join(f"'group{g}': ({g * per_group}, {(g + 1) * per_group})" for g in range(min(groups, 3)))
+            + (", ..." if groups > 3 else "")
+            + "}"
+        )
         note = f" (a grouped convolution, groups={groups}, is one layer here, not a concatenation)"
     return NotABranchLayerError(
         f"layer {name!r} of {type(model).__name__} is not a concatenation of branches: {why}{note}. "

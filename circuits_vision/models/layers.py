@@ -88,7 +88,7 @@ class BandedLocalResponseNorm(nn.Module):
 
     def linear_approximation(self) -> float:
         """The scale applied to inputs near 0 (where ``sqr_sum`` vanishes): ``bias ** -beta``."""
-        return self.bias ** -self.beta
+        return self.bias**-self.beta
 
     def extra_repr(self) -> str:
         return f"depth_radius={self.depth_radius}, bias={self.bias}, alpha={self.alpha}, beta={self.beta}"

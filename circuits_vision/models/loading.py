@@ -94,8 +94,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     not_tensors = sorted(str(k) for k, v in loaded.items() if not isinstance(v, torch.Tensor))
     if not_tensors:
         raise WeightsError(
-            f"weights file {str(path)!r} is not a state dict: these entries are not tensors: "
-            f"{_listing(not_tensors)}"
+            f"weights file {str(path)!r} is not a state dict: these entries are not tensors: {_listing(not_tensors)}"
         )
     return dict(loaded)
 
@@ -141,11 +140,15 @@ def value_problems(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> 
                 non_finite.append(f"{key} ({bad} of {value.numel()} values)")
     problems = []
     if wrong_dtype:
-        problems.append(f"integer tensors for floating-point weights ({len(wrong_dtype)}): {_listing(wrong_dtype)}; "
-                        "the file was saved from a converted or quantised model: save the float state dict")
+        problems.append(
+            f"integer tensors for floating-point weights ({len(wrong_dtype)}): {_listing(wrong_dtype)}; "
+            "the file was saved from a converted or quantised model: save the float state dict"
+        )
     if non_finite:
-        problems.append(f"NaN or infinite values ({len(non_finite)} tensors): {_listing(non_finite)}; the file "
-                        "comes from a diverged training run or is damaged: use an earlier checkpoint")
+        problems.append(
+            f"NaN or infinite values ({len(non_finite)} tensors): {_listing(non_finite)}; the file "
+            "comes from a diverged training run or is damaged: use an earlier checkpoint"
+        )
     return problems
 
 
@@ -171,9 +174,7 @@ def load_weights(
         state_dict = convert(state_dict)
     problems = state_dict_problems(model, state_dict)
     if problems:
-        raise WeightsError(
-            f"weights file {source} does not fit {type(model).__name__}:\n  " + "\n  ".join(problems)
-        )
+        raise WeightsError(f"weights file {source} does not fit {type(model).__name__}:\n  " + "\n  ".join(problems))
     problems = value_problems(model, state_dict)
     if problems:
         raise WeightsError(f"weights file {source} cannot be used:\n  " + "\n  ".join(problems))
@@ -271,5 +272,3 @@ def _check_sha256(path: Path, expected: str, source: str) -> None:
 def _listing(items: list[str]) -> str:
     shown = ", ".join(items[:_MAX_LISTED])
     return shown + (f", ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
-
-

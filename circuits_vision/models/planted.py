@@ -101,8 +101,9 @@ def _rotate(x: torch.Tensor, y: torch.Tensor, angle_deg: float) -> tuple[torch.T
     return x * math.cos(a) - y * math.sin(a), x * math.sin(a) + y * math.cos(a)
 
 
-def _line_kernel(size: int, orientation_deg: float, sigma_across: float = 1.0,
-                 sigma_along: float = 1.6) -> torch.Tensor:
+def _line_kernel(
+    size: int, orientation_deg: float, sigma_across: float = 1.0, sigma_along: float = 1.6
+) -> torch.Tensor:
     """Ridge detector for a bright line along ``orientation_deg``: [size, size], zero sum.
 
     Across the line: a Mexican hat (positive on the line, negative beside it); along it: a Gaussian.
@@ -254,8 +255,10 @@ def curve_circuit(n_orientations: int = 8) -> PlantedModel:
     15x15 on the edges, radius 5 px, 120 degree arcs). Input size 33.
     """
     if n_orientations not in (4, 8, 16):
-        raise ValueError(f"n_orientations must be 4, 8 or 16 (rotations that map line channels onto each "
-                         f"other), got {n_orientations}")
+        raise ValueError(
+            f"n_orientations must be 4, 8 or 16 (rotations that map line channels onto each "
+            f"other), got {n_orientations}"
+        )
     edge_conv, edges = _edge_layer(n_orientations)
     curve_weight = _curve_family_weights(n_orientations, _CURVE_KERNEL, _CURVE_RADIUS, _CURVE_SPAN)
     curve_conv = _conv(2 * n_orientations, n_orientations, _CURVE_KERNEL, curve_weight)
@@ -270,8 +273,9 @@ def curve_circuit(n_orientations: int = 8) -> PlantedModel:
         )
     truth = CurveCircuitTruth(
         edges=edges,
-        curves=CurveLayer("curves", list(range(n_orientations)), {k: k * step for k in range(n_orientations)},
-                          radius_px=_CURVE_RADIUS),
+        curves=CurveLayer(
+            "curves", list(range(n_orientations)), {k: k * step for k in range(n_orientations)}, radius_px=_CURVE_RADIUS
+        ),
         circuit=circuit,
         rotation_step_deg=step,
         edge_shift_per_step=2,
@@ -287,14 +291,19 @@ def random_control(seed: int = 0, n_orientations: int = 8) -> PlantedModel:
     """
     generator = torch.Generator().manual_seed(seed)
     layers = []
-    for name, c_in, c_out, size in (("edges", 3, 2 * n_orientations, 7),
-                                    ("curves", 2 * n_orientations, n_orientations, _CURVE_KERNEL)):
+    for name, c_in, c_out, size in (
+        ("edges", 3, 2 * n_orientations, 7),
+        ("curves", 2 * n_orientations, n_orientations, _CURVE_KERNEL),
+    ):
         std = math.sqrt(2.0 / (c_in * size * size))
         weight = torch.randn(c_out, c_in, size, size, generator=generator, dtype=torch.float64) * std
         layers.append((name, _conv(c_in, c_out, size, weight)))
     model = ConvReLUStack(layers, input_size=33)
     truth = CurveCircuitTruth(
-        edges=EdgeLayer("edges", [], {}, {}), curves=CurveLayer("curves", [], {}), circuit={}, seed=seed,
+        edges=EdgeLayer("edges", [], {}, {}),
+        curves=CurveLayer("curves", [], {}),
+        circuit={},
+        seed=seed,
     )
     model.truth = truth
     return PlantedModel(model, truth)
@@ -313,8 +322,10 @@ def union_unit(n_orientations: int = 8) -> PlantedModel:
     weight[0, quarter] = weight[0, 3 * quarter] = -1.0
     layers = [(name, getattr(base.model, f"{name}_pre_relu_conv")) for name in base.model.layer_order]
     model = ConvReLUStack([*layers, ("union", _conv(n_orientations, 1, 1, weight))], input_size=base.model.input_size)
-    truth = dataclasses.replace(base.truth, union=UnionTruth(
-        "union", 0, cases_deg=[0.0, 180.0], not_deg=[90.0, 270.0], case_units=[0, 2 * quarter]))
+    truth = dataclasses.replace(
+        base.truth,
+        union=UnionTruth("union", 0, cases_deg=[0.0, 180.0], not_deg=[90.0, 270.0], case_units=[0, 2 * quarter]),
+    )
     model.truth = truth
     return PlantedModel(model, truth)
 
@@ -456,7 +467,9 @@ def branch_block(specialized: bool = True, seed: int = 0) -> PlantedModel:
                 spatial = _gaussian(size, 1.0) if size > 1 else torch.ones(1, 1, dtype=torch.float64)
                 weight[unit - start] = 2.0 * chroma_vector(float(hues[unit]))[:, None, None] * spatial[None]
             elif size > 1:
-                weight[unit - start] = 3.0 * _edge_kernel(size, float(normals[unit]))[None] * _luminance()[:, None, None]
+                weight[unit - start] = (
+                    3.0 * _edge_kernel(size, float(normals[unit]))[None] * _luminance()[:, None, None]
+                )
             else:  # 1x1 black-and-white units: brightness above (even units) or below (odd) a threshold
                 # After the max pool only darkness units: a channel-wise max of a colour pattern raises
                 # the luminance, so a pooled brightness unit would also answer colour.
@@ -467,8 +480,11 @@ def branch_block(specialized: bool = True, seed: int = 0) -> PlantedModel:
         biases[name] = bias
 
     bw_units = [u for u in range(width) if u not in color_units]
-    oriented = [u for u in bw_units if not ranges["1x1"][0] <= u < ranges["1x1"][1]
-                and not ranges["pool"][0] <= u < ranges["pool"][1]]  # the edge detectors
+    oriented = [
+        u
+        for u in bw_units
+        if not ranges["1x1"][0] <= u < ranges["1x1"][1] and not ranges["pool"][0] <= u < ranges["pool"][1]
+    ]  # the edge detectors
     head = torch.zeros(_N_HEAD, width, 1, 1, dtype=torch.float64)
     for h in range(_N_HEAD // 2):
         head[h, color_units, 0, 0] = 1.0 / len(color_units)
@@ -481,8 +497,9 @@ def branch_block(specialized: bool = True, seed: int = 0) -> PlantedModel:
         branch_of_category={"color": "5x5" if specialized else None},
         orientation={"oriented": oriented, "unoriented": [u for u in range(width) if u not in oriented]},
         color_hue_deg={u: float(hues[u]) for u in color_units},
-        downstream=DownstreamTruth("head", {h: "color" if h < _N_HEAD // 2 else "black_and_white"
-                                            for h in range(_N_HEAD)}),
+        downstream=DownstreamTruth(
+            "head", {h: "color" if h < _N_HEAD // 2 else "black_and_white" for h in range(_N_HEAD)}
+        ),
         specialized=specialized,
         seed=seed,
     )

@@ -47,8 +47,16 @@ def superposition(n_features: int = 32, n_neurons: int = 12, seed: int = 0) -> S
     return SuperpositionModel(directions)
 
 
-def sparse_codes(n: int, n_features: int, generator: torch.Generator, *, size: int = 8, p: float = 0.03,
-                 low: float = 0.5, high: float = 1.5) -> torch.Tensor:
+def sparse_codes(
+    n: int,
+    n_features: int,
+    generator: torch.Generator,
+    *,
+    size: int = 8,
+    p: float = 0.03,
+    low: float = 0.5,
+    high: float = 1.5,
+) -> torch.Tensor:
     """``[n, n_features, size, size]``: each feature on with probability ``p`` at each position, with a
     value uniform in [low, high]."""
     if not 0 < p <= 1:

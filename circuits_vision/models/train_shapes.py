@@ -72,6 +72,7 @@ class OrientationHeads(nn.Module):
     def _keeper(self, layer: str):
         def hook(module, inputs, output):
             self.outputs[layer] = output
+
         return hook
 
     def remove(self) -> None:
@@ -108,8 +109,14 @@ class LocalCurveHeads(nn.Module):
     whole-curve detectors. The heads are not part of the shipped checkpoint.
     """
 
-    def __init__(self, model: ShapesNet, weights: dict[str, float], generator: torch.Generator,
-                 *, labels=scenes.local_curve_facing):
+    def __init__(
+        self,
+        model: ShapesNet,
+        weights: dict[str, float],
+        generator: torch.Generator,
+        *,
+        labels=scenes.local_curve_facing,
+    ):
         super().__init__()
         self.weights = dict(weights)
         self.labels = labels
@@ -134,6 +141,7 @@ class LocalCurveHeads(nn.Module):
     def _keeper(self, layer: str):
         def hook(module, inputs, output):
             self.outputs[layer] = output
+
         return hook
 
     def remove(self) -> None:
@@ -248,14 +256,23 @@ def train(
     local_curves = dict(local_curves or {})
     local_heads = LocalCurveHeads(model, local_curves, torch.Generator().manual_seed(seed + 2 * AUX_SEED_OFFSET))
     curve_centres = dict(curve_centres or {})
-    centre_heads = LocalCurveHeads(model, curve_centres, torch.Generator().manual_seed(seed + 3 * AUX_SEED_OFFSET),
-                                   labels=scenes.curve_midpoint_cells)
+    centre_heads = LocalCurveHeads(
+        model,
+        curve_centres,
+        torch.Generator().manual_seed(seed + 3 * AUX_SEED_OFFSET),
+        labels=scenes.curve_midpoint_cells,
+    )
     heads_parameters = [*heads.parameters(), *local_heads.parameters(), *centre_heads.parameters()]
     if weight_decay:  # decoupled (AdamW) decay of the model's conv and linear weights; biases and heads stay free
         decayed = [p for p in model.parameters() if p.dim() > 1]
         free = [p for p in model.parameters() if p.dim() <= 1]
-        optimizer = torch.optim.AdamW([{"params": decayed, "weight_decay": weight_decay},
-                                       {"params": free + heads_parameters, "weight_decay": 0.0}], lr=lr)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decayed, "weight_decay": weight_decay},
+                {"params": free + heads_parameters, "weight_decay": 0.0},
+            ],
+            lr=lr,
+        )
     else:
         optimizer = torch.optim.Adam([*model.parameters(), *heads_parameters], lr=lr)
     data = torch.Generator().manual_seed(seed)
@@ -279,8 +296,10 @@ def train(
         optimizer.step()
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         if (step + 1) % log_every == 0 or step + 1 == steps:
-            log(f"step {step + 1}/{steps} loss {running:.4f} lr {optimizer.param_groups[0]['lr']:.2e} "
-                f"{time.time() - started:.0f}s")
+            log(
+                f"step {step + 1}/{steps} loss {running:.4f} lr {optimizer.param_groups[0]['lr']:.2e} "
+                f"{time.time() - started:.0f}s"
+            )
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             atomic_save(model.state_dict(), out)
     heads.remove()
@@ -293,7 +312,8 @@ def train(
     metadata = {
         "model": "shapes",
         "architecture": "circuits_vision.models.shapes.shapes_spec()",
-        "command": command or f"python -m circuits_vision.models.train_shapes --steps {steps} "
+        "command": command
+        or f"python -m circuits_vision.models.train_shapes --steps {steps} "
         f"--batch-size {batch_size} --lr {lr} --seed {seed}",
         "seed": seed,
         "steps": steps,
@@ -302,26 +322,53 @@ def train(
         "optimizer": (f"AdamW (weight decay {weight_decay} on conv and linear weights)" if weight_decay else "Adam")
         + f", linear warm-up {warmup} steps, cosine decay to 5%",
         "weight_decay": weight_decay,
-        "loss": f"cross-entropy(shape) + {COLOR_LOSS_WEIGHT} * cross-entropy(color)" + "".join(
-            f" + {w} * cross-entropy({layer} object orientation, {ORIENTATION_BINS} bins)"
-            for layer, w in aux.items()) + "".join(
+        "loss": f"cross-entropy(shape) + {COLOR_LOSS_WEIGHT} * cross-entropy(color)"
+        + "".join(
+            f" + {w} * cross-entropy({layer} object orientation, {ORIENTATION_BINS} bins)" for layer, w in aux.items()
+        )
+        + "".join(
             f" + {w} * per-position cross-entropy({layer} local curve facing, {ORIENTATION_BINS} bins + none)"
-            for layer, w in local_curves.items()) + "".join(
+            for layer, w in local_curves.items()
+        )
+        + "".join(
             f" + {w} * per-position cross-entropy({layer} curve midpoint cell orientation, {ORIENTATION_BINS} bins + none)"
-            for layer, w in curve_centres.items()),
-        "auxiliary_heads": {layer: {"weight": w, "bins": ORIENTATION_BINS, "off_steps": aux_start,
-                                    "ramp_steps": aux_start,
-                                    "reads": "global average pool, linear", "shipped": False}
-                            for layer, w in aux.items()},
-        "local_curve_heads": {layer: {"weight": w, "bins": ORIENTATION_BINS, "no_curve_weight": NO_CURVE_WEIGHT,
-                                      "off_steps": aux_start, "ramp_steps": aux_start,
-                                      "reads": "1x1 convolution at every position", "shipped": False}
-                              for layer, w in local_curves.items()},
-        "curve_centre_heads": {layer: {"weight": w, "bins": ORIENTATION_BINS, "no_curve_weight": NO_CURVE_WEIGHT,
-                                       "off_steps": aux_start, "ramp_steps": aux_start,
-                                       "reads": "1x1 convolution at every position; labels the curve's midpoint cell",
-                                       "shipped": False}
-                               for layer, w in curve_centres.items()},
+            for layer, w in curve_centres.items()
+        ),
+        "auxiliary_heads": {
+            layer: {
+                "weight": w,
+                "bins": ORIENTATION_BINS,
+                "off_steps": aux_start,
+                "ramp_steps": aux_start,
+                "reads": "global average pool, linear",
+                "shipped": False,
+            }
+            for layer, w in aux.items()
+        },
+        "local_curve_heads": {
+            layer: {
+                "weight": w,
+                "bins": ORIENTATION_BINS,
+                "no_curve_weight": NO_CURVE_WEIGHT,
+                "off_steps": aux_start,
+                "ramp_steps": aux_start,
+                "reads": "1x1 convolution at every position",
+                "shipped": False,
+            }
+            for layer, w in local_curves.items()
+        },
+        "curve_centre_heads": {
+            layer: {
+                "weight": w,
+                "bins": ORIENTATION_BINS,
+                "no_curve_weight": NO_CURVE_WEIGHT,
+                "off_steps": aux_start,
+                "ramp_steps": aux_start,
+                "reads": "1x1 convolution at every position; labels the curve's midpoint cell",
+                "shipped": False,
+            }
+            for layer, w in curve_centres.items()
+        },
         "final_running_loss": round(running, 4),
         "heldout": {"n": heldout, "seed": heldout_seed, "accuracy": accuracy},
         "training_seconds": round(time.time() - started, 1),
@@ -348,21 +395,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--out", default=None, help="checkpoint path (.pt); default: the packaged shapes.pt")
     parser.add_argument("--aux", default="", help="training-only orientation heads, e.g. mixed3a:0.2,mixed3b:0.5")
-    parser.add_argument("--local-curves", default="",
-                        help="training-only per-position curve-facing heads, e.g. mixed3a:0.3")
-    parser.add_argument("--curve-centres", default="",
-                        help="training-only per-position whole-curve heads (the midpoint's cell), e.g. mixed3b:0.3")
-    parser.add_argument("--weight-decay", type=float, default=0.0,
-                        help="decoupled weight decay (AdamW) of the conv and linear weights; 0 = plain Adam")
+    parser.add_argument(
+        "--local-curves", default="", help="training-only per-position curve-facing heads, e.g. mixed3a:0.3"
+    )
+    parser.add_argument(
+        "--curve-centres",
+        default="",
+        help="training-only per-position whole-curve heads (the midpoint's cell), e.g. mixed3b:0.3",
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="decoupled weight decay (AdamW) of the conv and linear weights; 0 = plain Adam",
+    )
     parser.add_argument("--aux-start", type=int, default=0, help="steps before the auxiliary heads ramp in")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python -m circuits_vision.models.train_shapes " + " ".join(sys.argv[1:] if argv is None else argv)
     train(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
-        heldout=args.heldout, checkpoint_every=args.checkpoint_every, command=command.strip(),
-        aux=parse_aux(args.aux), local_curves=parse_aux(args.local_curves),
-        curve_centres=parse_aux(args.curve_centres), aux_start=args.aux_start, weight_decay=args.weight_decay,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        out=args.out,
+        heldout=args.heldout,
+        checkpoint_every=args.checkpoint_every,
+        command=command.strip(),
+        aux=parse_aux(args.aux),
+        local_curves=parse_aux(args.local_curves),
+        curve_centres=parse_aux(args.curve_centres),
+        aux_start=args.aux_start,
+        weight_decay=args.weight_decay,
         log=lambda line: print(line, flush=True),
     )
 

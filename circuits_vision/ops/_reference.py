@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 
-def compose_kernels(outer: torch.Tensor, inner: torch.Tensor, stride: Sequence[int], dilation: Sequence[int]) -> torch.Tensor:
+def compose_kernels(
+    outer: torch.Tensor, inner: torch.Tensor, stride: Sequence[int], dilation: Sequence[int]
+) -> torch.Tensor:
     """Kernel of conv(outer) after conv(inner), as one convolution.
 
     outer: [O, M, k2h, k2w]; inner: [M, I, k1h, k1w] -> [O, I, (k2-1)*stride + (k1-1)*dilation + 1 per axis].

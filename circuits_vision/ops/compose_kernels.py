@@ -62,8 +62,10 @@ def _composed_size(k_outer, k_inner, stride, dilation, axis: str):
     size = (k_outer - 1) * stride + (k_inner - 1) * dilation + 1
     torch._check_value(
         size <= _INT64_MAX,
-        lambda: f"compose_kernels: the composed kernel's {axis} size ({k_outer} - 1) * stride {stride} + "
-        f"({k_inner} - 1) * dilation {dilation} + 1 does not fit in int64; use a smaller stride or dilation",
+        lambda: (
+            f"compose_kernels: the composed kernel's {axis} size ({k_outer} - 1) * stride {stride} + "
+            f"({k_inner} - 1) * dilation {dilation} + 1 does not fit in int64; use a smaller stride or dilation"
+        ),
     )
     return size
 
@@ -76,8 +78,10 @@ def _composed_shape(outer, inner, stride, dilation) -> tuple:
     shape = (outer.shape[0], inner.shape[1], kh, kw)
     torch._check_value(
         shape[0] * shape[1] * kh * kw * outer.element_size() <= _INT64_MAX,
-        lambda: f"compose_kernels: the composed kernel {list(shape)} (from stride {list(stride)} and dilation "
-        f"{list(dilation)}) has more elements than int64 can count; use a smaller stride or dilation",
+        lambda: (
+            f"compose_kernels: the composed kernel {list(shape)} (from stride {list(stride)} and dilation "
+            f"{list(dilation)}) has more elements than int64 can count; use a smaller stride or dilation"
+        ),
     )
     return shape
 

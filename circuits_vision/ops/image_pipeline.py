@@ -24,8 +24,10 @@ def _check_output_fits(x, out_size) -> None:
     """ValueError unless the output [N, 3, h, w] can be indexed with int64 (the kernels' check, same message)."""
     torch._check_value(
         x.shape[0] * 3 * out_size[0] * out_size[1] * x.element_size() <= 2**63 - 1,
-        lambda: f"image_pipeline: the output [{x.shape[0]}, 3, {out_size[0]}, {out_size[1]}] has more elements than "
-        "int64 can count; use a smaller `out_size`",
+        lambda: (
+            f"image_pipeline: the output [{x.shape[0]}, 3, {out_size[0]}, {out_size[1]}] has more elements than "
+            "int64 can count; use a smaller `out_size`"
+        ),
     )
 
 
@@ -34,8 +36,10 @@ def _check_fallback_args(x, color, theta, out_size, norm_scale, norm_shift) -> N
     named = {"x": x, "color": color, "theta": theta, "norm_scale": norm_scale, "norm_shift": norm_shift}
     for name, t in named.items():
         if t.dtype not in (torch.float32, torch.float64):
-            raise RuntimeError(f"image_pipeline: `{name}` must be float32 or float64, got {t.dtype}; "
-                               "convert it with .float() or .double()")
+            raise RuntimeError(
+                f"image_pipeline: `{name}` must be float32 or float64, got {t.dtype}; "
+                "convert it with .float() or .double()"
+            )
     if x.dim() != 4 or x.shape[1] != 3:
         raise RuntimeError(f"image_pipeline: `x` must be an RGB batch [N, 3, H, W], got shape {list(x.shape)}")
     if x.numel() == 0:
@@ -43,25 +47,32 @@ def _check_fallback_args(x, color, theta, out_size, norm_scale, norm_shift) -> N
     if tuple(color.shape) != (3, 3):
         raise RuntimeError(f"image_pipeline: `color` must be a [3, 3] colour matrix, got shape {list(color.shape)}")
     if theta.dim() != 3 or tuple(theta.shape[1:]) != (2, 3):
-        raise RuntimeError(f"image_pipeline: `theta` must hold one [2, 3] affine per image, shape [N, 2, 3], "
-                           f"got {list(theta.shape)}")
+        raise RuntimeError(
+            f"image_pipeline: `theta` must hold one [2, 3] affine per image, shape [N, 2, 3], got {list(theta.shape)}"
+        )
     if theta.shape[0] != x.shape[0]:
-        raise RuntimeError(f"image_pipeline: `theta` has {theta.shape[0]} affines but `x` has {x.shape[0]} images; "
-                           "pass one affine per image (theta.shape[0] == x.shape[0])")
+        raise RuntimeError(
+            f"image_pipeline: `theta` has {theta.shape[0]} affines but `x` has {x.shape[0]} images; "
+            "pass one affine per image (theta.shape[0] == x.shape[0])"
+        )
     if min(out_size) < 1:
         raise RuntimeError(f"image_pipeline: `out_size` must be at least 1 in each dimension, got {list(out_size)}")
     _check_output_fits(x, out_size)
     for name in ("norm_scale", "norm_shift"):
         if tuple(named[name].shape) != (3,):
-            raise RuntimeError(f"image_pipeline: `{name}` must have shape [3] (one value per channel), "
-                               f"got {list(named[name].shape)}")
+            raise RuntimeError(
+                f"image_pipeline: `{name}` must have shape [3] (one value per channel), got {list(named[name].shape)}"
+            )
     for name, t in named.items():
         if t.device != x.device:
-            raise RuntimeError(f"image_pipeline: `{name}` is on {t.device} but `x` is on {x.device}; "
-                               "move every tensor argument to one device")
+            raise RuntimeError(
+                f"image_pipeline: `{name}` is on {t.device} but `x` is on {x.device}; "
+                "move every tensor argument to one device"
+            )
         if t.dtype != x.dtype:
-            raise RuntimeError(f"image_pipeline: `{name}` is {t.dtype} but `x` is {x.dtype}; "
-                               "give every tensor argument the same dtype")
+            raise RuntimeError(
+                f"image_pipeline: `{name}` is {t.dtype} but `x` is {x.dtype}; give every tensor argument the same dtype"
+            )
 
 
 def image_pipeline(
@@ -113,14 +124,17 @@ if extension_available():
     @torch.library.register_fake(_OP)
     def _image_pipeline_fake(x, color, theta, pad_value, out_size, norm_scale, norm_shift):
         torch._check(x.dim() == 4 and x.shape[1] == 3, lambda: "image_pipeline: `x` must be [N, 3, H, W]")
-        torch._check(theta.dim() == 3 and theta.shape[0] == x.shape[0], lambda: "image_pipeline: `theta` must be [N, 2, 3]")
+        torch._check(
+            theta.dim() == 3 and theta.shape[0] == x.shape[0], lambda: "image_pipeline: `theta` must be [N, 2, 3]"
+        )
         _check_output_fits(x, out_size)
         out = x.new_empty((x.shape[0], 3, out_size[0], out_size[1]))
         return out, torch.empty_like(x, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake(_BACKWARD_OP)
-    def _image_pipeline_backward_fake(grad_out, grad_image, x, color, theta, image, pad_value, out_size, norm_scale,
-                                      output_mask):
+    def _image_pipeline_backward_fake(
+        grad_out, grad_image, x, color, theta, image, pad_value, out_size, norm_scale, output_mask
+    ):
         return (
             torch.empty_like(x, memory_format=torch.contiguous_format),
             color.new_empty((3, 3)),

@@ -11,7 +11,14 @@ from torch import nn
 from circuits_vision import hooks
 from circuits_vision._utils import int_pair
 
-__all__ = ["choose_batch_size", "bytes_per_image", "default_memory_budget", "available_memory", "check_fits", "RenderTooLargeError"]
+__all__ = [
+    "choose_batch_size",
+    "bytes_per_image",
+    "default_memory_budget",
+    "available_memory",
+    "check_fits",
+    "RenderTooLargeError",
+]
 
 # activation gradients and temporaries during backward come on top of the saved activations
 _BACKWARD_FACTOR = 2.0

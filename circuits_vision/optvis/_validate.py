@@ -10,8 +10,16 @@ from torch import nn
 from circuits_vision import hooks
 from circuits_vision.optvis.objectives import INPUT, Objective
 
-__all__ = ["objective_layers", "check_channels_and_size", "RenderInputError", "declared_input_size", "fixed_input_size",
-           "needed_layers", "runs_at", "Size"]
+__all__ = [
+    "objective_layers",
+    "check_channels_and_size",
+    "RenderInputError",
+    "declared_input_size",
+    "fixed_input_size",
+    "needed_layers",
+    "runs_at",
+    "Size",
+]
 
 Size = tuple[int, int]
 
@@ -42,7 +50,9 @@ def _dry_run_layers(objective: Objective, model: nn.Module, input_size: Size, gr
     return tuple(dict.fromkeys(requested))
 
 
-def objective_layers(objectives: Sequence[Objective], model: nn.Module, input_size: Size, group: int) -> list[str] | None:
+def objective_layers(
+    objectives: Sequence[Objective], model: nn.Module, input_size: Size, group: int
+) -> list[str] | None:
     """The model layers the objectives read (unknown names raise ``UnknownLayerError`` listing close
     names); ``None`` when some objective's layers cannot be found out, so all layers must be kept."""
     names: list[str] = []
@@ -159,16 +169,20 @@ def check_channels_and_size(
         for layer, length, what in objective.widths:
             width = shapes[layer][0]
             if length != width:
-                raise ValueError(f"{objective.name}: `{what}` has {length} entries but layer {layer!r} has "
-                                 f"{width} channels; pass one value per channel")
+                raise ValueError(
+                    f"{objective.name}: `{what}` has {length} entries but layer {layer!r} has "
+                    f"{width} channels; pass one value per channel"
+                )
         for layer, x, y, wx, wy, what in objective.positions:
             _check_position(layer, shapes[layer], x, y, wx, wy, what, input_size)
 
 
 def _check_position(layer: str, shape: torch.Size, x, y, wx: int, wy: int, what: str, input_size: Size) -> None:
     if len(shape) != 3:
-        raise ValueError(f"{what}: layer {layer!r} gives a {len(shape) + 1}-d output, not an [N, C, H, W] map; "
-                         "positions need a spatial map (use channel() or class_logit())")
+        raise ValueError(
+            f"{what}: layer {layer!r} gives a {len(shape) + 1}-d output, not an [N, C, H, W] map; "
+            "positions need a spatial map (use channel() or class_logit())"
+        )
     height, width = shape[1], shape[2]
     for axis, value, extent, window in (("x", x, width, wx), ("y", y, height, wy)):
         if value is None:

@@ -19,7 +19,13 @@ __all__ = ["Adam"]
 class Adam:
     """``torch.optim.Adam(params, lr, betas, eps)`` without weight decay or amsgrad."""
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.05, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        lr: float = 0.05,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
         self.params = [p for p in params]
         if not all(isinstance(p, torch.Tensor) and p.requires_grad for p in self.params):
             raise ValueError("Adam needs tensors with requires_grad=True")

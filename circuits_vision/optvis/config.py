@@ -38,15 +38,18 @@ class RenderConfig:
         if not isinstance(self.channels_last, bool):
             raise TypeError(f"RenderConfig.channels_last must be True or False, got {self.channels_last!r}")
         if self.autocast not in _PRECISIONS:
-            raise ValueError(f"RenderConfig.autocast must be one of None, False, True, 'fp32', 'tf32', 'bf16'; "
-                             f"got {self.autocast!r}")
+            raise ValueError(
+                f"RenderConfig.autocast must be one of None, False, True, 'fp32', 'tf32', 'bf16'; got {self.autocast!r}"
+            )
         if self.fused not in (None, True, False):
             raise TypeError(f"RenderConfig.fused must be None, True or False, got {self.fused!r}")
         if self.memory_budget is not None and (
             isinstance(self.memory_budget, bool) or not isinstance(self.memory_budget, int) or self.memory_budget < 1
         ):
-            raise ValueError(f"RenderConfig.memory_budget must be >= 1, got {self.memory_budget!r} "
-                             "(bytes; None picks it from the free memory)")
+            raise ValueError(
+                f"RenderConfig.memory_budget must be >= 1, got {self.memory_budget!r} "
+                "(bytes; None picks it from the free memory)"
+            )
 
     @property
     def precision(self) -> str:

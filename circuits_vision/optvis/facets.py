@@ -39,8 +39,10 @@ class Facets:
     similarity: float
 
     def __repr__(self) -> str:
-        return (f"Facets({self.layer}:{self.unit}, k={len(self.images)}, weight={self.weight:g}, "
-                f"similarity={self.similarity:.3f})")
+        return (
+            f"Facets({self.layer}:{self.unit}, k={len(self.images)}, weight={self.weight:g}, "
+            f"similarity={self.similarity:.3f})"
+        )
 
 
 def gram_similarity(acts: torch.Tensor) -> float:
@@ -55,8 +57,16 @@ def gram_similarity(acts: torch.Tensor) -> float:
     return float((sim.sum() - sim.diagonal().sum()) / (k * (k - 1)))
 
 
-def facets(model: nn.Module, layer: str, unit: int, *, k: int = 4, weight: float = 1.0,
-           diversity_layer: str | None = None, **render_kwargs) -> Facets:
+def facets(
+    model: nn.Module,
+    layer: str,
+    unit: int,
+    *,
+    k: int = 4,
+    weight: float = 1.0,
+    diversity_layer: str | None = None,
+    **render_kwargs,
+) -> Facets:
     """Render ``k`` facets of ``layer:unit`` with lucid's diversity term (weight ``weight``, at
     ``diversity_layer``, default ``layer``). The right weight follows the layer's activation scale
     (lucid used 1e2 on InceptionV1); 1.0 suits the shipped model, whose channel means are ~1. ``render_kwargs`` go to :func:`render` (steps, size, seed, ...).

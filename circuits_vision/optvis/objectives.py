@@ -100,19 +100,29 @@ class Objective:
     def _combine(self, other: Objective, func, name: str, description: str) -> Objective:
         layers = None if self.layers is None or other.layers is None else self.layers + other.layers
         return Objective(
-            func, name, description, layers, self.channels + other.channels, self.widths + other.widths,
-            self.positions + other.positions, self.batches + other.batches,
+            func,
+            name,
+            description,
+            layers,
+            self.channels + other.channels,
+            self.widths + other.widths,
+            self.positions + other.positions,
+            self.batches + other.batches,
         )
 
     def _scaled(self, func, description: str) -> Objective:
-        return Objective(func, self.name, description, self.layers, self.channels, self.widths, self.positions, self.batches)
+        return Objective(
+            func, self.name, description, self.layers, self.channels, self.widths, self.positions, self.batches
+        )
 
     def __add__(self, other):
         if isinstance(other, (int, float)):
             return self._scaled(lambda T: other + self(T), f"{other} + {self.description}")
         other = as_objective(other)
         return self._combine(
-            other, lambda T: self(T) + other(T), ", ".join([self.name, other.name]),
+            other,
+            lambda T: self(T) + other(T),
+            ", ".join([self.name, other.name]),
             f"Sum({self.description} +\n{other.description})",
         )
 
@@ -133,7 +143,9 @@ class Objective:
             return self._scaled(lambda T: other * self(T), f"{other} * {self.description}")
         other = as_objective(other)
         return self._combine(
-            other, lambda T: self(T) * other(T), f"{self.name} * {other.name}",
+            other,
+            lambda T: self(T) * other(T),
+            f"{self.name} * {other.name}",
             f"Product({self.description},\n{other.description})",
         )
 
@@ -145,7 +157,9 @@ class Objective:
             return self.__mul__(1.0 / other)
         other = as_objective(other)
         return self._combine(
-            other, lambda T: self(T) / other(T), f"{self.name} / {other.name}",
+            other,
+            lambda T: self(T) / other(T),
+            f"{self.name} / {other.name}",
             f"Quotient({self.description},\n{other.description})",
         )
 
@@ -236,13 +250,19 @@ def _vector(value, what: str) -> torch.Tensor | None:
     try:
         vector = torch.as_tensor(value if isinstance(value, torch.Tensor) else _as_array(value))
     except (TypeError, ValueError, RuntimeError) as error:
-        raise TypeError(f"`{what}` must be a vector (tensor, NumPy array or list of numbers), got {type(value).__name__}") from error
-    if not (vector.is_floating_point() or vector.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+        raise TypeError(
+            f"`{what}` must be a vector (tensor, NumPy array or list of numbers), got {type(value).__name__}"
+        ) from error
+    if not (
+        vector.is_floating_point() or vector.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+    ):
         raise TypeError(f"`{what}` must hold real numbers, got dtype {vector.dtype}")
     if vector.dim() != 1:
         vector = vector.squeeze()
         if vector.dim() != 1:
-            raise ValueError(f"`{what}` must be a [C] vector, one value per channel, got shape {tuple(torch.as_tensor(value).shape)}")
+            raise ValueError(
+                f"`{what}` must be a [C] vector, one value per channel, got shape {tuple(torch.as_tensor(value).shape)}"
+            )
     return vector.float() if not vector.is_floating_point() else vector
 
 
@@ -311,7 +331,9 @@ def direction(layer: str, direction: torch.Tensor, batch: int | None = None):
 
 
 @wrap_objective(_layer_of, widths=_vector_width("direction"))
-def direction_neuron(layer: str, direction: torch.Tensor, x: int | None = None, y: int | None = None, batch: int | None = None):
+def direction_neuron(
+    layer: str, direction: torch.Tensor, x: int | None = None, y: int | None = None, batch: int | None = None
+):
     """As :func:`direction`, at one position (the centre by default)."""
     direction = _vector(direction, "direction")
 
@@ -323,8 +345,14 @@ def direction_neuron(layer: str, direction: torch.Tensor, x: int | None = None, 
 
 
 @wrap_objective(_layer_of, widths=_vector_width("direction"))
-def direction_neuron_cossim(layer: str, direction: torch.Tensor, x: int | None = None, y: int | None = None,
-                            cossim_pow: float = 4.0, batch: int | None = None):
+def direction_neuron_cossim(
+    layer: str,
+    direction: torch.Tensor,
+    x: int | None = None,
+    y: int | None = None,
+    cossim_pow: float = 4.0,
+    batch: int | None = None,
+):
     """Minus ``dot * max(cos, 0.1) ** cossim_pow`` at one position (the centre by default), where ``dot`` is the
     activation vector's projection on the unit ``direction`` ``[C]`` and ``cos`` their cosine similarity: the
     objective lucid's activation atlas rendered its cells with. The dot product makes the picture drive the
@@ -359,7 +387,9 @@ def channel_weight(layer: str, weight: torch.Tensor, batch: int | None = None):
 
 
 @wrap_objective(_layer_of, widths=_vector_width("weight"))
-def neuron_weight(layer: str, weight: torch.Tensor | None, x: int | None = None, y: int | None = None, batch: int | None = None):
+def neuron_weight(
+    layer: str, weight: torch.Tensor | None, x: int | None = None, y: int | None = None, batch: int | None = None
+):
     """Minus the mean of one position's activations weighted by ``weight`` ``[C]`` (all ones if None)."""
     weight = _vector(weight, "weight")
 
@@ -371,7 +401,15 @@ def neuron_weight(layer: str, weight: torch.Tensor | None, x: int | None = None,
 
 
 @wrap_objective(_layer_of, widths=_vector_width("weight"))
-def localgroup_weight(layer: str, weight: torch.Tensor | None = None, x: int | None = None, y: int | None = None, wx: int = 1, wy: int = 1, batch: int | None = None):
+def localgroup_weight(
+    layer: str,
+    weight: torch.Tensor | None = None,
+    x: int | None = None,
+    y: int | None = None,
+    wx: int = 1,
+    wy: int = 1,
+    batch: int | None = None,
+):
     """Minus the (weighted) mean activation in the ``wx x wy`` window at ``(x, y)``."""
     weight = _vector(weight, "weight")
 
@@ -401,7 +439,7 @@ def diversity(layer: str):
         batch, channels = acts.shape[:2]
         flat = acts.reshape(batch, channels, -1)
         grams = F.normalize(flat @ flat.transpose(1, 2), p=2, dim=(1, 2))
-        similarity = (grams.reshape(batch, -1) @ grams.reshape(batch, -1).T)
+        similarity = grams.reshape(batch, -1) @ grams.reshape(batch, -1).T
         return -(similarity.sum() - similarity.diagonal().sum()) / batch
 
     return inner
@@ -424,8 +462,10 @@ def alignment(layer: str, decay_ratio: float = 2):
     return inner
 
 
-@wrap_objective(lambda layer1, layer2, **_: tuple(dict.fromkeys((layer1, layer2))),
-                lambda layer1, n_channel1, layer2, n_channel2: ((layer1, n_channel1), (layer2, n_channel2)))
+@wrap_objective(
+    lambda layer1, layer2, **_: tuple(dict.fromkeys((layer1, layer2))),
+    lambda layer1, n_channel1, layer2, n_channel2: ((layer1, n_channel1), (layer2, n_channel2)),
+)
 def channel_interpolate(layer1: str, n_channel1: int, layer2: str, n_channel2: int):
     """Interpolate from channel 1 (first image) to channel 2 (last image) across the images."""
 

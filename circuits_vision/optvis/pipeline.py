@@ -19,4 +19,3 @@ from __future__ import annotations
 from circuits_vision.ops import image_pipeline_reference as image_pipeline_torch
 
 __all__ = ["image_pipeline_torch"]
-

@@ -115,7 +115,8 @@ def _resolve_param(param, preset: Preset):
 def _takes_no_arguments(fn: Callable) -> bool:
     try:
         return not any(
-            p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             for p in inspect.signature(fn).parameters.values()
         )
     except (TypeError, ValueError):
@@ -229,7 +230,9 @@ def render(
     if image_seeds is not None:
         image_seeds = [int(s) for s in image_seeds]
         if len(image_seeds) != len(objective_list):
-            raise ValueError(f"image_seeds needs one seed per objective: got {len(image_seeds)} for {len(objective_list)} objectives")
+            raise ValueError(
+                f"image_seeds needs one seed per objective: got {len(image_seeds)} for {len(objective_list)} objectives"
+            )
     thresholds = sorted({int(t) for t in thresholds})
     if thresholds and not 1 <= thresholds[0] <= thresholds[-1] <= steps:
         raise ValueError(f"thresholds must lie in 1..steps={steps}, got {thresholds}")
@@ -237,7 +240,9 @@ def render(
     model_dev = hooks.model_device(model)
     device = torch.device(device) if device is not None else model_dev
     if device != model_dev and not (device.type == model_dev.type and device.index is None):
-        raise ValueError(f"the model is on {model_dev} but device={device}: move it first with model.to({str(device)!r})")
+        raise ValueError(
+            f"the model is on {model_dev} but device={device}: move it first with model.to({str(device)!r})"
+        )
     redirect = preset_settings.redirect_relu if redirect_relu == "preset" else redirect_relu
 
     default_transforms = transforms is None
@@ -246,15 +251,31 @@ def render(
         optimizer = optimizer or _default_optimizer(resolved_param.learning_rate)
         if transforms is None:
             transforms = []
-    transform = preset_settings.transforms() if transforms is None else (
-        transforms if isinstance(transforms, T_.Compose) else T_.compose(list(transforms))
+    transform = (
+        preset_settings.transforms()
+        if transforms is None
+        else (transforms if isinstance(transforms, T_.Compose) else T_.compose(list(transforms)))
     )
     plan = _Plan(
-        model=model, objectives=objective_list, steps=steps, size=size, seed=seed, thresholds=thresholds,
-        group=group, device=device, param=resolved_param, transform=transform,
-        model_input=preset_settings.model_input(min(size)), optimizer=optimizer or _default_optimizer(preset_settings.learning_rate),
-        redirect=redirect, fused=config.fused, precision=mode, channels_last=config.channels_last, image_seeds=image_seeds,
-        dtype=dtype, default_transforms=default_transforms,
+        model=model,
+        objectives=objective_list,
+        steps=steps,
+        size=size,
+        seed=seed,
+        thresholds=thresholds,
+        group=group,
+        device=device,
+        param=resolved_param,
+        transform=transform,
+        model_input=preset_settings.model_input(min(size)),
+        optimizer=optimizer or _default_optimizer(preset_settings.learning_rate),
+        redirect=redirect,
+        fused=config.fused,
+        precision=mode,
+        channels_last=config.channels_last,
+        image_seeds=image_seeds,
+        dtype=dtype,
+        default_transforms=default_transforms,
     )
     with prepared_model(model, plan.channels_last), precision(device, mode):
         check_fits(model, _static_layers(objective_list), size, group, device)
@@ -265,9 +286,13 @@ def render(
         elif batch_size is None:
             batch_size = choose_batch_size(model, plan.layers, plan.input_size, group, total, device, memory_budget)
         batch_size = max(group, (int(batch_size) // group) * group)
-        bar = tqdm(total=steps * -(-total // batch_size), disable=not _progress_enabled(progress), desc="render", unit="step")
+        bar = tqdm(
+            total=steps * -(-total // batch_size), disable=not _progress_enabled(progress), desc="render", unit="step"
+        )
         try:
-            chunks = [plan.run_chunk(start, min(total, start + batch_size), bar) for start in range(0, total, batch_size)]
+            chunks = [
+                plan.run_chunk(start, min(total, start + batch_size), bar) for start in range(0, total, batch_size)
+            ]
         finally:
             bar.close()
     history = torch.cat([c.history for c in chunks], dim=1)
@@ -325,7 +350,12 @@ class _Plan:
         return _takes_no_arguments(self.param) and not isinstance(self.param, (FFT, Pixel, CPPN))
 
     def _use_fused(self, image_f) -> bool:
-        possible = isinstance(image_f, ImageFunction) and image_f.fusable and self.transform.fusable and self.model_input is None
+        possible = (
+            isinstance(image_f, ImageFunction)
+            and image_f.fusable
+            and self.transform.fusable
+            and self.model_input is None
+        )
         if self.fused and not possible:
             raise ValueError(
                 "fused=True needs a colour-decorrelated image parameterization without alpha, geometric "
@@ -375,7 +405,9 @@ class _Plan:
             raise ValueError(f"size={self.size} leaves no image after the transforms {self.transform!r}")
         self.layers = objective_layers(self.objectives, self.model, self.input_size, self.group)
         self._keep_fixed_input_size()
-        check_channels_and_size(self.objectives, self.model, self.layers, self.input_size, self.size, margin, self.group)
+        check_channels_and_size(
+            self.objectives, self.model, self.layers, self.input_size, self.size, margin, self.group
+        )
 
     def _generator(self, index: int) -> torch.Generator:
         """Image ``index`` of the call: from ``(seed, index)``, or ``(its objective's seed, its place in the group)``."""
@@ -388,10 +420,14 @@ class _Plan:
             params, image_f = self.param()
             made = image_f().shape[0]
             if made != count:
-                raise ValueError(f"param() made {made} images but {len(self.objectives)} objectives x "
-                                 f"{self.group} images_per_objective need {count}")
+                raise ValueError(
+                    f"param() made {made} images but {len(self.objectives)} objectives x "
+                    f"{self.group} images_per_objective need {count}"
+                )
             return params, image_f
-        return self.param(batch=count, height=self.size[0], width=self.size[1], generator=generators, device=self.device)
+        return self.param(
+            batch=count, height=self.size[0], width=self.size[1], generator=generators, device=self.device
+        )
 
     def run_chunk(self, start: int, stop: int, bar) -> _ChunkResult:
         count = stop - start
@@ -452,7 +488,11 @@ class _Plan:
 
             value = objective(T)
             if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                shape = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+                shape = (
+                    f"a tensor of shape {tuple(value.shape)}"
+                    if isinstance(value, torch.Tensor)
+                    else type(value).__name__
+                )
                 raise TypeError(
                     f"objective {objective!r} must return a scalar (one loss for its images), got {shape}; "
                     "reduce it with .mean() or .sum()"
@@ -490,7 +530,9 @@ class _StepInputs:
             x = self.image_f.raw()
             if self.color is None:  # moved to the device once, not every step
                 self.color = self.image_f.matrix(x)
-            out, image = self.pipeline(x, self.color, self.thetas[step], self.pad_value, self.out_size, self.scale, self.shift)
+            out, image = self.pipeline(
+                x, self.color, self.thetas[step], self.pad_value, self.out_size, self.scale, self.shift
+            )
             return image, out.contiguous(memory_format=self.memory_format)
         image = self.image_f()
         outs = []
@@ -509,7 +551,9 @@ class _StepInputs:
         return image, torch.cat(outs).contiguous(memory_format=self.memory_format)
 
 
-def _check_finite(values: torch.Tensor, step: int, what: str, first: int, per_objective: int, objectives: list[Objective]) -> None:
+def _check_finite(
+    values: torch.Tensor, step: int, what: str, first: int, per_objective: int, objectives: list[Objective]
+) -> None:
     """Raise :class:`NonFiniteError` naming the step and the objective whose values are NaN/Inf.
 
     ``values`` is batch-first with ``per_objective`` rows per objective; ``first`` is the index of

@@ -353,7 +353,9 @@ def affine_to_theta(matrix: torch.Tensor, in_size: Size, out_size: Size) -> torc
     in_h, in_w = in_size
     out_h, out_w = out_size
     to_normalized = torch.tensor([[2.0 / in_w, 0, -1], [0, 2.0 / in_h, -1], [0, 0, 1]], dtype=torch.float64)
-    from_normalized = torch.tensor([[out_w / 2.0, 0, out_w / 2.0], [0, out_h / 2.0, out_h / 2.0], [0, 0, 1]], dtype=torch.float64)
+    from_normalized = torch.tensor(
+        [[out_w / 2.0, 0, out_w / 2.0], [0, out_h / 2.0, out_h / 2.0], [0, 0, 1]], dtype=torch.float64
+    )
     return (to_normalized @ matrix.double() @ from_normalized)[:, :2, :]
 
 

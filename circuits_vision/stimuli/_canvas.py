@@ -64,9 +64,7 @@ def drawn_in_float(draw: _Drawing) -> _Drawing:
     return wrapper  # type: ignore[return-value]
 
 
-def batch_params(
-    device: torch.device, dtype: torch.dtype, **params: ParamLike
-) -> tuple[int, dict[str, torch.Tensor]]:
+def batch_params(device: torch.device, dtype: torch.dtype, **params: ParamLike) -> tuple[int, dict[str, torch.Tensor]]:
     """Broadcast scalar / 1-D parameters to a common batch size N.
 
     Returns ``(N, {name: tensor [N]})``. A 1-D parameter of length 1 or a scalar broadcasts; two 1-D
@@ -103,9 +101,7 @@ def batch_vectors(
     if t.dim() == 1:
         t = t.unsqueeze(0)
     if t.dim() != 2 or t.shape[1] != width or t.shape[0] not in (1, n):
-        raise ValueError(
-            f"parameter '{name}' must have shape ({width},) or ({n}, {width}), got {tuple(t.shape)}"
-        )
+        raise ValueError(f"parameter '{name}' must have shape ({width},) or ({n}, {width}), got {tuple(t.shape)}")
     if not torch.isfinite(t).all():
         raise ValueError(f"parameter '{name}' has non-finite values")
     return t.expand(n, width)

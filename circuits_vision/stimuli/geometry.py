@@ -91,21 +91,35 @@ def curves(
     dev = as_device(device)
     size, antialias = check_size(size), check_antialias(antialias)
     n, p = batch_params(
-        dev, dtype, orientation=orientation, radius=radius, angular_width=angular_width,
-        arm_length=arm_length, thickness=thickness,
+        dev,
+        dtype,
+        orientation=orientation,
+        radius=radius,
+        angular_width=angular_width,
+        arm_length=arm_length,
+        thickness=thickness,
     )
     require(p["radius"] >= 0, "radius", ">= 0 pixels", p["radius"])
-    require((p["angular_width"] >= 0) & (p["angular_width"] <= 360), "angular_width", "in [0, 360] degrees",
-            p["angular_width"])
+    require(
+        (p["angular_width"] >= 0) & (p["angular_width"] <= 360),
+        "angular_width",
+        "in [0, 360] degrees",
+        p["angular_width"],
+    )
     require(p["arm_length"] >= 0, "arm_length", ">= 0 pixels", p["arm_length"])
     require(p["thickness"] > 0, "thickness", "> 0 pixels", p["thickness"])
     length = p["radius"] * radians(p["angular_width"]) + 2 * p["arm_length"]
-    require(length > 0, "radius", "> 0 (or arm_length > 0 for an angle): the curve has zero length",
-            p["radius"])
+    require(length > 0, "radius", "> 0 (or arm_length > 0 for an angle): the curve has zero length", p["radius"])
     canvas = make_canvas(n, size, dev, dtype, center=center, color=color, background=background)
     d = rounded_corner_distance(
-        canvas.x, canvas.y, p["orientation"], p["radius"], p["angular_width"], p["arm_length"],
-        canvas.center[:, 0], canvas.center[:, 1],
+        canvas.x,
+        canvas.y,
+        p["orientation"],
+        p["radius"],
+        p["angular_width"],
+        p["arm_length"],
+        canvas.center[:, 0],
+        canvas.center[:, 1],
     )
     return canvas.paint(stroke_coverage(d, p["thickness"], antialias))
 
@@ -134,9 +148,18 @@ def angles(
     require((opening_t > 0) & (opening_t <= 180), "opening", "in (0, 180] degrees", opening_t)
     require(torch.as_tensor(arm_length, dtype=dtype) > 0, "arm_length", "> 0 pixels", arm_length)
     return curves(
-        orientation, 0.0, angular_width=180.0 - opening_t, arm_length=arm_length, thickness=thickness,
-        center=center, color=color, background=background, size=size, antialias=antialias,
-        device=device, dtype=dtype,
+        orientation,
+        0.0,
+        angular_width=180.0 - opening_t,
+        arm_length=arm_length,
+        thickness=thickness,
+        center=center,
+        color=color,
+        background=background,
+        size=size,
+        antialias=antialias,
+        device=device,
+        dtype=dtype,
     )
 
 

@@ -27,9 +27,10 @@ ORIENTED_KINDS = {"curve": (8, 360.0), "angle": (8, 360.0), "line": (4, 180.0)}
 """kind -> (number of orientation bins, period in degrees); bin k is centred on k * 45 degrees."""
 PLAIN_KINDS = ("circle", "grating", "high_low", "blob")
 
-SHAPE_CLASSES: tuple[str, ...] = tuple(
-    f"{kind}_{int(k * period / bins)}" for kind, (bins, period) in ORIENTED_KINDS.items() for k in range(bins)
-) + PLAIN_KINDS
+SHAPE_CLASSES: tuple[str, ...] = (
+    tuple(f"{kind}_{int(k * period / bins)}" for kind, (bins, period) in ORIENTED_KINDS.items() for k in range(bins))
+    + PLAIN_KINDS
+)
 """Class names of the ``shape`` label, e.g. ``"curve_45"`` (a curve facing 22.5..67.5 degrees)."""
 
 COLORS = {
@@ -99,7 +100,8 @@ def random_scenes(
             idx = (shape == start + k).nonzero().flatten()
             if idx.numel():
                 images[idx], orientation[idx], drawn_arc = _draw_oriented(
-                    kind, k * period / bins, idx, fg, bg, size, s, g, dev)
+                    kind, k * period / bins, idx, fg, bg, size, s, g, dev
+                )
                 if drawn_arc is not None:
                     arc[idx] = drawn_arc
         start += bins
@@ -131,9 +133,7 @@ def _draw_oriented(kind, centre_deg, idx, fg, bg, size, s, g, dev):
     return lines(orientation, length=_uniform(m, 16, 40, g, dev) * s, **common), orientation, None
 
 
-def local_curve_facing(
-    orientation: torch.Tensor, arc: torch.Tensor, grid: int, *, size: int = 64
-) -> torch.Tensor:
+def local_curve_facing(orientation: torch.Tensor, arc: torch.Tensor, grid: int, *, size: int = 64) -> torch.Tensor:
     """Which way the curve faces in each cell of a ``grid`` x ``grid`` map -> ``[n, grid, grid]`` degrees.
 
     ``orientation`` [n] and ``arc`` [n, 4] are the labels of :func:`random_scenes`. A cell (of
@@ -145,8 +145,9 @@ def local_curve_facing(
     and the side it bulges toward.
     """
     if orientation.dim() != 1 or arc.shape != (orientation.shape[0], 4):
-        raise ValueError(f"expected orientation [n] and arc [n, 4], got {tuple(orientation.shape)} and "
-                         f"{tuple(arc.shape)}")
+        raise ValueError(
+            f"expected orientation [n] and arc [n, 4], got {tuple(orientation.shape)} and {tuple(arc.shape)}"
+        )
     cell = size / grid
     centres = (torch.arange(grid, dtype=arc.dtype, device=arc.device) + 0.5) * cell - size / 2
     y, x = -centres.view(1, grid, 1), centres.view(1, 1, grid)  # y up, as in stimuli
@@ -167,9 +168,7 @@ def local_curve_facing(
     return torch.where(on_arc, degrees, torch.full_like(degrees, float("nan")))
 
 
-def curve_midpoint_cells(
-    orientation: torch.Tensor, arc: torch.Tensor, grid: int, *, size: int = 64
-) -> torch.Tensor:
+def curve_midpoint_cells(orientation: torch.Tensor, arc: torch.Tensor, grid: int, *, size: int = 64) -> torch.Tensor:
     """The cell of a ``grid`` x ``grid`` map that holds each curve's midpoint -> ``[n, grid, grid]`` degrees.
 
     That cell holds the curve's ``orientation`` (the way its midpoint faces); every other cell, and
@@ -177,8 +176,9 @@ def curve_midpoint_cells(
     the position at which ``analysis.tuning.find_curve_detectors`` shows its stimuli.
     """
     if orientation.dim() != 1 or arc.shape != (orientation.shape[0], 4):
-        raise ValueError(f"expected orientation [n] and arc [n, 4], got {tuple(orientation.shape)} and "
-                         f"{tuple(arc.shape)}")
+        raise ValueError(
+            f"expected orientation [n] and arc [n, 4], got {tuple(orientation.shape)} and {tuple(arc.shape)}"
+        )
     cell = size / grid
     column = torch.floor((arc[:, 2] + size / 2) / cell).clamp(0, grid - 1)
     row = torch.floor((size / 2 - arc[:, 3]) / cell).clamp(0, grid - 1)  # y up
@@ -194,14 +194,24 @@ def _draw_plain(kind, idx, fg, bg, size, s, g, dev) -> torch.Tensor:
     center = torch.stack([_uniform(m, -12, 12, g, dev), _uniform(m, -12, 12, g, dev)], 1) * s
     colors = dict(color=fg[idx], background=bg[idx], size=size, device=dev)
     if kind == "circle":
-        return circles(_uniform(m, 5, 14, g, dev) * s, thickness=_uniform(m, 1.5, 3.5, g, dev) * s,
-                       center=center, **colors)
+        return circles(
+            _uniform(m, 5, 14, g, dev) * s, thickness=_uniform(m, 1.5, 3.5, g, dev) * s, center=center, **colors
+        )
     if kind == "grating":
-        return gratings(_uniform(m, 0, 360, g, dev), (_uniform(m, 0.06, 0.3, g, dev) / s).clamp(max=0.5),
-                        phase=_uniform(m, 0, 360, g, dev), **colors)
+        return gratings(
+            _uniform(m, 0, 360, g, dev),
+            (_uniform(m, 0.06, 0.3, g, dev) / s).clamp(max=0.5),
+            phase=_uniform(m, 0, 360, g, dev),
+            **colors,
+        )
     if kind == "high_low":
-        return high_low(_uniform(m, 0, 360, g, dev), _uniform(m, 3, 8, g, dev),
-                        frequency=(_uniform(m, 0.2, 0.4, g, dev) / s).clamp(max=0.5), center=center, **colors)
+        return high_low(
+            _uniform(m, 0, 360, g, dev),
+            _uniform(m, 3, 8, g, dev),
+            frequency=(_uniform(m, 0.2, 0.4, g, dev) / s).clamp(max=0.5),
+            center=center,
+            **colors,
+        )
     return blobs(_uniform(m, 3, 8, g, dev) * s, center=center, **colors)
 
 

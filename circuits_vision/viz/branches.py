@@ -40,8 +40,10 @@ def plot_report(report, *, title: str | None = None, figsize: tuple[float, float
     bars.set_title(f"{report.layer}: category units per branch")
     key.legend(*bars.get_legend_handles_labels(), fontsize=7, loc="center left", frameon=False)
 
-    log_enrichment = [[math.log2(report.row(c, b).enrichment) if report.row(c, b).count > 0 else math.nan
-                       for b in branch_names] for c in categories]
+    log_enrichment = [
+        [math.log2(report.row(c, b).enrichment) if report.row(c, b).count > 0 else math.nan for b in branch_names]
+        for c in categories
+    ]
     finite = [abs(v) for row in log_enrichment for v in row if not math.isnan(v)]
     limit = max(finite + [1.0])
     image = heat.imshow(log_enrichment, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
@@ -68,8 +70,7 @@ def plot_routing(routing, *, figsize: tuple[float, float] = (8.0, 3.0)) -> Figur
     order = sorted(range(fraction.shape[0]), key=lambda t: (int(fraction[t].argmax()), -float(fraction[t].max())))
     fig = Figure(figsize=figsize)
     ax = fig.subplots()
-    image = ax.imshow(fraction[order].T.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
-                      interpolation="nearest")
+    image = ax.imshow(fraction[order].T.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     ax.set_yticks(range(len(routing.branches)), [b.name for b in routing.branches])
     ax.set_xlabel(f"{routing.target} units (sorted by dominant branch)")
     ax.set_title(f"share of |weights| from each branch of {routing.source} ({routing.method})")

@@ -33,8 +33,11 @@ def weight_vs_orientation_figure(circuit, *, size: float = 4.0) -> Figure:
     ax.set_xticks(np.arange(-180, 181, 45))
     ax.set_xlabel(f"orientation difference {circuit.target} - {circuit.source} (deg)")
     ax.set_ylabel("net expanded weight")
-    ax.set_title(f"{circuit.source} -> {circuit.target} curve circuit: r = {circuit.correlation:.2f} with cos, "
-                 f"p = {circuit.p_value:.2g}", fontsize=9)
+    ax.set_title(
+        f"{circuit.source} -> {circuit.target} curve circuit: r = {circuit.correlation:.2f} with cos, "
+        f"p = {circuit.p_value:.2g}",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig

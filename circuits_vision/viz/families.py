@@ -29,7 +29,9 @@ def _picture(value) -> tuple[np.ndarray, dict]:
     3 channels: RGB (images in [0, 1] as they are; signed kernels around mid grey). Otherwise the sum
     over channels on a red (positive) / blue (negative) scale centred on 0.
     """
-    array = value.detach().float().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, dtype=np.float32)
+    array = (
+        value.detach().float().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, dtype=np.float32)
+    )
     if array.ndim == 3 and array.shape[0] == 3:
         if array.min() < 0 or array.max() > 1:
             array = 0.5 + array / (2 * max(float(np.abs(array).max()), 1e-12))
@@ -52,7 +54,7 @@ def family_figure(family, pictures, *, columns: int = 8, size: float = 1.4, titl
     rows = -(-len(members) // columns)
     fig, axes = _figure(rows, min(columns, len(members)), size)
     unit_label = "" if family.kind == "scale" else "\N{DEGREE SIGN}"
-    for ax in axes.flat[len(members):]:
+    for ax in axes.flat[len(members) :]:
         ax.axis("off")
     for ax, unit in zip(axes.flat, members):
         picture = pictures[unit] if isinstance(pictures, Mapping) else pictures[unit]
@@ -105,14 +107,18 @@ def echo_figure(result, *, columns: int = 4, size: float = 2.2):
     rows = -(-len(result.units) // columns)
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(rows, min(columns, len(result.units)), figsize=(columns * size, rows * size), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, min(columns, len(result.units)), figsize=(columns * size, rows * size), squeeze=False
+    )
     angles = result.orientations.numpy()
-    for ax in axes.flat[len(result.units):]:
+    for ax in axes.flat[len(result.units) :]:
         ax.axis("off")
     for k, (ax, unit) in enumerate(zip(axes.flat, result.units)):
         ax.plot(angles, result.before[k].numpy(), color="k", label="before")
         ax.plot(angles, result.after[k].numpy(), color="tab:red", label="after")
-        ax.set_title(f"unit {unit}: echo {float(result.echo_before[k]):.2f} -> {float(result.echo_after[k]):.2f}", fontsize=7)
+        ax.set_title(
+            f"unit {unit}: echo {float(result.echo_before[k]):.2f} -> {float(result.echo_after[k]):.2f}", fontsize=7
+        )
         ax.tick_params(labelsize=6)
     axes.flat[0].legend(fontsize=6)
     return fig

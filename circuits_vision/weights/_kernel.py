@@ -96,7 +96,9 @@ def settle(kernel: Kernel, compose: Composer) -> Kernel:
     return replace(kernel, weight=composed.reshape(c_node, c_source, composed.shape[2], composed.shape[3]), taps=None)
 
 
-def convolve(kernel: Kernel, weight: torch.Tensor, stride: Pair, padding: Pair, dilation: Pair, compose: Composer) -> Kernel:
+def convolve(
+    kernel: Kernel, weight: torch.Tensor, stride: Pair, padding: Pair, dilation: Pair, compose: Composer
+) -> Kernel:
     """Follow ``kernel`` by a convolution with ``weight [O, C_node, k, k]`` (groups already expanded)."""
     spacing = (dilation[0] * kernel.stride[0], dilation[1] * kernel.stride[1])
     if kernel.weight is not None and kernel.taps is not None:
@@ -128,7 +130,9 @@ def convolve(kernel: Kernel, weight: torch.Tensor, stride: Pair, padding: Pair, 
     return Kernel(composed, weight.shape[0], *_stepped(kernel, stride, padding))
 
 
-def depthwise(kernel: Kernel, taps: torch.Tensor, stride: Pair, padding: Pair, dilation: Pair, compose: Composer) -> Kernel:
+def depthwise(
+    kernel: Kernel, taps: torch.Tensor, stride: Pair, padding: Pair, dilation: Pair, compose: Composer
+) -> Kernel:
     """Follow ``kernel`` by the same 2-D filter ``taps [kh, kw]`` on every channel (a pool).
 
     Free until the kernel is settled: the filter joins the kernel's pending ``taps`` (composed with
@@ -223,7 +227,9 @@ def crop(kernel: Kernel, size: int, like: torch.Tensor) -> Kernel:
     weight = kernel.dense(like)
     kh, kw = weight.shape[2], weight.shape[3]
     if size > min(kh, kw):
-        raise ValueError(f"crop={size} is larger than the expanded kernel ({kh}x{kw}); use crop <= {min(kh, kw)} or none")
+        raise ValueError(
+            f"crop={size} is larger than the expanded kernel ({kh}x{kw}); use crop <= {min(kh, kw)} or none"
+        )
     top, left = (kh - size) // 2, (kw - size) // 2
     return Kernel(
         weight[:, :, top : top + size, left : left + size],

@@ -74,7 +74,12 @@ class ChannelRules:
 
     def _permute(self, node: Node, kernel: Kernel) -> Kernel:
         x, dims = node.args[0], permutation(node)
-        if dims == TO_CHANNELS_FIRST and x in self.channels_last or dims == TO_CHANNELS_LAST and node in self.channels_last:
+        if (
+            dims == TO_CHANNELS_FIRST
+            and x in self.channels_last
+            or dims == TO_CHANNELS_LAST
+            and node in self.channels_last
+        ):
             return kernel
         raise self._unsupported(node, f"a permutation {dims} of a tensor that is not NCHW -> NHWC or back")
 
@@ -98,8 +103,11 @@ class ChannelRules:
         if x.shape is None or len(x.shape) != 4 or x in self.channels_last or start_dim != 1 or end_dim not in (-1, 3):
             raise self._unsupported(node, "a flatten other than [N, C, 1, 1] -> [N, C]")
         if tuple(x.shape[2:]) != (1, 1):
-            raise self._unsupported(node, f"a flatten of a {x.shape[2]}x{x.shape[3]} map (it mixes positions into "
-                                          "channels); pool it to 1x1 first, or choose a target before it")
+            raise self._unsupported(
+                node,
+                f"a flatten of a {x.shape[2]}x{x.shape[3]} map (it mixes positions into "
+                "channels); pool it to 1x1 first, or choose a target before it",
+            )
         return kernel
 
     def _adaptive_pool(self, node: Node, kernel: Kernel, x: Node, output_size) -> Kernel:
@@ -109,8 +117,11 @@ class ChannelRules:
         out = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
         out = (out[0] or height, out[1] or width)  # None keeps that size
         if height % out[0] or width % out[1]:
-            raise self._unsupported(node, f"adaptive average pooling of a {height}x{width} map to {out[0]}x{out[1]}: its "
-                                          "windows differ by position; use an input size whose map is a multiple")
+            raise self._unsupported(
+                node,
+                f"adaptive average pooling of a {height}x{width} map to {out[0]}x{out[1]}: its "
+                "windows differ by position; use an input size whose map is a multiple",
+            )
         size = (height // out[0], width // out[1])
         return self._pool(kernel, size, size, 0, 1, "avg")
 
@@ -129,12 +140,14 @@ class ChannelRules:
             return float(constant)
         channels = x.shape[-1] if self._last_axis_is_channels(x) else x.shape[1]
         shape = tuple(constant.shape)
-        per_channel = (shape[-1:] == (channels,) and all(s == 1 for s in shape[:-1])) if self._last_axis_is_channels(x) \
+        per_channel = (
+            (shape[-1:] == (channels,) and all(s == 1 for s in shape[:-1]))
+            if self._last_axis_is_channels(x)
             else (len(shape) >= 3 and shape[-3:] == (channels, 1, 1) and all(s == 1 for s in shape[:-3]))
+        )
         if not per_channel:
             raise self._unsupported(node, f"a product with a {shape} tensor that is not one number per channel")
         return constant.reshape(-1)
-
 
 
 def linear_weight(node: Node) -> torch.Tensor:

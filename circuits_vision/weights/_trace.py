@@ -85,7 +85,9 @@ def record(model: nn.Module, stop_after: nn.Module, is_leaf) -> Graph:
     with eval_mode(model), torch.no_grad():
         example = probe_input(model, size)
         try:
-            tensors = itertools.chain(model.named_parameters(remove_duplicate=False), model.named_buffers(remove_duplicate=False))
+            tensors = itertools.chain(
+                model.named_parameters(remove_duplicate=False), model.named_buffers(remove_duplicate=False)
+            )
             params, originals = {}, {}
             for name, tensor in tensors:
                 params[name] = tensor.to("meta")
@@ -103,7 +105,9 @@ class _StopForward(Exception):
 
 
 class _Recorder(TorchFunctionMode):
-    def __init__(self, model: nn.Module, stop_after: nn.Module, is_leaf, originals: dict[int, torch.Tensor] | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, stop_after: nn.Module, is_leaf, originals: dict[int, torch.Tensor] | None = None
+    ) -> None:
         super().__init__()
         self.model, self.stop_after, self.is_leaf = model, stop_after, is_leaf
         # id of a parameter's meta copy -> the parameter: a node's arguments hold the real tensor, so rules

@@ -35,10 +35,21 @@ MAXPOOL_APPROXIMATIONS = ("avg", "center")
 # identity as linear approximation. Activations that are the identity for large inputs (ReLU, ReLU6,
 # Hardswish, GELU, SiLU) get the identity: every unit on its linear side, as "Visualizing Weights" does
 # for ReLU. linearize.py replaces the same functions.
-_IDENTITY_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.GELU, nn.SiLU, nn.Identity, nn.Dropout, nn.Dropout2d,
-                     nn.Dropout1d, nn.AlphaDropout)
-ACTIVATIONS_AS_IDENTITY = frozenset({"relu", "relu_", "relu6", "hardtanh", "hardtanh_", "hardswish", "hardswish_",
-                                     "gelu", "silu", "silu_"})
+_IDENTITY_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Hardswish,
+    nn.GELU,
+    nn.SiLU,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Dropout1d,
+    nn.AlphaDropout,
+)
+ACTIVATIONS_AS_IDENTITY = frozenset(
+    {"relu", "relu_", "relu6", "hardtanh", "hardtanh_", "hardswish", "hardswish_", "gelu", "silu", "silu_"}
+)
 _IDENTITY_FUNCTIONS = set(ACTIVATIONS_AS_IDENTITY) | {"contiguous", "clone", "detach"}
 _IDENTITY_FUNCTIONS |= {"dropout", "dropout2d", "feature_dropout"}
 # what may run on a channels-last map (ConvNeXt blocks): everything else assumes [N, C, H, W]
@@ -127,7 +138,9 @@ def expanded_weights(
         ValueError: ``target`` does not depend on ``source``, or a layer on the path has no linear
             approximation here (the message names it).
     """
-    options = dict(crop=crop, source_channels=source_channels, maxpool=maxpool, dtype=dtype, differentiable=differentiable)
+    options = dict(
+        crop=crop, source_channels=source_channels, maxpool=maxpool, dtype=dtype, differentiable=differentiable
+    )
     return expand(model, source, target, compose=compose, **options).weights
 
 
@@ -185,8 +198,10 @@ def _reference_tensor(model: nn.Module, dtype: torch.dtype | None) -> torch.Tens
     composition op computes in float32 or float64 only.
     """
     if dtype is not None and dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64 (or None: the model's, float32 for a half-precision "
-                         f"model), got {dtype}")
+        raise ValueError(
+            f"dtype must be torch.float32 or torch.float64 (or None: the model's, float32 for a half-precision "
+            f"model), got {dtype}"
+        )
     parameter = next((p for p in model.parameters() if p.is_floating_point()), None)
     if parameter is None:
         return torch.empty(0, dtype=dtype or torch.float32)
@@ -222,13 +237,18 @@ class _Walker(ChannelRules):
         if node.op == "function" and node.target == "permute" and node.args and node.args[0] in values:
             return self._permute(node, values[node.args[0]])
         if any(n in self.channels_last for n in node.inputs if n in values) and not _keeps_channels_last(node):
-            raise self._unsupported(node, "a layer on a channels-last (permuted) map; there only Linear, LayerNorm, "
-                                          "activations and arithmetic are supported")
+            raise self._unsupported(
+                node,
+                "a layer on a channels-last (permuted) map; there only Linear, LayerNorm, "
+                "activations and arithmetic are supported",
+            )
         if node.op == "module":
             inputs = [values[n] for n in node.inputs if n in values]
             first = node.args[0] if node.args else None
             if len(inputs) != 1 or not isinstance(first, Node) or first not in values:
-                raise self._unsupported(node, "a layer whose first argument is not the only input depending on the source")
+                raise self._unsupported(
+                    node, "a layer whose first argument is not the only input depending on the source"
+                )
             return self._module(node, node.module, inputs[0])
         if node.op == "function":
             return self._function(node, values)
@@ -251,7 +271,9 @@ class _Walker(ChannelRules):
                 raise self._unsupported(node, "a max pool that returns indices")
             return self._pool(kernel, module.kernel_size, module.stride, module.padding, module.dilation, "max")
         if isinstance(module, nn.AvgPool2d):
-            return self._pool(kernel, module.kernel_size, module.stride, module.padding, 1, "avg", module.divisor_override)
+            return self._pool(
+                kernel, module.kernel_size, module.stride, module.padding, 1, "avg", module.divisor_override
+            )
         if isinstance(module, nn.AdaptiveAvgPool2d):
             return self._adaptive_pool(node, kernel, node.args[0], module.output_size)
         if isinstance(module, nn.Linear):
@@ -311,7 +333,9 @@ class _Walker(ChannelRules):
             weight = dense
         padding = conv.padding
         if isinstance(padding, str):  # 'valid': none; 'same': PyTorch puts the odd pixel after
-            padding = tuple(0 if padding == "valid" else d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size))
+            padding = tuple(
+                0 if padding == "valid" else d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size)
+            )
         pair = _kernel.pair
         return _kernel.convolve(kernel, weight, pair(conv.stride), pair(padding), pair(conv.dilation), self.compose)
 
@@ -343,7 +367,9 @@ class _Walker(ChannelRules):
     def _pad(self, node: Node, kernel: Kernel, pad) -> Kernel:
         pad = tuple(pad)
         if len(pad) not in (2, 4) or not all(isinstance(p, int) for p in pad):
-            raise self._unsupported(node, f"padding {pad}: only spatial pads (left, right[, top, bottom]) are supported")
+            raise self._unsupported(
+                node, f"padding {pad}: only spatial pads (left, right[, top, bottom]) are supported"
+            )
         return _kernel.shift(kernel, (pad[2] if len(pad) == 4 else 0, pad[0]))
 
     def _cat(self, node: Node, values: dict[Node, Kernel]) -> Kernel:
@@ -366,7 +392,7 @@ class _Walker(ChannelRules):
         sign_b = (-1.0 if name in _SUB | _RSUB else 1.0) * float(alpha)
         terms = [(x, sign) for x, sign in ((a, 1.0), (b, sign_b)) if isinstance(x, Node) and x in values]
         if len(terms) == 1:  # adding a constant; subtracting from a constant negates
-            (x, sign), = terms
+            ((x, sign),) = terms
             return values[x] if sign == 1.0 else _kernel.scale(values[x], sign, self.like)
         summands = [_kernel.settle(values[x], self.compose) for x in (a, b)]
         return _kernel.add(summands, [1.0, sign_b], self.like)
@@ -387,12 +413,18 @@ class _Walker(ChannelRules):
 def _source_columns(channels, width: int, layer: str) -> torch.Tensor:
     """``source_channels`` as a long tensor: a non-empty list of ints in ``[0, width)``."""
     if isinstance(channels, (str, bytes)) or not hasattr(channels, "__iter__"):
-        raise TypeError(f"source_channels must be a list of channel indices of layer '{layer}', got {type(channels).__name__}")
+        raise TypeError(
+            f"source_channels must be a list of channel indices of layer '{layer}', got {type(channels).__name__}"
+        )
     listed = channels.tolist() if isinstance(channels, torch.Tensor) else list(channels)
     if not listed:
-        raise ValueError(f"source_channels is empty: pass at least one channel of layer '{layer}' (0..{width - 1}), "
-                         f"or source_channels=None for all {width}")
-    not_ints = [c for c in listed if isinstance(c, bool) or not hasattr(c, "__index__")]  # ints, numpy and 0-d tensor ints
+        raise ValueError(
+            f"source_channels is empty: pass at least one channel of layer '{layer}' (0..{width - 1}), "
+            f"or source_channels=None for all {width}"
+        )
+    not_ints = [
+        c for c in listed if isinstance(c, bool) or not hasattr(c, "__index__")
+    ]  # ints, numpy and 0-d tensor ints
     if not_ints:
         raise TypeError(f"source_channels must be integer channel indices, got {not_ints[:5]}")
     listed = [int(c) for c in listed]
@@ -415,6 +447,8 @@ def _is_number(value) -> bool:
 
 def _batchnorm_scale(bn: nn.BatchNorm2d) -> torch.Tensor:
     if bn.running_var is None:
-        raise ValueError("BatchNorm2d without running statistics (track_running_stats=False) is not linear in its input")
+        raise ValueError(
+            "BatchNorm2d without running statistics (track_running_stats=False) is not linear in its input"
+        )
     scale = torch.rsqrt(bn.running_var + bn.eps)
     return scale * bn.weight if bn.weight is not None else scale

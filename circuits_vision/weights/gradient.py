@@ -46,7 +46,12 @@ def source_gradients(
 
     image = probe_input(model, input_size)
     clock = _Clock(image.device, seconds)
-    with torch.enable_grad(), eval_mode(model), linearized(model, maxpool=maxpool), hooked(model, {source_name: replace_source}):
+    with (
+        torch.enable_grad(),
+        eval_mode(model),
+        linearized(model, maxpool=maxpool),
+        hooked(model, {source_name: replace_source}),
+    ):
         out = run_with_cache(model, image, [target_name])[target_name]
         clock.lap()
         if "x" not in leaf:

@@ -60,7 +60,9 @@ def _centred_layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-
     return out
 
 
-def _linear_max_pool(maxpool: str, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+def _linear_max_pool(
+    maxpool: str, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+):
     if return_indices:
         raise ValueError("linearized(): a max pool that returns indices has no linear replacement")
     if maxpool == "avg":

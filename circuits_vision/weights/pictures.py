@@ -86,7 +86,9 @@ def strongest_outputs(expanded, unit: int, k: int | None = 8) -> tuple[np.ndarra
 
 def _check_unit(count: int, unit: int, role: str) -> None:
     if not 0 <= unit < count:
-        raise IndexError(f"{role} unit {unit} out of range: the expanded weights have {count} {role} units (0..{count - 1})")
+        raise IndexError(
+            f"{role} unit {unit} out of range: the expanded weights have {count} {role} units (0..{count - 1})"
+        )
 
 
 @dataclass

@@ -19,7 +19,9 @@ def channel_reader() -> nn.Module:
     features = nn.Conv2d(CLASSES, CLASSES, 1, bias=False)
     with torch.no_grad():
         features.weight.copy_(torch.eye(CLASSES).view(CLASSES, CLASSES, 1, 1))
-    model = nn.Sequential(OrderedDict(features=features, relu=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten()))
+    model = nn.Sequential(
+        OrderedDict(features=features, relu=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten())
+    )
     model.input_size = 8
     return model.eval()
 
@@ -94,13 +96,16 @@ def test_public_name():
     assert cv.analysis.ablate is ablate
 
 
-@pytest.mark.parametrize("units, error", [
-    ({"features": [3]}, IndexError),
-    ({"nope": [0]}, ValueError),
-    (["features"], ValueError),
-    ({}, ValueError),
-    ([3.5], TypeError),
-])
+@pytest.mark.parametrize(
+    "units, error",
+    [
+        ({"features": [3]}, IndexError),
+        ({"nope": [0]}, ValueError),
+        (["features"], ValueError),
+        ({}, ValueError),
+        ([3.5], TypeError),
+    ],
+)
 def test_bad_units_are_named(units, error):
     with pytest.raises(error):
         parse_units(channel_reader(), units)

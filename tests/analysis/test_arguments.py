@@ -16,20 +16,23 @@ def model():
     return planted.curve_circuit().model
 
 
-@pytest.mark.parametrize("settings, error, message", [
-    ({"threshold": 5}, ValueError, r"threshold must be in \(0, 1\].*got 5"),
-    ({"threshold": -2}, ValueError, r"threshold must be in \(0, 1\]"),
-    ({"threshold": 0.0}, ValueError, r"threshold must be in \(0, 1\]"),
-    ({"threshold": float("nan")}, ValueError, r"threshold must be in \(0, 1\]"),
-    ({"threshold": "high"}, TypeError, "threshold must be a number"),
-    ({"invariant_threshold": 1.5}, ValueError, r"invariant_threshold must be in \(0, 1\]"),
-    ({"units": []}, ValueError, "units is empty"),
-    ({"min_members": 0}, ValueError, "min_members must be >= 2"),
-    ({"min_members": 1}, ValueError, "min_members must be >= 2"),
-    ({"min_members": 2.5}, TypeError, "min_members must be an integer"),
-    ({"steps": -4}, ValueError, "steps must be >= 2"),
-    ({"steps": 0}, ValueError, "steps must be >= 2"),
-])
+@pytest.mark.parametrize(
+    "settings, error, message",
+    [
+        ({"threshold": 5}, ValueError, r"threshold must be in \(0, 1\].*got 5"),
+        ({"threshold": -2}, ValueError, r"threshold must be in \(0, 1\]"),
+        ({"threshold": 0.0}, ValueError, r"threshold must be in \(0, 1\]"),
+        ({"threshold": float("nan")}, ValueError, r"threshold must be in \(0, 1\]"),
+        ({"threshold": "high"}, TypeError, "threshold must be a number"),
+        ({"invariant_threshold": 1.5}, ValueError, r"invariant_threshold must be in \(0, 1\]"),
+        ({"units": []}, ValueError, "units is empty"),
+        ({"min_members": 0}, ValueError, "min_members must be >= 2"),
+        ({"min_members": 1}, ValueError, "min_members must be >= 2"),
+        ({"min_members": 2.5}, TypeError, "min_members must be an integer"),
+        ({"steps": -4}, ValueError, "steps must be >= 2"),
+        ({"steps": 0}, ValueError, "steps must be >= 2"),
+    ],
+)
 def test_equivariance_report_rejects_bad_settings_before_any_work(model, settings, error, message):
     with pytest.raises(error, match=message):
         eq.report(model, "edges", **settings)

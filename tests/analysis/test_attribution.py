@@ -94,7 +94,9 @@ def test_between_layers_gives_every_units_inputs_and_places_in_one_call():
     for j, u in enumerate([2, 0]):
         torch.testing.assert_close(result.channel[:, j], acts.sum((2, 3)) * w[u], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(result.spatial[:, j], (acts * w[u].view(1, -1, 1, 1)).sum(1), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(result.target_value, model.conv2(acts).sum((2, 3))[:, [2, 0]].detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        result.target_value, model.conv2(acts).sum((2, 3))[:, [2, 0]].detach(), rtol=1e-5, atol=1e-5
+    )
     assert result.top_inputs(2, k=1, image=0)[0][0] == int(result.channel[0, 0].argmax())
 
 

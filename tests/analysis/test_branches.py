@@ -77,8 +77,15 @@ def test_article_results_from_packaged_families_and_branch_ranges():
     assert row.p_bonferroni == pytest.approx(row.p_value * 72, rel=1e-12)
     assert report.best_branch("BW vs Color").branch == "5x5"
 
-    curve_families = ["Curves", "Double Curves", "Curves misc.", "Shallow Curves", "Curve Shapes", "Evolute",
-                      "Circles / Loops"]
+    curve_families = [
+        "Curves",
+        "Double Curves",
+        "Curves misc.",
+        "Shallow Curves",
+        "Curve Shapes",
+        "Evolute",
+        "Circles / Loops",
+    ]
     families = facts.families("mixed3b")
     curve_related = sorted(u for name in curve_families for u in families[name])
     assert curve_related == facts.branch_specialization_categories("mixed3b_5x5")["Curve Related"]

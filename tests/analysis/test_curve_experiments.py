@@ -27,11 +27,15 @@ def test_orientation_difference_wraps():
 def test_curve_circuit_of_a_cosine_profile_is_perfect_and_of_noise_is_not():
     src = [detector(u, 45.0 * u) for u in range(8)]
     tgt = [detector(u, 45.0 * u + 10) for u in range(8)]
-    delta = orientation_difference(torch.tensor([d.preferred_orientation for d in tgt])[:, None],
-                                   torch.tensor([d.preferred_orientation for d in src])[None, :])
+    delta = orientation_difference(
+        torch.tensor([d.preferred_orientation for d in tgt])[:, None],
+        torch.tensor([d.preferred_orientation for d in src])[None, :],
+    )
     weights = torch.zeros(8, 8, 3, 3)
     weights[:, :, 1, 1] = torch.cos(torch.deg2rad(delta))
-    found = curve_circuit(None, "a", "b", source_detectors=src, target_detectors=tgt, weights=weights, permutations=2000)
+    found = curve_circuit(
+        None, "a", "b", source_detectors=src, target_detectors=tgt, weights=weights, permutations=2000
+    )
     assert found.correlation == pytest.approx(1.0)
     assert found.p_value < 0.01 and found.null_std > 0.05
     assert found.aligned_mean > 0.9 and found.opposite_mean < -0.9 and found.excites_aligned and found.inhibits_opposite
@@ -40,14 +44,22 @@ def test_curve_circuit_of_a_cosine_profile_is_perfect_and_of_noise_is_not():
     assert found.profile[found.bins.index(0.0)] == pytest.approx(math.cos(math.radians(10)), abs=1e-5)
 
     noise = torch.randn(8, 8, 3, 3, generator=torch.Generator().manual_seed(0))
-    shuffled = curve_circuit(None, "a", "b", source_detectors=src, target_detectors=tgt, weights=noise, permutations=2000)
+    shuffled = curve_circuit(
+        None, "a", "b", source_detectors=src, target_detectors=tgt, weights=noise, permutations=2000
+    )
     assert abs(shuffled.correlation) < 0.35 and shuffled.p_value > 0.01
 
 
 def test_curve_circuit_needs_two_detectors_per_layer():
     with pytest.raises(ValueError, match="at least 2"):
-        curve_circuit(None, "a", "b", source_detectors=[detector(0, 0.0)], target_detectors=[detector(0, 0.0)] * 2,
-                      weights=torch.zeros(1, 1, 1, 1))
+        curve_circuit(
+            None,
+            "a",
+            "b",
+            source_detectors=[detector(0, 0.0)],
+            target_detectors=[detector(0, 0.0)] * 2,
+            weights=torch.zeros(1, 1, 1, 1),
+        )
 
 
 def test_rotate_kernels_turns_counter_clockwise_with_y_up():
@@ -66,8 +78,19 @@ def test_template_rebuilds_exactly_equivariant_weights():
     E = torch.zeros(4, 4, 5, 5, dtype=torch.float64)
     for j, t in enumerate(tgt):
         for i, s in enumerate(src):
-            k = int(((orientation_difference(torch.tensor(t.preferred_orientation), torch.tensor(s.preferred_orientation))
-                      + 180 + 22.5) // 45) % 8)
+            k = int(
+                (
+                    (
+                        orientation_difference(
+                            torch.tensor(t.preferred_orientation), torch.tensor(s.preferred_orientation)
+                        )
+                        + 180
+                        + 22.5
+                    )
+                    // 45
+                )
+                % 8
+            )
             E[j, i] = ce.rotate_kernels(base[k], t.preferred_orientation)
     built, template = ce._template(E, tgt, src)
     assert torch.allclose(built, E, atol=1e-9)
@@ -78,7 +101,10 @@ def tiny_inception() -> InceptionNet:
     spec = InceptionSpec(
         stem=(ConvSpec("conv2d0", 6, 3, stride=2),),
         blocks=(BlockSpec("mixed3a", 4, 3, 4, 2, 3, 3), BlockSpec("mixed3b", 4, 3, 4, 2, 3, 3)),
-        num_classes=0, preprocess=Preprocess(scale=2.0, offset=-1.0), input_size=16)
+        num_classes=0,
+        preprocess=Preprocess(scale=2.0, offset=-1.0),
+        input_size=16,
+    )
     return InceptionNet(spec, generator=torch.Generator().manual_seed(0)).eval()
 
 

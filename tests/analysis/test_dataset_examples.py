@@ -14,7 +14,7 @@ SIZE = 16
 
 
 class ChannelModel(nn.Module):
-    """"unit" layer: channel 0 = red, 1 = green, 2 = blue at each pixel (identity 1x1 conv)."""
+    """ "unit" layer: channel 0 = red, 1 = green, 2 = blue at each pixel (identity 1x1 conv)."""
 
     input_size = SIZE
 
@@ -44,8 +44,9 @@ def spot_images(n: int, seed: int = 0):
 
 def test_top_k_values_order_positions_and_crops():
     images, values, rows, cols = spot_images(40)
-    result = top_activating(ChannelModel(), "unit", [images[:13], images[13:]], k=5, batch_size=8,
-                            crop_size=5, progress=False)
+    result = top_activating(
+        ChannelModel(), "unit", [images[:13], images[13:]], k=5, batch_size=8, crop_size=5, progress=False
+    )
     assert result.n_images == 40 and result.n_skipped == 0
     for u in range(3):
         expected = values[:, u].argsort(descending=True)[:5]
@@ -77,8 +78,16 @@ def test_kept_images_and_boxes_locate_each_crop_in_its_image():
 
 def test_keep_images_refuses_images_of_several_sizes():
     with pytest.raises(ValueError, match="one size"):
-        top_activating(ChannelModel(), "unit", [torch.rand(2, 3, 16, 16), torch.rand(2, 3, 12, 12)], k=2,
-                       crop_size=4, batch_size=2, keep_images=True, progress=False)
+        top_activating(
+            ChannelModel(),
+            "unit",
+            [torch.rand(2, 3, 16, 16), torch.rand(2, 3, 12, 12)],
+            k=2,
+            crop_size=4,
+            batch_size=2,
+            keep_images=True,
+            progress=False,
+        )
 
 
 def test_streaming_in_small_batches_equals_one_big_batch():

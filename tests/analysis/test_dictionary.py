@@ -76,8 +76,10 @@ def shipped_mixed3b():
 @pytest.mark.slow
 def test_resampling_revives_dead_features_on_the_shipped_mixed3b(shipped_mixed3b):
     model, acts = shipped_mixed3b
-    runs = {r: dictionary.train(model, "mixed3b", acts, n_features=640, steps=800, batch_size=512, seed=0, resample=r)
-            for r in (0, 3)}
+    runs = {
+        r: dictionary.train(model, "mixed3b", acts, n_features=640, steps=800, batch_size=512, seed=0, resample=r)
+        for r in (0, 3)
+    }
     plain, resampled = runs[0], runs[3]
     assert plain.resampled == [] and plain.alive_before_resampling is None
     # measured: about 360 alive without resampling, 540 with; the layer has 160 neurons
@@ -122,16 +124,31 @@ def test_comparison_counts_features_cleaner_than_their_covering_neurons():
     from circuits_vision.analysis.dictionary_comparison import compare, covering_neurons
 
     directions = torch.tensor([[0.8, 0.6, 0.0, 0.0], [0.0, 0.0, 0.6, -0.8], [0.6, 0.0, 0.0, 0.8]])
-    found = dictionary.Dictionary(layer="l", directions=directions, encoder=directions.clone(),
-                                  encoder_bias=torch.zeros(3), decoder_bias=torch.zeros(4), scale=1.0, l1=0.1,
-                                  seed=0, fraction_unexplained=0.25, l0=1.5, dead=0)
+    found = dictionary.Dictionary(
+        layer="l",
+        directions=directions,
+        encoder=directions.clone(),
+        encoder_bias=torch.zeros(3),
+        decoder_bias=torch.zeros(4),
+        scale=1.0,
+        l1=0.1,
+        seed=0,
+        fraction_unexplained=0.25,
+        l0=1.5,
+        dead=0,
+    )
     assert covering_neurons(found, 0, 2) == [0, 1] and covering_neurons(found, 1, 2) == [3, 2]
     neurons = {0: 0.9, 1: 0.4, 2: 0.1, 3: 0.7}
     result = compare(found, {0: 0.3, 1: 0.2, 2: 0.0}, neurons, cover=2)
     # feature 0: 0.3 < min(0.9, 0.4); feature 1: 0.2 > min(0.7, 0.1); feature 2 covers 3 and 0: 0.0 < 0.7
     assert result.cleaner == [0, 2] and result.uncovered == [] and result.compared == 3
-    assert result.table()[1] == {"feature": 1, "score": 0.2, "covering": [3, 2], "cleanest_covering": 0.1,
-                                 "cleaner": False}
+    assert result.table()[1] == {
+        "feature": 1,
+        "score": 0.2,
+        "covering": [3, 2],
+        "cleanest_covering": 0.1,
+        "cleaner": False,
+    }
     partial = compare(found, {0: 0.3, 1: 0.2}, {0: 0.9}, cover=2)
     assert partial.cleaner == [] and partial.uncovered == [0, 1] and partial.compared == 0
     assert "0 of 0 features are cleaner" in str(partial)

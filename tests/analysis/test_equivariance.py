@@ -81,8 +81,12 @@ def test_similarity_shortcut_equals_one_product_per_angle():
     mask = T.disk_mask(11, k)
     angles = torch.arange(24, dtype=torch.float64) * 15
     fast = T.transform_similarity(k, angles, T.rotate, mask=mask, period=360.0)
-    direct = torch.stack([T.normalised_flat(T.rotate(k, a / 2), mask) @ T.normalised_flat(T.rotate(k, -a / 2), mask).T
-                          for a in angles.tolist()])
+    direct = torch.stack(
+        [
+            T.normalised_flat(T.rotate(k, a / 2), mask) @ T.normalised_flat(T.rotate(k, -a / 2), mask).T
+            for a in angles.tolist()
+        ]
+    )
     assert torch.allclose(fast, direct, atol=1e-12)
     assert fast[0].diagonal().sub(1).abs().max() < 1e-12  # every kernel equals itself unrotated
 
@@ -262,10 +266,14 @@ FACTS = Path(__file__).resolve().parents[2] / "circuits_vision" / "data" / "ince
 
 
 @pytest.mark.skipif(not SHAPES_CHECKPOINT.exists(), reason="the shipped shapes checkpoint is not built yet")
-@pytest.mark.xfail(strict=True, reason=(
-    "the retrained shapes checkpoint's mixed3b weights and tuning do not agree: 21 detectors, no weight family at "
-    "q < 0.05 (Jaccard 0), pair median error 94.8 deg against 89.3 deg shuffled (the previous checkpoint: 61 "
-    "against 85-89)"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "the retrained shapes checkpoint's mixed3b weights and tuning do not agree: 21 detectors, no weight family at "
+        "q < 0.05 (Jaccard 0), pair median error 94.8 deg against 89.3 deg shuffled (the previous checkpoint: 61 "
+        "against 85-89)"
+    ),
+)
 def test_shapes_curve_detectors_weights_agree_with_tuning():
     """Weights and tuning should agree on the shipped model's mixed3b curve detectors; on the current
     checkpoint they do not, and this strict xfail turns into a failure the day a checkpoint makes them agree
@@ -323,10 +331,15 @@ def test_inceptionv1_mixed3b_curves_and_mixed3a_high_low_families():
     model = inceptionv1(os.environ["CIRCUITS_VISION_INCEPTIONV1"])
     curves_3b = facts["families"]["mixed3b"]["Curves"]
     others_3b = facts["families"]["mixed3b"]["Lines"] + facts["families"]["mixed3b"]["Eyes"]
-    sources = eq.report(model, "mixed3a", units=facts["families"]["mixed3a"]["Curves"] + facts["families"]["mixed3a"]["Lines"],
-                        threshold=0.6)
-    report = eq.report(model, "mixed3b", source="mixed3a", units=curves_3b + others_3b, threshold=0.6,
-                       source_families=sources.families)
+    sources = eq.report(
+        model,
+        "mixed3a",
+        units=facts["families"]["mixed3a"]["Curves"] + facts["families"]["mixed3a"]["Lines"],
+        threshold=0.6,
+    )
+    report = eq.report(
+        model, "mixed3b", source="mixed3a", units=curves_3b + others_3b, threshold=0.6, source_families=sources.families
+    )
     best = max(report.families, key=lambda f: len(set(f.members) & set(curves_3b)), default=None)
     assert best is not None, str(report)
     p, r = precision_recall(set(best.members), set(curves_3b))

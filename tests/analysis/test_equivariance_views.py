@@ -42,8 +42,14 @@ def test_views_that_disagree_on_angles_score_like_the_shuffled_baseline(planted_
     fam = curves.families[0]
     g = torch.Generator().manual_seed(1)
     scrambled = torch.randperm(len(fam.members), generator=g)
-    other = eq.Family("rotation", fam.members, {u: fam.values[fam.members[int(k)]] for u, k in zip(fam.members, scrambled)},
-                      fam.reference, 360.0, fam.score)
+    other = eq.Family(
+        "rotation",
+        fam.members,
+        {u: fam.values[fam.members[int(k)]] for u, k in zip(fam.members, scrambled)},
+        fam.reference,
+        360.0,
+        fam.score,
+    )
     fake = eq.EquivarianceResult("rotation", "curves", None, "tuning", families=[other])
     ag = agreement.agree(curves, fake, "weights", "shuffled")
     assert ag.jaccard == 1.0 and ag.median_error_deg > 30.0 and ag.p_value > 0.05
@@ -57,8 +63,9 @@ def test_views_need_two_known_views(planted_curves):
 
 def test_planted_circuit_beats_its_shuffled_angle_null(planted_curves):
     pm, bright, curves, weights = planted_curves
-    result = circuits.circuit(pm.model, "edges", "curves", curves.families[0], source_family=bright, weights=weights,
-                              shuffles=49)
+    result = circuits.circuit(
+        pm.model, "edges", "curves", curves.families[0], source_family=bright, weights=weights, shuffles=49
+    )
     assert result.score > 0.95 and result.p_value == pytest.approx(1 / 50)
     assert float(result.null_scores.max()) < 0.6 and result.effect_size > 3
     assert result.reduction == pytest.approx(4.0)
@@ -85,6 +92,7 @@ def test_weights_vs_tuning_decides_by_false_discovery_rate_by_default():
     # strong pairs are the significant ones (all 28 pairs of the planted family), their angles agree
     assert found["strong_pairs"] == 28 and found["strong_pair_median_error_deg"] <= 5.0
     assert found["pair_median_error_deg"] <= 5.0 and found["pair_null_median_deg"] >= 60.0
-    fixed = eq.weights_vs_tuning(pm.model, "curves", source="edges", source_families="auto", steps=36,
-                                 threshold=0.5, pair_threshold=0.5)
+    fixed = eq.weights_vs_tuning(
+        pm.model, "curves", source="edges", source_families="auto", steps=36, threshold=0.5, pair_threshold=0.5
+    )
     assert fixed["report"].settings.threshold == 0.5 and fixed["jaccard"] == 1.0

@@ -39,7 +39,10 @@ def test_equivariance_score_drops_when_one_kernel_is_broken(curve_circuit):
     broken = weights.clone()
     g = torch.Generator().manual_seed(0)
     broken[curves.members[0]] = torch.randn(broken[0].shape, generator=g) * broken[0].std()
-    assert motifs.equivariant_circuit(broken, edges, curves).score < motifs.equivariant_circuit(weights, edges, curves).score - 0.05
+    assert (
+        motifs.equivariant_circuit(broken, edges, curves).score
+        < motifs.equivariant_circuit(weights, edges, curves).score - 0.05
+    )
 
 
 def test_curve_pattern_tangent_lines_excite_orthogonal_ones_inhibit(curve_circuit):
@@ -77,7 +80,13 @@ def test_zero_inhibition_needs_a_direct_conv():
     pm = planted.union_unit()
     fam = Family("rotation", [0, 1, 2], {0: 0.0, 1: 45.0, 2: 90.0}, 0, 360.0, 1.0)
     with pytest.raises(ValueError, match="no single convolution"):
-        motifs.zero_inhibition(pm.model, pm.truth["edges"]["layer"], pm.truth["union"]["layer"], fam, Family("rotation", [0], {0: 0.0}, 0, 360.0, 1.0))
+        motifs.zero_inhibition(
+            pm.model,
+            pm.truth["edges"]["layer"],
+            pm.truth["union"]["layer"],
+            fam,
+            Family("rotation", [0], {0: 0.0}, 0, 360.0, 1.0),
+        )
 
 
 def test_union_unit_found_and_not_in_the_random_control():
@@ -168,7 +177,9 @@ def test_members_reached_through_their_bottleneck_are_edited(shapes_model):
     source, target = _family([0, 1, 2, 3]), motifs.restrict(_family([83, 86, 5]), [83, 86])
     assert target.members == [83, 86] and target.values == {83: 0.0, 86: 45.0}
     weight = shapes_model.mixed3b_3x3_pre_relu_conv.weight.detach()
-    edited, zeroed = motifs.zero_inhibition(shapes_model, "mixed3b_3x3_bottleneck", "mixed3b", source, target, which="all")
+    edited, zeroed = motifs.zero_inhibition(
+        shapes_model, "mixed3b_3x3_bottleneck", "mixed3b", source, target, which="all"
+    )
     # mixed3b channel 48 + k is the 3x3 conv's output channel k
     assert zeroed == int((weight[[83 - 48, 86 - 48]][:, [0, 1, 2, 3]] < 0).sum()) > 0
     assert float(edited.mixed3b_3x3_pre_relu_conv.weight.detach()[35, :4].min()) >= 0.0
@@ -176,8 +187,9 @@ def test_members_reached_through_their_bottleneck_are_edited(shapes_model):
 
 def test_echo_experiment_runs_on_the_shipped_model(shapes_model):
     # mixed3a's 1x1 branch (channels 0..23) reads maxpool1 directly; 13, 14 and 21 respond to curves
-    result = motifs.echo_experiment(shapes_model, "maxpool1", "mixed3a", _family(list(range(48))),
-                                    _family([13, 14, 21]), orientations=12)
+    result = motifs.echo_experiment(
+        shapes_model, "maxpool1", "mixed3a", _family(list(range(48))), _family([13, 14, 21]), orientations=12
+    )
     assert result.before.shape == result.after.shape == (3, 12) and result.zeroed > 0
     assert float(result.before.amax(1).min()) > 1.0
     # zeroing every inhibitory input can only raise a unit's pre-activation

@@ -38,8 +38,9 @@ def test_a_union_unit_scores_high_and_its_clusters_are_its_two_cases(models):
     union, _ = models
     images, labels = curve_set()
     names = [f"curve_{int(o)}" for o in ORIENTATIONS]
-    found = poly.polysemanticity(union, "union", "curves", [images[:50], images[50:]], labels=labels,
-                                 label_names=names, k=2 * PER_ORIENTATION)
+    found = poly.polysemanticity(
+        union, "union", "curves", [images[:50], images[50:]], labels=labels, label_names=names, k=2 * PER_ORIENTATION
+    )
     unit = found.unit(0)
     # the top examples are exactly the two cases, the curves facing 0 and 180 degrees
     assert sorted({names[int(labels[i])] for i in unit.examples}) == ["curve_0", "curve_180"]
@@ -57,8 +58,10 @@ def test_a_union_unit_scores_high_and_its_clusters_are_its_two_cases(models):
 def test_a_single_feature_unit_scores_low(models):
     union, single = models
     images, labels = curve_set()
-    both = [poly.polysemanticity(m, "union", "curves", [images], labels=labels, k=2 * PER_ORIENTATION).unit(0)
-            for m in (union, single)]
+    both = [
+        poly.polysemanticity(m, "union", "curves", [images], labels=labels, k=2 * PER_ORIENTATION).unit(0)
+        for m in (union, single)
+    ]
     assert both[1].n_clusters == 1 and both[1].score < 0.2 < 0.8 < both[0].score
     # its top examples are the 0-degree curves first, then their 45-degree neighbours: one feature, tuned
     assert {int(labels[i]) for i in both[1].examples[:PER_ORIENTATION]} == {0}

@@ -19,8 +19,9 @@ LINE_ORIENTATION = 30.0
 
 def template(image: torch.Tensor) -> torch.Tensor:
     """A matched filter for a drawing: the image's centre crop, zero-mean, unit norm, [3, K, K]."""
-    dark = image.mean(0, keepdim=True)[:, SIZE // 2 - KERNEL // 2 : SIZE // 2 + KERNEL // 2 + 1,
-                                            SIZE // 2 - KERNEL // 2 : SIZE // 2 + KERNEL // 2 + 1]
+    dark = image.mean(0, keepdim=True)[
+        :, SIZE // 2 - KERNEL // 2 : SIZE // 2 + KERNEL // 2 + 1, SIZE // 2 - KERNEL // 2 : SIZE // 2 + KERNEL // 2 + 1
+    ]
     dark = dark - dark.mean()
     return (dark / dark.norm()).expand(3, -1, -1) / 3
 
@@ -63,7 +64,10 @@ def angular_error(a: torch.Tensor, b: torch.Tensor, period: float = 360.0) -> to
 
 def test_preferred_orientation_matches_the_template(model):
     curves = tuning.tuning_curves(
-        model, "response", range(6), stimuli.curves,
+        model,
+        "response",
+        range(6),
+        stimuli.curves,
         {"orientation": torch.arange(0, 360, 2.5), "radius": [6, 7, 8]},
         fixed={"angular_width": 100, "thickness": 2},
     )
@@ -77,16 +81,27 @@ def test_preferred_orientation_matches_the_template(model):
 
 
 def test_rotation_invariant_unit_has_no_orientation_selectivity(model):
-    circle = tuning.tuning_curves(model, "response", [0, 5], stimuli.curves,
-                                  {"orientation": torch.arange(0, 360, 5.0)}, fixed={"radius": 6, "thickness": 2})
+    circle = tuning.tuning_curves(
+        model,
+        "response",
+        [0, 5],
+        stimuli.curves,
+        {"orientation": torch.arange(0, 360, 5.0)},
+        fixed={"radius": 6, "thickness": 2},
+    )
     osi = circle.selectivity_index()
     assert osi[1] < 0.05 < 0.15 < osi[0]
 
 
 def test_line_unit_has_180_degree_period(model):
     lines = tuning.tuning_curves(
-        model, "response", [4], stimuli.lines, {"orientation": torch.arange(0, 180, 2.0)},
-        fixed={"length": 16, "thickness": 2}, period=180.0,
+        model,
+        "response",
+        [4],
+        stimuli.lines,
+        {"orientation": torch.arange(0, 180, 2.0)},
+        fixed={"length": 16, "thickness": 2},
+        period=180.0,
     )
     assert angular_error(lines.preferred_orientation(), torch.tensor([LINE_ORIENTATION]), 180).item() <= 4
 
@@ -96,11 +111,15 @@ def test_responses_are_in_baseline_standard_deviations(model):
     raw = tuning.unit_responses(model, "response", noise, [0, 1])
     mean, std = tuning.noise_baseline(model, "response", [0, 1], images=noise)
     assert torch.allclose(std, raw.std(0).where(raw.std(0) > 1e-8, torch.ones(2)))
-    curves = tuning.tuning_curves(model, "response", [0, 1], stimuli.curves, {"orientation": [0, 60]},
-                                  fixed={"radius": 7}, baseline=(mean, std))
+    curves = tuning.tuning_curves(
+        model, "response", [0, 1], stimuli.curves, {"orientation": [0, 60]}, fixed={"radius": 7}, baseline=(mean, std)
+    )
     direct = tuning.unit_responses(
-        model, "response",
-        stimuli.curves(torch.tensor([0.0, 60.0]), 7, size=SIZE, center=tuning.receptive_field_center(model, "response")),
+        model,
+        "response",
+        stimuli.curves(
+            torch.tensor([0.0, 60.0]), 7, size=SIZE, center=tuning.receptive_field_center(model, "response")
+        ),
         [0, 1],
     )
     assert torch.allclose(curves.responses, (direct / std).T, atol=1e-5)
@@ -129,9 +148,12 @@ def test_find_curve_detectors_finds_the_curve_templates_not_the_line(model):
 
 def test_tuning_width_of_a_known_curve():
     curves = tuning.TuningCurves(
-        layer="x", units=[0], axes={"orientation": torch.arange(0, 360, 10.0)},
+        layer="x",
+        units=[0],
+        axes={"orientation": torch.arange(0, 360, 10.0)},
         responses=torch.tensor([[max(0.0, math.cos(math.radians(a - 90))) for a in range(0, 360, 10)]]),
-        baseline_mean=torch.zeros(1), baseline_std=torch.ones(1),
+        baseline_mean=torch.zeros(1),
+        baseline_std=torch.ones(1),
     )
     # cos >= 0.5 within +-60 degrees of 90.
     assert curves.tuning_width().item() == pytest.approx(120)
@@ -153,8 +175,14 @@ def test_bad_arguments_have_clear_errors(model):
 
 
 def test_subset_keeps_the_rows_of_the_named_units(model):
-    curves = tuning.tuning_curves(model, "response", [0, 1, 2], stimuli.curves, {"orientation": [0, 60, 135]},
-                                  fixed={"radius": 7, "angular_width": 100, "thickness": 2})
+    curves = tuning.tuning_curves(
+        model,
+        "response",
+        [0, 1, 2],
+        stimuli.curves,
+        {"orientation": [0, 60, 135]},
+        fixed={"radius": 7, "angular_width": 100, "thickness": 2},
+    )
     part = curves.subset([2, 0])
     assert part.units == [2, 0]
     assert torch.equal(part.responses, curves.responses[[2, 0]])
@@ -179,7 +207,11 @@ def test_tuning_curves_run_in_the_models_dtype(dtype, tolerance):
 
     from circuits_vision.models import shapes
 
-    detectors = json.loads(shapes.default_weights_path().with_suffix(".json").read_text())["curve_detectors"]["mixed3a"]["units"]
+    detectors = json.loads(shapes.default_weights_path().with_suffix(".json").read_text())["curve_detectors"][
+        "mixed3a"
+    ]["units"]
     tuned = tuning.tuning_curves(load("shapes"), "mixed3a", detectors, stimuli.curves, axes, fixed=fixed)
-    tuned_other = tuning.tuning_curves(load("shapes").to(dtype), "mixed3a", detectors, stimuli.curves, axes, fixed=fixed)
+    tuned_other = tuning.tuning_curves(
+        load("shapes").to(dtype), "mixed3a", detectors, stimuli.curves, axes, fixed=fixed
+    )
     assert torch.equal(tuned_other.preferred_orientation(), tuned.preferred_orientation())

@@ -30,8 +30,17 @@ def tiny():
 def full_atlas(tiny, tmp_path_factory):
     """Every unit of mixed3a and mixed3b with all analyses, the circuit report and a hostile label."""
     out = tmp_path_factory.mktemp("atlas")
-    atlas.build(tiny, ["mixed3a", "mixed3b"], out, steps=2, size=32, progress=False, labels={"mixed3a:1": LABEL},
-                report=("mixed3a", "mixed3b"), config=atlas.AtlasConfig(chunk_size=8, log=lambda message: None))
+    atlas.build(
+        tiny,
+        ["mixed3a", "mixed3b"],
+        out,
+        steps=2,
+        size=32,
+        progress=False,
+        labels={"mixed3a:1": LABEL},
+        report=("mixed3a", "mixed3b"),
+        config=atlas.AtlasConfig(chunk_size=8, log=lambda message: None),
+    )
     return out
 
 
@@ -40,10 +49,17 @@ DICTIONARY_OPTIONS = {"steps": 300, "l1": 0.05}
 
 def _build_with_dictionary(tiny, out, messages, **config):
     """An atlas of mixed3a and mixed3b with the dictionary part (a short sparse-autoencoder training)."""
-    return atlas.build(tiny, ["mixed3a", "mixed3b"], out, steps=2, size=32, progress=False, report=False,
-                       parts=["inputs", "outputs", "polysemanticity", "dictionary"],
-                       config=atlas.AtlasConfig(chunk_size=8, log=messages.append,
-                                                dictionary_options=DICTIONARY_OPTIONS, **config))
+    return atlas.build(
+        tiny,
+        ["mixed3a", "mixed3b"],
+        out,
+        steps=2,
+        size=32,
+        progress=False,
+        report=False,
+        parts=["inputs", "outputs", "polysemanticity", "dictionary"],
+        config=atlas.AtlasConfig(chunk_size=8, log=messages.append, dictionary_options=DICTIONARY_OPTIONS, **config),
+    )
 
 
 @pytest.fixture(scope="session")

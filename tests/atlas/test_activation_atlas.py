@@ -29,7 +29,9 @@ def scenes(n=24, seed=1, size=32):
 def test_collection_streams_batches_and_keeps_the_activation_at_each_sampled_position(tiny):
     images, labels = scenes(10)
     batches = ((images[i : i + 4], labels["shape"][i : i + 4]) for i in range(0, 10, 4))  # a one-pass generator
-    samples = AA.collect_activations(tiny, "mixed3a", batches, positions_per_image=3, generator=torch.Generator().manual_seed(0))
+    samples = AA.collect_activations(
+        tiny, "mixed3a", batches, positions_per_image=3, generator=torch.Generator().manual_seed(0)
+    )
     assert samples.vectors.shape[0] == 30 and samples.n_images == 10
     with torch.no_grad():
         acts = run_with_cache(tiny, images, ["mixed3a"])["mixed3a"]
@@ -37,7 +39,9 @@ def test_collection_streams_batches_and_keeps_the_activation_at_each_sampled_pos
         i, (r, c) = int(samples.sources[m]), samples.positions[m].tolist()
         torch.testing.assert_close(samples.vectors[m], acts[i, :, r, c])
         assert int(samples.labels[m]) == int(labels["shape"][i])
-    again = AA.collect_activations(tiny, "mixed3a", [images], positions_per_image=3, generator=torch.Generator().manual_seed(0))
+    again = AA.collect_activations(
+        tiny, "mixed3a", [images], positions_per_image=3, generator=torch.Generator().manual_seed(0)
+    )
     assert torch.equal(again.positions, samples.positions)
     assert int(again.labels[0]) == -1
 
@@ -58,8 +62,17 @@ def test_each_cell_is_the_mean_of_its_activations_and_every_cell_is_rendered_in_
 
     monkeypatch.setattr(AA, "render", fake_render)
     images, labels = scenes(40)
-    result = atlas.activation_atlas(tiny, "mixed3b", images, labels=labels["shape"], grid=4, positions_per_image=4,
-                                    reducer="pca", min_count=2, batch_size=16)
+    result = atlas.activation_atlas(
+        tiny,
+        "mixed3b",
+        images,
+        labels=labels["shape"],
+        grid=4,
+        positions_per_image=4,
+        reducer="pca",
+        min_count=2,
+        batch_size=16,
+    )
     assert result.reducer == "pca" and len(calls) == 1
     objectives, kwargs = calls[0]
     assert len(objectives) == len(result.cells) and kwargs["batch_size"] == len(result.cells)
@@ -67,15 +80,22 @@ def test_each_cell_is_the_mean_of_its_activations_and_every_cell_is_rendered_in_
     default = AA.OBJECTIVES["direction_neuron_cossim"]("mixed3b", torch.ones(4)).name
     assert all(o.name == default for o in objectives)
     assert default != AA.OBJECTIVES["direction"]("mixed3b", torch.ones(4)).name
-    samples = AA.collect_activations(tiny, "mixed3b", [images[:16], images[16:32], images[32:]], positions_per_image=4,
-                                     generator=torch.Generator().manual_seed(0))
+    samples = AA.collect_activations(
+        tiny,
+        "mixed3b",
+        [images[:16], images[16:32], images[32:]],
+        positions_per_image=4,
+        generator=torch.Generator().manual_seed(0),
+    )
     rendered = result.sample_cell >= 0
     assert int(result.counts.sum()) == int(rendered.sum()) and bool((result.counts >= 2).all())
     for cell in range(len(result.cells)):
         mine = samples.vectors[result.sample_cell == cell]
         torch.testing.assert_close(result.directions[cell], mine.mean(0))
-        torch.testing.assert_close(objectives[cell].objective_func(lambda name, mine=mine: mine.unsqueeze(-1).unsqueeze(-1)),
-                                   _cossim_objective(mine, result.directions[cell]))
+        torch.testing.assert_close(
+            objectives[cell].objective_func(lambda name, mine=mine: mine.unsqueeze(-1).unsqueeze(-1)),
+            _cossim_objective(mine, result.directions[cell]),
+        )
     # cells follow the layout: a sample's cell holds its (x, y) coordinates
     m = int(rendered.nonzero()[0, 0])
     row, col = result.cells[result.sample_cell[m]].tolist()
@@ -86,7 +106,9 @@ def test_each_cell_is_the_mean_of_its_activations_and_every_cell_is_rendered_in_
 
 
 def test_auto_reducer_is_umap_when_importable_else_tsne(tiny, monkeypatch):
-    monkeypatch.setattr(AA, "render", lambda model, objectives, **kw: SimpleNamespace(images=torch.zeros(len(objectives), 3, 4, 4)))
+    monkeypatch.setattr(
+        AA, "render", lambda model, objectives, **kw: SimpleNamespace(images=torch.zeros(len(objectives), 3, 4, 4))
+    )
     images, _ = scenes(30)
     result = atlas.activation_atlas(tiny, "mixed3a", images, grid=3, positions_per_image=2, min_count=1)
     assert result.reducer == ("umap" if importlib.util.find_spec("umap") else "tsne")
@@ -113,11 +135,22 @@ class Readout(nn.Module):
 
 
 def test_class_filtered_atlas_keeps_only_activations_that_push_toward_the_class(monkeypatch):
-    monkeypatch.setattr(AA, "render", lambda model, objectives, **kw: SimpleNamespace(images=torch.zeros(len(objectives), 3, 4, 4)))
+    monkeypatch.setattr(
+        AA, "render", lambda model, objectives, **kw: SimpleNamespace(images=torch.zeros(len(objectives), 3, 4, 4))
+    )
     model = Readout().eval()
     images = torch.rand(50, 3, 6, 6, generator=torch.Generator().manual_seed(2))
-    result = atlas.activation_atlas(model, "layer", images, class_target=0, class_keep=0.5, grid=2, positions_per_image=2,
-                                    reducer="pca", min_count=1)
+    result = atlas.activation_atlas(
+        model,
+        "layer",
+        images,
+        class_target=0,
+        class_keep=0.5,
+        grid=2,
+        positions_per_image=2,
+        reducer="pca",
+        min_count=1,
+    )
     assert result.class_target == "logit 0"
     # attribution to logit 0 is (channel 0 - channel 1) / 36 at a position: only red-dominant positions push up
     assert result.coordinates.shape[0] <= 50
@@ -132,15 +165,24 @@ def test_norm_sampling_never_picks_a_silent_position_and_the_neuron_objective_re
     model = Readout().eval()
     images = torch.zeros(6, 3, 6, 6)
     images[:, 0, 1, 4] = 1.0  # only (1, 4) is active, in channel 0
-    images[3] = 0.0            # an all-silent image falls back to uniform positions
-    samples = AA.collect_activations(model, "layer", [images], positions_per_image=5, sampling="norm",
-                                     generator=torch.Generator().manual_seed(0))
+    images[3] = 0.0  # an all-silent image falls back to uniform positions
+    samples = AA.collect_activations(
+        model, "layer", [images], positions_per_image=5, sampling="norm", generator=torch.Generator().manual_seed(0)
+    )
     active = samples.sources != 3
     assert bool((samples.positions[active] == torch.tensor([1, 4])).all())
     assert len({tuple(p) for p in samples.positions[~active].tolist()}) > 1
     calls = []
-    monkeypatch.setattr(AA, "render", lambda m, objectives, **kw: calls.append(objectives) or SimpleNamespace(images=torch.zeros(len(objectives), 3, 4, 4)))
-    atlas.activation_atlas(model, "layer", torch.rand(20, 3, 6, 6), grid=2, reducer="pca", min_count=1, objective="direction_neuron")
+    monkeypatch.setattr(
+        AA,
+        "render",
+        lambda m, objectives, **kw: (
+            calls.append(objectives) or SimpleNamespace(images=torch.zeros(len(objectives), 3, 4, 4))
+        ),
+    )
+    atlas.activation_atlas(
+        model, "layer", torch.rand(20, 3, 6, 6), grid=2, reducer="pca", min_count=1, objective="direction_neuron"
+    )
     assert {o.name for o in calls[0]} == {"direction_neuron"}
     with pytest.raises(ValueError, match="sampling must be one of"):
         AA.collect_activations(model, "layer", [images], sampling="max", generator=torch.Generator())
@@ -158,8 +200,18 @@ def test_heldout_scenes_are_the_held_out_stream_not_the_training_one():
 
 
 def test_a_real_render_of_the_default_scenes_gives_one_image_per_cell_and_a_page(tiny, tmp_path):
-    result = atlas.activation_atlas(tiny, "mixed3b", grid=3, n_images=24, positions_per_image=2, reducer="pca",
-                                    min_count=1, steps=2, size=32, batch_size=12)
+    result = atlas.activation_atlas(
+        tiny,
+        "mixed3b",
+        grid=3,
+        n_images=24,
+        positions_per_image=2,
+        reducer="pca",
+        min_count=1,
+        steps=2,
+        size=32,
+        batch_size=12,
+    )
     assert result.images.shape == (len(result.cells), 3, 32, 32)
     assert result.label_names[0] == "curve_0" and int(result.cell_label.max()) >= 0
     (tmp_path / "units" / "mixed3b").mkdir(parents=True)
@@ -172,11 +224,11 @@ def test_a_real_render_of_the_default_scenes_gives_one_image_per_cell_and_a_page
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert not re.search(r"(src|href)=\"(https?:)?//", html)  # nothing external: works from file://
     row, col = result.cells[0].tolist()
-    assert f"href=\"#cell-{row}-{col}\"" in html and f"id=\"cell-{row}-{col}\"" in html
-    assert f"<a href=\"units/mixed3b/{top}.html\">mixed3b:{top}</a>" in html
+    assert f'href="#cell-{row}-{col}"' in html and f'id="cell-{row}-{col}"' in html
+    assert f'<a href="units/mixed3b/{top}.html">mixed3b:{top}</a>' in html
     images = re.findall(r"src=\"([^\"]+)\"", html)
     assert images and all((tmp_path / src).exists() for src in images)
-    assert html.count("type=\"radio\"") == 4
+    assert html.count('type="radio"') == 4
     assert "activation atlas of mixed3b" in str(result)
 
 
@@ -199,8 +251,9 @@ def test_positions_that_see_none_of_the_object_are_background_and_object_samplin
     assert torch.equal(batch, next(AA.heldout_scenes(12, batch_size=12, size=32))[0])
     mask = details["object"]
     assert mask.shape == (12, 32, 32) and 0 < float(mask.double().mean()) < 1
-    samples = AA.collect_activations(tiny, "mixed3b", [(batch, shape, details)], positions_per_image=6,
-                                     generator=torch.Generator().manual_seed(0))
+    samples = AA.collect_activations(
+        tiny, "mixed3b", [(batch, shape, details)], positions_per_image=6, generator=torch.Generator().manual_seed(0)
+    )
     h = run_with_cache(tiny, batch[:1], ["mixed3b"])["mixed3b"].shape[-1]
     stride = 32 // h
     for m in range(samples.vectors.shape[0]):  # the window: two strides, centred on the position's cell
@@ -210,8 +263,14 @@ def test_positions_that_see_none_of_the_object_are_background_and_object_samplin
         assert bool(samples.on_object[m]) == (float(window.sum()) / (2 * stride) ** 2 > AA.OBJECT_SHARE)
     assert torch.equal(samples.orientations.isnan(), details["orientation"].isnan().repeat_interleave(6))
     assert 0 < float(samples.on_object.double().mean()) < 1  # uniform positions: some beside the object
-    on = AA.collect_activations(tiny, "mixed3b", [(batch, shape, details)], positions_per_image=6, sampling="object",
-                                generator=torch.Generator().manual_seed(0))
+    on = AA.collect_activations(
+        tiny,
+        "mixed3b",
+        [(batch, shape, details)],
+        positions_per_image=6,
+        sampling="object",
+        generator=torch.Generator().manual_seed(0),
+    )
     assert bool(on.on_object.all())
     with pytest.raises(ValueError, match="needs object masks"):
         AA.collect_activations(tiny, "mixed3b", [(batch, shape)], sampling="object", generator=torch.Generator())
@@ -220,9 +279,21 @@ def test_positions_that_see_none_of_the_object_are_background_and_object_samplin
 
 
 def test_the_default_atlas_labels_off_object_activations_background_and_keeps_their_orientations(tiny, monkeypatch):
-    monkeypatch.setattr(AA, "render", lambda model, objectives, **kw: SimpleNamespace(images=torch.zeros(len(objectives), 3, 4, 4)))
-    result = atlas.activation_atlas(tiny, "mixed3b", grid=3, n_images=24, positions_per_image=4, reducer="pca",
-                                    min_count=1, size=32, batch_size=12, sampling="uniform")
+    monkeypatch.setattr(
+        AA, "render", lambda model, objectives, **kw: SimpleNamespace(images=torch.zeros(len(objectives), 3, 4, 4))
+    )
+    result = atlas.activation_atlas(
+        tiny,
+        "mixed3b",
+        grid=3,
+        n_images=24,
+        positions_per_image=4,
+        reducer="pca",
+        min_count=1,
+        size=32,
+        batch_size=12,
+        sampling="uniform",
+    )
     background = result.label_names.index(AA.BACKGROUND)
     assert background == len(result.label_names) - 1 and result.label_names[0] == "curve_0"
     off = result.labels == background
@@ -232,7 +303,8 @@ def test_the_default_atlas_labels_off_object_activations_background_and_keeps_th
     assert torch.equal(result.orientations.isnan(), drawn.isnan())
     assert torch.allclose(result.orientations.nan_to_num(-1), drawn.nan_to_num(-1))
     # By default the held-out scenes are sampled where their object is: no activation is background.
-    default = atlas.activation_atlas(tiny, "mixed3b", grid=3, n_images=24, positions_per_image=4, reducer="pca",
-                                     min_count=1, size=32, batch_size=12)
+    default = atlas.activation_atlas(
+        tiny, "mixed3b", grid=3, n_images=24, positions_per_image=4, reducer="pca", min_count=1, size=32, batch_size=12
+    )
     names = [default.label_names[i] for i in default.labels.tolist()]
     assert AA.BACKGROUND not in names and len(names) == 24 * 4

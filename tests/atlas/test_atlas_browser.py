@@ -22,9 +22,18 @@ def browser(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,900",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
@@ -87,8 +96,11 @@ def test_layer_page_search_filter_and_sort(full_atlas, browser, tmp_path):
     browser.get((full_atlas / "layers" / "mixed3b.html").resolve().as_uri())
 
     def visible() -> list[int]:
-        return [int(a.get_attribute("data-unit")) for a in browser.find_elements(By.CSS_SELECTOR, "#units a.unit")
-                if a.is_displayed()]
+        return [
+            int(a.get_attribute("data-unit"))
+            for a in browser.find_elements(By.CSS_SELECTOR, "#units a.unit")
+            if a.is_displayed()
+        ]
 
     assert visible() == list(range(12))
     assert browser.find_element(By.ID, "shown").text == "12 shown"
@@ -125,12 +137,23 @@ def _synthetic_layer(directory: Path, n: int) -> list[dict]:
     store.save_png(directory / "img" / "unit.png", __import__("torch").full((3, 8, 8), 0.5))
     branches = ["1x1", "3x3", "5x5", "pool"]
     family = {"kind": "rotation", "members": [], "size": 4, "score": 0.9, "angle": 90}
-    records = [{"layer": "big", "unit": u, "image": "img/unit.png", "page": f"units/big/{u}.html",
-                "label": f"curve {u}" if u % 97 == 0 else None,
-                "family": {**family, "family": u % 7} if u % 5 == 0 else "no rotation family",
-                "branch": branches[u % 4], "tuning": {"color_category": "color" if u % 3 else "both",
-                                                      "orientation_selectivity": round((u * 37 % 101) / 100, 2)},
-                "polysemanticity": {"score": round((u * 53 % 89) / 44, 3)}} for u in range(n)]
+    records = [
+        {
+            "layer": "big",
+            "unit": u,
+            "image": "img/unit.png",
+            "page": f"units/big/{u}.html",
+            "label": f"curve {u}" if u % 97 == 0 else None,
+            "family": {**family, "family": u % 7} if u % 5 == 0 else "no rotation family",
+            "branch": branches[u % 4],
+            "tuning": {
+                "color_category": "color" if u % 3 else "both",
+                "orientation_selectivity": round((u * 37 % 101) / 100, 2),
+            },
+            "polysemanticity": {"score": round((u * 53 % 89) / 44, 3)},
+        }
+        for u in range(n)
+    ]
     viewer.write_viewer(directory, records, {"model": "synthetic"})
     return records
 
@@ -196,7 +219,9 @@ def test_click_from_index_to_a_dictionary_feature_and_through_its_neighbourhood(
     browser.save_screenshot(str(tmp_path / "feature.png"))
     assert (tmp_path / "feature.png").stat().st_size > 1000
     if os.environ.get("CIRCUITS_VISION_KEEP_SCREENSHOT"):
-        shutil.copy(tmp_path / "feature.png", Path(os.environ["CIRCUITS_VISION_KEEP_SCREENSHOT"]).with_name("feature.png"))
+        shutil.copy(
+            tmp_path / "feature.png", Path(os.environ["CIRCUITS_VISION_KEEP_SCREENSHOT"]).with_name("feature.png")
+        )
     node = browser.find_element(By.CSS_SELECTOR, "#neighbourhood a.node circle")  # the strongest neuron, first
     browser.execute_script("arguments[0].scrollIntoView()", node)
     graph = tmp_path / "neighbourhood.png"

@@ -51,7 +51,9 @@ def test_default_layers_are_the_main_layers(tiny):
 
 def test_build_writes_every_unit_with_metadata(tiny, full_atlas):
     records = _manifest(full_atlas)
-    assert [(r["layer"], r["unit"]) for r in records] == [("mixed3a", u) for u in range(10)] + [("mixed3b", u) for u in range(12)]
+    assert [(r["layer"], r["unit"]) for r in records] == [("mixed3a", u) for u in range(10)] + [
+        ("mixed3b", u) for u in range(12)
+    ]
     for r in records:
         with Image.open(full_atlas / r["image"]) as image:
             assert image.size == (32, 32)
@@ -67,11 +69,18 @@ def test_build_writes_every_unit_with_metadata(tiny, full_atlas):
     assert [i["unit"] for i in inputs] == norms.argsort(descending=True)[:6].tolist()
     assert inputs[0]["norm"] == pytest.approx(float(norms.max()), rel=1e-4)
     # the first layer's input is the RGB image
-    assert records[0]["inputs"][0]["layer"] == "input" and records[0]["inputs"][0]["picture"].startswith("data:image/png")
+    assert records[0]["inputs"][0]["layer"] == "input" and records[0]["inputs"][0]["picture"].startswith(
+        "data:image/png"
+    )
     assert records[0]["outputs"][0]["layer"] == "mixed3b"
     assert records[10]["outputs"] is None  # the last layer feeds no chosen layer
     for r in records:
-        assert isinstance(r["tuning"], dict) and r["tuning"]["color_category"] in ("color", "black_and_white", "both", "unresponsive")
+        assert isinstance(r["tuning"], dict) and r["tuning"]["color_category"] in (
+            "color",
+            "black_and_white",
+            "both",
+            "unresponsive",
+        )
         assert isinstance(r["family"], (dict, str)) and not str(r["family"]).startswith("not computed")
     # without an image folder the examples come from scenes of the shipped model's distribution
     assert len(records[0]["examples"]["values"]) == 6 and records[0]["examples"]["sources"][0].startswith("scene ")
@@ -84,14 +93,17 @@ def test_build_writes_every_unit_with_metadata(tiny, full_atlas):
         assert flagged == set(found)
         for r in records:
             if r["layer"] == layer and r["unit"] in found:
-                assert r["tuning"]["curve_orientation"] == pytest.approx(found[r["unit"]].preferred_orientation, abs=0.05)
+                assert r["tuning"]["curve_orientation"] == pytest.approx(
+                    found[r["unit"]].preferred_orientation, abs=0.05
+                )
     assert (full_atlas / "index.html").is_file() and (full_atlas / "layers" / "mixed3b.html").is_file()
     report = (full_atlas / "report" / "index.html").read_text()
     assert "Branch specialization" in report and "mixed3b_branches_color.png" in report
     # The branch tables are the reports' text tables, not a printed list of row dicts.
     tables = report.split("Branch specialization of mixed3b", 1)[1].split("<pre>")[1:]
-    assert tables and all(not t.lstrip().startswith("[{") and "&#x27;category&#x27;:" not in t.split("</pre>")[0]
-                          for t in tables)
+    assert tables and all(
+        not t.lstrip().startswith("[{") and "&#x27;category&#x27;:" not in t.split("</pre>")[0] for t in tables
+    )
     assert 'href="report/index.html"' in (full_atlas / "index.html").read_text()
 
 
@@ -105,7 +117,13 @@ def test_interrupted_run_resumes_without_rendering_any_unit_twice(tiny, tmp_path
             raise _Interrupt
 
     with pytest.raises(_Interrupt):
-        atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), **{**FAST, "config": job(chunk_size=4, on_progress=stop_after_two_chunks)})
+        atlas.build(
+            tiny,
+            ["mixed3a"],
+            tmp_path,
+            parts=("branch",),
+            **{**FAST, "config": job(chunk_size=4, on_progress=stop_after_two_chunks)},
+        )
     assert len(counted_render) == 8 and not (tmp_path / "manifest.jsonl").exists()
     assert not (tmp_path / store.LOCK_FILE).exists()  # released on the way out
     result = atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), **{**FAST, "config": job(chunk_size=4)})
@@ -115,7 +133,10 @@ def test_interrupted_run_resumes_without_rendering_any_unit_twice(tiny, tmp_path
         with Image.open(tmp_path / r["image"]) as image:
             image.verify()
     # a third run finds nothing to do
-    assert atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), **{**FAST, "config": job(chunk_size=4)}).rendered == 0
+    assert (
+        atlas.build(tiny, ["mixed3a"], tmp_path, parts=("branch",), **{**FAST, "config": job(chunk_size=4)}).rendered
+        == 0
+    )
     assert len(counted_render) == 10
 
 
@@ -158,9 +179,33 @@ def test_labels_are_escaped(full_atlas):
 def test_two_torchrun_processes_shard_the_units(tmp_path):
     pytest.importorskip("torch.distributed")
     out = tmp_path / "atlas"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "circuits_vision.cli", "atlas", "--model", str(TINY), "--out", str(out), "--steps", "2",
-               "--size", "32", "--layers", "mixed3a", "mixed3b", "--chunk-size", "3", "--parts", "branch", "--no-report"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "circuits_vision.cli",
+        "atlas",
+        "--model",
+        str(TINY),
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--size",
+        "32",
+        "--layers",
+        "mixed3a",
+        "mixed3b",
+        "--chunk-size",
+        "3",
+        "--parts",
+        "branch",
+        "--no-report",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -175,11 +220,30 @@ def test_two_torchrun_processes_shard_the_units(tmp_path):
 
 def test_kill_9_mid_run_then_rerun_takes_over_and_finishes(tiny, tmp_path, counted_render):
     out = tmp_path / "atlas"
-    command = [sys.executable, "-m", "circuits_vision.cli", "atlas", "--model", str(TINY), "--out", str(out),
-               "--steps", "20", "--size", "32", "--layers", "mixed3a", "--chunk-size", "1", "--parts", "branch",
-               "--no-report"]  # ten one-unit chunks, slow enough to be killed between two of them
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "circuits_vision.cli",
+        "atlas",
+        "--model",
+        str(TINY),
+        "--out",
+        str(out),
+        "--steps",
+        "20",
+        "--size",
+        "32",
+        "--layers",
+        "mixed3a",
+        "--chunk-size",
+        "1",
+        "--parts",
+        "branch",
+        "--no-report",
+    ]  # ten one-unit chunks, slow enough to be killed between two of them
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     records = store.records_path(out, 0)
     deadline = time.monotonic() + 60
     try:
@@ -193,8 +257,14 @@ def test_kill_9_mid_run_then_rerun_takes_over_and_finishes(tiny, tmp_path, count
     if len(done_before) == 10:
         pytest.skip("the run finished before it could be killed")
     with pytest.warns(UserWarning, match="stale lock"):
-        result = atlas.build(tiny, ["mixed3a"], out, parts=("branch",), model_name=TINY.name,
-                             **{**FAST, "steps": 20, "config": job(chunk_size=1)})
+        result = atlas.build(
+            tiny,
+            ["mixed3a"],
+            out,
+            parts=("branch",),
+            model_name=TINY.name,
+            **{**FAST, "steps": 20, "config": job(chunk_size=1)},
+        )
     units = [int(name.split(":")[1]) for name in counted_render]
     assert not set(units) & done_before  # nothing rendered twice
     assert sorted(units + sorted(done_before)) == list(range(10)) and result.rendered == len(units)
@@ -240,7 +310,9 @@ def test_dataset_examples_default_to_held_out_scenes_with_the_crop_outlined(tiny
         index = [int(s.split()[1]) for s in value["sources"]]
         assert index == act[:, unit].argsort(descending=True)[:4].tolist()
         assert value["values"] == pytest.approx(act[index, unit].tolist(), abs=1e-3)
-        assert value["labels"][0] == f"{SHAPE_CLASSES[labels['shape'][index[0]]]} {COLOR_NAMES[labels['color'][index[0]]]}"
+        assert (
+            value["labels"][0] == f"{SHAPE_CLASSES[labels['shape'][index[0]]]} {COLOR_NAMES[labels['color'][index[0]]]}"
+        )
         with Image.open(tmp_path / value["image"]) as strip:
             whole = torch.from_numpy(np.asarray(strip.convert("RGB"), dtype=np.float32)).permute(2, 0, 1) / 255
         scale = whole.shape[1] // 32
@@ -270,8 +342,18 @@ def test_inceptionv1_default_layers_are_its_relu_and_mixed_layers():
     model = inceptionv1()
     model.input_size = 32  # the probe forwards that find the branches need not be 224 px to see the structure
     assert atlas.default_layers(model) == [
-        "conv2d0", "conv2d1", "conv2d2", "mixed3a", "mixed3b", "mixed4a", "mixed4b", "mixed4c", "mixed4d", "mixed4e",
-        "mixed5a", "mixed5b",
+        "conv2d0",
+        "conv2d1",
+        "conv2d2",
+        "mixed3a",
+        "mixed3b",
+        "mixed4a",
+        "mixed4b",
+        "mixed4c",
+        "mixed4d",
+        "mixed4e",
+        "mixed5a",
+        "mixed5b",
     ]
 
 
@@ -290,8 +372,16 @@ def test_curve_tuning_finds_the_shipped_models_curve_family():
 def test_unit_page_states_curve_tuning():
     from circuits_vision.atlas.viewer import _tuning_html
 
-    curve = {"curve_detector": True, "curve_orientation": 45.0, "curve_peak": 3.1, "curve_vs_line": 0.4,
-             "color_category": "unresponsive", "color_drive": 0.0, "bw_drive": 0.0, "orientation_selectivity": 0.0}
+    curve = {
+        "curve_detector": True,
+        "curve_orientation": 45.0,
+        "curve_peak": 3.1,
+        "curve_vs_line": 0.4,
+        "color_category": "unresponsive",
+        "color_drive": 0.0,
+        "bw_drive": 0.0,
+        "orientation_selectivity": 0.0,
+    }
     assert _tuning_html(curve).startswith("curve detector, preferred orientation 45.0° (peak 3.1 sd")
     assert _tuning_html({**curve, "curve_detector": False}).startswith("not a curve detector")
 
@@ -309,7 +399,13 @@ def test_images_do_not_depend_on_chunk_size_batch_size_or_resuming(tiny, tmp_pat
 
     resumed = tmp_path / "resumed"
     with pytest.raises(_Interrupt):
-        atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), **{**FAST, "config": job(chunk_size=4, on_progress=stop_after_one_chunk)})
+        atlas.build(
+            tiny,
+            ["mixed3a"],
+            resumed,
+            parts=("branch",),
+            **{**FAST, "config": job(chunk_size=4, on_progress=stop_after_one_chunk)},
+        )
     assert len(_pngs(resumed)) == 4
     # resumed with other chunk and batch sizes: the six units left land in other batches and places
     atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), **{**FAST, "config": job(chunk_size=3, batch_size=2)})
@@ -319,7 +415,10 @@ def test_images_do_not_depend_on_chunk_size_batch_size_or_resuming(tiny, tmp_pat
     # a deleted image is rendered once more, identical, and its record replaced rather than added
     counted_render.clear()
     (resumed / "img" / "mixed3a" / "5.png").unlink()
-    assert atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), **{**FAST, "config": job(chunk_size=4)}).rendered == 1
+    assert (
+        atlas.build(tiny, ["mixed3a"], resumed, parts=("branch",), **{**FAST, "config": job(chunk_size=4)}).rendered
+        == 1
+    )
     assert counted_render == ["mixed3a:5"]
     records = store.read_jsonl(store.records_path(resumed, 0))
     assert sorted(r["unit"] for r in records) == list(range(10))
@@ -351,24 +450,40 @@ def test_a_rerun_with_fewer_parts_and_no_report_keeps_what_was_computed(tiny, fu
     copy = tmp_path / "atlas"
     shutil.copytree(full_atlas, copy)
     pages = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*.html")}
-    result = atlas.build(tiny, ["mixed3a", "mixed3b"], copy, **{**FAST, "size": 32, "config": job(chunk_size=8)}, parts=("branch",),
-                         labels={"mixed3a:1": "<script>document.title='pwned'</script>"})
+    result = atlas.build(
+        tiny,
+        ["mixed3a", "mixed3b"],
+        copy,
+        **{**FAST, "size": 32, "config": job(chunk_size=8)},
+        parts=("branch",),
+        labels={"mixed3a:1": "<script>document.title='pwned'</script>"},
+    )
     assert result.rendered == 0 and result.report == copy / "report" / "index.html"
     assert {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*.html")} == pages  # nothing dropped
     assert 'href="report/index.html"' in (copy / "index.html").read_text()
     assert _manifest(copy) == _manifest(full_atlas)
     (copy / "analysis" / "mixed3b.family.json").write_text("[1, 2")
     with pytest.raises(store.CorruptAtlasFileError, match=r"mixed3b\.family\.json is not valid JSON.*delete it"):
-        atlas.build(tiny, ["mixed3a", "mixed3b"], copy, **{**FAST, "size": 32, "config": job(chunk_size=8)}, parts=("branch",))
+        atlas.build(
+            tiny, ["mixed3a", "mixed3b"], copy, **{**FAST, "size": 32, "config": job(chunk_size=8)}, parts=("branch",)
+        )
 
 
 def test_a_small_atlas_analyses_only_its_units_and_shows_progress(tiny, tmp_path, monkeypatch, capsys):
     from circuits_vision.analysis import equivariance
 
     searched, real = [], equivariance.report
-    monkeypatch.setattr(equivariance, "report", lambda *a, **kw: searched.append((a[1], kw.get("units"))) or real(*a, **kw))
-    atlas.build(tiny, ["mixed3a", "mixed3b"], tmp_path, units_per_layer=3, parts=("inputs", "outputs", "family", "tuning"),
-                **{**FAST, "report": ("mixed3a", "mixed3b"), "progress": True})
+    monkeypatch.setattr(
+        equivariance, "report", lambda *a, **kw: searched.append((a[1], kw.get("units"))) or real(*a, **kw)
+    )
+    atlas.build(
+        tiny,
+        ["mixed3a", "mixed3b"],
+        tmp_path,
+        units_per_layer=3,
+        parts=("inputs", "outputs", "family", "tuning"),
+        **{**FAST, "report": ("mixed3a", "mixed3b"), "progress": True},
+    )
     for layer in ("mixed3a", "mixed3b"):
         for part in ("inputs", "family", "tuning"):
             stored = json.loads((tmp_path / "analysis" / f"{layer}.{part}.json").read_text())
@@ -481,11 +596,19 @@ def test_job_knobs_live_in_a_frozen_atlas_config(tiny, tmp_path, monkeypatch):
 
     seen = []
     real = optvis.render
-    monkeypatch.setattr(optvis, "render", lambda model, objectives, **kw: seen.append(kw) or real(model, objectives, **kw))
+    monkeypatch.setattr(
+        optvis, "render", lambda model, objectives, **kw: seen.append(kw) or real(model, objectives, **kw)
+    )
     engine = optvis.RenderConfig(fused=False, channels_last=False)
     out = tmp_path / "atlas"
-    atlas.build(tiny, ["mixed3a"], out, units_per_layer=3, parts=(),
-                **{**FAST, "config": job(chunk_size=2, render=engine, render_options={"preset": "lucent"})})
+    atlas.build(
+        tiny,
+        ["mixed3a"],
+        out,
+        units_per_layer=3,
+        parts=(),
+        **{**FAST, "config": job(chunk_size=2, render=engine, render_options={"preset": "lucent"})},
+    )
     assert [len(kw["image_seeds"]) for kw in seen] == [2, 1]  # chunks of two units
     assert all(kw["config"] is engine and kw["preset"] == "lucent" for kw in seen)
     settings = json.loads((out / store.SETTINGS_FILE).read_text())
@@ -503,8 +626,14 @@ def test_the_report_can_cover_whole_layers_of_a_small_atlas(tiny, tmp_path, monk
 
     monkeypatch.setattr(report_module, "circuit_report", recording)
     for whole, expected in [(False, 3), (True, None)]:
-        atlas.build(tiny, ["mixed3a", "mixed3b"], tmp_path / str(whole), units_per_layer=3, parts=(),
-                    **{**FAST, "report": ("mixed3a", "mixed3b"), "config": job(report_whole_layers=whole)})
+        atlas.build(
+            tiny,
+            ["mixed3a", "mixed3b"],
+            tmp_path / str(whole),
+            units_per_layer=3,
+            parts=(),
+            **{**FAST, "report": ("mixed3a", "mixed3b"), "config": job(report_whole_layers=whole)},
+        )
         assert scopes[-1] == expected
 
 
@@ -522,13 +651,23 @@ def test_a_rerun_reuses_the_report_the_stages_record_and_remakes_it_for_another_
     monkeypatch.setattr(report_module, "circuit_report", fake_report)
 
     def run(whole: bool, pair=("mixed3a", "mixed3b")):
-        return atlas.build(tiny, ["mixed3a", "mixed3b"], tmp_path, units_per_layer=3, parts=(),
-                           **{**FAST, "report": pair, "config": job(report_whole_layers=whole)})
+        return atlas.build(
+            tiny,
+            ["mixed3a", "mixed3b"],
+            tmp_path,
+            units_per_layer=3,
+            parts=(),
+            **{**FAST, "report": pair, "config": job(report_whole_layers=whole)},
+        )
 
     assert run(False).report == tmp_path / "report" / "index.html" and calls == [("mixed3a", "mixed3b", 3)]
     stages = json.loads((tmp_path / store.STAGES_FILE).read_text())
-    assert stages["report"] == {"source": "mixed3a", "target": "mixed3b", "units_per_layer": 3,
-                                "page": "report/index.html"}
+    assert stages["report"] == {
+        "source": "mixed3a",
+        "target": "mixed3b",
+        "units_per_layer": 3,
+        "page": "report/index.html",
+    }
     assert stages["analyses"]["mixed3a"]["branch"] == "not computed: not requested"
     (tmp_path / "report" / "index.html").write_text("edited: no layer names here")
     assert run(False).report == tmp_path / "report" / "index.html" and len(calls) == 1  # reused, page not read
@@ -549,11 +688,18 @@ def test_a_failed_report_is_recorded_and_a_damaged_stages_file_is_named(tiny, tm
         raise RuntimeError("no curve detectors <here>")
 
     monkeypatch.setattr(report_module, "circuit_report", failing)
-    result = atlas.build(tiny, ["mixed3a", "mixed3b"], tmp_path, units_per_layer=2, parts=(),
-                         **{**FAST, "report": ("mixed3a", "mixed3b")})
+    result = atlas.build(
+        tiny,
+        ["mixed3a", "mixed3b"],
+        tmp_path,
+        units_per_layer=2,
+        parts=(),
+        **{**FAST, "report": ("mixed3a", "mixed3b")},
+    )
     assert result.report is None
     assert json.loads((tmp_path / store.STAGES_FILE).read_text())["report"]["error"] == (
-        "RuntimeError: no curve detectors <here>")
+        "RuntimeError: no curve detectors <here>"
+    )
     assert "circuit report: RuntimeError: no curve detectors &lt;here&gt;" in (tmp_path / "index.html").read_text()
     monkeypatch.undo()
     (tmp_path / store.STAGES_FILE).write_text("{")

@@ -47,5 +47,7 @@ def test_two_ranks_get_rank_0s_decision_and_its_error(tmp_path):
         process.join(60)
     assert [p.exitcode for p in processes] == [0, 0]  # neither waited forever for the failed decision
     got = sorted(results.get(timeout=5) for _ in processes)
-    assert got == [(0, "decided by rank 0", [0, 2, 4], 5, "division by zero"),
-                   (1, "decided by rank 0", [1, 3], 5, "division by zero")]
+    assert got == [
+        (0, "decided by rank 0", [0, 2, 4], 5, "division by zero"),
+        (1, "decided by rank 0", [1, 3], 5, "division by zero"),
+    ]

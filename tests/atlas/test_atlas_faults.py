@@ -12,15 +12,25 @@ import torch
 from circuits_vision import atlas
 from circuits_vision.atlas import store
 
-SETTINGS = dict(layers=["conv2d1", "mixed3a"], units_per_layer=4, parts=("inputs", "outputs", "branch"),
-                steps=2, size=32, report=False, progress=False,
-                config=atlas.AtlasConfig(chunk_size=3, log=lambda message: None))
+SETTINGS = dict(
+    layers=["conv2d1", "mixed3a"],
+    units_per_layer=4,
+    parts=("inputs", "outputs", "branch"),
+    steps=2,
+    size=32,
+    report=False,
+    progress=False,
+    config=atlas.AtlasConfig(chunk_size=3, log=lambda message: None),
+)
 
 
 def _files(directory: Path) -> dict[str, bytes]:
     """Every file of the atlas but the per-rank records, which carry the time each unit was stored."""
-    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*"))
-            if p.is_file() and p.parent.name != store.RECORDS_DIR}
+    return {
+        p.relative_to(directory).as_posix(): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.parent.name != store.RECORDS_DIR
+    }
 
 
 def _killed_at(model, out, point: int, before_rename: bool) -> None:
@@ -67,8 +77,15 @@ def test_killed_at_write_points_then_resumed_matches_an_uninterrupted_run(tiny, 
         records = [i for i, name in enumerate(written) if name.startswith("records/")]
         analysis = next(i for i, name in enumerate(written) if name.startswith("analysis/"))
         manifest = written.index(store.MANIFEST_FILE)
-        points = [(0, True), (first_png, True), (records[1], False), (records[1] + 1, True), (analysis, True),
-                  (manifest, True), (len(written) - 1, False)]  # (write index, die before its rename?)
+        points = [
+            (0, True),
+            (first_png, True),
+            (records[1], False),
+            (records[1] + 1, True),
+            (analysis, True),
+            (manifest, True),
+            (len(written) - 1, False),
+        ]  # (write index, die before its rename?)
         assert len(points) == len(set(points)) and written[0] == store.SETTINGS_FILE
 
         context = multiprocessing.get_context("fork")  # a copy of this process: no interpreter start per point

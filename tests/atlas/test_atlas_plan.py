@@ -18,8 +18,10 @@ def test_a_small_atlas_shows_the_first_units_of_each_layer(tiny):
     plan = AtlasPlan.of(tiny, ["mixed3b", "mixed3a"], 3, 4)
     assert plan.layers == ["mixed3b", "mixed3a"]
     assert plan.shown() == {"mixed3b": [0, 1, 2], "mixed3a": [0, 1, 2]}
-    assert plan.chunks == [[("mixed3b", 0), ("mixed3b", 1), ("mixed3b", 2), ("mixed3a", 0)],
-                           [("mixed3a", 1), ("mixed3a", 2)]]
+    assert plan.chunks == [
+        [("mixed3b", 0), ("mixed3b", 1), ("mixed3b", 2), ("mixed3a", 0)],
+        [("mixed3a", 1), ("mixed3a", 2)],
+    ]
 
 
 def test_what_is_left_keeps_chunk_numbers_and_drops_done_units(tiny):

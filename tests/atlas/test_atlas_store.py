@@ -49,8 +49,9 @@ def test_save_png_roundtrip(tmp_path):
 def test_lock_refuses_a_live_run(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (tmp_path / store.LOCK_FILE).write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename,
-                                                            "started": "then"}))
+        (tmp_path / store.LOCK_FILE).write_text(
+            json.dumps({"pid": sleeper.pid, "host": os.uname().nodename, "started": "then"})
+        )
         with pytest.raises(store.AtlasLockedError, match=f"pid {sleeper.pid}.*wait for it"):
             store.AtlasLock(tmp_path).acquire()
         assert json.loads((tmp_path / store.LOCK_FILE).read_text())["pid"] == sleeper.pid  # untouched
@@ -92,10 +93,13 @@ def test_settings_mismatch_names_every_difference(tmp_path):
 
 def test_records_without_their_image_do_not_count_as_done(tmp_path):
     store.save_png(tmp_path / "img" / "l" / "0.png", torch.rand(3, 4, 4))
-    store.write_jsonl(store.records_path(tmp_path, 0), [
-        {"layer": "l", "unit": 0, "image": "img/l/0.png"},
-        {"layer": "l", "unit": 1, "image": "img/l/1.png"},  # its PNG never landed
-    ])
+    store.write_jsonl(
+        store.records_path(tmp_path, 0),
+        [
+            {"layer": "l", "unit": 0, "image": "img/l/0.png"},
+            {"layer": "l", "unit": 1, "image": "img/l/1.png"},  # its PNG never landed
+        ],
+    )
     assert list(store.read_records(tmp_path)) == [("l", 0)]
 
 

@@ -10,8 +10,8 @@ ESCAPED = "&lt;img src=x onerror=alert(1)&gt;&quot;&#x27;&amp;"
 
 
 def test_values_are_escaped_and_markup_from_templates_is_not():
-    cell = html("<td title=\"{title}\">{text}</td>", title=HOSTILE, text=HOSTILE)
-    assert cell == f"<td title=\"{ESCAPED}\">{ESCAPED}</td>" and isinstance(cell, Safe)
+    cell = html('<td title="{title}">{text}</td>', title=HOSTILE, text=HOSTILE)
+    assert cell == f'<td title="{ESCAPED}">{ESCAPED}</td>' and isinstance(cell, Safe)
     row = html("<tr>{cell}</tr>", cell=cell)  # a template's result goes in as it is, not escaped twice
     assert row == f"<tr>{cell}</tr>"
 
@@ -34,20 +34,58 @@ def test_every_value_a_unit_page_shows_is_escaped(tmp_path):
     """A manifest whose every text is hostile: no page holds it unescaped."""
     link = {"layer": "mixed3a", "unit": 1, "norm": 0.5, "picture": HOSTILE}
     record = {
-        "layer": "mixed3b", "unit": 0, "image": HOSTILE, "page": "units/mixed3b/0.html", "label": HOSTILE,
-        "loss": HOSTILE, "never_active": True, "branch": HOSTILE, "inputs": [link], "outputs": HOSTILE,
-        "family": {"kind": "rotation", "family": HOSTILE, "size": HOSTILE, "angle": HOSTILE, "score": HOSTILE,
-                   "members": [0]},
-        "tuning": {"curve_detector": True, "curve_family": [0], "curve_orientation": HOSTILE, "curve_peak": HOSTILE,
-                   "curve_vs_line": HOSTILE, "color_category": HOSTILE, "color_drive": HOSTILE, "bw_drive": HOSTILE,
-                   "orientation_selectivity": HOSTILE},
+        "layer": "mixed3b",
+        "unit": 0,
+        "image": HOSTILE,
+        "page": "units/mixed3b/0.html",
+        "label": HOSTILE,
+        "loss": HOSTILE,
+        "never_active": True,
+        "branch": HOSTILE,
+        "inputs": [link],
+        "outputs": HOSTILE,
+        "family": {
+            "kind": "rotation",
+            "family": HOSTILE,
+            "size": HOSTILE,
+            "angle": HOSTILE,
+            "score": HOSTILE,
+            "members": [0],
+        },
+        "tuning": {
+            "curve_detector": True,
+            "curve_family": [0],
+            "curve_orientation": HOSTILE,
+            "curve_peak": HOSTILE,
+            "curve_vs_line": HOSTILE,
+            "color_category": HOSTILE,
+            "color_drive": HOSTILE,
+            "bw_drive": HOSTILE,
+            "orientation_selectivity": HOSTILE,
+        },
         "examples": {"image": HOSTILE, "crops": HOSTILE, "values": [1.0], "labels": [HOSTILE]},
-        "polysemanticity": {"score": HOSTILE, "n_clusters": HOSTILE, "previous": HOSTILE, "separation": HOSTILE,
-                            "label_entropy": HOSTILE, "note": HOSTILE, "clusters": [{"size": HOSTILE, "labels": [HOSTILE]}]},
+        "polysemanticity": {
+            "score": HOSTILE,
+            "n_clusters": HOSTILE,
+            "previous": HOSTILE,
+            "separation": HOSTILE,
+            "label_entropy": HOSTILE,
+            "note": HOSTILE,
+            "clusters": [{"size": HOSTILE, "labels": [HOSTILE]}],
+        },
         "facets": {"image": HOSTILE, "k": HOSTILE, "weight": HOSTILE, "similarity": HOSTILE},
     }
-    other = {**record, "layer": "mixed3a", "unit": 1, "page": "units/mixed3a/1.html", "facets": HOSTILE,
-             "examples": HOSTILE, "polysemanticity": HOSTILE, "tuning": HOSTILE, "family": HOSTILE}
+    other = {
+        **record,
+        "layer": "mixed3a",
+        "unit": 1,
+        "page": "units/mixed3a/1.html",
+        "facets": HOSTILE,
+        "examples": HOSTILE,
+        "polysemanticity": HOSTILE,
+        "tuning": HOSTILE,
+        "family": HOSTILE,
+    }
     settings = {"model": HOSTILE, "steps": HOSTILE, "report_error": HOSTILE, "weights_sha256": HOSTILE}
     viewer.write_viewer(tmp_path, [other, record], settings)
     pages = sorted(tmp_path.rglob("*.html"))

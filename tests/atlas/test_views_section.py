@@ -52,7 +52,10 @@ def test_every_view_finds_the_planted_family_and_they_agree(planted_views):
         assert ag["jaccard"] == 1.0 and ag["shared"] == 8
         assert ag["median_error_deg"] <= 10.0 and ag["shuffled_median_deg"] >= 60.0 and ag["p_value"] < 0.05
     assert [(a["a"], a["b"]) for a in content["agreements"]] == [
-        ("weights", "tuning"), ("weights", "visualization"), ("tuning", "visualization")]
+        ("weights", "tuning"),
+        ("weights", "visualization"),
+        ("tuning", "visualization"),
+    ]
     assert 'id="views-curves"' in html and "the atlas&#x27;s renders of 8 units" in html
     assert html.count("<td>1.00</td>") == 3 and html.count("family 0 at") == 24
 
@@ -73,8 +76,12 @@ def test_unit_pages_say_which_view_puts_the_unit_in_which_family(planted_views):
 
 
 def test_a_unit_in_no_family_says_how_many_the_view_found():
-    value = {"weights": None, "tuning": {"family": 1, "angle": 45.0, "size": 4}, "visualization": None,
-             "*": {"agreements": [], "families": {"weights": [5], "tuning": [3, 4], "visualization": []}}}
+    value = {
+        "weights": None,
+        "tuning": {"family": 1, "angle": 45.0, "size": 4},
+        "visualization": None,
+        "*": {"agreements": [], "families": {"weights": [5], "tuning": [3, 4], "visualization": []}},
+    }
     text = views_section.unit_html(value)
     assert "by weights: in no family (that view found 1)" in text
     assert "by tuning: family 1 (4 units) at 45.0&deg;" in text

@@ -18,10 +18,22 @@ from circuits_vision.claims.report import Reproduction, render_html
 from circuits_vision.cli import main
 
 SIZE = 64
-PLANTED = ("curve_detectors", "curve_circuits", "branch_bw_mixed3a_5x5", "branch_curves_mixed3b_5x5",
-           "equivariance_mixed3b_curves", "high_low_frequency_factors", "curve_vs_line_mixed3b",
-           "weight_banding_mixed5b", "curve_echo", "high_low_frequency_sides", "early_vision_mixed3a_bw_vs_color",
-           "early_vision_mixed3b_curves", "early_vision_conv2d0_color_contrast", "early_vision_conv2d0_gabor_filters")
+PLANTED = (
+    "curve_detectors",
+    "curve_circuits",
+    "branch_bw_mixed3a_5x5",
+    "branch_curves_mixed3b_5x5",
+    "equivariance_mixed3b_curves",
+    "high_low_frequency_factors",
+    "curve_vs_line_mixed3b",
+    "weight_banding_mixed5b",
+    "curve_echo",
+    "high_low_frequency_sides",
+    "early_vision_mixed3a_bw_vs_color",
+    "early_vision_mixed3b_curves",
+    "early_vision_conv2d0_color_contrast",
+    "early_vision_conv2d0_gabor_filters",
+)
 
 
 def random_inceptionv1(seed: int = 0):
@@ -94,8 +106,16 @@ def test_planted_numbers(planted_report):
 
 
 # Not planted: the planted curve kernels have (almost) no net weight, so no cos-shaped weight pattern.
-@pytest.mark.parametrize("name", ["early_vision_conv2d2_curves", "early_vision_mixed3a_curves", "curve_weight_pattern",
-                                  "early_vision_mixed3a_high_low_frequency", "early_vision_mixed3a_lines"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "early_vision_conv2d2_curves",
+        "early_vision_mixed3a_curves",
+        "curve_weight_pattern",
+        "early_vision_mixed3a_high_low_frequency",
+        "early_vision_mixed3a_lines",
+    ],
+)
 def test_claims_not_planted_fail(planted_report, name):
     assert planted_report[name].verdict == FAILS, str(planted_report[name])
 
@@ -158,8 +178,11 @@ def test_store_resumes_and_keys_by_weights(tmp_path, monkeypatch):
     assert len(records) == 1
     calls = []
     original = CLAIMS["curve_circuits"]
-    monkeypatch.setitem(CLAIMS, "curve_circuits",
-                        original.__class__(**{**original.__dict__, "check": lambda ctx: calls.append(1) or original.check(ctx)}))
+    monkeypatch.setitem(
+        CLAIMS,
+        "curve_circuits",
+        original.__class__(**{**original.__dict__, "check": lambda ctx: calls.append(1) or original.check(ctx)}),
+    )
     again = cv.reproduce(model, "curve_circuits", out=tmp_path, size=SIZE, progress=False)
     assert calls == [] and again["curve_circuits"] == first["curve_circuits"]
     with torch.no_grad():
@@ -220,11 +243,17 @@ def test_bad_input():
 
 def test_cli(tmp_path, capsys):
     factory = tmp_path / "random_inception.py"
-    factory.write_text("import torch\nimport circuits_vision as cv\n\ndef model():\n"
-                       "    return cv.models.inceptionv1(generator=torch.Generator().manual_seed(0))\n")
+    factory.write_text(
+        "import torch\nimport circuits_vision as cv\n\ndef model():\n"
+        "    return cv.models.inceptionv1(generator=torch.Generator().manual_seed(0))\n"
+    )
     out = tmp_path / "out"
-    assert main(["reproduce", "--model", str(factory), "--claims", "curve_circuits", "--out", str(out),
-                 "--size", str(SIZE)]) == 0
+    assert (
+        main(
+            ["reproduce", "--model", str(factory), "--claims", "curve_circuits", "--out", str(out), "--size", str(SIZE)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "curve_circuits" in printed and "fails" in printed and "report.html" in printed
     assert (out / "report.html").is_file() and (out / "report.json").is_file()

@@ -14,8 +14,15 @@ import torch
 pytestmark = pytest.mark.needs_lucent
 
 MODULES = [
-    "optvis.render", "optvis.objectives", "optvis.param", "optvis.transform", "modelzoo", "modelzoo.util",
-    "misc.io", "misc.channel_reducer", "util",
+    "optvis.render",
+    "optvis.objectives",
+    "optvis.param",
+    "optvis.transform",
+    "modelzoo",
+    "modelzoo.util",
+    "misc.io",
+    "misc.channel_reducer",
+    "util",
 ]
 # lucent names the drop-in leaves out, on purpose: module-level device/version constants (the
 # drop-in looks the device up per call) and the GAN parameterization, whose weights are downloaded
@@ -89,7 +96,10 @@ def test_channel_reducer_equals_lucents():
     from circuits_vision.compat.lucent.misc.channel_reducer import ChannelReducer
 
     acts = np.abs(np.random.default_rng(0).normal(size=(2, 5, 6, 8)))
-    ours, theirs = ChannelReducer(3, "NMF", random_state=0, max_iter=400), Theirs(3, "NMF", random_state=0, max_iter=400)
+    ours, theirs = (
+        ChannelReducer(3, "NMF", random_state=0, max_iter=400),
+        Theirs(3, "NMF", random_state=0, max_iter=400),
+    )
     reduced, expected = ours(acts), theirs(acts)
     assert reduced.shape == (2, 5, 6, 3)
     np.testing.assert_allclose(reduced, expected, rtol=1e-6)

@@ -35,8 +35,16 @@ def test_inceptionv1_layers_equal_lucents(inception_pair):
     assert ours._get_name() == "InceptionV1" and set(ours.state_dict()) == set(theirs.state_dict())
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 255 - 117  # lucid's range
     T_ours, T_theirs = _forward_both(ours, theirs, x)
-    for name in ["conv2d0_pre_relu_conv", "conv2d2", "maxpool1", "mixed3a_1x1_pre_relu_conv", "mixed3a",
-                 "mixed3b_5x5", "mixed4a", "mixed4b_pool_reduce_pre_relu_conv"]:
+    for name in [
+        "conv2d0_pre_relu_conv",
+        "conv2d2",
+        "maxpool1",
+        "mixed3a_1x1_pre_relu_conv",
+        "mixed3a",
+        "mixed3b_5x5",
+        "mixed4a",
+        "mixed4b_pool_reduce_pre_relu_conv",
+    ]:
         a, b = T_ours(name), T_theirs(name)
         assert a.shape == b.shape, name
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item(), msg=name)
@@ -44,7 +52,7 @@ def test_inceptionv1_layers_equal_lucents(inception_pair):
 
 def test_redirected_relu_passes_a_tenth_of_the_gradient_below_zero_like_lucents(inception_pair):
     ours, theirs = inception_pair
-    x = (torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(2)) * 255 - 117)
+    x = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(2)) * 255 - 117
     grads = []
     for model in (ours, theirs):
         image = x.clone().requires_grad_(True)
@@ -108,13 +116,19 @@ def test_objective_algebra_and_strings_match_lucents(features):
 
     T_ours, T_theirs = features
     pairs = [
-        (objectives.channel("mixed3a", 1) - 1e2 * objectives.diversity("mixed3a"),
-         lo.channel("mixed3a", 1) - 1e2 * lo.diversity("mixed3a")),
-        (2 * objectives.neuron("mixed3a", 5) + 3 - objectives.channel("mixed3b", 4, batch=1) / 4,
-         2 * lo.neuron("mixed3a", 5) + 3 - lo.channel("mixed3b", 4, batch=1) / 4),
+        (
+            objectives.channel("mixed3a", 1) - 1e2 * objectives.diversity("mixed3a"),
+            lo.channel("mixed3a", 1) - 1e2 * lo.diversity("mixed3a"),
+        ),
+        (
+            2 * objectives.neuron("mixed3a", 5) + 3 - objectives.channel("mixed3b", 4, batch=1) / 4,
+            2 * lo.neuron("mixed3a", 5) + 3 - lo.channel("mixed3b", 4, batch=1) / 4,
+        ),
         (-objectives.channel("mixed3a", 2), -lo.channel("mixed3a", 2)),
-        (objectives.Objective.sum([objectives.channel("mixed3a", i) for i in range(3)]),
-         lo.Objective.sum([lo.channel("mixed3a", i) for i in range(3)])),
+        (
+            objectives.Objective.sum([objectives.channel("mixed3a", i) for i in range(3)]),
+            lo.Objective.sum([lo.channel("mixed3a", i) for i in range(3)]),
+        ),
         (objectives.as_objective(" mixed3b : 7 "), lo.as_objective(" mixed3b : 7 ")),
     ]
     for ours, theirs in pairs:
@@ -162,13 +176,23 @@ def _same_seed(f_ours, f_theirs, seed=5):
     return a, b
 
 
-@pytest.mark.parametrize("kwargs", [
-    {}, {"fft": False}, {"decorrelate": False}, {"batch": 3, "h": 20}, {"channels": 4}, {"sd": 0.3, "fft": False},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"fft": False},
+        {"decorrelate": False},
+        {"batch": 3, "h": 20},
+        {"channels": 4},
+        {"sd": 0.3, "fft": False},
+    ],
+)
 def test_param_image_equals_lucents_for_the_same_seed(kwargs):
     from lucent.optvis import param as lp
 
-    (p_ours, f_ours), (p_theirs, f_theirs) = _same_seed(lambda: param.image(24, **kwargs), lambda: lp.image(24, **kwargs))
+    (p_ours, f_ours), (p_theirs, f_theirs) = _same_seed(
+        lambda: param.image(24, **kwargs), lambda: lp.image(24, **kwargs)
+    )
     assert [p.shape for p in p_ours] == [p.shape for p in p_theirs]
     assert all(p.requires_grad for p in p_ours)
     a, b = f_ours(), f_theirs()
@@ -181,10 +205,19 @@ def test_spatial_and_lowres_params_equal_lucents():
     from lucent.optvis import param as lp
 
     for ours, theirs in [
-        (lambda: param.fft_image([2, 3, 17, 15], sd=0.1, decay_power=1.5), lambda: lp.fft_image([2, 3, 17, 15], sd=0.1, decay_power=1.5)),
+        (
+            lambda: param.fft_image([2, 3, 17, 15], sd=0.1, decay_power=1.5),
+            lambda: lp.fft_image([2, 3, 17, 15], sd=0.1, decay_power=1.5),
+        ),
         (lambda: param.pixel_image([1, 3, 9, 9]), lambda: lp.pixel_image([1, 3, 9, 9])),
-        (lambda: param.lowres_tensor([1, 3, 16, 16], [1, 3, 4, 4]), lambda: lp.lowres_tensor([1, 3, 16, 16], [1, 3, 4, 4])),
-        (lambda: param.lowres_tensor([2, 3, 12, 12], [1, 1, 4, 4], offset=True), lambda: lp.lowres_tensor([2, 3, 12, 12], [1, 1, 4, 4], offset=True)),
+        (
+            lambda: param.lowres_tensor([1, 3, 16, 16], [1, 3, 4, 4]),
+            lambda: lp.lowres_tensor([1, 3, 16, 16], [1, 3, 4, 4]),
+        ),
+        (
+            lambda: param.lowres_tensor([2, 3, 12, 12], [1, 1, 4, 4], offset=True),
+            lambda: lp.lowres_tensor([2, 3, 12, 12], [1, 1, 4, 4], offset=True),
+        ),
         (lambda: param.lowres_tensor([4, 6, 8], [2, 3, 8]), lambda: lp.lowres_tensor([4, 6, 8], [2, 3, 8])),
     ]:
         (_, a), (_, b) = _same_seed(ours, theirs)
@@ -193,7 +226,9 @@ def test_spatial_and_lowres_params_equal_lucents():
     np.testing.assert_allclose(param.color_correlation_normalized, lp.color_correlation_normalized, rtol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"num_layers": 3, "num_hidden_channels": 5}, {"normalize": True, "num_layers": 4}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"num_layers": 3, "num_hidden_channels": 5}, {"normalize": True, "num_layers": 4}]
+)
 def test_cppn_equals_lucents_for_the_same_seed(kwargs):
     from lucent.optvis import param as lp
 
@@ -220,7 +255,10 @@ def test_transforms_equal_lucents_where_they_draw_nothing():
         (transform.random_scale([1.15]), lt.random_scale([1.15])),
         (transform.normalize(), lt.normalize()),
         (transform.preprocess_inceptionv1(), lt.preprocess_inceptionv1()),
-        (transform.compose([transform.pad(2), transform.random_scale([0.9])]), lt.compose([lt.pad(2), lt.random_scale([0.9])])),
+        (
+            transform.compose([transform.pad(2), transform.random_scale([0.9])]),
+            lt.compose([lt.pad(2), lt.random_scale([0.9])]),
+        ),
     ]:
         torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
 
@@ -230,9 +268,14 @@ def test_jitter_and_rotate_behave_like_lucents():
 
     x = torch.rand(1, 3, 21, 21, generator=torch.Generator().manual_seed(8))
     shifted = transform.jitter(4)(x)
-    moves = [(dy, dx) for dy in range(4) for dx in range(4)
-             if torch.equal(shifted[..., dy:, dx:], x[..., : 21 - dy, : 21 - dx])
-             and shifted[..., :dy, :].abs().sum() == 0 and shifted[..., :, :dx].abs().sum() == 0]
+    moves = [
+        (dy, dx)
+        for dy in range(4)
+        for dx in range(4)
+        if torch.equal(shifted[..., dy:, dx:], x[..., : 21 - dy, : 21 - dx])
+        and shifted[..., :dy, :].abs().sum() == 0
+        and shifted[..., :, :dx].abs().sum() == 0
+    ]
     assert len(moves) == 1  # the content moved right/down by 0..3 pixels with zero fill
     with pytest.raises(ValueError, match="more than 1"):
         transform.jitter(1)

@@ -65,4 +65,3 @@ def vgg16():
 @pytest.fixture(scope="module")
 def resnet50():
     return _seeded(lambda: torchvision.models.resnet50(weights=None))
-

@@ -67,7 +67,10 @@ def test_torchvision_googlenet_branches_are_its_children(googlenet):
     ]
     found = branches(googlenet, "inception4e", input_size=64)
     assert [(b.name, b.start, b.stop) for b in found] == [
-        ("branch1", 0, 256), ("branch2", 256, 576), ("branch3", 576, 704), ("branch4", 704, 832)
+        ("branch1", 0, 256),
+        ("branch2", 256, 576),
+        ("branch3", 576, 704),
+        ("branch4", 704, 832),
     ]
 
 

@@ -11,8 +11,16 @@ from circuits_vision.hooks import UnknownLayerError, get_layer, layer_names, res
 def test_inceptionv1_names_are_flat_lucid_names_in_definition_order(inception_v1):
     names = layer_names(inception_v1)
     assert names[:10] == [
-        "conv2d0_pre_relu_conv", "conv2d0", "maxpool0", "localresponsenorm0", "conv2d1_pre_relu_conv",
-        "conv2d1", "conv2d2_pre_relu_conv", "conv2d2", "localresponsenorm1", "maxpool1",
+        "conv2d0_pre_relu_conv",
+        "conv2d0",
+        "maxpool0",
+        "localresponsenorm0",
+        "conv2d1_pre_relu_conv",
+        "conv2d1",
+        "conv2d2_pre_relu_conv",
+        "conv2d2",
+        "localresponsenorm1",
+        "maxpool1",
     ]
     assert names[-3:] == ["avgpool0", "softmax2_pre_activation_matmul", "softmax2"]
     for name in ("mixed3a", "mixed3a_pre_relu", "mixed3a_3x3_pre_relu_conv", "mixed4a_pool_reduce", "maxpool10"):
@@ -99,9 +107,14 @@ def test_shared_module_is_listed_once_but_reachable_by_both_paths():
 def test_resolve_layers_gives_canonical_names_for_aliases(resnet50):
     resolved = resolve_layers(resnet50, ["layer1_0_conv1", "fc", "layer2.1"])
     assert {name: canonical for name, (canonical, _) in resolved.items()} == {
-        "layer1_0_conv1": "layer1.0.conv1", "fc": "fc", "layer2.1": "layer2.1",
+        "layer1_0_conv1": "layer1.0.conv1",
+        "fc": "fc",
+        "layer2.1": "layer2.1",
     }
     assert resolved["layer2.1"][1] is resnet50.layer2[1]
-    assert resolve_layer(resnet50, "layer4_0_downsample_1") == ("layer4.0.downsample.1", resnet50.layer4[0].downsample[1])
+    assert resolve_layer(resnet50, "layer4_0_downsample_1") == (
+        "layer4.0.downsample.1",
+        resnet50.layer4[0].downsample[1],
+    )
     with pytest.raises(UnknownLayerError, match="'layer9'"):
         resolve_layers(resnet50, ["fc", "layer9"])

@@ -19,10 +19,19 @@ from circuits_vision.models.inception import (
 
 def small_spec(**changes) -> InceptionSpec:
     fields = dict(
-        stem=[ConvSpec("conv2d0", 8, 7, stride=2), MaxPoolSpec("maxpool0"), LRNSpec("localresponsenorm0"),
-              ConvSpec("conv2d1", 8, 1), ConvSpec("conv2d2", 12, 3), MaxPoolSpec("maxpool1")],
-        blocks=[BlockSpec("mixed3a", 4, 4, 6, 2, 3, 3), BlockSpec("mixed3b", 5, 4, 7, 2, 4, 2),
-                BlockSpec("mixed4a", 3, 2, 4, 2, 2, 2)],
+        stem=[
+            ConvSpec("conv2d0", 8, 7, stride=2),
+            MaxPoolSpec("maxpool0"),
+            LRNSpec("localresponsenorm0"),
+            ConvSpec("conv2d1", 8, 1),
+            ConvSpec("conv2d2", 12, 3),
+            MaxPoolSpec("maxpool1"),
+        ],
+        blocks=[
+            BlockSpec("mixed3a", 4, 4, 6, 2, 3, 3),
+            BlockSpec("mixed3b", 5, 4, 7, 2, 4, 2),
+            BlockSpec("mixed4a", 3, 2, 4, 2, 2, 2),
+        ],
         pools_after={"mixed3b": "maxpool4"},
         num_classes=10,
         preprocess=Preprocess(scale=2.0, offset=-1.0),
@@ -35,9 +44,18 @@ def small_spec(**changes) -> InceptionSpec:
 def test_small_spec_builds_named_layers_and_runs():
     model = InceptionNet(small_spec())
     names = [name for name, _ in model.named_modules() if name]
-    for name in ("conv2d0_pre_relu_conv", "localresponsenorm0", "mixed3a_5x5_bottleneck_pre_relu_conv",
-                 "mixed3b_pool", "mixed3b_pre_relu", "maxpool4", "mixed4a", "avgpool0",
-                 "softmax2_pre_activation_matmul", "softmax2"):
+    for name in (
+        "conv2d0_pre_relu_conv",
+        "localresponsenorm0",
+        "mixed3a_5x5_bottleneck_pre_relu_conv",
+        "mixed3b_pool",
+        "mixed3b_pre_relu",
+        "maxpool4",
+        "mixed4a",
+        "avgpool0",
+        "softmax2_pre_activation_matmul",
+        "softmax2",
+    ):
         assert name in names
     assert names.index("mixed3b") < names.index("maxpool4") < names.index("mixed4a_1x1_pre_relu_conv")
     out = model(torch.rand(2, 3, 64, 64))
@@ -49,8 +67,10 @@ def test_small_spec_builds_named_layers_and_runs():
 def test_block_output_is_the_branch_relus_in_order():
     model = InceptionNet(small_spec(num_classes=None))
     seen = {}
-    hooks = [getattr(model, name).register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o))
-             for name in ("mixed3a_1x1", "mixed3a_3x3", "mixed3a_5x5", "mixed3a_pool_reduce", "mixed3a")]
+    hooks = [
+        getattr(model, name).register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o))
+        for name in ("mixed3a_1x1", "mixed3a_3x3", "mixed3a_5x5", "mixed3a_pool_reduce", "mixed3a")
+    ]
     try:
         out = model(torch.rand(1, 3, 32, 32))
     finally:
@@ -66,8 +86,10 @@ def test_block_output_is_the_branch_relus_in_order():
 def test_tf_same_shapes_at_odd_sizes():
     model = InceptionNet(small_spec(num_classes=None))
     sizes = {}
-    hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n: sizes.__setitem__(n, tuple(o.shape[-2:])))
-             for n in ("conv2d0", "maxpool0", "maxpool1", "maxpool4")]
+    hooks = [
+        getattr(model, n).register_forward_hook(lambda m, i, o, n=n: sizes.__setitem__(n, tuple(o.shape[-2:])))
+        for n in ("conv2d0", "maxpool0", "maxpool1", "maxpool4")
+    ]
     try:
         model(torch.rand(1, 3, 75, 75))
     finally:

@@ -31,6 +31,7 @@ def record_outputs(model: torch.nn.Module, names):
     outputs, handles = {}, []
     try:
         for name in names:
+
             def keep(module, inputs, output, name=name):
                 outputs[name] = output.detach()
 
@@ -62,11 +63,30 @@ def tf_model_and_outputs(image_224):
 def test_layer_names_follow_lucid_in_forward_order():
     names = all_layer_names(InceptionV1())
     expected_order = [
-        "conv2d0_pre_relu_conv", "conv2d0", "maxpool0", "localresponsenorm0", "conv2d1_pre_relu_conv", "conv2d1",
-        "conv2d2_pre_relu_conv", "conv2d2", "localresponsenorm1", "maxpool1",
+        "conv2d0_pre_relu_conv",
+        "conv2d0",
+        "maxpool0",
+        "localresponsenorm0",
+        "conv2d1_pre_relu_conv",
+        "conv2d1",
+        "conv2d2_pre_relu_conv",
+        "conv2d2",
+        "localresponsenorm1",
+        "maxpool1",
         *[f"mixed3a_{b}_pre_relu_conv" for b in ("1x1", "3x3_bottleneck", "3x3")],
-        "mixed3a_pool", "mixed3a_pre_relu", "mixed3a", "mixed3b", "maxpool4", "mixed4a", "mixed4e", "maxpool10",
-        "mixed5a", "mixed5b", "avgpool0", "softmax2_pre_activation_matmul", "softmax2",
+        "mixed3a_pool",
+        "mixed3a_pre_relu",
+        "mixed3a",
+        "mixed3b",
+        "maxpool4",
+        "mixed4a",
+        "mixed4e",
+        "maxpool10",
+        "mixed5a",
+        "mixed5b",
+        "avgpool0",
+        "softmax2_pre_activation_matmul",
+        "softmax2",
     ]
     positions = [names.index(name) for name in expected_order]
     assert positions == sorted(positions)
@@ -133,8 +153,14 @@ def test_weights_from_a_path_and_in_captum_names(tmp_path):
         assert torch.equal(loaded.state_dict()[key], value), key
 
     reverse_stem = {"conv2d0": "conv1", "conv2d1": "conv2", "conv2d2": "conv3"}
-    reverse_branch = {"1x1": "conv_1x1", "3x3_bottleneck": "conv_3x3_reduce", "3x3": "conv_3x3",
-                      "5x5_bottleneck": "conv_5x5_reduce", "5x5": "conv_5x5", "pool_reduce": "pool_proj"}
+    reverse_branch = {
+        "1x1": "conv_1x1",
+        "3x3_bottleneck": "conv_3x3_reduce",
+        "3x3": "conv_3x3",
+        "5x5_bottleneck": "conv_5x5_reduce",
+        "5x5": "conv_5x5",
+        "pool_reduce": "pool_proj",
+    }
     captum = {}
     for key, value in source.state_dict().items():
         module, param = key.rsplit(".", 1)

@@ -98,8 +98,17 @@ def test_concat_joins_channels_and_names_its_inputs():
 
 @pytest.mark.parametrize(
     ("size", "kernel", "stride", "expected"),
-    [(224, 7, 2, (2, 3)), (112, 3, 2, (0, 1)), (75, 3, 2, (1, 1)), (150, 7, 2, (2, 3)), (28, 3, 1, (1, 1)),
-     (28, 5, 1, (2, 2)), (28, 1, 1, (0, 0)), (7, 7, 1, (3, 3)), (1, 3, 2, (1, 1))],
+    [
+        (224, 7, 2, (2, 3)),
+        (112, 3, 2, (0, 1)),
+        (75, 3, 2, (1, 1)),
+        (150, 7, 2, (2, 3)),
+        (28, 3, 1, (1, 1)),
+        (28, 5, 1, (2, 2)),
+        (28, 1, 1, (0, 0)),
+        (7, 7, 1, (3, 3)),
+        (1, 3, 2, (1, 1)),
+    ],
 )
 def test_same_padding_follows_tensorflow(size, kernel, stride, expected):
     assert same_padding(size, kernel, stride) == expected

@@ -191,12 +191,18 @@ def test_nan_weights_and_integer_state_dicts_are_refused(saved, tmp_path):
     torch.save(state, tmp_path / "nan.pth")
     target = small_model(seed=2)
     before = {k: v.clone() for k, v in target.state_dict().items()}
-    with pytest.raises(WeightsError, match=r"nan\.pth' cannot be used:\n  NaN or infinite values \(2 tensors\): "
-                                           r"0\.weight \(2 of 108 values\), 2\.bias \(1 of 2 values\); .*diverged"):
+    with pytest.raises(
+        WeightsError,
+        match=r"nan\.pth' cannot be used:\n  NaN or infinite values \(2 tensors\): "
+        r"0\.weight \(2 of 108 values\), 2\.bias \(1 of 2 values\); .*diverged",
+    ):
         load_weights(target, tmp_path / "nan.pth")
     integers = {k: (v * 10).round().to(torch.int64) for k, v in source.state_dict().items()}
-    with pytest.raises(WeightsError, match=r"integer tensors for floating-point weights \(4\): 0\.weight: file "
-                                           r"torch\.int64, model torch\.float32"):
+    with pytest.raises(
+        WeightsError,
+        match=r"integer tensors for floating-point weights \(4\): 0\.weight: file "
+        r"torch\.int64, model torch\.float32",
+    ):
         load_weights(target, integers)
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())  # nothing loaded
     doubles = {k: v.double() for k, v in source.state_dict().items()}
@@ -232,7 +238,9 @@ def test_a_short_download_is_never_cached(saved, tmp_path, monkeypatch):
     url = f"http://127.0.0.1:{server.server_address[1]}/short.pth"
     try:
         for _ in range(2):  # the second try downloads again instead of reusing a short file
-            with pytest.raises(WeightsError, match=rf"download from {url} stopped after 1000 of {path.stat().st_size} bytes"):
+            with pytest.raises(
+                WeightsError, match=rf"download from {url} stopped after 1000 of {path.stat().st_size} bytes"
+            ):
                 load_weights(small_model(seed=2), url)
             assert not (cache_dir() / "short.pth").exists()
             assert list(cache_dir().iterdir()) == []  # no partial file either

@@ -73,7 +73,7 @@ def test_inceptionv1_preprocesses_inside_forward():
         hooks.run_with_cache(model, x, ["conv2d0_pre_relu_conv"])
     padded = seen["in"]
     top, left = (padded.shape[2] - 32) // 2, (padded.shape[3] - 32) // 2
-    torch.testing.assert_close(padded[:, :, top:top + 32, left:left + 32], x * 255 - 117)
+    torch.testing.assert_close(padded[:, :, top : top + 32, left : left + 32], x * 255 - 117)
 
 
 def test_a_malformed_input_size_is_a_clear_error():

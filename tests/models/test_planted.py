@@ -94,11 +94,19 @@ def test_hue_units_prefer_their_labelled_hue_and_ignore_grey():
     assert torch.equal(labels, torch.arange(0.0, 360.0, 60.0))
     assert _angle_error(hues[responses.argmax(0)], labels).max() <= 5.0
     # Cross-check with an independent hue definition: pure red and pure green as drawn.
-    primaries = stimuli.blobs(torch.full((2,), 3.0), color=torch.tensor([[0.8, 0.35, 0.35], [0.35, 0.8, 0.35]]),
-                              background=(0.5, 0.5, 0.5), size=15)
+    primaries = stimuli.blobs(
+        torch.full((2,), 3.0),
+        color=torch.tensor([[0.8, 0.35, 0.35], [0.35, 0.8, 0.35]]),
+        background=(0.5, 0.5, 0.5),
+        size=15,
+    )
     assert _centre(pm.model, "hues", primaries).argmax(1).tolist() == [0, 2]  # 0 deg red, 120 deg green
-    greys = stimuli.blobs(torch.full((3,), 3.0), color=torch.tensor([[0.0] * 3, [0.9] * 3, [0.3] * 3]),
-                          background=(0.5, 0.5, 0.5), size=15)
+    greys = stimuli.blobs(
+        torch.full((3,), 3.0),
+        color=torch.tensor([[0.0] * 3, [0.9] * 3, [0.3] * 3]),
+        background=(0.5, 0.5, 0.5),
+        size=15,
+    )
     assert pm.model(greys).abs().max() < 1e-5
 
 
@@ -126,8 +134,9 @@ def test_reflection_pairs_respond_to_mirrored_images_symmetrically():
 def test_union_unit_answers_both_cases_and_not_a_third():
     pm = planted.union_unit()
     truth = pm.truth["union"]
-    arcs = stimuli.curves(torch.tensor([0.0, 180.0, 90.0, 270.0, 45.0]), 5.0, angular_width=120.0,
-                          thickness=1.5, size=33)
+    arcs = stimuli.curves(
+        torch.tensor([0.0, 180.0, 90.0, 270.0, 45.0]), 5.0, angular_width=120.0, thickness=1.5, size=33
+    )
     response = _centre(pm.model, truth["layer"], arcs)[:, truth["unit"]]
     assert response[0] > 0.2 and response[1] > 0.2
     assert torch.isclose(response[0], response[1], rtol=0.05)
@@ -141,17 +150,21 @@ def test_union_unit_answers_both_cases_and_not_a_third():
 def _color_and_grey_images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     hues = torch.arange(0.0, 360.0, 30.0)
     colours = torch.stack([0.5 + 0.3 * planted.chroma_vector(float(h)) for h in hues]).float()
-    colour_images = torch.cat([
-        stimuli.blobs(torch.full((12,), 2.0), color=colours, background=(0.5, 0.5, 0.5), size=size),
-        stimuli.solid(colours, size=size),
-    ])
+    colour_images = torch.cat(
+        [
+            stimuli.blobs(torch.full((12,), 2.0), color=colours, background=(0.5, 0.5, 0.5), size=size),
+            stimuli.solid(colours, size=size),
+        ]
+    )
     g = torch.Generator().manual_seed(3)
     noise = torch.rand(8, 1, size, size, generator=g).expand(8, 3, size, size)
-    grey_images = torch.cat([
-        noise,
-        stimuli.gratings(torch.arange(0.0, 180.0, 30.0), 0.2, size=size),
-        stimuli.edges(torch.arange(0.0, 360.0, 45.0), size=size),
-    ])
+    grey_images = torch.cat(
+        [
+            noise,
+            stimuli.gratings(torch.arange(0.0, 180.0, 30.0), 0.2, size=size),
+            stimuli.edges(torch.arange(0.0, 360.0, 45.0), size=size),
+        ]
+    )
     return colour_images, grey_images
 
 

@@ -33,8 +33,7 @@ def test_checkpoint_is_a_plain_state_dict_loaded_with_weights_only(model):
     assert not model.training and model.input_size == 64
     logits = model(torch.rand(2, 3, 64, 64))
     assert logits.shape == (2, 32)
-    assert {k: v.shape for k, v in ShapesNet.split_logits(logits).items()} == {
-        "shape": (2, 24), "color": (2, 8)}
+    assert {k: v.shape for k, v in ShapesNet.split_logits(logits).items()} == {"shape": (2, 24), "color": (2, 8)}
 
 
 def test_reaches_its_recorded_heldout_accuracy_on_freshly_drawn_scenes(model, metadata):
@@ -93,11 +92,15 @@ def test_half_precision_checkpoint_is_upcast(tmp_path, model):
 
 
 def test_checkpoint_of_another_architecture_names_the_differing_keys(tmp_path):
-    other = InceptionNet(InceptionSpec(
-        stem=[ConvSpec("conv2d0", 8, 7, stride=2), MaxPoolSpec("maxpool0")],
-        blocks=[BlockSpec("mixed3a", 4, 4, 4, 4, 4, 4)],
-        num_classes=32, input_size=64, softmax_name=None,
-    ))
+    other = InceptionNet(
+        InceptionSpec(
+            stem=[ConvSpec("conv2d0", 8, 7, stride=2), MaxPoolSpec("maxpool0")],
+            blocks=[BlockSpec("mixed3a", 4, 4, 4, 4, 4, 4)],
+            num_classes=32,
+            input_size=64,
+            softmax_name=None,
+        )
+    )
     path = tmp_path / "other.pt"
     torch.save(other.state_dict(), path)
     with pytest.raises(WeightsError) as error:
@@ -120,14 +123,26 @@ def test_auxiliary_heads_train_deterministically_and_are_not_shipped(tmp_path):
 
     runs = []
     for name in ("a.pt", "b.pt"):
-        metadata = train(steps=3, batch_size=6, heldout=8, out=tmp_path / name, aux={"mixed3b": 0.5}, aux_start=1,
-                         log=lambda line: None)
+        metadata = train(
+            steps=3,
+            batch_size=6,
+            heldout=8,
+            out=tmp_path / name,
+            aux={"mixed3b": 0.5},
+            aux_start=1,
+            log=lambda line: None,
+        )
         runs.append(shapes(tmp_path / name).state_dict())
     assert all(torch.equal(v, runs[1][k]) for k, v in runs[0].items())
     assert set(runs[0]) == set(ShapesNet().state_dict())  # the heads stay out of the checkpoint
     assert metadata["auxiliary_heads"]["mixed3b"] == {
-        "weight": 0.5, "bins": 16, "off_steps": 1, "ramp_steps": 1, "reads": "global average pool, linear",
-        "shipped": False}
+        "weight": 0.5,
+        "bins": 16,
+        "off_steps": 1,
+        "ramp_steps": 1,
+        "reads": "global average pool, linear",
+        "shipped": False,
+    }
     # Without the heads the same seed gives other weights: they did take part in training.
     plain = train(steps=3, batch_size=6, heldout=8, out=tmp_path / "plain.pt", log=lambda line: None)
     assert "auxiliary_heads" in plain and not plain["auxiliary_heads"]
@@ -153,8 +168,19 @@ def test_bad_auxiliary_head_spec_is_named(text):
 def test_local_curve_heads_train_deterministically_and_score_the_facing_of_each_cell(tmp_path):
     from circuits_vision.models.train_shapes import NO_CURVE_WEIGHT, LocalCurveHeads
 
-    runs = [train(steps=3, batch_size=6, heldout=8, out=tmp_path / name, local_curves={"mixed3a": 0.5},
-                  curve_centres={"mixed3b": 0.25}, aux_start=1, log=lambda line: None) for name in ("a.pt", "b.pt")]
+    runs = [
+        train(
+            steps=3,
+            batch_size=6,
+            heldout=8,
+            out=tmp_path / name,
+            local_curves={"mixed3a": 0.5},
+            curve_centres={"mixed3b": 0.25},
+            aux_start=1,
+            log=lambda line: None,
+        )
+        for name in ("a.pt", "b.pt")
+    ]
     a, b = shapes(tmp_path / "a.pt").state_dict(), shapes(tmp_path / "b.pt").state_dict()
     assert all(torch.equal(v, b[k]) for k, v in a.items()) and set(a) == set(ShapesNet().state_dict())
     assert runs[0]["local_curve_heads"]["mixed3a"]["weight"] == 0.5
@@ -171,7 +197,7 @@ def test_local_curve_heads_train_deterministically_and_score_the_facing_of_each_
     facing = scenes.local_curve_facing(orientation, arc, 8)
     target = torch.full((1, 8, 8), 16, dtype=torch.long)
     marked = ~torch.isnan(facing)
-    target[marked] = (torch.floor(facing[marked] / 22.5 + 0.5).long() % 16)
+    target[marked] = torch.floor(facing[marked] / 22.5 + 0.5).long() % 16
     assert target[0, 4, 3] == 5 and target[0, 4, 4] == 3  # 108 degrees -> bin 5, 72 -> bin 3
     weight = torch.ones(17)
     weight[16] = NO_CURVE_WEIGHT

@@ -55,8 +55,9 @@ def test_mixed3a_precursors(detectors, measured):
 
 
 def test_curve_circuit_figure(model, detectors, measured):
-    circuit = curve_circuits.curve_circuit(model, source_detectors=detectors["mixed3a"],
-                                           target_detectors=detectors["mixed3b"], permutations=2000)
+    circuit = curve_circuits.curve_circuit(
+        model, source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"], permutations=2000
+    )
     recorded = measured["curve_circuit"]
     assert circuit.n_pairs == recorded["pairs"]
     assert circuit.correlation == pytest.approx(recorded["correlation_net_vs_cos_delta"], abs=1e-3)
@@ -80,11 +81,19 @@ def test_hand_built_replacement_on_the_shipped_model(model, detectors, measured)
     images, labels = scenes.random_scenes(1024, torch.Generator().manual_seed(2_000_003))
     fit, _ = scenes.random_scenes(256, torch.Generator().manual_seed(2_000_004))
     result = curve_experiments.replace_curve_detectors(
-        model, (images, labels["shape"], scenes.SHAPE_CLASSES), fit_images=fit, logits=slice(0, 24),
-        source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"])
+        model,
+        (images, labels["shape"], scenes.SHAPE_CLASSES),
+        fit_images=fit,
+        logits=slice(0, 24),
+        source_detectors=detectors["mixed3a"],
+        target_detectors=detectors["mixed3b"],
+    )
     recorded = measured["replacement"]["accuracy"]
-    for key, value in (("original", result.ablated.before), ("ablated", result.ablated.after),
-                       ("hand_built", result.replaced.after)):
+    for key, value in (
+        ("original", result.ablated.before),
+        ("ablated", result.ablated.after),
+        ("hand_built", result.replaced.after),
+    ):
         assert value == pytest.approx(recorded[key], abs=0.005), key
     assert result.ablated.after < result.ablated.before - ABLATION_DROP  # the curve detectors matter
     assert set(result.curve_classes) == {f"curve_{a}" for a in range(0, 360, 45)}
@@ -93,7 +102,8 @@ def test_hand_built_replacement_on_the_shipped_model(model, detectors, measured)
 def test_branch_specialization(model, detectors):
     units = {d.unit for d in detectors[BRANCH_LAYER]}
     width = 104 if BRANCH_LAYER == "mixed3a" else 160
-    found = branches.report(model, BRANCH_LAYER, {"curve_detector": sorted(units),
-                                                   "other": [u for u in range(width) if u not in units]})
+    found = branches.report(
+        model, BRANCH_LAYER, {"curve_detector": sorted(units), "other": [u for u in range(width) if u not in units]}
+    )
     row = found.best_branch("curve_detector")
     assert row.branch == BRANCH and row.p_bonferroni < 0.01, found

@@ -54,7 +54,10 @@ def test_non_contiguous_inputs(device):
     inner = torch.randn(6, 4, 3, 3, generator=g).to(device).transpose(0, 1)[:, :, ::1, :]  # [4, 6, 3, 3]
     assert not outer.is_contiguous() and not inner.is_contiguous()
     torch.testing.assert_close(
-        compose_kernels(outer, inner, 2, 1), _reference.compose_kernels(outer, inner, (2, 2), (1, 1)), atol=1e-5, rtol=1e-5
+        compose_kernels(outer, inner, 2, 1),
+        _reference.compose_kernels(outer, inner, (2, 2), (1, 1)),
+        atol=1e-5,
+        rtol=1e-5,
     )
 
 
@@ -143,11 +146,13 @@ def test_opcheck(device):
     torch.library.opcheck(torch.ops.circuits_vision.compose_kernels.default, (outer, inner, [2, 1], [1, 1]))
     grad = torch.randn(3, 2, 6, 4, dtype=torch.float64).to(device)
     torch.library.opcheck(
-        torch.ops.circuits_vision._compose_kernels_backward.default, (grad, outer.detach(), inner.detach(), [2, 1], [1, 1])
+        torch.ops.circuits_vision._compose_kernels_backward.default,
+        (grad, outer.detach(), inner.detach(), [2, 1], [1, 1]),
     )
     # the backward's own autograd registration (second-order gradients)
     torch.library.opcheck(
-        torch.ops.circuits_vision._compose_kernels_backward.default, (grad.requires_grad_(), outer, inner, [2, 1], [1, 1])
+        torch.ops.circuits_vision._compose_kernels_backward.default,
+        (grad.requires_grad_(), outer, inner, [2, 1], [1, 1]),
     )
 
 
@@ -156,7 +161,11 @@ def test_opcheck(device):
     [
         (torch.randn(3, 4, 3), torch.randn(4, 2, 1, 1), "`outer` must be a 4-D kernel"),
         (torch.randn(3, 4, 3, 3), torch.randn(5, 2, 1, 1), "`outer` reads 4 channels"),
-        (torch.ones(3, 4, 3, 3, dtype=torch.int64), torch.ones(4, 2, 1, 1, dtype=torch.int64), "must be float32 or float64"),
+        (
+            torch.ones(3, 4, 3, 3, dtype=torch.int64),
+            torch.ones(4, 2, 1, 1, dtype=torch.int64),
+            "must be float32 or float64",
+        ),
         (torch.randn(3, 4, 3, 3), torch.randn(4, 2, 1, 1, dtype=torch.float64), "give both the same dtype"),
         (torch.randn(3, 0, 3, 3), torch.randn(0, 2, 1, 1), "is empty"),
     ],
@@ -210,8 +219,9 @@ _MESSAGES = {
 
 @pytest.mark.parametrize("path", ["op", "fallback", "meta"])
 @pytest.mark.parametrize("outer_shape,inner_shape,stride,dilation,kind", HUGE)
-def test_huge_stride_or_dilation_is_a_value_error_before_allocating(monkeypatch, path, outer_shape, inner_shape,
-                                                                    stride, dilation, kind):
+def test_huge_stride_or_dilation_is_a_value_error_before_allocating(
+    monkeypatch, path, outer_shape, inner_shape, stride, dilation, kind
+):
     """Every path (kernels, twin fallback, shape inference) rejects the same sizes with the same message."""
     device = "meta" if path == "meta" else "cpu"
     if path == "fallback":
@@ -228,7 +238,9 @@ def test_huge_stride_or_dilation_is_a_value_error_before_allocating(monkeypatch,
 def test_huge_stride_message_names_the_arithmetic():
     with pytest.raises(ValueError) as error:
         compose_kernels(torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3), 2**62)
-    assert "composed kernel's y size (5 - 1) * stride 4611686018427387904 + (3 - 1) * dilation 1 + 1" in str(error.value)
+    assert "composed kernel's y size (5 - 1) * stride 4611686018427387904 + (3 - 1) * dilation 1 + 1" in str(
+        error.value
+    )
 
 
 @pytest.mark.parametrize("path", ["op", "meta"])

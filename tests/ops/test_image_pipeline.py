@@ -83,7 +83,10 @@ def test_matches_twin_on_larger_batch(device):
     x = torch.randn(5, 3, 60, 70, generator=g, dtype=torch.float64)
     color = torch.randn(3, 3, generator=g, dtype=torch.float64)
     theta = torch.stack([affine(0.3 * k, (0.8 + 0.1 * k, 1.1), (0.05 * k, -0.1)) for k in range(5)])
-    scale, shift = torch.rand(3, generator=g, dtype=torch.float64) + 0.5, torch.randn(3, generator=g, dtype=torch.float64)
+    scale, shift = (
+        torch.rand(3, generator=g, dtype=torch.float64) + 0.5,
+        torch.randn(3, generator=g, dtype=torch.float64),
+    )
     args = [t.to(device) for t in (x, color, theta, scale, shift)]
     got = outputs_and_grads(image_pipeline, *args, 0.5, (48, 52))
     want = outputs_and_grads(_reference.image_pipeline, *args, 0.5, (48, 52))
@@ -203,8 +206,12 @@ def test_fallback_runs_the_twin(monkeypatch):
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
     out, _ = image_pipeline(x, color, theta, 0.4, 5)  # int out_size and identity normalisation by default
-    torch.testing.assert_close(out, _reference.image_pipeline(x, color, theta, 0.4, (5, 5), torch.ones(3, dtype=x.dtype),
-                                                              torch.zeros(3, dtype=x.dtype))[0])
+    torch.testing.assert_close(
+        out,
+        _reference.image_pipeline(
+            x, color, theta, 0.4, (5, 5), torch.ones(3, dtype=x.dtype), torch.zeros(3, dtype=x.dtype)
+        )[0],
+    )
 
 
 def _bad_inputs():
@@ -212,7 +219,7 @@ def _bad_inputs():
     f32 = torch.float32
 
     def with_(index, value):
-        return lambda args: args[:index] + [value] + args[index + 1:]
+        return lambda args: args[:index] + [value] + args[index + 1 :]
 
     return [
         ("x_int", with_(0, torch.ones(2, 3, 4, 4, dtype=torch.int64)), "`x` must be float32 or float64"),
@@ -232,8 +239,15 @@ def _bad_inputs():
 
 
 def _valid_args():
-    return [torch.zeros(2, 3, 4, 4), torch.eye(3), torch.stack([affine(), affine()]).float(), 0.0, [3, 3], torch.ones(3),
-            torch.zeros(3)]
+    return [
+        torch.zeros(2, 3, 4, 4),
+        torch.eye(3),
+        torch.stack([affine(), affine()]).float(),
+        0.0,
+        [3, 3],
+        torch.ones(3),
+        torch.zeros(3),
+    ]
 
 
 @pytest.mark.parametrize("path", ["op", "fallback"])
@@ -268,8 +282,9 @@ def test_second_order_gradients_are_a_clear_error():
     x, color, theta = (t.requires_grad_() for t in (x, color, theta))
     out, _ = image_pipeline(x, color, theta, 0.1, (5, 6), scale, shift)
     grad_x, grad_theta = torch.autograd.grad(out.pow(2).sum(), (x, theta), create_graph=True)  # first order: fine
-    want = torch.autograd.grad(_reference.image_pipeline(x, color, theta, 0.1, (5, 6), scale, shift)[0].pow(2).sum(),
-                               (x, theta))
+    want = torch.autograd.grad(
+        _reference.image_pipeline(x, color, theta, 0.1, (5, 6), scale, shift)[0].pow(2).sum(), (x, theta)
+    )
     torch.testing.assert_close(grad_x, want[0], atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(grad_theta, want[1], atol=1e-10, rtol=1e-10)
     with pytest.raises(RuntimeError, match="image_pipeline: second-order gradients .* are not supported"):
@@ -286,8 +301,11 @@ def test_output_too_large_for_int64_is_a_value_error(monkeypatch, path):
     if path == "meta":
         args = [a.to("meta") if isinstance(a, torch.Tensor) else a for a in args]
     args[4] = [2**40, 2**40]
-    with pytest.raises(ValueError, match=r"the output \[2, 3, 1099511627776, 1099511627776\] has more elements than "
-                                         "int64 can count; use a smaller `out_size`"):
+    with pytest.raises(
+        ValueError,
+        match=r"the output \[2, 3, 1099511627776, 1099511627776\] has more elements than "
+        "int64 can count; use a smaller `out_size`",
+    ):
         image_pipeline(*args)
 
 

@@ -61,7 +61,9 @@ def test_fixed_head_keeps_its_input_size_under_the_default_transforms(preset):
 
 
 def test_fixed_head_with_own_transforms_says_why_and_how():
-    with pytest.raises(RenderInputError, match=r"only from 16x16-px images \(a head of fixed size\).*18x18.*crop_or_pad_to\(16, 16\)"):
+    with pytest.raises(
+        RenderInputError, match=r"only from 16x16-px images \(a head of fixed size\).*18x18.*crop_or_pad_to\(16, 16\)"
+    ):
         _render(FixedHead(), "fc:3", size=16, transforms=[transforms.pad(1, mode="constant")])
     # the named fix works
     fixed = [transforms.pad(1, mode="constant"), transforms.crop_or_pad_to(16)]
@@ -78,7 +80,9 @@ def test_positions_outside_the_map_fail_before_the_first_step(tiny_net):
     assert (height, width) == (12, 12)
     for x, y in [(50, 50), (-1, None), (width, None), (None, height)]:
         axis, value = ("x", x) if x is not None else ("y", y)
-        with pytest.raises(IndexError, match=rf"{axis}={value} is outside layer 'relu3', whose map is 12x12.*valid {axis}: 0\.\.11"):
+        with pytest.raises(
+            IndexError, match=rf"{axis}={value} is outside layer 'relu3', whose map is 12x12.*valid {axis}: 0\.\.11"
+        ):
             _render(tiny_net, objectives.neuron("relu3", 0, x=x, y=y))
     assert _render(tiny_net, objectives.neuron("relu3", 0, x=width - 1, y=0)).history.shape == (3, 1)
     with pytest.raises(IndexError, match=r"valid x: 0\.\.10 for a window of 2"):

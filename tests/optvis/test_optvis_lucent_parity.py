@@ -65,15 +65,27 @@ def test_lucent_preset_reaches_lucents_activations(tiny_net):
         np.random.seed(channel)  # lucent draws its transforms from numpy's and torch's global generators
         torch.manual_seed(channel)
         images = lucent_render.render_vis(
-            tiny_net, f"relu2:{channel}", param_f=lambda: lucent_param.image(32), thresholds=(steps,),
-            preprocess=False, progress=False, show_image=False,
+            tiny_net,
+            f"relu2:{channel}",
+            param_f=lambda: lucent_param.image(32),
+            thresholds=(steps,),
+            preprocess=False,
+            progress=False,
+            show_image=False,
         )
         theirs.append(_activation(tiny_net, torch.from_numpy(images[-1]).permute(0, 3, 1, 2), "relu2", channel))
         torch.manual_seed(channel)
         start.append(_activation(tiny_net, lucent_param.image(32)[1]().detach(), "relu2", channel))
     # lucent's render has no ReLU redirection for a model without its RedirectedReLU layers
-    result = render(tiny_net, [f"relu2:{c}" for c in channels], preset="lucent", steps=steps, size=32,
-                    progress=False, redirect_relu=None)
+    result = render(
+        tiny_net,
+        [f"relu2:{c}" for c in channels],
+        preset="lucent",
+        steps=steps,
+        size=32,
+        progress=False,
+        redirect_relu=None,
+    )
     ours = [_activation(tiny_net, result.images[i : i + 1], "relu2", c) for i, c in enumerate(channels)]
     assert all(t > 3 * s for t, s in zip(theirs, start))  # the optimisation did something
     assert np.mean(ours) == pytest.approx(np.mean(theirs), rel=0.1)
@@ -99,11 +111,17 @@ def test_lucent_preset_reaches_lucents_activations_on_inceptionv1():
         np.random.seed(channel)
         torch.manual_seed(channel)
         images = lucent_render.render_vis(
-            lucent_model, f"mixed3a:{channel}", param_f=lambda: lucent_param.image(64), thresholds=(steps,),
-            progress=False, show_image=False,
+            lucent_model,
+            f"mixed3a:{channel}",
+            param_f=lambda: lucent_param.image(64),
+            thresholds=(steps,),
+            progress=False,
+            show_image=False,
         )
         theirs.append(_activation(ours_model, torch.from_numpy(images[-1]).permute(0, 3, 1, 2), "mixed3a", channel))
-    result = render(ours_model, [f"mixed3a:{c}" for c in channels], preset="lucent", steps=steps, size=64, progress=False)
+    result = render(
+        ours_model, [f"mixed3a:{c}" for c in channels], preset="lucent", steps=steps, size=64, progress=False
+    )
     ours = [_activation(ours_model, result.images[i : i + 1], "mixed3a", c) for i, c in enumerate(channels)]
     assert np.mean(ours) == pytest.approx(np.mean(theirs), rel=0.1)
     assert ours == pytest.approx(theirs, rel=0.2)

@@ -41,7 +41,9 @@ def test_algebra():
     assert (-a)(T).item() == pytest.approx(-va)
     assert (1 + a)(T).item() == pytest.approx(1 + va)
     assert (a * b)(T).item() == pytest.approx(va * vb)
-    assert obj.Objective.sum([a, b, "mixed3a:3"])(T).item() == pytest.approx(va + vb + obj.channel("mixed3a", 3)(T).item())
+    assert obj.Objective.sum([a, b, "mixed3a:3"])(T).item() == pytest.approx(
+        va + vb + obj.channel("mixed3a", 3)(T).item()
+    )
     combined = a - 1e2 * obj.diversity("mixed3a") + obj.L1()
     assert combined.layers == ("mixed3a",)  # "input" is no model layer
     assert set((a + b).layers) == {"mixed3a", "conv2d2"}
@@ -74,7 +76,8 @@ def test_direction_neuron_cossim_is_the_projection_times_a_cosine_power_at_one_p
     assert value.item() == pytest.approx(expected.item(), rel=1e-3)
     # scaling the direction changes nothing; the activation along it counts once, not squared
     assert obj.direction_neuron_cossim("mixed3a", 5 * direction)(T).item() == pytest.approx(
-        obj.direction_neuron_cossim("mixed3a", direction)(T).item(), rel=1e-5)
+        obj.direction_neuron_cossim("mixed3a", direction)(T).item(), rel=1e-5
+    )
     with pytest.raises(ValueError, match="cossim_pow"):
         obj.direction_neuron_cossim("mixed3a", direction, cossim_pow=-1)
 
@@ -86,7 +89,9 @@ def test_penalties():
     tv = (image[..., 1:, :] - image[..., :-1, :]).abs().sum() + (image[..., 1:] - image[..., :-1]).abs().sum()
     assert obj.total_variation()(T).item() == pytest.approx(tv.item(), rel=1e-6)
     assert obj.deepdream("mixed3a")(T).item() == pytest.approx(-(acts["mixed3a"] ** 2).mean().item(), rel=1e-6)
-    assert obj.class_logit("conv2d2", 1)(T).item() == pytest.approx(-acts["conv2d2"][:, 1].mean((1, 2)).sum().item(), rel=1e-6)
+    assert obj.class_logit("conv2d2", 1)(T).item() == pytest.approx(
+        -acts["conv2d2"][:, 1].mean((1, 2)).sum().item(), rel=1e-6
+    )
 
 
 def test_diversity_is_zero_for_one_image_and_negative_for_similar_images():

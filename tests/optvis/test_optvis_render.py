@@ -162,7 +162,9 @@ def test_sequential_transforms_and_lucent_preset(tiny_net, make_net):
 
 def test_fused_matches_unfused_pipeline(tiny_net):
     a = _render(tiny_net, ["relu2:1", "relu3:2"], config=RenderConfig(fused=True))
-    b = _render(tiny_net, ["relu2:1", "relu3:2"], config=RenderConfig(fused=False))  # sequential transforms, other draws
+    b = _render(
+        tiny_net, ["relu2:1", "relu3:2"], config=RenderConfig(fused=False)
+    )  # sequential transforms, other draws
     assert a.images.shape == b.images.shape
     with pytest.raises(ValueError, match="fused=True needs"):
         _render(tiny_net, ["relu2:1"], config=RenderConfig(fused=True), param="cppn")
@@ -186,9 +188,18 @@ def test_engine_knobs_live_in_a_frozen_render_config(tiny_net):
     config = RenderConfig(autocast=False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.fused = True
-    assert config.precision == "fp32" and RenderConfig().precision == "tf32" and RenderConfig(autocast=True).precision == "bf16"
-    for bad, error in [({"autocast": "fp16"}, ValueError), ({"fused": "yes"}, TypeError), ({"channels_last": None}, TypeError),
-                       ({"memory_budget": 0}, ValueError), ({"memory_budget": True}, ValueError)]:
+    assert (
+        config.precision == "fp32"
+        and RenderConfig().precision == "tf32"
+        and RenderConfig(autocast=True).precision == "bf16"
+    )
+    for bad, error in [
+        ({"autocast": "fp16"}, ValueError),
+        ({"fused": "yes"}, TypeError),
+        ({"channels_last": None}, TypeError),
+        ({"memory_budget": 0}, ValueError),
+        ({"memory_budget": True}, ValueError),
+    ]:
         with pytest.raises(error, match="RenderConfig"):
             RenderConfig(**bad)
     with pytest.raises(TypeError, match="config must be a RenderConfig, got dict"):
@@ -208,7 +219,11 @@ def test_plain_function_objective_layers_are_discovered(tiny_net):
 def test_vector_arguments_must_match_the_layer_width(tiny_net):
     with pytest.raises(ValueError, match=r"`direction` has 5 entries but layer 'relu2' has 16 channels"):
         _render(tiny_net, [objectives.direction("relu2", torch.ones(5))])
-    result = _render(tiny_net, [objectives.direction("relu2", torch.ones(16)), objectives.channel_weight("relu1", torch.ones(8))], steps=2)
+    result = _render(
+        tiny_net,
+        [objectives.direction("relu2", torch.ones(16)), objectives.channel_weight("relu1", torch.ones(8))],
+        steps=2,
+    )
     assert result.history.shape == (2, 2)
 
 
@@ -225,11 +240,17 @@ def test_nan_gradient_in_a_later_chunk_names_its_objective(tiny_net):
 def test_memory_budget_picks_the_batch_size(tiny_net):
     from circuits_vision.optvis._batching import bytes_per_image, choose_batch_size
 
-    small, large = bytes_per_image(tiny_net, ["relu2"], 20, torch.device("cpu")), bytes_per_image(tiny_net, ["relu2"], 40, torch.device("cpu"))
+    small, large = (
+        bytes_per_image(tiny_net, ["relu2"], 20, torch.device("cpu")),
+        bytes_per_image(tiny_net, ["relu2"], 40, torch.device("cpu")),
+    )
     assert 0 < small < large
     assert choose_batch_size(tiny_net, ["relu2"], 20, 1, 5, torch.device("cpu"), memory_budget=2 * small) == 2
     assert choose_batch_size(tiny_net, ["relu2"], 20, 2, 6, torch.device("cpu"), memory_budget=3 * small) == 2
     assert choose_batch_size(tiny_net, ["relu2"], 20, 1, 5, torch.device("cpu"), memory_budget=10**12) == 5
     # a budget for one image at a time renders in chunks of one, exactly like batch_size=1
     objs = ["relu2:1", "relu2:2", "relu2:3"]
-    assert torch.equal(_render(tiny_net, objs, config=RenderConfig(memory_budget=1), steps=3).images, _render(tiny_net, objs, batch_size=1, steps=3).images)
+    assert torch.equal(
+        _render(tiny_net, objs, config=RenderConfig(memory_budget=1), steps=3).images,
+        _render(tiny_net, objs, batch_size=1, steps=3).images,
+    )

@@ -21,7 +21,9 @@ def _fused(chain, x, generator):
 
 def test_pad_and_crop_jitter_fused_equals_sequential():
     x = torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(0))
-    chain = T.compose([T.pad(3, mode="constant", constant_value=0.5), T.jitter(4), T.crop_or_pad_to(18, 18, value=0.5), T.jitter(2)])
+    chain = T.compose(
+        [T.pad(3, mode="constant", constant_value=0.5), T.jitter(4), T.crop_or_pad_to(18, 18, value=0.5), T.jitter(2)]
+    )
     sequential = chain(x, torch.Generator().manual_seed(5))
     fused = _fused(chain, x, torch.Generator().manual_seed(5))
     assert sequential.shape == fused.shape == (1, 3, 16, 16)

@@ -14,7 +14,9 @@ from circuits_vision.viz.renders import _labels, render_grid
 def _result(n=3, size=5):
     images = torch.linspace(0, 1, n * 3 * size * size).reshape(n, 3, size, size)
     return RenderResult(
-        images=images, history=torch.zeros(2, n), objectives=[f"Channel [mixed3b, {c}]" for c in range(n)],
+        images=images,
+        history=torch.zeros(2, n),
+        objectives=[f"Channel [mixed3b, {c}]" for c in range(n)],
         never_active=torch.tensor([False, True, False][:n]),
     )
 

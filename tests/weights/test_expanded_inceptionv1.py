@@ -45,7 +45,9 @@ def test_equals_gradient_of_centre_unit(model, source, target, shape, stride):
 def test_op_and_twin_agree_in_float32(model):
     model32 = copy.deepcopy(model).float()
     ours = expanded_weights(model32, "mixed3a", "mixed3b", source_channels=SOURCE_CHANNELS)
-    twin = expanded_weights(model32, "mixed3a", "mixed3b", source_channels=SOURCE_CHANNELS, compose=_reference.compose_kernels)
+    twin = expanded_weights(
+        model32, "mixed3a", "mixed3b", source_channels=SOURCE_CHANNELS, compose=_reference.compose_kernels
+    )
     assert ours.dtype == torch.float32
     torch.testing.assert_close(ours, twin, rtol=1e-5, atol=1e-7)
     exact = expanded_weights(model32, "mixed3a", "mixed3b", source_channels=SOURCE_CHANNELS, dtype=torch.float64)
@@ -70,7 +72,9 @@ def test_last_block_to_logits_through_the_pool_and_flatten(model):
     """avgpool0 (7x7) -> flatten -> the linear layer: one 7x7 kernel per logit, the gradient's."""
     e = expand(model, "mixed5b", "softmax2_pre_activation_matmul", source_channels=[0, 500])
     assert tuple(e.weights.shape) == (1008, 2, 7, 7) and e.offset == (0, 0)
-    want = expanded_weights_by_gradient(model, "mixed5b", "softmax2_pre_activation_matmul", e, [0, 1007], input_size=224)
+    want = expanded_weights_by_gradient(
+        model, "mixed5b", "softmax2_pre_activation_matmul", e, [0, 1007], input_size=224
+    )
     assert want.abs().max() > 1e-5
     torch.testing.assert_close(e.weights[[0, 1007]], want[:, [0, 500]], rtol=1e-9, atol=1e-15)
     linear = model.softmax2_pre_activation_matmul.weight.detach()
@@ -94,5 +98,7 @@ def test_branches_that_do_not_read_the_source_are_zero(model):
     e = expand(model, "mixed3a_3x3_bottleneck_pre_relu_conv", "mixed3a")
     assert tuple(e.weights.shape) == (256, 96, 3, 3)
     assert e.weights[:64].abs().max() == 0 and e.weights[192:].abs().max() == 0
-    grads = expanded_weights_by_gradient(model, "mixed3a_3x3_bottleneck_pre_relu_conv", "mixed3a", e, [70, 150], input_size=64)
+    grads = expanded_weights_by_gradient(
+        model, "mixed3a_3x3_bottleneck_pre_relu_conv", "mixed3a", e, [70, 150], input_size=64
+    )
     torch.testing.assert_close(e.weights[[70, 150]], grads, rtol=1e-9, atol=1e-12)

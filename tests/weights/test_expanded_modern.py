@@ -55,7 +55,9 @@ def _matches_gradient(model, source, target, channels):
 def test_mobilenet_v3_stem_and_blocks_with_hardswish():
     features = torchvision.models.mobilenet_v3_small().features
     # stem: conv -> BN -> Hardswish; blocks 2, 3: expand / depthwise / project with ReLU and a residual
-    model = _seeded(nn.Sequential(copy.deepcopy(features[0]), copy.deepcopy(features[2]), copy.deepcopy(features[3])), 0, 48)
+    model = _seeded(
+        nn.Sequential(copy.deepcopy(features[0]), copy.deepcopy(features[2]), copy.deepcopy(features[3])), 0, 48
+    )
     e = _matches_gradient(model, "0.0", "2", [0, 5, 23])
     assert e.weights.shape == (24, 16, 7, 7) and e.stride == (2, 2)
 
@@ -72,13 +74,17 @@ def test_convnext_block_layernorm_gelu_and_layer_scale():
     # the residual lands on the centre tap: the block's weights plus the identity
     inner = expanded_weights(model, "0", "1.block")
     scaled = inner * block.layer_scale.detach().view(96, 1, 1, 1)
-    torch.testing.assert_close(e.weights - scaled, torch.eye(96, dtype=torch.float64)[:, :, None, None] * F.pad(torch.ones(1, 1), (3, 3, 3, 3)))
+    torch.testing.assert_close(
+        e.weights - scaled, torch.eye(96, dtype=torch.float64)[:, :, None, None] * F.pad(torch.ones(1, 1), (3, 3, 3, 3))
+    )
 
 
 def test_convnext_downsampling_layernorm2d():
     from torchvision.models.convnext import LayerNorm2d
 
-    downsample = nn.Sequential(LayerNorm2d(96, eps=1e-6), nn.Conv2d(96, 192, kernel_size=2, stride=2))  # convnext_tiny's
+    downsample = nn.Sequential(
+        LayerNorm2d(96, eps=1e-6), nn.Conv2d(96, 192, kernel_size=2, stride=2)
+    )  # convnext_tiny's
     model = _seeded(nn.Sequential(nn.Conv2d(3, 96, 4, stride=4), downsample), 2, 64)
     e = _matches_gradient(model, "0", "1", [0, 100, 191])
     assert e.weights.shape == (192, 96, 2, 2) and e.stride == (2, 2)
@@ -87,12 +93,33 @@ def test_convnext_downsampling_layernorm2d():
 def test_pooling_to_classifier_heads():
     from torchvision.models.convnext import LayerNorm2d
 
-    convnext_head = _seeded(nn.Sequential(nn.Conv2d(3, 96, 4, stride=4), nn.AdaptiveAvgPool2d(1), LayerNorm2d(96, eps=1e-6),
-                                          nn.Flatten(1), nn.Linear(96, 10)), 3, 32)
+    convnext_head = _seeded(
+        nn.Sequential(
+            nn.Conv2d(3, 96, 4, stride=4),
+            nn.AdaptiveAvgPool2d(1),
+            LayerNorm2d(96, eps=1e-6),
+            nn.Flatten(1),
+            nn.Linear(96, 10),
+        ),
+        3,
+        32,
+    )
     e = _matches_gradient(convnext_head, "0", "4", [0, 9])
     assert e.weights.shape == (10, 96, 8, 8) and e.stride == (8, 8)  # one tap per position of the 8x8 map
-    mobilenet_head = _seeded(nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.Hardswish(), nn.AdaptiveAvgPool2d(1),
-                                           nn.Flatten(1), nn.Linear(16, 8), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(8, 5)), 4, 32)
+    mobilenet_head = _seeded(
+        nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=2, padding=1),
+            nn.Hardswish(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(1),
+            nn.Linear(16, 8),
+            nn.Hardswish(),
+            nn.Dropout(0.2),
+            nn.Linear(8, 5),
+        ),
+        4,
+        32,
+    )
     _matches_gradient(mobilenet_head, "1", "7", [0, 4])
 
 
@@ -146,7 +173,9 @@ def test_linearized_model_is_linear_with_the_new_layers():
         f0, f1, f3 = model(torch.zeros_like(x)), model(x), model(3 * x)
     torch.testing.assert_close(f3 - f0, 3 * (f1 - f0), rtol=1e-10, atol=1e-12)
     with torch.no_grad():  # and outside the block the model is its non-linear self again
-        assert not torch.allclose(model(3 * x) - model(torch.zeros_like(x)), 3 * (model(x) - model(torch.zeros_like(x))))
+        assert not torch.allclose(
+            model(3 * x) - model(torch.zeros_like(x)), 3 * (model(x) - model(torch.zeros_like(x)))
+        )
 
 
 # ------------------------------------------------------------------------------------------ clear errors
@@ -154,7 +183,9 @@ def test_linearized_model_is_linear_with_the_new_layers():
 
 def test_unsupported_steps_are_named():
     odd = _seeded(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(3)), 7, 12)  # a 10x10 map to 3x3
-    with pytest.raises(ValueError, match="adaptive average pooling of a 10x10 map to 3x3: its windows differ by position"):
+    with pytest.raises(
+        ValueError, match="adaptive average pooling of a 10x10 map to 3x3: its windows differ by position"
+    ):
         expanded_weights(odd, "0", "1")
     flat = _seeded(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(1), nn.Linear(4 * 4 * 4, 2)), 8, 6)
     with pytest.raises(ValueError, match="flatten of a 4x4 map"):
@@ -170,7 +201,11 @@ def test_unsupported_steps_are_named():
 def test_squeeze_excitation_is_its_gate_at_a_zero_input():
     from torchvision.ops import SqueezeExcitation
 
-    model = _seeded(nn.Sequential(nn.Identity(), nn.Conv2d(3, 8, 3), SqueezeExcitation(8, 4, scale_activation=nn.Hardsigmoid)), 10, 9)
+    model = _seeded(
+        nn.Sequential(nn.Identity(), nn.Conv2d(3, 8, 3), SqueezeExcitation(8, 4, scale_activation=nn.Hardsigmoid)),
+        10,
+        9,
+    )
     se = model[2]
     with torch.no_grad():  # biases that put some of fc1 below zero, so the gate's real ReLU matters
         se.fc1.bias.copy_(torch.tensor([1.0, -1.0, 0.5, -0.5], dtype=torch.float64))
@@ -193,9 +228,12 @@ def test_a_source_inside_a_channels_last_block_is_read_by_its_channels():
     from torchvision.models.convnext import CNBlock
 
     block = CNBlock(96, layer_scale=1e-6, stochastic_depth_prob=0.0)
-    model = _seeded(nn.Sequential(nn.Conv2d(3, 96, 4, stride=4), block), 12, 64)  # block.2: LayerNorm on [N, 16, 16, 96]
+    model = _seeded(
+        nn.Sequential(nn.Conv2d(3, 96, 4, stride=4), block), 12, 64
+    )  # block.2: LayerNorm on [N, 16, 16, 96]
     w1, w2 = block.block[3].weight.detach(), block.block[5].weight.detach()  # Linear 96 -> 384 -> 96
     torch.testing.assert_close(expanded_weights(model, "1.block.2", "1.block.3"), w1[:, :, None, None])
     torch.testing.assert_close(expanded_weights(model, "1.block.2", "1.block.5"), (w2 @ w1)[:, :, None, None])
-    torch.testing.assert_close(expanded_weights(model, "1.block.2", "1.block.5", source_channels=[95, 0]),
-                               (w2 @ w1)[:, [95, 0], None, None])
+    torch.testing.assert_close(
+        expanded_weights(model, "1.block.2", "1.block.5", source_channels=[95, 0]), (w2 @ w1)[:, [95, 0], None, None]
+    )

@@ -49,7 +49,9 @@ def test_tiny_linear_net_equals_hand_computed_sum():
     w1, w2, w3 = model.conv1.weight, model.conv2.weight, model.conv3.weight
     # E[o, i, t] = sum_{m2, m1} sum_{t = 2*v + u} w3[o, m2] * w2[m2, m1, v] * w1[m1, i, u]  (per axis)
     want = torch.zeros(4, 2, 4, 4, dtype=torch.float64)
-    for o, i, m2, m1, vy, vx, uy, ux in itertools.product(range(4), range(2), range(2), range(3), range(2), range(2), range(2), range(2)):
+    for o, i, m2, m1, vy, vx, uy, ux in itertools.product(
+        range(4), range(2), range(2), range(3), range(2), range(2), range(2), range(2)
+    ):
         want[o, i, 2 * vy + uy, 2 * vx + ux] += w3[o, m2, 0, 0] * w2[m2, m1, vy, vx] * w1[m1, i, uy, ux]
     got = expand(model, "inp", "conv3")
     torch.testing.assert_close(got.weights, want, rtol=1e-12, atol=1e-12)
@@ -69,7 +71,9 @@ def test_tiny_linear_net_matches_the_linearised_network_output():
         full, zero = model(x), model(torch.zeros_like(x))
     via_kernel = F.conv2d(F.pad(x, (e.offset[1], 0, e.offset[0], 0)), e.weights, stride=e.stride)
     rows = min(via_kernel.shape[2], full.shape[2]) - 1  # last row/col touch the bottom/right border
-    torch.testing.assert_close(via_kernel[..., 1:rows, 1:rows], (full - zero)[..., 1:rows, 1:rows], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        via_kernel[..., 1:rows, 1:rows], (full - zero)[..., 1:rows, 1:rows], rtol=1e-10, atol=1e-10
+    )
 
 
 class ResidualNet(nn.Module):
@@ -79,7 +83,11 @@ class ResidualNet(nn.Module):
         super().__init__()
         self.stem = nn.Conv2d(3, 4, 3, padding=1)
         self.relu0 = nn.ReLU()
-        self.conv1, self.bn1, self.relu1 = nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU6()
+        self.conv1, self.bn1, self.relu1 = (
+            nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(6),
+            nn.ReLU6(),
+        )
         self.conv2, self.bn2 = nn.Conv2d(6, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
         self.down = nn.Sequential(nn.Conv2d(4, 6, 1, stride=2, bias=False), nn.BatchNorm2d(6))
         self.relu2 = nn.ReLU()
@@ -158,7 +166,9 @@ def test_maxpool_as_average_pool_concat_and_linear_approximation():
     want = expanded_weights_by_gradient(model, "conv0", "norm", e, range(6), input_size=16)
     torch.testing.assert_close(e.weights, want, rtol=1e-10, atol=1e-12)
     center = expanded_weights(model, "conv0", "pool", maxpool="center")
-    torch.testing.assert_close(center, torch.eye(4, dtype=torch.float64)[:, :, None, None] * F.pad(torch.ones(1, 1), (1, 1, 1, 1)))
+    torch.testing.assert_close(
+        center, torch.eye(4, dtype=torch.float64)[:, :, None, None] * F.pad(torch.ones(1, 1), (1, 1, 1, 1))
+    )
 
 
 def test_source_channels_and_crop():
@@ -287,11 +297,15 @@ def test_half_precision_models_get_float32_weights():
 
 def test_source_channel_selections_that_are_empty_or_not_integers_are_named():
     model = _seeded(TinyLinear(), 12)
-    with pytest.raises(ValueError, match="source_channels is empty: pass at least one channel of layer 'inp' \\(0..1\\)"):
+    with pytest.raises(
+        ValueError, match="source_channels is empty: pass at least one channel of layer 'inp' \\(0..1\\)"
+    ):
         expanded_weights(model, "inp", "conv3", source_channels=[])
     with pytest.raises(TypeError, match="integer channel indices"):
         expanded_weights(model, "inp", "conv3", source_channels=[0.5])
     with pytest.raises(TypeError, match="integer channel indices"):
         expanded_weights(model, "inp", "conv3", source_channels=[True])
     full = expanded_weights(model, "inp", "conv3")
-    torch.testing.assert_close(expanded_weights(model, "inp", "conv3", source_channels=torch.tensor([1, 0])), full[:, [1, 0]])
+    torch.testing.assert_close(
+        expanded_weights(model, "inp", "conv3", source_channels=torch.tensor([1, 0])), full[:, [1, 0]]
+    )

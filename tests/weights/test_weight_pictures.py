@@ -94,7 +94,10 @@ def test_circuit_graph_top_k_edges():
     e[0, 0] = [-2.0, 0.0]  # l2 2, net -2
     e[1, 1] = [0.5, 0.5]
     graph = circuit_graph(e, "mixed3a", "mixed3b", k=2)
-    assert [(x["source"], x["target"]) for x in graph["edges"]] == [("mixed3a:1", "mixed3b:2"), ("mixed3a:0", "mixed3b:0")]
+    assert [(x["source"], x["target"]) for x in graph["edges"]] == [
+        ("mixed3a:1", "mixed3b:2"),
+        ("mixed3a:0", "mixed3b:0"),
+    ]
     assert [x["weight"] for x in graph["edges"]] == [2.0, -2.0]
     assert graph["edges"][0]["l2"] == pytest.approx(np.sqrt(10))
     assert {n["id"]: (n["layer"], n["unit"]) for n in graph["nodes"]} == {

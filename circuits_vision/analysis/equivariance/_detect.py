@@ -54,8 +54,9 @@ def default_span(kind: str, parameters: torch.Tensor) -> float:
     return 90.0
 
 
-def _settings(alpha, threshold, invariant_threshold, min_members, min_span, null, null_units, angle_draws, seed,
-              steps) -> Settings:
+def _settings(
+    alpha, threshold, invariant_threshold, min_members, min_span, null, null_units, angle_draws, seed, steps
+) -> Settings:
     if threshold is None and not 0 < alpha < 1:
         raise ValueError(f"alpha is a false-discovery rate in (0, 1), got {alpha!r}")
     if threshold is not None and not -1 <= threshold <= 1:
@@ -63,13 +64,26 @@ def _settings(alpha, threshold, invariant_threshold, min_members, min_span, null
     if int(min_members) < 2:
         raise ValueError(f"min_members must be >= 2, got {min_members!r}")
     if null not in ("scramble", "shuffle", None):
-        raise ValueError(f"null must be 'scramble' (phase-randomised kernels), 'shuffle' (kernel-to-unit per channel) "
-                         f"or None (no null: thresholds only), got {null!r}")
+        raise ValueError(
+            f"null must be 'scramble' (phase-randomised kernels), 'shuffle' (kernel-to-unit per channel) "
+            f"or None (no null: thresholds only), got {null!r}"
+        )
     if null is None and threshold is None:
-        raise ValueError("null=None (no calibration) needs a cosine threshold=; the default rule is a false-discovery rate")
-    return Settings(alpha=alpha, threshold=threshold, invariant_threshold=invariant_threshold, min_members=int(min_members),
-                    min_span=min_span, null=null, null_units=int(null_units or 0), angle_draws=int(angle_draws),
-                    seed=int(seed), steps=steps)
+        raise ValueError(
+            "null=None (no calibration) needs a cosine threshold=; the default rule is a false-discovery rate"
+        )
+    return Settings(
+        alpha=alpha,
+        threshold=threshold,
+        invariant_threshold=invariant_threshold,
+        min_members=int(min_members),
+        min_span=min_span,
+        null=null,
+        null_units=int(null_units or 0),
+        angle_draws=int(angle_draws),
+        seed=int(seed),
+        steps=steps,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -115,9 +129,13 @@ def families_from_kernels(
         seed: seed of the ``torch.Generator`` behind every random draw.
     """
     if kind not in ("rotation", "hue", "scale"):
-        raise ValueError(f"kind must be 'rotation', 'hue' or 'scale' here (reflection: reflection_pairs_from_kernels), got {kind!r}")
+        raise ValueError(
+            f"kind must be 'rotation', 'hue' or 'scale' here (reflection: reflection_pairs_from_kernels), got {kind!r}"
+        )
     units = list(range(kernels.shape[0])) if units is None else list(units)
-    settings = _settings(alpha, threshold, invariant_threshold, min_members, min_span, null, null_units, angle_draws, seed, steps)
+    settings = _settings(
+        alpha, threshold, invariant_threshold, min_members, min_span, null, null_units, angle_draws, seed, steps
+    )
     result = EquivarianceResult(kind, None, None, "kernels", units=units, settings=settings)
     problem = kernel_problem(kernels, kind, settings.min_members)
     if problem:
@@ -143,8 +161,12 @@ def families_from_kernels(
     if kind in ("rotation", "scale"):
         trivial = spatially_trivial(kernels) & ~dead
         skip |= trivial
-        excluded.update({units[i]: "no spatial structure at this source (1x1 or pooled kernel)"
-                         for i in trivial.nonzero().flatten().tolist()})
+        excluded.update(
+            {
+                units[i]: "no spatial structure at this source (1x1 or pooled kernel)"
+                for i in trivial.nonzero().flatten().tolist()
+            }
+        )
     result.excluded = excluded
     eligible = (~skip).nonzero().flatten()
     if len(eligible) == 0:
@@ -154,8 +176,19 @@ def families_from_kernels(
     generator = torch.Generator().manual_seed(settings.seed)
     strata = footprint(kernels)
     if null is None:
-        _calibrate(result, sim, params, None, strata, None, eligible, None, circular=kind != "scale", kind=kind,
-                   generator=generator)
+        _calibrate(
+            result,
+            sim,
+            params,
+            None,
+            strata,
+            None,
+            eligible,
+            None,
+            circular=kind != "scale",
+            kind=kind,
+            generator=generator,
+        )
         return result
     count = settings.null_units or max(len(eligible), MIN_NULL_UNITS)
     settings.null_units = count
@@ -171,8 +204,20 @@ def families_from_kernels(
     if candidates:  # the pool is only needed when some unit could be invariant
         pool = draw(kernels[eligible], generator, self_null_units(len(eligible), settings.alpha, count, candidates))
         null_self = T.self_similarity(pool, coarse, transform, mask=mask, gather=gather).min(0).values
-    _calibrate(result, sim, params, null_sim, strata, strata[eligible][sources], eligible, sources,
-               circular=kind != "scale", kind=kind, generator=generator, null_self=null_self)
+    _calibrate(
+        result,
+        sim,
+        params,
+        null_sim,
+        strata,
+        strata[eligible][sources],
+        eligible,
+        sources,
+        circular=kind != "scale",
+        kind=kind,
+        generator=generator,
+        null_self=null_self,
+    )
     return result
 
 
@@ -188,8 +233,10 @@ def kernel_problem(kernels: torch.Tensor, kind: str, min_members: int) -> str:
         raise ValueError(f"kernels must be [N, C, S, S] (square), got {tuple(kernels.shape)}")
     n, c, s, _ = kernels.shape
     if kind in ("rotation", "scale", "reflection") and s < 3:
-        return (f"the kernels are {s}x{s}: a layer with no spatial extent has no {kind} structure; "
-                "use an earlier source layer (or source=None for the input) so the kernels span space")
+        return (
+            f"the kernels are {s}x{s}: a layer with no spatial extent has no {kind} structure; "
+            "use an earlier source layer (or source=None for the input) so the kernels span space"
+        )
     if kind == "hue" and c != 3:
         return f"hue families need kernels on the RGB input (3 channels), these have {c}"
     if n < min_members:
@@ -229,7 +276,9 @@ def spatially_trivial(kernels: torch.Tensor, tolerance: float = 0.01) -> torch.T
     c0, c1 = (size - 1) // 2, size // 2
     centre = energy[:, c0 : c1 + 1, c0 : c1 + 1].sum((1, 2))
     point = (total - centre) < tolerance * total
-    support = (energy > 1e-6 * energy.flatten(1).max(1).values[:, None, None]).to(kernels.dtype)[:, None]  # [N, 1, S, S]
+    support = (energy > 1e-6 * energy.flatten(1).max(1).values[:, None, None]).to(kernels.dtype)[
+        :, None
+    ]  # [N, 1, S, S]
     count = support.sum((2, 3), keepdim=True).clamp_min(1)
     mean = (kernels * support).sum((2, 3), keepdim=True) / count
     spread = ((kernels - mean) * support).pow(2).sum((1, 2, 3))
@@ -285,11 +334,23 @@ def families_from_tuning(
     every orientation: they are reported as invariant; units that never respond are left out.
     """
     if curves.ndim not in (2, 3) or curves.shape[1] < 4:
-        raise ValueError(f"tuning curves must be [units, orientations] or [units, orientations, conditions] with >= 4 "
-                         f"orientations, got {tuple(curves.shape)}")
+        raise ValueError(
+            f"tuning curves must be [units, orientations] or [units, orientations, conditions] with >= 4 "
+            f"orientations, got {tuple(curves.shape)}"
+        )
     units = list(range(curves.shape[0])) if units is None else list(units)
-    settings = _settings(alpha, threshold, INVARIANT_THRESHOLD, min_members, min_span, "scramble", null_units,
-                         angle_draws, seed, curves.shape[1])
+    settings = _settings(
+        alpha,
+        threshold,
+        INVARIANT_THRESHOLD,
+        min_members,
+        min_span,
+        "scramble",
+        null_units,
+        angle_draws,
+        seed,
+        curves.shape[1],
+    )
     settings.null = "phase"
     result = EquivarianceResult("rotation", None, None, "tuning", units=units, settings=settings)
     if curves.shape[0] < settings.min_members:
@@ -312,13 +373,17 @@ def families_from_tuning(
     result.invariant = [units[i] for i in flat.nonzero().flatten().tolist()]
     if len(eligible) < settings.min_members:
         result.similarity, result.parameters = sim, params
-        result.explanation = f"only {len(eligible)} units are tuned to orientation; a family needs at least {settings.min_members}"
+        result.explanation = (
+            f"only {len(eligible)} units are tuned to orientation; a family needs at least {settings.min_members}"
+        )
         return result
     generator = torch.Generator().manual_seed(settings.seed)
     if null_curves is not None:
         if null_curves.shape[1:] != curves.shape[1:]:
-            raise ValueError(f"null_curves must have the curves' shape per unit {tuple(curves.shape[1:])}, "
-                             f"got {tuple(null_curves.shape[1:])}")
+            raise ValueError(
+                f"null_curves must have the curves' shape per unit {tuple(curves.shape[1:])}, "
+                f"got {tuple(null_curves.shape[1:])}"
+            )
         null_set = null_curves.double()
         null_set = null_set[tuned(null_set, min_modulation)]
         if len(null_set) < settings.min_members:
@@ -332,8 +397,20 @@ def families_from_tuning(
         null_set = N.scramble_curves(curves[eligible], generator, count, sources=sources)
     null_sim = circular_correlation(null_set, upsample)
     strata = torch.zeros(max(len(units), len(null_set)), dtype=torch.long)
-    _calibrate(result, sim, params, null_sim, strata[: len(units)], strata[: len(null_set)], eligible, sources,
-               circular=True, kind="rotation", generator=generator, invariance=False)
+    _calibrate(
+        result,
+        sim,
+        params,
+        null_sim,
+        strata[: len(units)],
+        strata[: len(null_set)],
+        eligible,
+        sources,
+        circular=True,
+        kind="rotation",
+        generator=generator,
+        invariance=False,
+    )
     return result
 
 
@@ -363,8 +440,14 @@ def circular_correlation(curves: torch.Tensor, upsample: int = 1) -> torch.Tenso
 # The calibration shared by kernels and curves
 
 
-def _pair_tests(best: torch.Tensor, null_best: torch.Tensor, strata: torch.Tensor, null_strata: torch.Tensor,
-                tested: torch.Tensor, null_sources: torch.Tensor):
+def _pair_tests(
+    best: torch.Tensor,
+    null_best: torch.Tensor,
+    strata: torch.Tensor,
+    null_strata: torch.Tensor,
+    tested: torch.Tensor,
+    null_sources: torch.Tensor,
+):
     """p-values and effect sizes ``[N, N]`` of ``best`` against null pairs of the same footprints.
 
     ``tested [N] bool`` marks the rows that take part; null pairs of two surrogates of one kernel are skipped.
@@ -398,9 +481,22 @@ def _pair_tests(best: torch.Tensor, null_best: torch.Tensor, strata: torch.Tenso
     return p, effect, values
 
 
-def _calibrate(result: EquivarianceResult, sim, params, null_sim, strata, null_strata, eligible, sources, *,
-               circular: bool, kind: str, generator: torch.Generator, null_self: torch.Tensor | None = None,
-               invariance: bool = True) -> None:
+def _calibrate(
+    result: EquivarianceResult,
+    sim,
+    params,
+    null_sim,
+    strata,
+    null_strata,
+    eligible,
+    sources,
+    *,
+    circular: bool,
+    kind: str,
+    generator: torch.Generator,
+    null_self: torch.Tensor | None = None,
+    invariance: bool = True,
+) -> None:
     """Fill ``result`` from the real and null similarities (see the module docstring)."""
     settings, units = result.settings, result.units
     n = sim.shape[1]
@@ -439,34 +535,54 @@ def _calibrate(result: EquivarianceResult, sim, params, null_sim, strata, null_s
     significant.fill_diagonal_(False)
     critical = best[significant].min() if bool(significant.any()) else None
     if calibrated:
-        result.null = NullSummary(settings.null, len(values), float(values.mean()), float(values.std()),
-                                  None if critical is None else float(critical))
+        result.null = NullSummary(
+            settings.null,
+            len(values),
+            float(values.mean()),
+            float(values.std()),
+            None if critical is None else float(critical),
+        )
     if settings.threshold is None:
         distance, cut = 1.0 - significant.double(), 0.5
     else:
         distance, cut = (1.0 - best.double()).clamp_min(0), 1.0 - settings.threshold
     distance = torch.where(tested[:, None] & tested[None, :], distance, torch.full_like(distance, 2.0))
-    candidates = group_families(sim, params, kind=kind, circular=circular, distance=distance, cut=cut,
-                                min_members=settings.min_members, exclude=~tested,
-                                period_level=settings.threshold)
+    candidates = group_families(
+        sim,
+        params,
+        kind=kind,
+        circular=circular,
+        distance=distance,
+        cut=cut,
+        min_members=settings.min_members,
+        exclude=~tested,
+        period_level=settings.threshold,
+    )
     families, rejected = [], []
     for fam in candidates:
         rows = torch.tensor(fam.members)
         values_t = torch.tensor([fam.values[m] for m in fam.members], dtype=torch.float64)
         width = span(values_t, fam.period if circular else None)
         if width < settings.min_span:
-            rejected.append((fam.members, f"look-alike units: their values spread over {width:.3g} "
-                                          f"< {settings.min_span:.3g}"))
+            rejected.append(
+                (fam.members, f"look-alike units: their values spread over {width:.3g} < {settings.min_span:.3g}")
+            )
             continue
         resolution = (fam.period / 12) if circular else settings.min_span / 2
         distinct = distinct_values(values_t, fam.period if circular else None, resolution)
         if distinct < min(3, settings.min_members):
-            rejected.append((fam.members, f"look-alike units: their values sit at only {distinct} distinct "
-                                          f"{'angles' if circular else 'scales'} ({resolution:.3g} apart or more)"))
+            rejected.append(
+                (
+                    fam.members,
+                    f"look-alike units: their values sit at only {distinct} distinct "
+                    f"{'angles' if circular else 'scales'} ({resolution:.3g} apart or more)",
+                )
+            )
             continue
         if calibrated:
-            fam.fit, fam.null_score, fam.p_value = angle_test(sim[:, rows][:, :, rows], params, values_t, fam.period,
-                                                              settings.angle_draws, generator)
+            fam.fit, fam.null_score, fam.p_value = angle_test(
+                sim[:, rows][:, :, rows], params, values_t, fam.period, settings.angle_draws, generator
+            )
         off = ~torch.eye(len(rows), dtype=torch.bool)
         fam.effect_size = float(effect[rows][:, rows][off].mean())
         fam.pair_q_max = float(q[rows][:, rows][off].max())
@@ -480,8 +596,13 @@ def _calibrate(result: EquivarianceResult, sim, params, null_sim, strata, null_s
         if not calibrated or fam.q_value < settings.alpha:
             kept.append(fam)
         else:
-            rejected.append((fam.members, f"the angles do not matter: fit {fam.fit:.3f} vs {fam.null_score:.3f} "
-                                          f"with shuffled angles (q={fam.q_value:.2g})"))
+            rejected.append(
+                (
+                    fam.members,
+                    f"the angles do not matter: fit {fam.fit:.3f} vs {fam.null_score:.3f} "
+                    f"with shuffled angles (q={fam.q_value:.2g})",
+                )
+            )
     for fam in kept:
         _relabel(fam, units)
     result.families = kept
@@ -489,8 +610,14 @@ def _calibrate(result: EquivarianceResult, sim, params, null_sim, strata, null_s
     result.explanation = explain(result)
 
 
-def angle_test(sub: torch.Tensor, params: torch.Tensor, values: torch.Tensor, period: float | None, draws: int,
-               generator: torch.Generator) -> tuple[float, float, float]:
+def angle_test(
+    sub: torch.Tensor,
+    params: torch.Tensor,
+    values: torch.Tensor,
+    period: float | None,
+    draws: int,
+    generator: torch.Generator,
+) -> tuple[float, float, float]:
     """Shuffled-angle test of one family: ``(fit, mean fit under random angles, p)``.
 
     ``fit`` is the mean over member pairs of ``sub [P, n, n]`` read at the differences of ``values [n]``;
@@ -548,8 +675,10 @@ def explain(result: EquivarianceResult) -> str:
         parts.append(f"{len(result.rejected)} candidate groups rejected: {shown}{more}")
     trivial = [u for u, why in result.excluded.items() if why.startswith("no spatial")]
     if trivial:
-        parts.append(f"{len(trivial)} units have kernels confined to the centre or constant over their footprint "
-                     f"(1x1 or pooling branches), so {result.kind} says nothing about them; they are left out")
+        parts.append(
+            f"{len(trivial)} units have kernels confined to the centre or constant over their footprint "
+            f"(1x1 or pooling branches), so {result.kind} says nothing about them; they are left out"
+        )
     return "; ".join(parts)
 
 

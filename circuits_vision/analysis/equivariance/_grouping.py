@@ -22,7 +22,9 @@ def circular_difference(a: torch.Tensor, period: float) -> torch.Tensor:
     return torch.remainder(a + period / 2, period) - period / 2
 
 
-def best_parameters(sim: torch.Tensor, parameters: torch.Tensor, circular_period: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+def best_parameters(
+    sim: torch.Tensor, parameters: torch.Tensor, circular_period: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per pair, the best similarity and the parameter reaching it, refined by a parabola through the peak.
 
     Args:
@@ -43,7 +45,9 @@ def best_parameters(sim: torch.Tensor, parameters: torch.Tensor, circular_period
         ok = (index > 0) & (index < p - 1)
     s_lo, s_hi = sim.gather(0, lo[None])[0], sim.gather(0, hi[None])[0]
     curvature = s_lo - 2 * best + s_hi
-    offset = torch.where(ok & (curvature < -1e-9), 0.5 * (s_lo - s_hi) / curvature.clamp(max=-1e-9), torch.zeros_like(best))
+    offset = torch.where(
+        ok & (curvature < -1e-9), 0.5 * (s_lo - s_hi) / curvature.clamp(max=-1e-9), torch.zeros_like(best)
+    )
     return best, parameters[index] + offset.clamp(-0.5, 0.5) * step
 
 
@@ -91,7 +95,9 @@ def synchronise_linear(best_param: torch.Tensor, weight: torch.Tensor) -> torch.
     return values - values.min()
 
 
-def detect_period(self_sim: torch.Tensor, parameters: torch.Tensor, threshold: float, candidates=(90.0, 120.0, 180.0)) -> float:
+def detect_period(
+    self_sim: torch.Tensor, parameters: torch.Tensor, threshold: float, candidates=(90.0, 120.0, 180.0)
+) -> float:
     """Smallest candidate period at which every member's median self-similarity reaches ``threshold``; else 360."""
     step = float(parameters[1] - parameters[0]) if len(parameters) > 1 else 360.0
     for period in candidates:
@@ -192,7 +198,9 @@ def distinct_values(values: torch.Tensor, period: float | None, resolution: floa
     return 1 + int((gaps > resolution).sum())
 
 
-def predicted_similarity(sim: torch.Tensor, parameters: torch.Tensor, predicted: torch.Tensor, circular: bool) -> torch.Tensor:
+def predicted_similarity(
+    sim: torch.Tensor, parameters: torch.Tensor, predicted: torch.Tensor, circular: bool
+) -> torch.Tensor:
     """``sim [P, n, n]`` read at the parameter nearest ``predicted [n, n]``."""
     delta = predicted[None] - parameters[:, None, None]
     if circular:

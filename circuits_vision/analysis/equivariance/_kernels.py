@@ -25,8 +25,9 @@ def validate_units(model: nn.Module, layer: str, units: list[int] | None) -> lis
     return units
 
 
-def unit_kernels(model: nn.Module, layer: str, source: str | None = None, *, units: list[int] | None = None,
-                 chunk: int = 32) -> torch.Tensor:
+def unit_kernels(
+    model: nn.Module, layer: str, source: str | None = None, *, units: list[int] | None = None, chunk: int = 32
+) -> torch.Tensor:
     """Each unit's linear kernel: ``[len(units), C_source, S, S]``.
 
     ``source`` a layer name: the expanded weights ``expanded_weights(model, source, layer)``.
@@ -50,8 +51,9 @@ def _input_kernels(model: nn.Module, layer: str, units: list[int], chunk: int) -
         with linearized(model):
             for start in range(0, len(units), chunk):
                 block = torch.tensor(units[start : start + chunk], device=reference.device)
-                x = torch.full((len(block), 3, size, size), 0.5, dtype=reference.dtype, device=reference.device,
-                               requires_grad=True)
+                x = torch.full(
+                    (len(block), 3, size, size), 0.5, dtype=reference.dtype, device=reference.device, requires_grad=True
+                )
                 out = run_with_cache(model, x, [layer])[layer]
                 picked = out[torch.arange(len(block), device=out.device), block, height // 2, width // 2]
                 (grad,) = torch.autograd.grad(picked.sum(), x)

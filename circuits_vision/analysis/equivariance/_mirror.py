@@ -101,13 +101,17 @@ def reflection_pairs_from_kernels(
         good = float(q[i, j]) < alpha if threshold is None else float(m[i, j]) >= threshold
         strong = float(m[i, j]) >= min_similarity
         if i < j and int(best[j]) == i and good and strong and float(m[i, j]) > max(self_mirror[i], self_mirror[j]):
-            result.pairs.append(ReflectionPair(units[i], units[j], round(float(m[i, j]), 4), float(p[i, j]),
-                                               float(q[i, j]), float(effect[i, j])))
+            result.pairs.append(
+                ReflectionPair(
+                    units[i], units[j], round(float(m[i, j]), 4), float(p[i, j]), float(q[i, j]), float(effect[i, j])
+                )
+            )
             accepted.append(float(m[i, j]))
     paired = {u for pair in result.pairs for u in (pair.a, pair.b)}
     result.invariant = [units[i] for i in self_ok.nonzero().flatten().tolist() if units[i] not in paired]
-    result.null = NullSummary(null, len(values), float(values.mean()), float(values.std()),
-                              min(accepted) if accepted else None)
+    result.null = NullSummary(
+        null, len(values), float(values.mean()), float(values.std()), min(accepted) if accepted else None
+    )
     if not result.pairs:
         rule = f"similarity >= {threshold}" if threshold is not None else f"q < {alpha} against the null"
         result.explanation = f"no two units are mirror images of each other at {rule}"

@@ -72,8 +72,9 @@ def report(
     Raises:
         UnknownLayerError (unknown layer), IndexError (unit out of range), ValueError (bad kind/method).
     """
-    check_family_search(threshold=threshold, invariant_threshold=invariant_threshold, min_members=min_members,
-                        units=units, steps=steps)
+    check_family_search(
+        threshold=threshold, invariant_threshold=invariant_threshold, min_members=min_members, units=units, steps=steps
+    )
     if kind not in D.KINDS:
         raise ValueError(f"kind must be one of {D.KINDS}, got {kind!r}")
     if method not in ("weights", "visualization", "tuning"):
@@ -82,20 +83,25 @@ def report(
         raise ValueError("method='tuning' finds rotation families (orientation tuning curves); use method='weights'")
     if kind == "hue" and source is not None:
         raise ValueError("hue families rotate the RGB input's colours: use source=None (expanded weights to the input)")
-    options = dict(alpha=alpha, threshold=threshold, min_members=min_members, null=null, null_units=null_units,
-                   seed=seed)
+    options = dict(
+        alpha=alpha, threshold=threshold, min_members=min_members, null=null, null_units=null_units, seed=seed
+    )
     flat = _not_spatial(model, layer, source if method == "weights" else None)
     if flat:
-        result = EquivarianceResult(kind, layer, source, method,
-                                    settings=Settings(alpha=alpha, threshold=threshold, min_members=min_members))
+        result = EquivarianceResult(
+            kind, layer, source, method, settings=Settings(alpha=alpha, threshold=threshold, min_members=min_members)
+        )
         result.explanation = flat
         return result
     unit_list = validate_units(model, layer, units)
     if method == "tuning":
         if tuning_null not in ("network", "phase"):
-            raise ValueError(f"tuning_null must be 'network' (units of weight-shuffled copies) or 'phase', got {tuning_null!r}")
-        options = dict(alpha=alpha, threshold=threshold, min_members=min_members, min_span=min_span, units=unit_list,
-                       seed=seed)
+            raise ValueError(
+                f"tuning_null must be 'network' (units of weight-shuffled copies) or 'phase', got {tuning_null!r}"
+            )
+        options = dict(
+            alpha=alpha, threshold=threshold, min_members=min_members, min_span=min_span, units=unit_list, seed=seed
+        )
         if tuning_null == "phase":
             curves = orientation_tuning(model, layer, unit_list, steps=steps or 72)
             result = D.families_from_tuning(curves, null_units=null_units, **options)
@@ -135,11 +141,27 @@ def report(
 
 def _detect(kernels, kind, units, gather, steps, invariant_threshold, min_span, center, options) -> EquivarianceResult:
     if kind == "reflection":
-        return reflection_pairs_from_kernels(kernels, units=units, gather=None, alpha=options["alpha"],
-                                               threshold=options["threshold"], null=options["null"],
-                                               null_units=options["null_units"], seed=options["seed"])
-    return D.families_from_kernels(kernels, kind, steps=steps, invariant_threshold=invariant_threshold, units=units,
-                                   gather=gather, center=center, min_span=min_span, **options)
+        return reflection_pairs_from_kernels(
+            kernels,
+            units=units,
+            gather=None,
+            alpha=options["alpha"],
+            threshold=options["threshold"],
+            null=options["null"],
+            null_units=options["null_units"],
+            seed=options["seed"],
+        )
+    return D.families_from_kernels(
+        kernels,
+        kind,
+        steps=steps,
+        invariant_threshold=invariant_threshold,
+        units=units,
+        gather=gather,
+        center=center,
+        min_span=min_span,
+        **options,
+    )
 
 
 def _not_spatial(model: nn.Module, layer: str, source: str | None) -> str:
@@ -149,9 +171,11 @@ def _not_spatial(model: nn.Module, layer: str, source: str | None) -> str:
             continue
         shape = tuple(layer_shape(model, name))
         if len(shape) != 3:
-            return (f"{role} {name!r} has output shape {shape}, not [channels, height, width]: a layer without "
-                    f"spatial dimensions (a classifier or pooled layer) has no rotation, hue, scale or reflection "
-                    f"families; pick a convolutional layer")
+            return (
+                f"{role} {name!r} has output shape {shape}, not [channels, height, width]: a layer without "
+                f"spatial dimensions (a classifier or pooled layer) has no rotation, hue, scale or reflection "
+                f"families; pick a convolutional layer"
+            )
     return ""
 
 
@@ -196,16 +220,16 @@ def _merge(parts: list[EquivarianceResult], names: list[str]) -> EquivarianceRes
     """One result from detections over disjoint unit groups with kernels from different sources."""
     first = parts[0]
     units = [u for part in parts for u in part.units]
-    out = EquivarianceResult(first.kind, first.layer, first.source, first.method, units=units, settings=first.settings,
-                             null=first.null)
+    out = EquivarianceResult(
+        first.kind, first.layer, first.source, first.method, units=units, settings=first.settings, null=first.null
+    )
     out.families = sorted((f for part in parts for f in part.families), key=lambda f: (-len(f), -f.score))
     out.pairs = [p for part in parts for p in part.pairs]
     out.invariant = [u for part in parts for u in part.invariant]
     out.rejected = [r for part in parts for r in part.rejected]
     out.sources = {u: s for part in parts for u, s in part.sources.items()}
     moved = set(u for part in parts[1:] for u in part.units)
-    out.excluded = {u: why for part in parts for u, why in part.excluded.items()
-                    if not (part is first and u in moved)}
+    out.excluded = {u: why for part in parts for u, why in part.excluded.items() if not (part is first and u in moved)}
     sims = [part.similarity for part in parts]
     if all(s is not None for s in sims) and len({s.shape[0] for s in sims}) == 1:
         out.similarity = torch.zeros(sims[0].shape[0], len(units), len(units), dtype=sims[0].dtype)
@@ -222,14 +246,23 @@ def _merge(parts: list[EquivarianceResult], names: list[str]) -> EquivarianceRes
                     getattr(out, name)[start:stop, start:stop] = block
             start = stop
         out.parameters = first.parameters
-    notes = [f"{len(part.units)} units without spatial extent at {names[0]} took their kernels from {name}"
-             for part, name in zip(parts[1:], names[1:])]
+    notes = [
+        f"{len(part.units)} units without spatial extent at {names[0]} took their kernels from {name}"
+        for part, name in zip(parts[1:], names[1:])
+    ]
     out.explanation = "; ".join([D.explain(out)] + notes)
     return out
 
 
-def orientation_tuning(model: nn.Module, layer: str, units: list[int], *, steps: int = 72, radius: float | None = None,
-                       thickness: float | None = None) -> torch.Tensor:
+def orientation_tuning(
+    model: nn.Module,
+    layer: str,
+    units: list[int],
+    *,
+    steps: int = 72,
+    radius: float | None = None,
+    thickness: float | None = None,
+) -> torch.Tensor:
     """Responses ``[len(units), steps]`` of the units (centre position) to curves facing ``k * 360 / steps``.
 
     Stimuli: :func:`circuits_vision.stimuli.curves`, black on white, centred on the layer's receptive
@@ -242,8 +275,15 @@ def orientation_tuning(model: nn.Module, layer: str, units: list[int], *, steps:
     fixed = {"radius": radius or size / 6, "thickness": thickness or max(size / 16, 1.0)}
     angles = torch.arange(steps, dtype=torch.float32) * (360.0 / steps)
     ones = torch.ones(len(units))
-    curves = tuning_curves(model, layer, units, stimuli.curves, {"orientation": angles}, fixed=fixed,
-                           baseline=(torch.zeros_like(ones), ones))
+    curves = tuning_curves(
+        model,
+        layer,
+        units,
+        stimuli.curves,
+        {"orientation": angles},
+        fixed=fixed,
+        baseline=(torch.zeros_like(ones), ones),
+    )
     return curves.orientation_curve()
 
 
@@ -259,9 +299,15 @@ def orientation_surfaces(model: nn.Module, layer: str, units: list[int], *, step
     radii = [size / 8, size / 6, size / 4.5, size / 3.5]
     ones = torch.ones(len(units))
     angles = torch.arange(steps, dtype=torch.float32) * (360.0 / steps)
-    curves = tuning_curves(model, layer, units, stimuli.curves, {"orientation": angles, "radius": radii},
-                           fixed={"angular_width": 90.0, "thickness": max(1.5, size / 32)},
-                           baseline=(torch.zeros_like(ones), ones))
+    curves = tuning_curves(
+        model,
+        layer,
+        units,
+        stimuli.curves,
+        {"orientation": angles, "radius": radii},
+        fixed={"angular_width": 90.0, "thickness": max(1.5, size / 32)},
+        baseline=(torch.zeros_like(ones), ones),
+    )
     return curves.responses.double()
 
 
@@ -269,8 +315,9 @@ MAX_NULL_COPIES = 16
 MIN_NULL_TUNED = 256
 
 
-def network_null_curves(model: nn.Module, layer: str, units: list[int], *, steps: int = 72, at_least: int = 128,
-                        seed: int = 0) -> torch.Tensor:
+def network_null_curves(
+    model: nn.Module, layer: str, units: list[int], *, steps: int = 72, at_least: int = 128, seed: int = 0
+) -> torch.Tensor:
     """Response surfaces (:func:`orientation_surfaces`) of ``units`` in copies of ``model`` with shuffled weights
     (:func:`~circuits_vision.analysis.equivariance.null.shuffle_weights`, one ``torch.Generator(seed)``), copy after
     copy until ``at_least`` of them are tuned (at least 2 copies, at most ``MAX_NULL_COPIES``): ``[copies * U, steps, 4]``."""

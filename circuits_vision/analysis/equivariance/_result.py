@@ -58,8 +58,10 @@ class Family:
         return len(self.members)
 
     def __repr__(self) -> str:
-        return (f"Family({self.kind}, {len(self.members)} units, period={self.period}, score={self.score:.3f}, "
-                f"q={self.q_value:.3g})")
+        return (
+            f"Family({self.kind}, {len(self.members)} units, period={self.period}, score={self.score:.3f}, "
+            f"q={self.q_value:.3g})"
+        )
 
 
 @dataclass
@@ -178,46 +180,79 @@ class EquivarianceResult(Result):
         rows = []
         for number, fam in enumerate(self.families):
             for unit in fam.members:
-                rows.append({"family": number, "unit": unit, "kind": fam.kind, "value": fam.values[unit],
-                             "period": fam.period, "score": round(fam.score, 4), "confidence": fam.confidence.get(unit),
-                             "p": fam.p_value, "q": fam.q_value, "effect_size": round(fam.effect_size, 3),
-                             "source": fam.source})
+                rows.append(
+                    {
+                        "family": number,
+                        "unit": unit,
+                        "kind": fam.kind,
+                        "value": fam.values[unit],
+                        "period": fam.period,
+                        "score": round(fam.score, 4),
+                        "confidence": fam.confidence.get(unit),
+                        "p": fam.p_value,
+                        "q": fam.q_value,
+                        "effect_size": round(fam.effect_size, 3),
+                        "source": fam.source,
+                    }
+                )
         for number, pair in enumerate(self.pairs):
             for unit, value in ((pair.a, 0.0), (pair.b, 180.0)):
-                rows.append({"family": number, "unit": unit, "kind": "reflection", "value": value, "period": None,
-                             "score": round(pair.similarity, 4), "confidence": None, "p": pair.p_value,
-                             "q": pair.q_value, "effect_size": round(pair.effect_size, 3),
-                             "source": self.sources.get(unit, self.source)})
+                rows.append(
+                    {
+                        "family": number,
+                        "unit": unit,
+                        "kind": "reflection",
+                        "value": value,
+                        "period": None,
+                        "score": round(pair.similarity, 4),
+                        "confidence": None,
+                        "p": pair.p_value,
+                        "q": pair.q_value,
+                        "effect_size": round(pair.effect_size, 3),
+                        "source": self.sources.get(unit, self.source),
+                    }
+                )
         return rows
 
     def __str__(self) -> str:
         where = f"{self.layer or 'units'}" + (f" (kernels from {self.source})" if self.source else "")
-        rule = (f"pairs by cosine >= {self.settings.threshold}" if self.settings.threshold is not None
-                else f"FDR q < {self.settings.alpha}")
+        rule = (
+            f"pairs by cosine >= {self.settings.threshold}"
+            if self.settings.threshold is not None
+            else f"FDR q < {self.settings.alpha}"
+        )
         lines = [f"{self.kind} equivariance in {where}, method={self.method}, {rule}:"]
         for number, fam in enumerate(self.families):
             unit = "log2 scale" if fam.kind == "scale" else "deg"
             values = ", ".join(f"{u}@{fam.values[u]:.1f}" for u in fam.members)
             origin = f", kernels from {fam.source}" if fam.source and fam.source != self.source else ""
-            lines.append(f"  family {number}: {len(fam)} units, score {fam.score:.3f}, period {fam.period}, "
-                         f"fit {fam.fit:.3f} vs shuffled angles {fam.null_score:.3f} (q={fam.q_value:.2g}), "
-                         f"effect size {fam.effect_size:.1f}{origin}; {unit}: {values}")
+            lines.append(
+                f"  family {number}: {len(fam)} units, score {fam.score:.3f}, period {fam.period}, "
+                f"fit {fam.fit:.3f} vs shuffled angles {fam.null_score:.3f} (q={fam.q_value:.2g}), "
+                f"effect size {fam.effect_size:.1f}{origin}; {unit}: {values}"
+            )
         for pair in self.pairs:
-            lines.append(f"  mirror pair {pair.a} <-> {pair.b} (similarity {pair.similarity:.3f}, q={pair.q_value:.2g})")
+            lines.append(
+                f"  mirror pair {pair.a} <-> {pair.b} (similarity {pair.similarity:.3f}, q={pair.q_value:.2g})"
+            )
         if self.invariant:
             lines.append(f"  invariant units: {self.invariant}")
         if self.null is not None:
             critical = "" if self.null.critical is None else f"; significant pairs reach >= {self.null.critical:.3f}"
-            lines.append(f"  null ({self.null.method}): {self.null.pairs} pairs, similarity {self.null.mean:.3f} "
-                         f"+- {self.null.std:.3f}{critical}")
+            lines.append(
+                f"  null ({self.null.method}): {self.null.pairs} pairs, similarity {self.null.mean:.3f} "
+                f"+- {self.null.std:.3f}{critical}"
+            )
         if self.explanation:
             lines.append(f"  note: {self.explanation}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"EquivarianceResult(kind={self.kind!r}, layer={self.layer!r}, source={self.source!r}, "
-                f"method={self.method!r}, families={len(self.families)}, pairs={len(self.pairs)}, "
-                f"invariant={len(self.invariant)}, units={len(self.units)})")
+        return (
+            f"EquivarianceResult(kind={self.kind!r}, layer={self.layer!r}, source={self.source!r}, "
+            f"method={self.method!r}, families={len(self.families)}, pairs={len(self.pairs)}, "
+            f"invariant={len(self.invariant)}, units={len(self.units)})"
+        )
 
 
 EquivarianceReport = EquivarianceResult

@@ -31,8 +31,13 @@ def compare_families(a: Family, b: Family) -> dict:
     """
     shared = sorted(set(a.members) & set(b.members))
     union = set(a.members) | set(b.members)
-    result = {"jaccard": len(shared) / max(len(union), 1), "shared": shared, "median_offset_deg": math.nan,
-              "max_offset_deg": math.nan, "common_offset_deg": math.nan}
+    result = {
+        "jaccard": len(shared) / max(len(union), 1),
+        "shared": shared,
+        "median_offset_deg": math.nan,
+        "max_offset_deg": math.nan,
+        "common_offset_deg": math.nan,
+    }
     if not shared:
         return result
     period = float(min(a.period or 360.0, b.period or 360.0))
@@ -40,8 +45,11 @@ def compare_families(a: Family, b: Family) -> dict:
     k = 2 * math.pi / period
     common = float(torch.angle(torch.polar(torch.ones_like(diff), k * diff).mean()) / k)
     residual = circular_difference(diff - common, period).abs()
-    result.update(median_offset_deg=float(residual.median()), max_offset_deg=float(residual.max()),
-                  common_offset_deg=common % period)
+    result.update(
+        median_offset_deg=float(residual.median()),
+        max_offset_deg=float(residual.max()),
+        common_offset_deg=common % period,
+    )
     return result
 
 
@@ -52,9 +60,18 @@ def best_match(family: Family, candidates: list[Family]) -> Family | None:
     return max(scored, key=lambda s: s[0])[1] if scored else None
 
 
-def weights_vs_tuning(model: nn.Module, layer: str, *, source: str | None = None, threshold: float | None = None,
-                      pair_threshold: float | None = None, steps: int = 72, detectors=None, alpha: float = ALPHA,
-                      **kwargs) -> dict:
+def weights_vs_tuning(
+    model: nn.Module,
+    layer: str,
+    *,
+    source: str | None = None,
+    threshold: float | None = None,
+    pair_threshold: float | None = None,
+    steps: int = 72,
+    detectors=None,
+    alpha: float = ALPHA,
+    **kwargs,
+) -> dict:
     """Do the weights and the tuning curves agree about a layer's curve detectors?
 
     Tuning side: :func:`circuits_vision.analysis.tuning.find_curve_detectors` (or ``detectors``, its
@@ -80,9 +97,16 @@ def weights_vs_tuning(model: nn.Module, layer: str, *, source: str | None = None
     units = search.units
     pref = torch.tensor([d.preferred_orientation for d in search.detectors], dtype=torch.float64)
     whole = report(model, layer, source=source, threshold=threshold, alpha=alpha, steps=steps, **kwargs)
-    out = {"detectors": dict(zip(units, pref.tolist())), "report": whole, "family": None, "jaccard": 0.0,
-           "pair_median_error_deg": math.nan, "pair_null_median_deg": math.nan, "strong_pairs": 0,
-           "strong_pair_median_error_deg": math.nan}
+    out = {
+        "detectors": dict(zip(units, pref.tolist())),
+        "report": whole,
+        "family": None,
+        "jaccard": 0.0,
+        "pair_median_error_deg": math.nan,
+        "pair_null_median_deg": math.nan,
+        "strong_pairs": 0,
+        "strong_pair_median_error_deg": math.nan,
+    }
     if len(units) < 2 or whole.similarity is None:
         return out
     family = best_match(Family("rotation", units, {}, units[0], 360.0, 0.0), whole.families)
@@ -105,9 +129,12 @@ def weights_vs_tuning(model: nn.Module, layer: str, *, source: str | None = None
         strong = off & (whole.q_values[rows][:, rows] < alpha)
     else:  # no null was drawn (null=None needs a threshold): the report's own cosine
         strong = off & (best >= whole.settings.threshold)
-    out.update(pair_median_error_deg=median_error(pref, off), pair_null_median_deg=sum(nulls) / len(nulls),
-               strong_pairs=int(strong.sum()) // 2,
-               strong_pair_median_error_deg=median_error(pref, strong) if bool(strong.any()) else math.nan)
+    out.update(
+        pair_median_error_deg=median_error(pref, off),
+        pair_null_median_deg=sum(nulls) / len(nulls),
+        strong_pairs=int(strong.sum()) // 2,
+        strong_pair_median_error_deg=median_error(pref, strong) if bool(strong.any()) else math.nan,
+    )
     return out
 
 
@@ -168,8 +195,10 @@ class AgreementResult(Result):
             sizes = [len(f) for f in result.families]
             lines.append(f"  {name}: {len(sizes)} families {sizes}" + ("" if sizes else f" ({result.explanation})"))
         for ag in self.agreements:
-            lines.append(f"  {ag.a} vs {ag.b}: Jaccard {ag.jaccard:.2f} ({len(ag.shared)} shared), median orientation "
-                         f"error {ag.median_error_deg:.1f} deg vs {ag.shuffled_median_deg:.1f} shuffled (p={ag.p_value:.3g})")
+            lines.append(
+                f"  {ag.a} vs {ag.b}: Jaccard {ag.jaccard:.2f} ({len(ag.shared)} shared), median orientation "
+                f"error {ag.median_error_deg:.1f} deg vs {ag.shuffled_median_deg:.1f} shuffled (p={ag.p_value:.3g})"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -207,13 +236,23 @@ def views(
             found[name] = report(model, layer, source=source if name == "weights" else None, method=name, **options)
     generator = torch.Generator().manual_seed(seed)
     names = list(which)
-    agreements = [agree(found[a], found[b], a, b, shuffles=shuffles, generator=generator)
-                  for i, a in enumerate(names) for b in names[i + 1:]]
+    agreements = [
+        agree(found[a], found[b], a, b, shuffles=shuffles, generator=generator)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    ]
     return AgreementResult(layer, {n: found[n] for n in names}, agreements)
 
 
-def agree(first: EquivarianceResult, second: EquivarianceResult, a: str = "a", b: str = "b", *, shuffles: int = 200,
-          generator: torch.Generator | None = None) -> ViewAgreement:
+def agree(
+    first: EquivarianceResult,
+    second: EquivarianceResult,
+    a: str = "a",
+    b: str = "b",
+    *,
+    shuffles: int = 200,
+    generator: torch.Generator | None = None,
+) -> ViewAgreement:
     """Agreement of two detections of one layer (see :class:`ViewAgreement`)."""
     generator = generator or torch.Generator().manual_seed(0)
     in_a = {u: f for f in first.families for u in f.members}
@@ -221,7 +260,7 @@ def agree(first: EquivarianceResult, second: EquivarianceResult, a: str = "a", b
     shared = sorted(set(in_a) & set(in_b))
     union = set(in_a) | set(in_b)
     jaccard = len(shared) / len(union) if union else 0.0
-    pairs = [(u, v) for i, u in enumerate(shared) for v in shared[i + 1:] if in_a[u] is in_a[v] and in_b[u] is in_b[v]]
+    pairs = [(u, v) for i, u in enumerate(shared) for v in shared[i + 1 :] if in_a[u] is in_a[v] and in_b[u] is in_b[v]]
     if not pairs:
         return ViewAgreement(a, b, jaccard, shared, math.nan, math.nan, math.nan)
     ua = torch.tensor([in_a[u].values[u] - in_a[v].values[v] for u, v in pairs], dtype=torch.float64)

@@ -64,29 +64,44 @@ class CircuitResult(Result):
 
     def table(self) -> list[dict]:
         """One row per orientation-difference bin: delta, mean weight, null band, outside the band."""
-        return [{"delta_deg": d, "mean_weight": w, "null_low": lo, "null_high": hi,
-                 "outside_null": bool(not math.isnan(w) and (w < lo or w > hi))}
-                for d, w, lo, hi in zip(self.delta_deg, self.mean_weight, self.null_low, self.null_high)]
+        return [
+            {
+                "delta_deg": d,
+                "mean_weight": w,
+                "null_low": lo,
+                "null_high": hi,
+                "outside_null": bool(not math.isnan(w) and (w < lo or w > hi)),
+            }
+            for d, w, lo, hi in zip(self.delta_deg, self.mean_weight, self.null_low, self.null_high)
+        ]
 
     def __str__(self) -> str:
-        lines = [f"equivariant circuit {self.source_layer} -> {self.target_layer} "
-                 f"({len(self.source_family)} upstream units from {self.upstream}, {len(self.target_family)} downstream):",
-                 f"  score {self.score:.3f} vs shuffled angles {float(self.null_scores.mean()):.3f} "
-                 f"+- {float(self.null_scores.std()):.3f} (p={self.p_value:.3g}, effect size {self.effect_size:.1f})",
-                 f"  parameters {self.n_weights} -> {self.n_parameters} ({self.reduction:.1f}x fewer)",
-                 "  weight by orientation difference (null band):"]
+        lines = [
+            f"equivariant circuit {self.source_layer} -> {self.target_layer} "
+            f"({len(self.source_family)} upstream units from {self.upstream}, {len(self.target_family)} downstream):",
+            f"  score {self.score:.3f} vs shuffled angles {float(self.null_scores.mean()):.3f} "
+            f"+- {float(self.null_scores.std()):.3f} (p={self.p_value:.3g}, effect size {self.effect_size:.1f})",
+            f"  parameters {self.n_weights} -> {self.n_parameters} ({self.reduction:.1f}x fewer)",
+            "  weight by orientation difference (null band):",
+        ]
         for row in self.table():
             mark = " *" if row["outside_null"] else ""
-            lines.append(f"    {row['delta_deg']:+7.1f} deg: {row['mean_weight']:+.4f} "
-                         f"[{row['null_low']:+.4f}, {row['null_high']:+.4f}]{mark}")
+            lines.append(
+                f"    {row['delta_deg']:+7.1f} deg: {row['mean_weight']:+.4f} "
+                f"[{row['null_low']:+.4f}, {row['null_high']:+.4f}]{mark}"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return (f"CircuitResult({self.source_layer!r} -> {self.target_layer!r}, score={self.score:.3f}, "
-                f"p={self.p_value:.3g}, reduction={self.reduction:.1f})")
+        return (
+            f"CircuitResult({self.source_layer!r} -> {self.target_layer!r}, score={self.score:.3f}, "
+            f"p={self.p_value:.3g}, reduction={self.reduction:.1f})"
+        )
 
 
-def tuned_family(model: nn.Module, layer: str, units: list[int], *, steps: int = 72, min_modulation: float = 0.2) -> Family:
+def tuned_family(
+    model: nn.Module, layer: str, units: list[int], *, steps: int = 72, min_modulation: float = 0.2
+) -> Family:
     """A stand-in family of ``units`` of ``layer`` with their preferred orientations from tuning curves.
 
     Units whose curve never responds or is flat (max - min below ``min_modulation`` of the max) are left out.
@@ -146,8 +161,10 @@ def circuit(
         picked = torch.argsort(norms, descending=True)[:upstream_units].tolist()
         source_family = tuned_family(model, source_layer, sorted(picked))
         if len(source_family) < 2:
-            raise ValueError(f"fewer than 2 of the {upstream_units} strongest upstream units of {source_layer!r} are tuned to "
-                             f"orientation; pass source_family or more upstream_units")
+            raise ValueError(
+                f"fewer than 2 of the {upstream_units} strongest upstream units of {source_layer!r} are tuned to "
+                f"orientation; pass source_family or more upstream_units"
+            )
     observed = motifs.equivariant_circuit(E, source_family, target_family, shuffles=1)
     generator = torch.Generator().manual_seed(seed)
     a = torch.tensor([source_family.values[u] for u in source_family.members], dtype=torch.float64)
@@ -156,8 +173,11 @@ def circuit(
     nulls, curves = [], []
     for _ in range(shuffles):
         pa, pb = a[torch.randperm(len(a), generator=generator)], b[torch.randperm(len(b), generator=generator)]
-        nulls.append(motifs.equivariant_circuit(E, _with_values(source_family, pa), _with_values(target_family, pb),
-                                                shuffles=1).score)
+        nulls.append(
+            motifs.equivariant_circuit(
+                E, _with_values(source_family, pa), _with_values(target_family, pb), shuffles=1
+            ).score
+        )
         curves.append(_weight_curve(net, pa, pb, bins))
     null = torch.tensor(nulls, dtype=torch.float64)
     null_curves = torch.stack(curves)  # [shuffles, bins]
@@ -165,18 +185,34 @@ def circuit(
     low = torch.nanquantile(null_curves, 0.025, dim=0)
     high = torch.nanquantile(null_curves, 0.975, dim=0)
     return CircuitResult(
-        source_layer=source_layer, target_layer=target_layer, score=observed.score, null_scores=null,
+        source_layer=source_layer,
+        target_layer=target_layer,
+        score=observed.score,
+        null_scores=null,
         p_value=float((1 + (null >= observed.score - 1e-12).sum()) / (1 + shuffles)),
         effect_size=float((observed.score - null.mean()) / null.std().clamp_min(1e-12)),
-        n_weights=observed.n_weights, n_parameters=observed.n_parameters, reduction=observed.reduction,
-        delta_deg=centres, mean_weight=mean.tolist(), null_low=low.tolist(), null_high=high.tolist(),
-        upstream=upstream, source_family=source_family, target_family=target_family,
+        n_weights=observed.n_weights,
+        n_parameters=observed.n_parameters,
+        reduction=observed.reduction,
+        delta_deg=centres,
+        mean_weight=mean.tolist(),
+        null_low=low.tolist(),
+        null_high=high.tolist(),
+        upstream=upstream,
+        source_family=source_family,
+        target_family=target_family,
     )
 
 
 def _with_values(fam: Family, values: torch.Tensor) -> Family:
-    return Family(fam.kind, list(fam.members), {u: float(v) for u, v in zip(fam.members, values.tolist())},
-                  fam.reference, fam.period, fam.score)
+    return Family(
+        fam.kind,
+        list(fam.members),
+        {u: float(v) for u, v in zip(fam.members, values.tolist())},
+        fam.reference,
+        fam.period,
+        fam.score,
+    )
 
 
 def _bin_centres(bins: int) -> list[float]:

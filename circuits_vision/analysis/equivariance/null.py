@@ -48,8 +48,9 @@ def _sources(n: int, count: int | None, generator: torch.Generator) -> torch.Ten
     return torch.cat(rounds)[:count]
 
 
-def scramble_kernels(kernels: torch.Tensor, generator: torch.Generator, count: int | None = None, *,
-                     sources: torch.Tensor | None = None) -> torch.Tensor:
+def scramble_kernels(
+    kernels: torch.Tensor, generator: torch.Generator, count: int | None = None, *, sources: torch.Tensor | None = None
+) -> torch.Tensor:
     """``count`` (default ``N``) phase-randomised surrogates of ``kernels [N, C, S, S]``: ``[count, C, S, S]``.
 
     Surrogate ``m`` is made from kernel ``sources[m]`` (default: every kernel once per round, random order).
@@ -77,8 +78,9 @@ def scramble_kernels(kernels: torch.Tensor, generator: torch.Generator, count: i
     return surrogate.to(kernels.dtype)
 
 
-def shuffle_kernels(kernels: torch.Tensor, generator: torch.Generator, count: int | None = None, *,
-                    sources: torch.Tensor | None = None) -> torch.Tensor:
+def shuffle_kernels(
+    kernels: torch.Tensor, generator: torch.Generator, count: int | None = None, *, sources: torch.Tensor | None = None
+) -> torch.Tensor:
     """Surrogates ``[count, C, S, S]`` whose channel ``c`` is channel ``c`` of a random unit, drawn per channel
     (channel 0 from ``sources[m]`` when given)."""
     if kernels.ndim != 4:
@@ -92,8 +94,9 @@ def shuffle_kernels(kernels: torch.Tensor, generator: torch.Generator, count: in
     return kernels[pick, torch.arange(c, device=kernels.device)[None, :]]
 
 
-def scramble_curves(curves: torch.Tensor, generator: torch.Generator, count: int | None = None, *,
-                    sources: torch.Tensor | None = None) -> torch.Tensor:
+def scramble_curves(
+    curves: torch.Tensor, generator: torch.Generator, count: int | None = None, *, sources: torch.Tensor | None = None
+) -> torch.Tensor:
     """Phase-randomised surrogates ``[count, A]`` of tuning curves ``[N, A]`` (mean and power spectrum kept);
     surrogate ``m`` from curve ``sources[m]`` (default: every curve once per round, random order)."""
     if curves.ndim != 2:
@@ -168,4 +171,3 @@ def effect_size(statistic: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
     """``(statistic - mean(null)) / std(null)``."""
     null = null.double().flatten()
     return (statistic.double() - null.mean()) / null.std().clamp_min(1e-12)
-

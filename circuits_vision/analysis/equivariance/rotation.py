@@ -16,7 +16,9 @@ from circuits_vision.analysis.equivariance._result import EquivarianceResult
 __all__ = ["families", "from_kernels", "from_tuning", "orientation_tuning"]
 
 
-def families(model: nn.Module, layer: str, *, source: str | None = None, method: str = "weights", **kwargs) -> EquivarianceResult:
+def families(
+    model: nn.Module, layer: str, *, source: str | None = None, method: str = "weights", **kwargs
+) -> EquivarianceResult:
     """Rotation families of ``layer`` (keyword arguments: see :func:`~circuits_vision.analysis.equivariance.report`)."""
     return report(model, layer, source=source, kind="rotation", method=method, **kwargs)
 

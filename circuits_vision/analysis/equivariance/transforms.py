@@ -25,7 +25,9 @@ def _affine(kernels: torch.Tensor, matrix: list[list[float]]) -> torch.Tensor:
     theta = kernels.new_tensor([[matrix[0] + [0.0], matrix[1] + [0.0]]])
     # One transform for every kernel: fold the kernels into channels, so one grid serves them all.
     grid = F.affine_grid(theta, [1, n * c, h, w], align_corners=True)
-    out = F.grid_sample(kernels.reshape(1, n * c, h, w), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = F.grid_sample(
+        kernels.reshape(1, n * c, h, w), grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    )
     return out.view(n, c, h, w)
 
 

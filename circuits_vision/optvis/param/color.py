@@ -68,7 +68,9 @@ def color_matrix_from_images(images: torch.Tensor | Iterable[torch.Tensor]) -> t
         if batch.dim() == 3:
             batch = batch.unsqueeze(0)
         if batch.dim() != 4 or batch.shape[1] != 3:
-            raise ValueError(f"color_matrix_from_images expects [N, 3, H, W] RGB images, got shape {tuple(batch.shape)}")
+            raise ValueError(
+                f"color_matrix_from_images expects [N, 3, H, W] RGB images, got shape {tuple(batch.shape)}"
+            )
         pixels = batch.detach().to(torch.float64).permute(0, 2, 3, 1).reshape(-1, 3).cpu()
         count += pixels.shape[0]
         total += pixels.sum(0)

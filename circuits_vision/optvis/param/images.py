@@ -108,7 +108,9 @@ def image(
     else:
         params, raw = pixel_image(shape, sd=sd, generator=generator, device=device)
     use_color = decorrelate and ch == 3
-    return params, to_valid_rgb(raw, decorrelate=use_color, color_matrix=color_matrix if use_color else None, alpha=alpha)
+    return params, to_valid_rgb(
+        raw, decorrelate=use_color, color_matrix=color_matrix if use_color else None, alpha=alpha
+    )
 
 
 class ParamFactory:
@@ -135,8 +137,17 @@ class FFT(ParamFactory):
 
     def __call__(self, *, batch, height, width, generator, device):
         return image(
-            width, height, self.sd, batch, self.decorrelate, True, alpha=self.alpha, decay_power=self.decay_power,
-            color_matrix=self.color_matrix, generator=generator, device=device,
+            width,
+            height,
+            self.sd,
+            batch,
+            self.decorrelate,
+            True,
+            alpha=self.alpha,
+            decay_power=self.decay_power,
+            color_matrix=self.color_matrix,
+            generator=generator,
+            device=device,
         )
 
 
@@ -151,8 +162,16 @@ class Pixel(ParamFactory):
 
     def __call__(self, *, batch, height, width, generator, device):
         return image(
-            width, height, self.sd, batch, self.decorrelate, False, alpha=self.alpha,
-            color_matrix=self.color_matrix, generator=generator, device=device,
+            width,
+            height,
+            self.sd,
+            batch,
+            self.decorrelate,
+            False,
+            alpha=self.alpha,
+            color_matrix=self.color_matrix,
+            generator=generator,
+            device=device,
         )
 
 
@@ -179,6 +198,12 @@ class CPPN(ParamFactory):
 
     def __call__(self, *, batch, height, width, generator, device):
         return cppn(
-            width, height, batch=batch, num_hidden_channels=self.num_hidden_channels,
-            num_layers=self.num_layers, normalize=self.normalize, generator=generator, device=device,
+            width,
+            height,
+            batch=batch,
+            num_hidden_channels=self.num_hidden_channels,
+            num_layers=self.num_layers,
+            normalize=self.normalize,
+            generator=generator,
+            device=device,
         )

@@ -97,4 +97,3 @@ def fft_image(
         return image[:batch, :channels, :height, :width] / FFT_MAGIC
 
     return [spectrum], inner
-

@@ -35,7 +35,9 @@ class ChannelReducer:
         if isinstance(reduction_alg, str):
             algorithms = _decompositions()
             if reduction_alg not in algorithms:
-                raise ValueError(f"Unknown dimensionality reduction method {reduction_alg!r}; one of {sorted(algorithms)}")
+                raise ValueError(
+                    f"Unknown dimensionality reduction method {reduction_alg!r}; one of {sorted(algorithms)}"
+                )
             reduction_alg = algorithms[reduction_alg]
         self.n_components = n_components
         self._reducer = reduction_alg(n_components=n_components, **kwargs)

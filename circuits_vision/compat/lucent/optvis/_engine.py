@@ -104,7 +104,9 @@ def _steps_without_closure(optimizer) -> bool:
     )
 
 
-def _split_value_map(transforms: Sequence[Callable]) -> tuple[list[engine_transforms.Transform], ValueMap | None] | None:
+def _split_value_map(
+    transforms: Sequence[Callable],
+) -> tuple[list[engine_transforms.Transform], ValueMap | None] | None:
     """``(engine transforms, trailing value map)``, or ``None`` if some transform is not the engine's."""
     items = list(transforms)
     value_map = None

@@ -89,4 +89,6 @@ def as_objective(obj):
         if not sep or n_channel is None or not layer.strip():
             raise ValueError(f"an objective string looks like 'layer:channel' (e.g. 'mixed4a:476'), got {obj!r}")
         return channel(layer.strip(), n_channel)
-    raise TypeError(f"an objective is an Objective, a function T -> loss or a 'layer:channel' string, got {type(obj).__name__}")
+    raise TypeError(
+        f"an objective is an Objective, a function T -> loss or a 'layer:channel' string, got {type(obj).__name__}"
+    )

@@ -105,7 +105,9 @@ def render_vis(
     thresholds = tuple(int(t) for t in thresholds)
 
     try:
-        run = engine_render(model, objective_f, params, image_f, optimizer, chain, model_input_size, thresholds, progress)
+        run = engine_render(
+            model, objective_f, params, image_f, optimizer, chain, model_input_size, thresholds, progress
+        )
     except KeyboardInterrupt:
         print("Interrupted optimization.")
         _LAST_RUN["path"] = "engine"
@@ -124,8 +126,16 @@ def render_vis(
         if model_input_size is not None:
             chain.append(ResizeTo(model_input_size))
         images, _ = eager_render(
-            model, objective_f, params, image_f, optimizer, transform.compose(chain), thresholds,
-            verbose, progress, show if show_inline else None,
+            model,
+            objective_f,
+            params,
+            image_f,
+            optimizer,
+            transform.compose(chain),
+            thresholds,
+            verbose,
+            progress,
+            show if show_inline else None,
         )
     return _finish(images, image_f, save_image, image_name, show_inline, show_image)
 

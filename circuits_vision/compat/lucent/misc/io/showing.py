@@ -16,7 +16,9 @@ def _display_html(markup: str) -> None:
     try:
         import IPython.display
     except ImportError as error:
-        raise ImportError("show() displays images in a Jupyter notebook and needs IPython: pip install ipython") from error
+        raise ImportError(
+            "show() displays images in a Jupyter notebook and needs IPython: pip install ipython"
+        ) from error
     IPython.display.display(IPython.display.HTML(markup))
 
 
@@ -36,7 +38,9 @@ def images(arrays, labels=None, domain=None, width=None) -> None:
     cells = []
     for i, array in enumerate(arrays):
         label = html.escape(str(labels[i] if labels is not None else i))
-        cells.append(f'<div style="margin-right:10px; margin-top: 4px;">{label} <br/>{_image_html(array, width, domain)}</div>')
+        cells.append(
+            f'<div style="margin-right:10px; margin-top: 4px;">{label} <br/>{_image_html(array, width, domain)}</div>'
+        )
     _display_html('<div style="display: flex; flex-direction: row;">' + "".join(cells) + "</div>")
 
 
