@@ -16,6 +16,7 @@ concatenated logits ``[N, 32]`` of both heads (use :meth:`ShapesNet.split_logits
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -30,15 +31,24 @@ from circuits_vision.models.inception import (
     MaxPoolSpec,
     Preprocess,
 )
-from circuits_vision.models.loading import load_weights
+from circuits_vision.models.loading import load_weights, read_state_dict, resolve_weights
 
 INPUT_SIZE = 64
 HEADS = {"shape": 24, "color": 8}
 """Output heads in the order their logits are concatenated, with their class counts (see ``stimuli.scenes``)."""
 
 
-def shapes_spec() -> InceptionSpec:
-    """The architecture: InceptionV1's stem and three mixed blocks at a fraction of the width, for 64-px input."""
+MIXED3B_BOTTLENECKS = (32, 12)
+"""The shipped widths of mixed3b's 3x3 and 5x5 bottlenecks (the 1x1 reduce convolutions before them)."""
+
+
+def shapes_spec(mixed3b_bottlenecks: tuple[int, int] = MIXED3B_BOTTLENECKS) -> InceptionSpec:
+    """The architecture: InceptionV1's stem and three mixed blocks at a fraction of the width, for 64-px input.
+
+    ``mixed3b_bottlenecks``: the widths of mixed3b's 3x3 and 5x5 bottlenecks; the block's outputs (its
+    160 units and their branches) are the same for any widths.
+    """
+    b3, b5 = _bottlenecks(mixed3b_bottlenecks)
     return InceptionSpec(
         stem=(
             ConvSpec("conv2d0", 16, 7, stride=2),
@@ -51,7 +61,7 @@ def shapes_spec() -> InceptionSpec:
         ),
         blocks=(
             BlockSpec("mixed3a", 24, 24, 48, 8, 16, 16),
-            BlockSpec("mixed3b", 48, 32, 64, 12, 32, 16),
+            BlockSpec("mixed3b", 48, b3, 64, b5, 32, 16),
             BlockSpec("mixed4a", 64, 32, 96, 12, 32, 32),
         ),
         pools_after={"mixed3b": "maxpool4"},
@@ -71,8 +81,15 @@ class ShapesNet(InceptionNet):
 
     heads = HEADS
 
-    def __init__(self, *, generator: torch.Generator | None = None, init: bool = True):
-        super().__init__(shapes_spec(), generator=generator, init=init)
+    def __init__(
+        self,
+        *,
+        generator: torch.Generator | None = None,
+        init: bool = True,
+        mixed3b_bottlenecks: tuple[int, int] = MIXED3B_BOTTLENECKS,
+    ):
+        self.mixed3b_bottlenecks = _bottlenecks(mixed3b_bottlenecks)
+        super().__init__(shapes_spec(self.mixed3b_bottlenecks), generator=generator, init=init)
 
     @staticmethod
     def split_logits(logits: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -80,6 +97,26 @@ class ShapesNet(InceptionNet):
         if logits.dim() != 2 or logits.shape[1] != sum(HEADS.values()):
             raise ValueError(f"expected logits [N, {sum(HEADS.values())}], got shape {tuple(logits.shape)}")
         return dict(zip(HEADS, logits.split(list(HEADS.values()), dim=1)))
+
+
+def _bottlenecks(widths) -> tuple[int, int]:
+    try:
+        b3, b5 = (int(w) for w in widths)
+    except (TypeError, ValueError):
+        raise ValueError(f"mixed3b_bottlenecks must be two widths (3x3, 5x5), e.g. (32, 12); got {widths!r}") from None
+    if b3 < 1 or b5 < 1:
+        raise ValueError(f"mixed3b_bottlenecks must be >= 1 channels each, got {widths!r}")
+    return b3, b5
+
+
+BOTTLENECK_KEYS = ("mixed3b_3x3_bottleneck_pre_relu_conv.weight", "mixed3b_5x5_bottleneck_pre_relu_conv.weight")
+
+
+def bottlenecks_of(state_dict) -> tuple[int, int]:
+    """The mixed3b bottleneck widths a state dict was trained with (the shipped ones when its keys are missing)."""
+    if not all(key in state_dict and getattr(state_dict[key], "dim", lambda: 0)() == 4 for key in BOTTLENECK_KEYS):
+        return MIXED3B_BOTTLENECKS
+    return tuple(int(state_dict[key].shape[0]) for key in BOTTLENECK_KEYS)
 
 
 def default_weights_path() -> Path:
@@ -98,10 +135,18 @@ def shapes(weights: str | os.PathLike | dict | None = None, *, pretrained: bool 
     ``weights``: a path/URL of a state dict or a state dict; ``pretrained=False`` with ``weights=None``
     gives the seed-0 initialisation. A file of another architecture raises
     ``circuits_vision.models.loading.WeightsError`` listing the missing, unexpected and misshaped keys.
-    Half-precision checkpoints are upcast to float32 on load.
+    Half-precision checkpoints are upcast to float32 on load. A checkpoint trained with other mixed3b
+    bottleneck widths (``train_shapes --mixed3b-bottlenecks``) is built with those widths.
     """
     if weights is None and not pretrained:
         return ShapesNet().eval()
-    model = ShapesNet(init=False)
-    load_weights(model, default_weights_path() if weights is None else weights)
+    if weights is None:
+        weights = default_weights_path()
+    if isinstance(weights, Mapping):
+        widths = bottlenecks_of(weights)
+    else:
+        weights = resolve_weights(weights)  # a URL is downloaded once; errors name the file
+        widths = bottlenecks_of(read_state_dict(weights))
+    model = ShapesNet(init=False, mixed3b_bottlenecks=widths)
+    load_weights(model, weights)
     return model.eval()

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from circuits_vision.hooks import eval_mode, layer_shape
-from circuits_vision.models.shapes import HEADS, ShapesNet, default_weights_path
+from circuits_vision.models.shapes import HEADS, MIXED3B_BOTTLENECKS, ShapesNet, default_weights_path
 from circuits_vision.stimuli import scenes
 
 HELDOUT_SEED_OFFSET = 1_000_003
@@ -174,6 +174,15 @@ def parse_aux(text: str) -> dict[str, float]:
     return out
 
 
+def parse_widths(text: str) -> tuple[int, int]:
+    """``"64,32"`` -> ``(64, 32)``: mixed3b's 3x3 and 5x5 bottleneck widths."""
+    try:
+        b3, b5 = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--mixed3b-bottlenecks {text!r}: expected two widths, e.g. 64,32") from None
+    return b3, b5
+
+
 def heads_loss(model: ShapesNet, images: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
     logits = model.split_logits(model(images))
     return F.cross_entropy(logits["shape"], labels["shape"]) + COLOR_LOSS_WEIGHT * F.cross_entropy(
@@ -237,6 +246,7 @@ def train(
     curve_centres: dict[str, float] | None = None,
     aux_start: int = 0,
     weight_decay: float = 0.0,
+    mixed3b_bottlenecks: tuple[int, int] = MIXED3B_BOTTLENECKS,
     log=print,
 ) -> dict:
     """Train from the seed-``seed`` initialisation for ``steps`` steps; write ``out`` (.pt) and its .json.
@@ -250,7 +260,7 @@ def train(
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got steps={steps}, batch_size={batch_size}")
     out = Path(out) if out is not None else default_weights_path()
-    model = ShapesNet(generator=torch.Generator().manual_seed(seed)).train()
+    model = ShapesNet(generator=torch.Generator().manual_seed(seed), mixed3b_bottlenecks=mixed3b_bottlenecks).train()
     aux = dict(aux or {})
     heads = OrientationHeads(model, aux, torch.Generator().manual_seed(seed + AUX_SEED_OFFSET))
     local_curves = dict(local_curves or {})
@@ -311,7 +321,10 @@ def train(
     log(f"held-out accuracy {accuracy}")
     metadata = {
         "model": "shapes",
-        "architecture": "circuits_vision.models.shapes.shapes_spec()",
+        "architecture": "circuits_vision.models.shapes.shapes_spec()"
+        if model.mixed3b_bottlenecks == MIXED3B_BOTTLENECKS
+        else f"circuits_vision.models.shapes.shapes_spec(mixed3b_bottlenecks={model.mixed3b_bottlenecks})",
+        "mixed3b_bottlenecks": list(model.mixed3b_bottlenecks),
         "command": command
         or f"python -m circuits_vision.models.train_shapes --steps {steps} "
         f"--batch-size {batch_size} --lr {lr} --seed {seed}",
@@ -408,6 +421,11 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.0,
         help="decoupled weight decay (AdamW) of the conv and linear weights; 0 = plain Adam",
+    )
+    parser.add_argument(
+        "--mixed3b-bottlenecks",
+        default=",".join(map(str, MIXED3B_BOTTLENECKS)),
+        help="widths of mixed3b's 3x3 and 5x5 bottlenecks, e.g. 64,32 (the shipped model: 32,12)",
     )
     parser.add_argument("--aux-start", type=int, default=0, help="steps before the auxiliary heads ramp in")
     args = parser.parse_args(argv)

@@ -216,3 +216,25 @@ def test_weight_decay_shrinks_the_conv_weights_and_is_recorded(tmp_path):
     # lr * decay = 50 * (warm-up lr) shrinks every conv weight; biases are not decayed.
     assert all(b[k].norm() < a[k].norm() for k in conv)
     assert all(torch.allclose(a[k], b[k], atol=1e-2) for k in bias)
+
+
+def test_other_mixed3b_bottleneck_widths_train_and_load_back_with_their_widths(tmp_path):
+    from circuits_vision.models.shapes import MIXED3B_BOTTLENECKS
+    from circuits_vision.models.train_shapes import parse_widths
+
+    metadata = train(steps=2, batch_size=4, heldout=4, out=tmp_path / "wide.pt", mixed3b_bottlenecks=(8, 4),
+                     log=lambda line: None)
+    assert metadata["mixed3b_bottlenecks"] == [8, 4] and "mixed3b_bottlenecks=(8, 4)" in metadata["architecture"]
+    model = shapes(tmp_path / "wide.pt")
+    assert model.mixed3b_bottlenecks == (8, 4)
+    state = model.state_dict()
+    assert state["mixed3b_3x3_bottleneck_pre_relu_conv.weight"].shape[0] == 8
+    assert state["mixed3b_5x5_bottleneck_pre_relu_conv.weight"].shape[0] == 4
+    assert model(torch.rand(2, 3, 64, 64)).shape == (2, 32)
+    assert shapes(state).mixed3b_bottlenecks == (8, 4)  # a state dict too
+    assert shapes().mixed3b_bottlenecks == MIXED3B_BOTTLENECKS == (32, 12)  # the shipped checkpoint is unchanged
+    assert parse_widths("64,32") == (64, 32)
+    with pytest.raises(ValueError, match="two widths"):
+        parse_widths("64")
+    with pytest.raises(ValueError, match=">= 1 channels"):
+        ShapesNet(mixed3b_bottlenecks=(0, 4))
