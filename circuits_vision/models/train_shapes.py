@@ -445,6 +445,7 @@ def main(argv: list[str] | None = None) -> None:
         curve_centres=parse_aux(args.curve_centres),
         aux_start=args.aux_start,
         weight_decay=args.weight_decay,
+        mixed3b_bottlenecks=parse_widths(args.mixed3b_bottlenecks),
         log=lambda line: print(line, flush=True),
     )
 

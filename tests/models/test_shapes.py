@@ -222,8 +222,9 @@ def test_other_mixed3b_bottleneck_widths_train_and_load_back_with_their_widths(t
     from circuits_vision.models.shapes import MIXED3B_BOTTLENECKS
     from circuits_vision.models.train_shapes import parse_widths
 
-    metadata = train(steps=2, batch_size=4, heldout=4, out=tmp_path / "wide.pt", mixed3b_bottlenecks=(8, 4),
-                     log=lambda line: None)
+    metadata = train(
+        steps=2, batch_size=4, heldout=4, out=tmp_path / "wide.pt", mixed3b_bottlenecks=(8, 4), log=lambda line: None
+    )
     assert metadata["mixed3b_bottlenecks"] == [8, 4] and "mixed3b_bottlenecks=(8, 4)" in metadata["architecture"]
     model = shapes(tmp_path / "wide.pt")
     assert model.mixed3b_bottlenecks == (8, 4)
@@ -233,6 +234,24 @@ def test_other_mixed3b_bottleneck_widths_train_and_load_back_with_their_widths(t
     assert model(torch.rand(2, 3, 64, 64)).shape == (2, 32)
     assert shapes(state).mixed3b_bottlenecks == (8, 4)  # a state dict too
     assert shapes().mixed3b_bottlenecks == MIXED3B_BOTTLENECKS == (32, 12)  # the shipped checkpoint is unchanged
+    # The command line passes the widths through.
+    from circuits_vision.models.train_shapes import main
+
+    main(
+        [
+            "--steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--heldout",
+            "2",
+            "--out",
+            str(tmp_path / "cli.pt"),
+            "--mixed3b-bottlenecks",
+            "6,3",
+        ]
+    )
+    assert shapes(tmp_path / "cli.pt").mixed3b_bottlenecks == (6, 3)
     assert parse_widths("64,32") == (64, 32)
     with pytest.raises(ValueError, match="two widths"):
         parse_widths("64")
