@@ -31,7 +31,6 @@ from circuits_vision import stimuli
 from circuits_vision.analysis import branches, curve_circuits, curve_experiments, tuning
 from circuits_vision.models import shapes as shapes_module
 from circuits_vision.models.train_shapes import HELDOUT_SEED_OFFSET, atomic_save, evaluate
-from circuits_vision.stimuli import scenes
 
 TARGETS = {
     "curve_detectors_mixed3b": 8,
@@ -94,16 +93,9 @@ def measure(path: Path, seed: int = 0, heldout: int = 2048, quick: bool = False)
         )
         figures["echo"] = result.summary()
         print(result)
-        # The report's scenes (atlas.report.REPLACEMENT_SEED): disjoint from training and held-out draws.
-        images, labels = scenes.random_scenes(1024, torch.Generator().manual_seed(2_000_003))
-        fit, _ = scenes.random_scenes(256, torch.Generator().manual_seed(2_000_004))
-        replaced = curve_experiments.replace_curve_detectors(
-            model,
-            (images, labels["shape"], scenes.SHAPE_CLASSES),
-            fit_images=fit,
-            logits=slice(0, 24),
-            source_detectors=detectors["mixed3a"],
-            target_detectors=detectors["mixed3b"],
+        # The report's experiment, on its scenes (disjoint from training and held-out draws).
+        replaced = curve_experiments.replace_curve_detectors_on_scenes(
+            model, source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"]
         )
         figures["replacement"] = replaced.summary()
         print(replaced)

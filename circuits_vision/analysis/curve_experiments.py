@@ -34,7 +34,19 @@ from circuits_vision.analysis.tuning import CurveDetector, find_curve_detectors,
 from circuits_vision.hooks import eval_mode, get_layer, model_input_size, resolve_layer
 from circuits_vision.results import Result
 
-__all__ = ["EchoReport", "ReplacementReport", "echo", "replace_curve_detectors", "rotate_kernels"]
+__all__ = [
+    "EchoReport",
+    "ReplacementReport",
+    "echo",
+    "replace_curve_detectors",
+    "replace_curve_detectors_on_scenes",
+    "rotate_kernels",
+]
+
+REPLACEMENT_SCENES = 1024
+REPLACEMENT_SEED = 2_000_003
+"""Seed of the fresh labelled scenes the replacement is scored on (templates are fitted on 256 more from
+``REPLACEMENT_SEED + 1``): disjoint from the shapes model's training stream and held-out draws."""
 
 OPPOSITE = 45.0
 """Upstream units within this many degrees of the opposite orientation count as "opposite"."""
@@ -524,4 +536,43 @@ def replace_curve_detectors(
         ablated_report,
         replaced_report,
         classes,
+    )
+
+
+def replace_curve_detectors_on_scenes(
+    model: nn.Module,
+    source: str = "mixed3a",
+    target: str = "mixed3b",
+    *,
+    source_detectors: Sequence[CurveDetector] | None = None,
+    target_detectors: Sequence[CurveDetector] | None = None,
+    n: int = REPLACEMENT_SCENES,
+    seed: int = REPLACEMENT_SEED,
+) -> ReplacementReport:
+    """:func:`replace_curve_detectors` scored on ``n`` fresh scenes of ``stimuli.scenes`` drawn from ``seed``.
+
+    The templates are fitted on 256 more scenes drawn from ``seed + 1``; accuracy is that of the model's
+    ``shape`` head (``model.heads``, as the shapes model has), so the report, the shipped model's
+    measurements and its tests score the same experiment.
+    """
+    heads = getattr(model, "heads", None)
+    if not heads or "shape" not in heads:
+        raise ValueError(
+            "replace_curve_detectors_on_scenes needs a model trained on the labelled scenes of "
+            "circuits_vision.stimuli.scenes (heads with a 'shape' head, as the shapes model has); "
+            "use replace_curve_detectors with your own data"
+        )
+    from circuits_vision.stimuli import scenes
+
+    images, labels = scenes.random_scenes(int(n), torch.Generator().manual_seed(int(seed)))
+    fit, _ = scenes.random_scenes(256, torch.Generator().manual_seed(int(seed) + 1))
+    return replace_curve_detectors(
+        model,
+        (images, labels["shape"], scenes.SHAPE_CLASSES),
+        source,
+        target,
+        fit_images=fit,
+        logits=slice(0, heads["shape"]),
+        source_detectors=source_detectors,
+        target_detectors=target_detectors,
     )

@@ -25,9 +25,6 @@ from circuits_vision.atlas.templates import Safe, html, join
 
 MAX_FAMILY_FIGURES = 4
 MAX_CIRCUITS = 12
-REPLACEMENT_SCENES = 1024
-REPLACEMENT_SEED = 2_000_003
-"""Scenes for the replacement experiment: a seed no training or held-out set of the shapes model uses."""
 
 
 class LayerOrderError(ValueError):
@@ -436,21 +433,8 @@ def _replacement_section(model, source: str, target: str, out: Path, state: dict
             '<p class="note">not computed: needs a model trained on the labelled scenes of '
             "circuits_vision.stimuli.scenes (the shapes model), to measure its accuracy.</p>"
         )
-    import torch
-
-    from circuits_vision.stimuli import scenes
-
-    images, labels = scenes.random_scenes(REPLACEMENT_SCENES, torch.Generator().manual_seed(REPLACEMENT_SEED))
-    fit, _ = scenes.random_scenes(256, torch.Generator().manual_seed(REPLACEMENT_SEED + 1))
-    result = curve_experiments.replace_curve_detectors(
-        model,
-        (images, labels["shape"], scenes.SHAPE_CLASSES),
-        source,
-        target,
-        fit_images=fit,
-        logits=slice(0, heads["shape"]),
-        source_detectors=src,
-        target_detectors=tgt,
+    result = curve_experiments.replace_curve_detectors_on_scenes(
+        model, source, target, source_detectors=src, target_detectors=tgt
     )
     page = head + html(
         "<p>Every target curve detector is replaced by a unit that reads only the source curve "

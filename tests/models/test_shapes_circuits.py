@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from circuits_vision.analysis import branches, curve_circuits, curve_experiments
 from circuits_vision.analysis.tuning import find_curve_detectors
 from circuits_vision.models.shapes import metadata_path, shapes
-from circuits_vision.stimuli import scenes
 
 # Measured on the shipped checkpoint: 21 mixed3b detectors over 7 of 8 sectors (none in 225..270), 7 mixed3a
 # detectors over 6 sectors, 6 of them in mixed3a's 5x5 branch; ablating the mixed3b detectors costs 21 points.
@@ -78,15 +76,8 @@ def test_echo_on_the_shipped_model(model, detectors, measured):
 
 @pytest.mark.slow
 def test_hand_built_replacement_on_the_shipped_model(model, detectors, measured):
-    images, labels = scenes.random_scenes(1024, torch.Generator().manual_seed(2_000_003))
-    fit, _ = scenes.random_scenes(256, torch.Generator().manual_seed(2_000_004))
-    result = curve_experiments.replace_curve_detectors(
-        model,
-        (images, labels["shape"], scenes.SHAPE_CLASSES),
-        fit_images=fit,
-        logits=slice(0, 24),
-        source_detectors=detectors["mixed3a"],
-        target_detectors=detectors["mixed3b"],
+    result = curve_experiments.replace_curve_detectors_on_scenes(
+        model, source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"]
     )
     recorded = measured["replacement"]["accuracy"]
     for key, value in (
