@@ -1,6 +1,6 @@
 """A unit's circuit neighbourhood as a small inline SVG graph: inputs left, the unit centred, outputs right.
 
-Each edge is one strong weight link: its colour is the link's sign (blue positive, red negative, grey
+Each edge is one strong weight link: its colour is the link's sign (red positive, blue negative, grey
 when the sign is not known, e.g. an analysis cached before signs were recorded) and its width grows
 with the link's strength. Each node is a link to that unit's page when the atlas has it. Every text
 and attribute goes through :func:`html.escape` and every number is formatted from a float, so the
@@ -15,7 +15,9 @@ from circuits_vision._utils import escape_html
 
 __all__ = ["POSITIVE", "NEGATIVE", "UNKNOWN", "neighbourhood_svg", "Node"]
 
-POSITIVE, NEGATIVE, UNKNOWN = "#2166ac", "#b2182b", "#999999"
+# Red excitatory, blue inhibitory: the convention of the weight pictures beside the graph
+# (circuits_vision.weights.pictures.heatmap), so one page never shows a sign in two colours.
+POSITIVE, NEGATIVE, UNKNOWN = "#b2182b", "#2166ac", "#999999"
 WIDTH, ROW, MARGIN, RADIUS = 520, 26, 18, 8
 Node = dict
 """``{"layer", "unit" (int or None), "strength" (>= 0, sets the width), "sign" (+1, -1 or None)}``."""
