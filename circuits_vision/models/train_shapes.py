@@ -160,6 +160,87 @@ class LocalCurveHeads(nn.Module):
         return total
 
 
+UNIT_BINS = 8
+""":class:`UnitCurveHeads` ask ``UNIT_BINS`` units of a layer for one 45-degree facing each."""
+
+
+def curve_unit_indices(channels: int) -> list[int]:
+    """The ``UNIT_BINS`` channels of a ``channels``-wide layer that :class:`UnitCurveHeads` train, evenly spread
+    over the layer (so over its branches), and the facing each is asked for: unit ``i`` of the list faces
+    ``curve_unit_facings()[i]`` degrees. Opposite facings sit next to each other, so no branch is given a
+    half of the circle."""
+    return [int((k + 0.5) * channels / UNIT_BINS) for k in range(UNIT_BINS)]
+
+
+def curve_unit_facings() -> list[float]:
+    """Degrees asked of the units of :func:`curve_unit_indices`, in their order: 0, 180, 45, 225, ..."""
+    step = 360.0 / UNIT_BINS
+    return [((k // 2) * step + (k % 2) * 180.0) % 360.0 for k in range(UNIT_BINS)]
+
+
+class UnitCurveHeads(nn.Module):
+    """Training-only per-position curve-facing targets read from single units, not from a learned readout.
+
+    A learned readout (:class:`LocalCurveHeads`) is satisfied by any basis of the layer, so the network
+    spreads orientation over many mixed units. Here the logit of facing bin ``k`` at each position is
+    ``softplus(g_k) * a_u(k) + b_k`` where ``a_u(k)`` is the activation of one fixed unit
+    (:func:`curve_unit_indices`, :func:`curve_unit_facings`) and "no curve" has logit 0: each of those
+    units must itself fire where a curve of its facing is, and stay quiet otherwise. Which units read
+    which facing is fixed; how they are wired to the layers before them is learned, as is every
+    other unit. Labels as in :class:`LocalCurveHeads` (local facing, or the midpoint cell with
+    ``labels=scenes.curve_midpoint_cells``). The heads are not part of the shipped checkpoint.
+    """
+
+    def __init__(self, model: ShapesNet, weights: dict[str, float], *, labels=scenes.local_curve_facing):
+        super().__init__()
+        self.weights = dict(weights)
+        self.labels = labels
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.grids: dict[str, int] = {}
+        self.units: dict[str, list[int]] = {}
+        self.gains = nn.ParameterDict()
+        self.biases = nn.ParameterDict()
+        facings = torch.tensor(curve_unit_facings())
+        self.register_buffer("bins", torch.round(facings / (360.0 / UNIT_BINS)).long() % UNIT_BINS)
+        for layer in self.weights:
+            channels, height, width = layer_shape(model, layer, model.input_size)
+            if height != width:
+                raise ValueError(f"unit curve head on {layer!r}: needs a square map, got {height}x{width}")
+            self.grids[layer] = height
+            self.units[layer] = curve_unit_indices(channels)
+            self.gains[layer] = nn.Parameter(torch.zeros(UNIT_BINS))
+            self.biases[layer] = nn.Parameter(torch.zeros(UNIT_BINS))
+        self._handles = [model.layer(layer).register_forward_hook(self._keeper(layer)) for layer in self.weights]
+        self.class_weights = torch.ones(UNIT_BINS + 1)
+        self.class_weights[UNIT_BINS] = NO_CURVE_WEIGHT
+
+    def _keeper(self, layer: str):
+        def hook(module, inputs, output):
+            self.outputs[layer] = output
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def loss(self, orientation: torch.Tensor, arc: torch.Tensor, size: int) -> torch.Tensor:
+        """Weighted per-position cross-entropy over ``UNIT_BINS`` facings + "no curve"."""
+        total = orientation.new_zeros(())
+        for layer, weight in self.weights.items():
+            facing = self.labels(orientation, arc, self.grids[layer], size=size)
+            bins = torch.floor(torch.nan_to_num(facing) / (360.0 / UNIT_BINS) + 0.5).long() % UNIT_BINS
+            target = torch.where(torch.isnan(facing), torch.full_like(bins, UNIT_BINS), bins)
+            act = self.outputs[layer][:, self.units[layer]]  # [N, UNIT_BINS, h, w], unit i faces bin self.bins[i]
+            order = torch.argsort(self.bins)  # bin k is read from unit order[k]
+            logits = F.softplus(self.gains[layer]).view(1, -1, 1, 1) * act[:, order] + self.biases[layer].view(
+                1, -1, 1, 1
+            )
+            logits = torch.cat([logits, torch.zeros_like(logits[:, :1])], dim=1)
+            total = total + weight * F.cross_entropy(logits, target, weight=self.class_weights)
+        return total
+
+
 def parse_aux(text: str) -> dict[str, float]:
     """``"mixed3a:0.2,mixed3b:0.5"`` -> ``{"mixed3a": 0.2, "mixed3b": 0.5}`` (empty string -> none)."""
     out = {}
@@ -244,6 +325,8 @@ def train(
     aux: dict[str, float] | None = None,
     local_curves: dict[str, float] | None = None,
     curve_centres: dict[str, float] | None = None,
+    unit_curves: dict[str, float] | None = None,
+    unit_centres: dict[str, float] | None = None,
     aux_start: int = 0,
     weight_decay: float = 0.0,
     mixed3b_bottlenecks: tuple[int, int] = MIXED3B_BOTTLENECKS,
@@ -253,7 +336,8 @@ def train(
 
     ``aux``: ``{layer: weight}`` of training-only orientation heads (:class:`OrientationHeads`),
     ``local_curves`` of per-position curve-facing heads (:class:`LocalCurveHeads`), ``curve_centres`` of
-    per-position whole-curve heads (:class:`LocalCurveHeads` on ``scenes.curve_midpoint_cells``); all are off for the first ``aux_start`` steps and ramped in linearly over the next ``aux_start`` (from the
+    per-position whole-curve heads (:class:`LocalCurveHeads` on ``scenes.curve_midpoint_cells``); ``unit_curves``
+    and ``unit_centres`` the same two targets read from single units (:class:`UnitCurveHeads`); all are off for the first ``aux_start`` steps and ramped in linearly over the next ``aux_start`` (from the
     start, the extra loss kept the network at chance for 1000+ steps in our runs).
     Returns the metadata written to the .json file.
     """
@@ -272,7 +356,16 @@ def train(
         torch.Generator().manual_seed(seed + 3 * AUX_SEED_OFFSET),
         labels=scenes.curve_midpoint_cells,
     )
-    heads_parameters = [*heads.parameters(), *local_heads.parameters(), *centre_heads.parameters()]
+    unit_curves, unit_centres = dict(unit_curves or {}), dict(unit_centres or {})
+    unit_heads = UnitCurveHeads(model, unit_curves)
+    unit_centre_heads = UnitCurveHeads(model, unit_centres, labels=scenes.curve_midpoint_cells)
+    heads_parameters = [
+        *heads.parameters(),
+        *local_heads.parameters(),
+        *centre_heads.parameters(),
+        *unit_heads.parameters(),
+        *unit_centre_heads.parameters(),
+    ]
     if weight_decay:  # decoupled (AdamW) decay of the model's conv and linear weights; biases and heads stay free
         decayed = [p for p in model.parameters() if p.dim() > 1]
         free = [p for p in model.parameters() if p.dim() <= 1]
@@ -301,6 +394,10 @@ def train(
             loss = loss + ramp * local_heads.loss(labels["orientation"], labels["arc"], size)
         if curve_centres and ramp > 0:
             loss = loss + ramp * centre_heads.loss(labels["orientation"], labels["arc"], size)
+        if unit_curves and ramp > 0:
+            loss = loss + ramp * unit_heads.loss(labels["orientation"], labels["arc"], size)
+        if unit_centres and ramp > 0:
+            loss = loss + ramp * unit_centre_heads.loss(labels["orientation"], labels["arc"], size)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -315,6 +412,8 @@ def train(
     heads.remove()
     local_heads.remove()
     centre_heads.remove()
+    unit_heads.remove()
+    unit_centre_heads.remove()
     atomic_save(model.state_dict(), out)
     heldout_seed = seed + HELDOUT_SEED_OFFSET
     accuracy = evaluate(model, heldout, heldout_seed, size=size)
@@ -346,6 +445,15 @@ def train(
         + "".join(
             f" + {w} * per-position cross-entropy({layer} curve midpoint cell orientation, {ORIENTATION_BINS} bins + none)"
             for layer, w in curve_centres.items()
+        )
+        + "".join(
+            f" + {w} * per-position cross-entropy({layer} local curve facing read from {UNIT_BINS} single units)"
+            for layer, w in unit_curves.items()
+        )
+        + "".join(
+            f" + {w} * per-position cross-entropy({layer} curve midpoint cell orientation read from {UNIT_BINS} "
+            "single units)"
+            for layer, w in unit_centres.items()
         ),
         "auxiliary_heads": {
             layer: {
@@ -382,6 +490,24 @@ def train(
             }
             for layer, w in curve_centres.items()
         },
+        "unit_curve_heads": {
+            layer: {
+                "weight": w,
+                "labels": "curve midpoint cell" if kind == "centres" else "local curve facing",
+                "units": head.units[layer],
+                "facings_deg": curve_unit_facings(),
+                "no_curve_weight": NO_CURVE_WEIGHT,
+                "off_steps": aux_start,
+                "ramp_steps": aux_start,
+                "reads": "softplus(gain) * the unit's activation + bias per facing bin; 'no curve' has logit 0",
+                "shipped": False,
+            }
+            for kind, head, chosen in (
+                ("curves", unit_heads, unit_curves),
+                ("centres", unit_centre_heads, unit_centres),
+            )
+            for layer, w in chosen.items()
+        },
         "final_running_loss": round(running, 4),
         "heldout": {"n": heldout, "seed": heldout_seed, "accuracy": accuracy},
         "training_seconds": round(time.time() - started, 1),
@@ -417,6 +543,16 @@ def main(argv: list[str] | None = None) -> None:
         help="training-only per-position whole-curve heads (the midpoint's cell), e.g. mixed3b:0.3",
     )
     parser.add_argument(
+        "--unit-curves",
+        default="",
+        help="training-only per-position curve-facing targets read from single units, e.g. mixed3a:0.3",
+    )
+    parser.add_argument(
+        "--unit-centres",
+        default="",
+        help="training-only whole-curve targets at the midpoint cell read from single units, e.g. mixed3b:0.3",
+    )
+    parser.add_argument(
         "--weight-decay",
         type=float,
         default=0.0,
@@ -443,6 +579,8 @@ def main(argv: list[str] | None = None) -> None:
         aux=parse_aux(args.aux),
         local_curves=parse_aux(args.local_curves),
         curve_centres=parse_aux(args.curve_centres),
+        unit_curves=parse_aux(args.unit_curves),
+        unit_centres=parse_aux(args.unit_centres),
         aux_start=args.aux_start,
         weight_decay=args.weight_decay,
         mixed3b_bottlenecks=parse_widths(args.mixed3b_bottlenecks),

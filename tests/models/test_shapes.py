@@ -206,6 +206,55 @@ def test_local_curve_heads_train_deterministically_and_score_the_facing_of_each_
     heads.remove()
 
 
+def test_unit_curve_heads_read_single_units_and_are_recorded(tmp_path):
+    from circuits_vision.models.train_shapes import (
+        NO_CURVE_WEIGHT,
+        UnitCurveHeads,
+        curve_unit_facings,
+        curve_unit_indices,
+        main,
+    )
+    from circuits_vision.stimuli import scenes
+
+    assert curve_unit_indices(104) == [6, 19, 32, 45, 58, 71, 84, 97]
+    assert curve_unit_facings() == [0.0, 180.0, 45.0, 225.0, 90.0, 270.0, 135.0, 315.0]
+    model = ShapesNet()
+    heads = UnitCurveHeads(model, {"mixed3a": 1.0})
+    model(torch.rand(1, 3, 64, 64))
+    out = heads.outputs["mixed3a"].detach().requires_grad_(True)
+    heads.outputs["mixed3a"] = out
+    orientation, arc = torch.tensor([90.0]), torch.tensor([[16.0, 120.0, 0.0, 0.0]])
+    loss = heads.loss(orientation, arc, 64)
+    (grad,) = torch.autograd.grad(loss, out)
+    # Only the 8 chosen units carry the loss; every other unit of the layer is left to the task.
+    touched = grad.abs().flatten(2).sum(2)[0].nonzero().flatten().tolist()
+    assert touched == curve_unit_indices(104)
+    # By hand: gains start at softplus(0) = ln 2, biases at 0; bin k reads the unit asked for k * 45 degrees.
+    facing = scenes.local_curve_facing(orientation, arc, 8)
+    target = torch.full((1, 8, 8), 8, dtype=torch.long)
+    marked = ~torch.isnan(facing)
+    target[marked] = torch.floor(facing[marked] / 45.0 + 0.5).long() % 8
+    by_bin = {int(f // 45): u for u, f in zip(curve_unit_indices(104), curve_unit_facings())}
+    act = out.detach()[:, [by_bin[k] for k in range(8)]]
+    logits = torch.cat([torch.log(torch.tensor(2.0)) * act, torch.zeros_like(act[:, :1])], 1)
+    weight = torch.ones(9)
+    weight[8] = NO_CURVE_WEIGHT
+    expected = torch.nn.functional.cross_entropy(logits, target, weight=weight)
+    assert torch.allclose(loss.detach(), expected)
+    heads.remove()
+    # The command line reaches the heads and the record names the units.
+    main(
+        ["--steps", "1", "--batch-size", "2", "--heldout", "2", "--out", str(tmp_path / "u.pt")]
+        + ["--unit-curves", "mixed3a:0.5", "--unit-centres", "mixed3b:0.25"]
+    )
+    record = json.loads((tmp_path / "u.json").read_text())["unit_curve_heads"]
+    assert record["mixed3a"]["units"] == curve_unit_indices(104) and record["mixed3a"]["labels"] == "local curve facing"
+    assert (
+        record["mixed3b"]["units"] == curve_unit_indices(160) and record["mixed3b"]["labels"] == "curve midpoint cell"
+    )
+    assert record["mixed3b"]["weight"] == 0.25
+
+
 def test_weight_decay_shrinks_the_conv_weights_and_is_recorded(tmp_path):
     plain = train(steps=2, batch_size=4, heldout=4, out=tmp_path / "plain.pt", log=lambda line: None)
     decayed = train(steps=2, batch_size=4, heldout=4, out=tmp_path / "wd.pt", weight_decay=50.0, log=lambda line: None)
