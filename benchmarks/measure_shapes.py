@@ -49,6 +49,24 @@ def branch_of(model, layer: str, unit: int) -> str:
     return "?"
 
 
+def trained_units_found(path: Path, detectors: dict) -> dict:
+    """For a checkpoint trained with unit curve targets (``train_shapes --unit-curves/--unit-centres``): per
+    layer, which of the trained units ``find_curve_detectors`` finds and how far its preferred orientation
+    lies from the facing the unit was trained for."""
+    record_path = path.with_suffix(".json")
+    heads = json.loads(record_path.read_text()).get("unit_curve_heads", {}) if record_path.is_file() else {}
+    out = {}
+    for layer, head in heads.items():
+        found = {d.unit: d.preferred_orientation for d in detectors.get(layer, [])}
+        errors = {
+            u: round(abs((found[u] - facing + 180.0) % 360.0 - 180.0), 1)
+            for u, facing in zip(head["units"], head["facings_deg"])
+            if u in found
+        }
+        out[layer] = {"trained": head["units"], "found": sorted(errors), "orientation_error_deg": errors}
+    return out
+
+
 def measure(path: Path, seed: int = 0, heldout: int = 2048, quick: bool = False) -> dict:
     model = shapes_module.shapes(path)
     figures: dict = {"checkpoint_bytes": path.stat().st_size}
@@ -76,6 +94,7 @@ def measure(path: Path, seed: int = 0, heldout: int = 2048, quick: bool = False)
         "sectors_45deg": sorted({int(preferred[i] // 45) % 8 for i in tuned}),
         "criteria": "edges at every 5 deg, peak >= 2 noise std, selectivity >= 0.15",
     }
+    figures["trained_curve_units"] = trained_units_found(path, detectors)
     try:
         circuit = curve_circuits.curve_circuit(
             model, "mixed3a", "mixed3b", source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"]
@@ -143,6 +162,11 @@ def verdict(figures: dict) -> list[str]:
     )
     lines.append(f"mixed3a curve detectors {len(d3a['units'])} sectors {len(d3a['sectors_45deg'])}/8 {d3a['branches']}")
     e3a = figures["edge_units_mixed3a"]
+    for layer, row in figures.get("trained_curve_units", {}).items():
+        lines.append(
+            f"{layer} trained curve units found {len(row['found'])}/{len(row['trained'])}, errors (deg) "
+            f"{row['orientation_error_deg']}"
+        )
     lines.append(f"mixed3a edge-tuned units {len(e3a['units'])} sectors {len(e3a['sectors_45deg'])}/8")
     if "correlation_net_vs_cos_delta" in cc:
         lines.append(

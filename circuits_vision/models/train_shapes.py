@@ -183,7 +183,7 @@ class UnitCurveHeads(nn.Module):
 
     A learned readout (:class:`LocalCurveHeads`) is satisfied by any basis of the layer, so the network
     spreads orientation over many mixed units. Here the logit of facing bin ``k`` at each position is
-    ``softplus(g_k) * a_u(k) + b_k`` where ``a_u(k)`` is the activation of one fixed unit
+    ``softplus(g_k) * a_u(k) + b_k`` where ``a_u(k)`` is the pre-ReLU activation of one fixed unit
     (:func:`curve_unit_indices`, :func:`curve_unit_facings`) and "no curve" has logit 0: each of those
     units must itself fire where a curve of its facing is, and stay quiet otherwise. Which units read
     which facing is fixed; how they are wired to the layers before them is learned, as is every
@@ -210,7 +210,11 @@ class UnitCurveHeads(nn.Module):
             self.units[layer] = curve_unit_indices(channels)
             self.gains[layer] = nn.Parameter(torch.zeros(UNIT_BINS))
             self.biases[layer] = nn.Parameter(torch.zeros(UNIT_BINS))
-        self._handles = [model.layer(layer).register_forward_hook(self._keeper(layer)) for layer in self.weights]
+        # The logits read the units before their ReLU: read after it, a unit pushed below zero everywhere by
+        # the many "no curve" cells gets no gradient again (most of the chosen units died that way).
+        self._handles = [
+            model.layer(f"{layer}_pre_relu").register_forward_hook(self._keeper(layer)) for layer in self.weights
+        ]
         self.class_weights = torch.ones(UNIT_BINS + 1)
         self.class_weights[UNIT_BINS] = NO_CURVE_WEIGHT
 
@@ -499,7 +503,7 @@ def train(
                 "no_curve_weight": NO_CURVE_WEIGHT,
                 "off_steps": aux_start,
                 "ramp_steps": aux_start,
-                "reads": "softplus(gain) * the unit's activation + bias per facing bin; 'no curve' has logit 0",
+                "reads": "softplus(gain) * the unit's pre-ReLU activation + bias per facing bin; 'no curve' has logit 0",
                 "shipped": False,
             }
             for kind, head, chosen in (

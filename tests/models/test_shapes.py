@@ -221,6 +221,7 @@ def test_unit_curve_heads_read_single_units_and_are_recorded(tmp_path):
     model = ShapesNet()
     heads = UnitCurveHeads(model, {"mixed3a": 1.0})
     model(torch.rand(1, 3, 64, 64))
+    assert bool((heads.outputs["mixed3a"] < 0).any())  # read before the ReLU, so a silenced unit still learns
     out = heads.outputs["mixed3a"].detach().requires_grad_(True)
     heads.outputs["mixed3a"] = out
     orientation, arc = torch.tensor([90.0]), torch.tensor([[16.0, 120.0, 0.0, 0.0]])
