@@ -8,7 +8,7 @@ For InceptionV1 with random weights (``circuits_vision.models.inceptionv1(genera
 mixed3a (480 units) and for the shipped ``shapes`` model's mixed3b from mixed3a: on the same expanded
 weights, seconds for the uncalibrated detector (``threshold=0.8, null=None``: the similarity tensor,
 clustering, synchronisation) and for the calibrated default (plus the scrambled-kernel null, the pair
-p/q-values, the invariance pool and the shuffled-angle test), their ratio (the issue's bound: <= 3x
+p/q-values, the invariance pool and the shuffled-angle test), their ratio (the bound: <= 3x
 the uncalibrated cost for the nulls, i.e. calibrated / uncalibrated <= 4), and what the default
 ``report`` (with kernels of units without extent taken from earlier layers) reports.
 

@@ -134,7 +134,13 @@ def measure(path: Path, seed: int = 0, heldout: int = 2048, quick: bool = False)
         }
         for name, categories in cats.items():
             found = branches.report(model, layer, categories)
-            best = min((r for r in found.rows if r.tested), key=lambda r: r.p_bonferroni)
+            # For the curve split, the curve detectors' own best branch (what the shapes claims test); for the
+            # others, the most enriched cell of any category.
+            best = (
+                found.best_branch("curve_detector")
+                if name == "curve"
+                else min((r for r in found.rows if r.tested), key=lambda r: r.p_bonferroni)
+            )
             specialization[f"{layer}/{name}"] = {
                 "category": best.category,
                 "branch": best.branch,

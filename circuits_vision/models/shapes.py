@@ -38,8 +38,9 @@ HEADS = {"shape": 24, "color": 8}
 """Output heads in the order their logits are concatenated, with their class counts (see ``stimuli.scenes``)."""
 
 
-MIXED3B_BOTTLENECKS = (32, 12)
-"""The shipped widths of mixed3b's 3x3 and 5x5 bottlenecks (the 1x1 reduce convolutions before them)."""
+MIXED3B_BOTTLENECKS = (64, 32)
+"""The shipped widths of mixed3b's 3x3 and 5x5 bottlenecks (the 1x1 reduce convolutions before them); earlier
+checkpoints used (32, 12)."""
 
 
 def shapes_spec(mixed3b_bottlenecks: tuple[int, int] = MIXED3B_BOTTLENECKS) -> InceptionSpec:
@@ -103,7 +104,7 @@ def _bottlenecks(widths) -> tuple[int, int]:
     try:
         b3, b5 = (int(w) for w in widths)
     except (TypeError, ValueError):
-        raise ValueError(f"mixed3b_bottlenecks must be two widths (3x3, 5x5), e.g. (32, 12); got {widths!r}") from None
+        raise ValueError(f"mixed3b_bottlenecks must be two widths (3x3, 5x5), e.g. (64, 32); got {widths!r}") from None
     if b3 < 1 or b5 < 1:
         raise ValueError(f"mixed3b_bottlenecks must be >= 1 channels each, got {widths!r}")
     return b3, b5

@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--mixed3b-bottlenecks",
         default=",".join(map(str, MIXED3B_BOTTLENECKS)),
-        help="widths of mixed3b's 3x3 and 5x5 bottlenecks, e.g. 64,32 (the shipped model: 32,12)",
+        help="widths of mixed3b's 3x3 and 5x5 bottlenecks, e.g. 96,48 (the shipped model: 64,32)",
     )
     parser.add_argument("--aux-start", type=int, default=0, help="steps before the auxiliary heads ramp in")
     args = parser.parse_args(argv)

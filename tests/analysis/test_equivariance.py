@@ -269,9 +269,9 @@ FACTS = Path(__file__).resolve().parents[2] / "circuits_vision" / "data" / "ince
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "the retrained shapes checkpoint's mixed3b weights and tuning do not agree: 21 detectors, no weight family at "
-        "q < 0.05 (Jaccard 0), pair median error 94.8 deg against 89.3 deg shuffled (the previous checkpoint: 61 "
-        "against 85-89)"
+        "the shipped shapes checkpoint's mixed3b weights and tuning do not agree: 24 detectors, no weight family at "
+        "q < 0.05 (Jaccard 0), pair median error 93.1 deg against 91.9 deg shuffled (the checkpoints before: 94.8 "
+        "against 89.3, and 61 against 85-89)"
     ),
 )
 def test_shapes_curve_detectors_weights_agree_with_tuning():
@@ -298,11 +298,16 @@ def test_shapes_curve_detectors_weights_agree_with_tuning():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHAPES_CHECKPOINT.exists(), reason="the shipped shapes checkpoint is not built yet")
+@pytest.mark.xfail(
+    strict=True,
+    reason="on the checkpoint with unit curve targets the best 360-periodic tuning family holds 5 of the 24 "
+    "detectors among 8 members (needs 6, and 70% of its members); the checkpoint before had 9 of 21 among 10",
+)
 def test_shapes_mixed3b_curve_family_is_found_from_tuning_curves():
     """At the default rule (pairs against units of weight-shuffled copies, q < 0.05) the tuning view of mixed3b
     holds a 360-periodic family made mostly of the curve detectors the checkpoint's card lists, at their
-    preferred orientations. On the current checkpoint: 10 members, 9 of the 21 detectors; a 180-periodic
-    family of line units beside it (the weights view finds no family there, see the xfail above)."""
+    preferred orientations. The checkpoint before the current one met it (10 members, 9 of its 21 detectors);
+    the current one does not (see the mark)."""
     import json
 
     from circuits_vision import models

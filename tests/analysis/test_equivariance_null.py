@@ -164,7 +164,8 @@ def test_blob_look_alikes_fail_the_shuffled_angle_test():
 @pytest.mark.slow
 def test_shapes_conv2d2_and_mixed3b_have_no_look_alike_families():
     """At threshold 0.5 these layers gave a family of members within +-40 deg (conv2d2) and a 28-unit
-    "period 90" family (mixed3b); the span rule and the shuffled-angle test reject such groups."""
+    "period 90" family (mixed3b, on an earlier checkpoint); the span rule and the shuffled-angle test reject
+    such groups (on the current checkpoint's mixed3b, 17 of them, the largest of 14 units)."""
     from circuits_vision import models
 
     model = models.load("shapes")
@@ -175,7 +176,8 @@ def test_shapes_conv2d2_and_mixed3b_have_no_look_alike_families():
             assert float(eq.circular_difference(values - values[0], 360.0).abs().max()) > 40.0, str(result)
             assert fam.period != 90.0, str(result)
         if layer == "mixed3b":
-            assert max(len(members) for members, _ in result.rejected) >= 20, str(result)
+            assert max(len(members) for members, _ in result.rejected) >= 10, str(result)
+            assert all("look-alike" in why or "shuffled" in why for _, why in result.rejected), str(result)
 
 
 def test_a_classifier_layer_gives_an_empty_explained_result():

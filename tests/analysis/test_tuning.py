@@ -214,4 +214,10 @@ def test_tuning_curves_run_in_the_models_dtype(dtype, tolerance):
     tuned_other = tuning.tuning_curves(
         load("shapes").to(dtype), "mixed3a", detectors, stimuli.curves, axes, fixed=fixed
     )
-    assert torch.equal(tuned_other.preferred_orientation(), tuned.preferred_orientation())
+    # Where rounding swaps the preferred orientation, the full-precision curve must hold a near-tie there.
+    moved = (tuned_other.preferred_orientation() != tuned.preferred_orientation()).nonzero().flatten()
+    assert len(moved) <= 1, moved
+    for i in moved.tolist():
+        at = int((axes["orientation"] == tuned_other.preferred_orientation()[i]).nonzero()[0, 0])
+        gap = float(tuned.responses[i].max() - tuned.responses[i, at])
+        assert gap <= tolerance * float(tuned.responses[i].abs().max()), (i, gap)

@@ -106,8 +106,17 @@ def test_every_objective_equals_lucents_on_the_same_activations(features, name, 
     T_ours, T_theirs = features
     ours = getattr(objectives, name)(*args, **kwargs)
     theirs = getattr(lucent_objectives, name)(*args, **kwargs)
-    expected = theirs(T_theirs).item()
-    assert ours(T_ours).item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    # The same formula: on the very same activations in float64 the two agree to rounding. In float32 each
+    # rounds differently, by up to a few 1e-5 of the value for a Gram-matrix objective like diversity.
+    same = {}
+
+    def T64(name):
+        return same.setdefault(name, T_theirs(name).double())
+
+    if name != "blur_input_each_step":  # it convolves the input with a float32 kernel of its own
+        # 1e-6: float32 constants (directions) enter both in float32
+        assert ours(T64).item() == pytest.approx(theirs(T64).item(), rel=1e-6, abs=1e-9)
+    assert ours(T_ours).item() == pytest.approx(theirs(T_theirs).item(), rel=1e-4, abs=1e-5)
     assert ours.name == theirs.name
 
 

@@ -243,6 +243,23 @@ def test_unit_curve_heads_read_single_units_and_are_recorded(tmp_path):
     expected = torch.nn.functional.cross_entropy(logits, target, weight=weight)
     assert torch.allclose(loss.detach(), expected)
     heads.remove()
+    # Deterministic from the seed, like the other heads.
+    runs = [
+        train(
+            steps=3,
+            batch_size=6,
+            heldout=8,
+            out=tmp_path / name,
+            unit_curves={"mixed3a": 0.5},
+            unit_centres={"mixed3b": 0.5},
+            aux_start=1,
+            log=lambda line: None,
+        )
+        for name in ("a.pt", "b.pt")
+    ]
+    a, b = shapes(tmp_path / "a.pt").state_dict(), shapes(tmp_path / "b.pt").state_dict()
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    assert runs[0]["unit_curve_heads"] == runs[1]["unit_curve_heads"]
     # The command line reaches the heads and the record names the units.
     main(
         ["--steps", "1", "--batch-size", "2", "--heldout", "2", "--out", str(tmp_path / "u.pt")]
@@ -283,7 +300,7 @@ def test_other_mixed3b_bottleneck_widths_train_and_load_back_with_their_widths(t
     assert state["mixed3b_5x5_bottleneck_pre_relu_conv.weight"].shape[0] == 4
     assert model(torch.rand(2, 3, 64, 64)).shape == (2, 32)
     assert shapes(state).mixed3b_bottlenecks == (8, 4)  # a state dict too
-    assert shapes().mixed3b_bottlenecks == MIXED3B_BOTTLENECKS == (32, 12)  # the shipped checkpoint is unchanged
+    assert shapes().mixed3b_bottlenecks == MIXED3B_BOTTLENECKS == (64, 32)  # the shipped checkpoint's widths
     # The command line passes the widths through.
     from circuits_vision.models.train_shapes import main
 

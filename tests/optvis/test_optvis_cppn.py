@@ -15,11 +15,13 @@ def shapes():
 
 
 def _curve_detectors(layer: str, count: int) -> list[str]:
-    """Live, tuned units of the shipped model: the curve detectors its metadata records."""
+    """Live, tuned units of the shipped model: the curve detectors its metadata records, read before their
+    ReLU as lucid's CPPN notebook reads its units (``mixed4b_pre_relu``): a unit that is off on the CPPN's
+    first image still gets a gradient (after the ReLU the first of these stayed at 0 for all 32 steps)."""
     import json
 
     recorded = json.loads(models.shapes.default_weights_path().with_suffix(".json").read_text())
-    return [f"{layer}:{u}" for u in recorded["curve_detectors"][layer]["units"][:count]]
+    return [f"{layer}_pre_relu:{u}" for u in recorded["curve_detectors"][layer]["units"][:count]]
 
 
 def test_cppn_render_has_spatial_structure_and_raises_the_objective(shapes):
