@@ -12,10 +12,10 @@ p/q-values, the invariance pool and the shuffled-angle test), their ratio (the b
 the uncalibrated cost for the nulls, i.e. calibrated / uncalibrated <= 4), and what the default
 ``report`` (with kernels of units without extent taken from earlier layers) reports.
 
-The tuning view of the shipped model is timed the same way: the uncalibrated search (the units' response
-surfaces, pairs at ``threshold=0.8``) against the default (the same surfaces and, as its null, the
-surfaces of the same units in weight-shuffled copies of the model, tested at q < 0.05). Its null costs
-one forward sweep of the stimuli per copy, so its ratio is about the number of copies drawn.
+The tuning view of the shipped model is timed the same way: the uncalibrated search (one-radius tuning curves,
+pairs at ``threshold=0.8``) against the default ``report(method="tuning")`` (response surfaces at 4 radii and,
+as their null, the surfaces of the same units in weight-shuffled copies of the model, tested at q < 0.05).
+Its null costs one forward sweep of the stimuli per copy.
 """
 
 from __future__ import annotations
@@ -61,29 +61,18 @@ def measure(name: str, model, layer: str, source: str, repeats: int) -> None:
 
 
 def measure_tuning(name: str, model, layer: str, repeats: int) -> None:
-    units = list(range(max(stop for _, stop in model.branch_ranges(layer).values())))
-    surfaces, surface_wall, surface_cpu = best_of(lambda: eq.orientation_surfaces(model, layer, units), repeats)
     plain, plain_wall, plain_cpu = best_of(
-        lambda: eq.families_from_tuning(eq.orientation_surfaces(model, layer, units), threshold=0.8, units=units),
-        repeats,
+        lambda: eq.report(model, layer, method="tuning", tuning_null="phase", threshold=0.8), repeats
     )
-    wanted = max(4 * int(eq.tuned(surfaces).sum()), 256)  # as report(method="tuning") asks
-
-    def calibrated():
-        curves = eq.orientation_surfaces(model, layer, units)
-        null_curves = eq.network_null_curves(model, layer, units, at_least=wanted)
-        return null_curves, eq.families_from_tuning(curves, null_curves=null_curves, units=units)
-
-    (null_curves, found), cal_wall, cal_cpu = best_of(calibrated, repeats)
-    copies = null_curves.shape[0] // len(units)
-    print(f"{name}: tuning view of {layer} ({len(units)} units; response surfaces {surface_wall:.2f} s wall)")
+    found, cal_wall, cal_cpu = best_of(lambda: eq.report(model, layer, method="tuning"), repeats)
+    print(f"{name}: tuning view of {layer}")
     print(
-        f"  uncalibrated (threshold 0.8):           {plain_wall:.2f} s wall, {plain_cpu:.2f} s CPU, "
+        f"  uncalibrated (one-radius curves, threshold 0.8): {plain_wall:.2f} s wall, {plain_cpu:.2f} s CPU, "
         f"{len(plain.families)} families"
     )
     print(
-        f"  calibrated (FDR 0.05, network null):    {cal_wall:.2f} s wall, {cal_cpu:.2f} s CPU, "
-        f"{len(found.families)} families; null: {copies} weight-shuffled copies, {found.settings.null_units} tuned units"
+        f"  calibrated (FDR 0.05, network null):            {cal_wall:.2f} s wall, {cal_cpu:.2f} s CPU, "
+        f"{len(found.families)} families; null: {found.settings.null_units} tuned units of weight-shuffled copies"
     )
     print(
         f"  calibrated / uncalibrated: {cal_wall / plain_wall:.2f}x wall, {cal_cpu / plain_cpu:.2f}x CPU "
