@@ -42,7 +42,53 @@ ORIENTATION_BINS = 16
 """Auxiliary heads classify an object's drawn orientation into this many bins over 360 degrees."""
 
 
-class OrientationHeads(nn.Module):
+class _HookedHeads(nn.Module):
+    """Heads that read the outputs of layers of the model, kept by forward hooks until :meth:`remove`."""
+
+    def __init__(self):
+        super().__init__()
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles = []
+
+    def _read(self, model: ShapesNet, layer: str, module_name: str | None = None) -> None:
+        """Keep the output of ``module_name`` (default ``layer``) as ``self.outputs[layer]`` on every forward."""
+
+        def hook(module, inputs, output):
+            self.outputs[layer] = output
+
+        self._handles.append(model.layer(module_name or layer).register_forward_hook(hook))
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+NO_CURVE_WEIGHT = 0.1
+"""Weight of the "no curve here" class of the per-position curve heads (most cells have no curve)."""
+
+
+def _square_grid(model: ShapesNet, layer: str, head: str) -> tuple[int, int]:
+    """(channels, side) of ``layer``'s square map; a clear error for a map that is not square."""
+    channels, height, width = layer_shape(model, layer, model.input_size)
+    if height != width:
+        raise ValueError(f"{head} head on {layer!r}: needs a square map, got {height}x{width}")
+    return channels, height
+
+
+def _facing_targets(facing: torch.Tensor, bins: int) -> torch.Tensor:
+    """Per-cell facing in degrees (NaN = no curve) -> class indices: the nearest of ``bins`` bins, ``bins`` = none."""
+    index = torch.floor(torch.nan_to_num(facing) / (360.0 / bins) + 0.5).long() % bins
+    return torch.where(torch.isnan(facing), torch.full_like(index, bins), index)
+
+
+def _no_curve_weights(bins: int) -> torch.Tensor:
+    """Class weights ``[bins + 1]``: 1 for every facing, ``NO_CURVE_WEIGHT`` for "no curve"."""
+    weights = torch.ones(bins + 1)
+    weights[bins] = NO_CURVE_WEIGHT
+    return weights
+
+
+class OrientationHeads(_HookedHeads):
     """Training-only auxiliary classifiers of object orientation read from intermediate layers.
 
     Like InceptionV1's auxiliary heads, they add a loss at a depth the final head does not reach
@@ -57,7 +103,6 @@ class OrientationHeads(nn.Module):
     def __init__(self, model: ShapesNet, weights: dict[str, float], generator: torch.Generator):
         super().__init__()
         self.weights = dict(weights)
-        self.outputs: dict[str, torch.Tensor] = {}
         self.heads = nn.ModuleDict()
         for layer in self.weights:
             channels = layer_shape(model, layer, model.input_size)[0]
@@ -67,17 +112,7 @@ class OrientationHeads(nn.Module):
                 head.weight.uniform_(-bound, bound, generator=generator)
                 head.bias.uniform_(-bound, bound, generator=generator)
             self.heads[layer] = head
-        self._handles = [model.layer(layer).register_forward_hook(self._keeper(layer)) for layer in self.weights]
-
-    def _keeper(self, layer: str):
-        def hook(module, inputs, output):
-            self.outputs[layer] = output
-
-        return hook
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
+            self._read(model, layer)
 
     def loss(self, orientation: torch.Tensor) -> torch.Tensor:
         """Weighted cross-entropy over the scenes with an oriented object (``orientation`` [N] degrees, NaN = none)."""
@@ -92,11 +127,7 @@ class OrientationHeads(nn.Module):
         return total
 
 
-NO_CURVE_WEIGHT = 0.1
-"""Weight of the "no curve here" class in :class:`LocalCurveHeads` (most cells have no curve)."""
-
-
-class LocalCurveHeads(nn.Module):
+class LocalCurveHeads(_HookedHeads):
     """Training-only per-position classifiers of which way the curve through each cell faces.
 
     Each is a 1x1 convolution of the layer's ``[N, C, h, w]`` output to ``ORIENTATION_BINS + 1``
@@ -120,41 +151,24 @@ class LocalCurveHeads(nn.Module):
         super().__init__()
         self.weights = dict(weights)
         self.labels = labels
-        self.outputs: dict[str, torch.Tensor] = {}
         self.heads = nn.ModuleDict()
         self.grids: dict[str, int] = {}
         for layer in self.weights:
-            channels, height, width = layer_shape(model, layer, model.input_size)
-            if height != width:
-                raise ValueError(f"local curve head on {layer!r}: needs a square map, got {height}x{width}")
-            self.grids[layer] = height
+            channels, self.grids[layer] = _square_grid(model, layer, "local curve")
             head = nn.Conv2d(channels, ORIENTATION_BINS + 1, 1)
             with torch.no_grad():
                 bound = channels**-0.5
                 head.weight.uniform_(-bound, bound, generator=generator)
                 head.bias.uniform_(-bound, bound, generator=generator)
             self.heads[layer] = head
-        self._handles = [model.layer(layer).register_forward_hook(self._keeper(layer)) for layer in self.weights]
-        self.class_weights = torch.ones(ORIENTATION_BINS + 1)
-        self.class_weights[ORIENTATION_BINS] = NO_CURVE_WEIGHT
-
-    def _keeper(self, layer: str):
-        def hook(module, inputs, output):
-            self.outputs[layer] = output
-
-        return hook
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
+            self._read(model, layer)
+        self.class_weights = _no_curve_weights(ORIENTATION_BINS)
 
     def loss(self, orientation: torch.Tensor, arc: torch.Tensor, size: int) -> torch.Tensor:
         """Weighted per-position cross-entropy (labels of ``scenes.random_scenes``)."""
         total = orientation.new_zeros(())
         for layer, weight in self.weights.items():
-            facing = self.labels(orientation, arc, self.grids[layer], size=size)
-            bins = torch.floor(torch.nan_to_num(facing) / (360.0 / ORIENTATION_BINS) + 0.5).long() % ORIENTATION_BINS
-            target = torch.where(torch.isnan(facing), torch.full_like(bins, ORIENTATION_BINS), bins)
+            target = _facing_targets(self.labels(orientation, arc, self.grids[layer], size=size), ORIENTATION_BINS)
             logits = self.heads[layer](self.outputs[layer])
             total = total + weight * F.cross_entropy(logits, target, weight=self.class_weights)
         return total
@@ -178,7 +192,7 @@ def curve_unit_facings() -> list[float]:
     return [((k // 2) * step + (k % 2) * 180.0) % 360.0 for k in range(UNIT_BINS)]
 
 
-class UnitCurveHeads(nn.Module):
+class UnitCurveHeads(_HookedHeads):
     """Training-only per-position curve-facing targets read from single units, not from a learned readout.
 
     A learned readout (:class:`LocalCurveHeads`) is satisfied by any basis of the layer, so the network
@@ -195,51 +209,31 @@ class UnitCurveHeads(nn.Module):
         super().__init__()
         self.weights = dict(weights)
         self.labels = labels
-        self.outputs: dict[str, torch.Tensor] = {}
         self.grids: dict[str, int] = {}
         self.units: dict[str, list[int]] = {}
         self.gains = nn.ParameterDict()
         self.biases = nn.ParameterDict()
-        facings = torch.tensor(curve_unit_facings())
-        self.register_buffer("bins", torch.round(facings / (360.0 / UNIT_BINS)).long() % UNIT_BINS)
+        facing_bins = [round(f / (360.0 / UNIT_BINS)) % UNIT_BINS for f in curve_unit_facings()]
+        # position in curve_unit_indices() of the unit that reads bin k, for k = 0 .. UNIT_BINS - 1
+        self.by_bin = [facing_bins.index(k) for k in range(UNIT_BINS)]
         for layer in self.weights:
-            channels, height, width = layer_shape(model, layer, model.input_size)
-            if height != width:
-                raise ValueError(f"unit curve head on {layer!r}: needs a square map, got {height}x{width}")
-            self.grids[layer] = height
+            channels, self.grids[layer] = _square_grid(model, layer, "unit curve")
             self.units[layer] = curve_unit_indices(channels)
             self.gains[layer] = nn.Parameter(torch.zeros(UNIT_BINS))
             self.biases[layer] = nn.Parameter(torch.zeros(UNIT_BINS))
-        # The logits read the units before their ReLU: read after it, a unit pushed below zero everywhere by
-        # the many "no curve" cells gets no gradient again (most of the chosen units died that way).
-        self._handles = [
-            model.layer(f"{layer}_pre_relu").register_forward_hook(self._keeper(layer)) for layer in self.weights
-        ]
-        self.class_weights = torch.ones(UNIT_BINS + 1)
-        self.class_weights[UNIT_BINS] = NO_CURVE_WEIGHT
-
-    def _keeper(self, layer: str):
-        def hook(module, inputs, output):
-            self.outputs[layer] = output
-
-        return hook
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
+            # The logits read the units before their ReLU: read after it, a unit pushed below zero everywhere by
+            # the many "no curve" cells gets no gradient again (most of the chosen units died that way).
+            self._read(model, layer, f"{layer}_pre_relu")
+        self.class_weights = _no_curve_weights(UNIT_BINS)
 
     def loss(self, orientation: torch.Tensor, arc: torch.Tensor, size: int) -> torch.Tensor:
         """Weighted per-position cross-entropy over ``UNIT_BINS`` facings + "no curve"."""
         total = orientation.new_zeros(())
         for layer, weight in self.weights.items():
-            facing = self.labels(orientation, arc, self.grids[layer], size=size)
-            bins = torch.floor(torch.nan_to_num(facing) / (360.0 / UNIT_BINS) + 0.5).long() % UNIT_BINS
-            target = torch.where(torch.isnan(facing), torch.full_like(bins, UNIT_BINS), bins)
-            act = self.outputs[layer][:, self.units[layer]]  # [N, UNIT_BINS, h, w], unit i faces bin self.bins[i]
-            order = torch.argsort(self.bins)  # bin k is read from unit order[k]
-            logits = F.softplus(self.gains[layer]).view(1, -1, 1, 1) * act[:, order] + self.biases[layer].view(
-                1, -1, 1, 1
-            )
+            target = _facing_targets(self.labels(orientation, arc, self.grids[layer], size=size), UNIT_BINS)
+            units = [self.units[layer][i] for i in self.by_bin]
+            act = self.outputs[layer][:, units]  # [N, UNIT_BINS, h, w]: channel k reads facing bin k
+            logits = F.softplus(self.gains[layer]).view(1, -1, 1, 1) * act + self.biases[layer].view(1, -1, 1, 1)
             logits = torch.cat([logits, torch.zeros_like(logits[:, :1])], dim=1)
             total = total + weight * F.cross_entropy(logits, target, weight=self.class_weights)
         return total

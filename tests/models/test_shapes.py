@@ -118,23 +118,22 @@ def test_spec_is_an_inceptionv1_style_network():
     assert n_params < 1_000_000  # a few MB at most
 
 
+def _train_twice(tmp_path, **heads):
+    """Two 3-step runs from seed 0 with the given training heads -> (their records, their two state dicts)."""
+    records = [
+        train(steps=3, batch_size=6, heldout=8, out=tmp_path / name, aux_start=1, log=lambda line: None, **heads)
+        for name in ("a.pt", "b.pt")
+    ]
+    return records, shapes(tmp_path / "a.pt").state_dict(), shapes(tmp_path / "b.pt").state_dict()
+
+
 def test_auxiliary_heads_train_deterministically_and_are_not_shipped(tmp_path):
     from circuits_vision.models.train_shapes import OrientationHeads
 
-    runs = []
-    for name in ("a.pt", "b.pt"):
-        metadata = train(
-            steps=3,
-            batch_size=6,
-            heldout=8,
-            out=tmp_path / name,
-            aux={"mixed3b": 0.5},
-            aux_start=1,
-            log=lambda line: None,
-        )
-        runs.append(shapes(tmp_path / name).state_dict())
-    assert all(torch.equal(v, runs[1][k]) for k, v in runs[0].items())
-    assert set(runs[0]) == set(ShapesNet().state_dict())  # the heads stay out of the checkpoint
+    records, a, b = _train_twice(tmp_path, aux={"mixed3b": 0.5})
+    metadata = records[-1]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    assert set(a) == set(ShapesNet().state_dict())  # the heads stay out of the checkpoint
     assert metadata["auxiliary_heads"]["mixed3b"] == {
         "weight": 0.5,
         "bins": 16,
@@ -146,7 +145,7 @@ def test_auxiliary_heads_train_deterministically_and_are_not_shipped(tmp_path):
     # Without the heads the same seed gives other weights: they did take part in training.
     plain = train(steps=3, batch_size=6, heldout=8, out=tmp_path / "plain.pt", log=lambda line: None)
     assert "auxiliary_heads" in plain and not plain["auxiliary_heads"]
-    assert not all(torch.equal(v, shapes(tmp_path / "plain.pt").state_dict()[k]) for k, v in runs[0].items())
+    assert not all(torch.equal(v, shapes(tmp_path / "plain.pt").state_dict()[k]) for k, v in a.items())
     # The loss counts scenes with an orientation: orientation 10 -> bin 0, 350 -> bin 0, 30 -> bin 1; NaN (no curve) ignored.
     model = ShapesNet()
     heads = OrientationHeads(model, {"mixed3b": 1.0}, torch.Generator().manual_seed(0))
@@ -168,20 +167,7 @@ def test_bad_auxiliary_head_spec_is_named(text):
 def test_local_curve_heads_train_deterministically_and_score_the_facing_of_each_cell(tmp_path):
     from circuits_vision.models.train_shapes import NO_CURVE_WEIGHT, LocalCurveHeads
 
-    runs = [
-        train(
-            steps=3,
-            batch_size=6,
-            heldout=8,
-            out=tmp_path / name,
-            local_curves={"mixed3a": 0.5},
-            curve_centres={"mixed3b": 0.25},
-            aux_start=1,
-            log=lambda line: None,
-        )
-        for name in ("a.pt", "b.pt")
-    ]
-    a, b = shapes(tmp_path / "a.pt").state_dict(), shapes(tmp_path / "b.pt").state_dict()
+    runs, a, b = _train_twice(tmp_path, local_curves={"mixed3a": 0.5}, curve_centres={"mixed3b": 0.25})
     assert all(torch.equal(v, b[k]) for k, v in a.items()) and set(a) == set(ShapesNet().state_dict())
     assert runs[0]["local_curve_heads"]["mixed3a"]["weight"] == 0.5
     assert runs[0]["curve_centre_heads"]["mixed3b"]["weight"] == 0.25
@@ -244,20 +230,7 @@ def test_unit_curve_heads_read_single_units_and_are_recorded(tmp_path):
     assert torch.allclose(loss.detach(), expected)
     heads.remove()
     # Deterministic from the seed, like the other heads.
-    runs = [
-        train(
-            steps=3,
-            batch_size=6,
-            heldout=8,
-            out=tmp_path / name,
-            unit_curves={"mixed3a": 0.5},
-            unit_centres={"mixed3b": 0.5},
-            aux_start=1,
-            log=lambda line: None,
-        )
-        for name in ("a.pt", "b.pt")
-    ]
-    a, b = shapes(tmp_path / "a.pt").state_dict(), shapes(tmp_path / "b.pt").state_dict()
+    runs, a, b = _train_twice(tmp_path, unit_curves={"mixed3a": 0.5}, unit_centres={"mixed3b": 0.5})
     assert all(torch.equal(v, b[k]) for k, v in a.items())
     assert runs[0]["unit_curve_heads"] == runs[1]["unit_curve_heads"]
     # The command line reaches the heads and the record names the units.
