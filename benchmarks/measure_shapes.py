@@ -59,7 +59,7 @@ def trained_units_found(path: Path, detectors: dict) -> dict:
     for layer, head in heads.items():
         found = {d.unit: d.preferred_orientation for d in detectors.get(layer, [])}
         errors = {
-            u: round(abs((found[u] - facing + 180.0) % 360.0 - 180.0), 1)
+            u: round(abs(float(curve_circuits.orientation_difference(torch.tensor(found[u]), torch.tensor(facing)))), 1)
             for u, facing in zip(head["units"], head["facings_deg"])
             if u in found
         }

@@ -180,9 +180,8 @@ UNIT_BINS = 8
 
 def curve_unit_indices(channels: int) -> list[int]:
     """The ``UNIT_BINS`` channels of a ``channels``-wide layer that :class:`UnitCurveHeads` train, evenly spread
-    over the layer (so over its branches), and the facing each is asked for: unit ``i`` of the list faces
-    ``curve_unit_facings()[i]`` degrees. Opposite facings sit next to each other, so no branch is given a
-    half of the circle."""
+    over the layer (so over its branches): unit ``i`` of the list is asked for ``curve_unit_facings()[i]``
+    degrees. Opposite facings sit next to each other, so no branch is given a half of the circle."""
     return [int((k + 0.5) * channels / UNIT_BINS) for k in range(UNIT_BINS)]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from circuits_vision.analysis import branches, curve_circuits, curve_experiments
 from circuits_vision.analysis.tuning import find_curve_detectors
@@ -99,7 +100,11 @@ def test_trained_curve_units_are_found_at_their_facings(detectors):
     for layer, least in (("mixed3a", 7), ("mixed3b", 8)):
         found = {d.unit: d.preferred_orientation for d in detectors[layer]}
         asked = dict(zip(heads[layer]["units"], heads[layer]["facings_deg"]))
-        hits = {u: abs((found[u] - f + 180.0) % 360.0 - 180.0) for u, f in asked.items() if u in found}
+        hits = {
+            u: abs(float(curve_circuits.orientation_difference(torch.tensor(found[u]), torch.tensor(f))))
+            for u, f in asked.items()
+            if u in found
+        }
         assert len(hits) >= least, (layer, hits)
         assert max(hits.values()) <= MAX_TRAINED_ERROR, (layer, hits)
 

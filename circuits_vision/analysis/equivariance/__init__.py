@@ -58,7 +58,6 @@ from circuits_vision.analysis.equivariance._detect import (
     families_from_kernels,
     families_from_tuning,
     orientation_error,
-    tuned,
 )
 from circuits_vision.analysis.equivariance._grouping import circular_difference
 from circuits_vision.analysis.equivariance._kernels import family_gather, unit_kernels
@@ -118,7 +117,6 @@ __all__ = [
     "scale",
     "scale_families",
     "transforms",
-    "tuned",
     "unit_kernels",
     "weights_vs_tuning",
 ]
