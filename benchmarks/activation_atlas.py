@@ -11,18 +11,20 @@ a per-cell table, and checks the curve region (cells of mostly curve activations
 from each cell's picture against its scenes' drawn orientation, with a shuffled-picture null, and the
 model's own classification of the rendered picture.
 
-Measured on the shipped model (mixed3b, 2048 held-out scenes, 2 positions each, t-SNE, 12 x 12 grid,
-64 px; 2-core CPU shared with other jobs):
+Measured on the shipped checkpoint (mixed3b, 2048 held-out scenes, 2 positions each, t-SNE, 12 x 12 grid,
+64 px, defaults ``--sampling object --objective direction_neuron_cossim``), 256 steps: 123 cells, 24 curve
+cells, median orientation error 22.3 deg (67 % within 45 deg) against 85.9 deg with the pictures shuffled
+among the curve cells (p = 0.0005); the axis, ignoring which way the stroke bends, 20.6 deg against 41.4
+(p = 0.004); the model calls 8 of the 24 pictures curves; the atlas built in 135 s (1 thread).
 
-- defaults ``--sampling object --objective direction_neuron_cossim``, 128 steps: 114 cells, 19 curve
-  cells, median orientation error 16.3 deg (79 % within 45 deg) against 80.4 deg with the pictures
-  shuffled among the curve cells (p = 0.0005); the axis, ignoring which way the stroke bends, 11.3 deg
-  against 39.5 shuffled (p = 0.001); the model itself calls 4 of the 19 pictures curves (most of the
-  rest angles or lines); 482 s.
-- the same with ``--steps 256``: the axis holds (16.0 deg against 35.6 shuffled, p = 0.003) but 9 of the
-  19 pictures bend the other way (errors of 125..180 deg): median orientation error 77.1 deg against
-  88.7 shuffled (p = 0.40), i.e. the way the curve faces is not recovered at 256 steps; the model calls
-  3 of them curves; 652 s.
+On the checkpoint before it (trained without unit curve targets; 2-core CPU shared with other jobs):
+
+- 128 steps: 114 cells, 19 curve cells, median orientation error 16.3 deg (79 % within 45 deg) against
+  80.4 deg shuffled (p = 0.0005); axis 11.3 deg against 39.5 (p = 0.001); the model called 4 of the 19
+  pictures curves (most of the rest angles or lines); 482 s.
+- 256 steps: the axis held (16.0 deg against 35.6 shuffled, p = 0.003) but 9 of the 19 pictures bent
+  the other way (errors of 125..180 deg): 77.1 deg against 88.7 shuffled (p = 0.40), i.e. which way
+  the curve faces was not recovered; the model called 3 of them curves; 652 s.
 - the same 19 cells rendered with ``direction`` (cosine at every position): 87.9 deg against a null of
   81.0 deg (p = 0.68), i.e. chance; with ``direction_neuron_cossim`` in that run 25.3 deg (p = 0.001).
 - before object masks, cells were called curve cells by their scenes' class; with uniform positions only
@@ -34,7 +36,7 @@ Measured on the shipped model (mixed3b, 2048 held-out scenes, 2 positions each, 
   layer's receptive field being wider than the two-stride window); the labels decide which cells count
   as curve cells, and object sampling gives about twice as many.
 
-Objectives on the 8 mean on-object curve activations of each orientation bin (128 steps; median error of
+On that checkpoint too, objectives on the 8 mean on-object curve activations of each orientation bin (128 steps; median error of
 the picture's orientation, lower median of 8): ``direction`` 42.5, ``direction_neuron`` 17.8, lucid's
 ``direction_neuron_cossim`` 14.3 (axis 6.9), the same at every position 15.6, cosine after subtracting the
 dataset mean 73.7, whitened (inverse covariance) direction with the cosine power 43.7 at the centre and
