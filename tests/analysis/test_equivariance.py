@@ -139,6 +139,24 @@ def test_tuning_curve_families_from_circular_cross_correlation():
     assert report.invariant == [5]
 
 
+def test_a_family_spread_over_the_circle_with_two_wide_gaps_is_not_called_look_alikes():
+    """Preferences dense over three arcs with two 35-degree gaps (as on the shipped mixed3b): a family of many
+    angles. Counting the gaps wider than a twelfth of the circle called it "2 distinct angles" and rejected it;
+    bumps at only two angles (jittered by a few degrees) are still look-alikes."""
+    theta = torch.arange(72, dtype=torch.float64) * 5
+
+    def bumps(prefs):
+        return torch.stack([torch.exp(3 * (torch.cos(torch.deg2rad(theta - p)) - 1)) for p in prefs])
+
+    spread = [float(p) for p in range(0, 111, 10)] + [145.0, 160.0, 175.0, 190.0] + [225.0 + 10 * k for k in range(14)]
+    report = eq.families_from_tuning(bumps(spread))
+    assert len(report.families) == 1 and len(report.families[0]) == len(spread), str(report)
+    assert eq.orientation_error(report.families[0].values, dict(enumerate(spread))) <= 3.0
+    two_angles = [0.0, 3.0, 6.0, 180.0, 183.0, 186.0]
+    report = eq.families_from_tuning(bumps(two_angles))
+    assert not report.families and "2 distinct angles" in report.rejected[0][1], str(report)
+
+
 # --------------------------------------------------------------------------------------------------
 # Planted ground truth
 
@@ -300,8 +318,10 @@ def test_shapes_curve_detectors_weights_agree_with_tuning():
 @pytest.mark.skipif(not SHAPES_CHECKPOINT.exists(), reason="the shipped shapes checkpoint is not built yet")
 @pytest.mark.xfail(
     strict=True,
-    reason="on the checkpoint with unit curve targets the best 360-periodic tuning family holds 5 of the 24 "
-    "detectors among 8 members (needs 6, and 70% of its members); the checkpoint before had 9 of 21 among 10",
+    reason="on the checkpoint with unit curve targets the 360-periodic tuning family holding most detectors has 36 "
+    "members, 16 of them among the 24 detectors (needs 70% of its members); the other 20 are oriented units that "
+    "fail the detectors' bars: most respond to lines nearly as much as to curves (curve-vs-line below 0.2), a few "
+    "are broadly tuned (selectivity below 0.15); the checkpoint before had 9 of 21 among 10",
 )
 def test_shapes_mixed3b_curve_family_is_found_from_tuning_curves():
     """At the default rule (pairs against units of weight-shuffled copies, q < 0.05) the tuning view of mixed3b
@@ -323,6 +343,27 @@ def test_shapes_mixed3b_curve_family_is_found_from_tuning_curves():
     assert len(hits) >= 6 and len(hits) >= 0.7 * len(best), str(result)
     # measured 7.6 deg (median 2.9) after the best common offset
     assert eq.orientation_error({u: best.values[u] for u in hits}, detectors) <= 20.0, str(result)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHAPES_CHECKPOINT.exists(), reason="the shipped shapes checkpoint is not built yet")
+def test_shapes_mixed3b_tuning_family_holds_the_curve_detectors_at_their_orientations():
+    """What the tuning view finds on the current checkpoint at the default rule: one 360-periodic family
+    holds 16 of the 24 curve detectors of the card (measured), with angles matching their preferred
+    orientations to 5.0 deg at most after one common offset (median 2.6)."""
+    import json
+
+    from circuits_vision import models
+
+    card = json.loads(SHAPES_CHECKPOINT.with_suffix(".json").read_text())["curve_detectors"]["mixed3b"]
+    detectors = dict(zip(card["units"], card["preferred_orientation_deg"]))
+    result = eq.report(models.load("shapes"), "mixed3b", method="tuning")
+    curves = [f for f in result.families if f.period == 360.0]
+    best = max(curves, key=lambda f: len(set(f.members) & set(detectors)), default=None)
+    assert best is not None, str(result)
+    hits = set(best.members) & set(detectors)
+    assert len(hits) >= 12, str(result)
+    assert eq.orientation_error({u: best.values[u] for u in hits}, detectors) <= 10.0, str(result)
 
 
 @pytest.mark.needs_weights

@@ -8,7 +8,7 @@ The pipeline, for ``S [P, N, N]`` (similarity of unit ``j`` to unit ``i`` transf
 3. candidate groups: average-linkage clusters of the graph of significant pairs (or of ``1 - best``
    cut at ``1 - threshold`` when a cosine threshold is given);
 4. each group's members get angles by angular synchronisation; the group is a family when its values
-   spread over ``min_span`` and sit at >= 3 distinct values (a twelfth of the period apart; otherwise:
+   spread over ``min_span`` and hold >= 3 values pairwise a twelfth of the period apart (otherwise:
    look-alike units) and the shuffled-angle test (members given random angles fit each other worse
    than at their own) has q < ``alpha`` over the candidates.
 """

@@ -187,15 +187,31 @@ def span(values: torch.Tensor, period: float | None) -> float:
 
 
 def distinct_values(values: torch.Tensor, period: float | None, resolution: float) -> int:
-    """How many groups the values form when values closer than ``resolution`` (circularly) are one group."""
+    """The most values that can be picked pairwise at least ``resolution`` apart (circularly for ``period``).
+
+    Values at two angles with some jitter count 2; values spread evenly over the circle count about
+    ``period / resolution`` however densely they sit (counting the gaps wider than ``resolution`` instead
+    would call a dense, even spread one value).
+    """
     if len(values) == 0:
         return 0
     ordered = torch.sort(torch.remainder(values.double(), period) if period is not None else values.double()).values
-    gaps = torch.diff(ordered)
-    if period is not None:
-        gaps = torch.cat([gaps, (ordered[:1] + period) - ordered[-1:]])
-        return max(1, int((gaps > resolution).sum()))
-    return 1 + int((gaps > resolution).sum())
+    points = ordered.tolist()
+    starts = range(len(points)) if period is not None else [0]
+    best = 0
+    for start in starts:  # on a circle the greedy pick depends on where it starts
+        if period is not None:
+            seq = points[start:] + [p + period for p in points[:start]]
+        else:
+            seq = points
+        picked = [seq[0]]
+        for p in seq[1:]:
+            if p - picked[-1] >= resolution - 1e-9:
+                picked.append(p)
+        if period is not None and len(picked) > 1 and picked[0] + period - picked[-1] < resolution - 1e-9:
+            picked.pop()
+        best = max(best, len(picked))
+    return best
 
 
 def predicted_similarity(
