@@ -261,6 +261,23 @@ def parse_widths(text: str) -> tuple[int, int]:
     return b3, b5
 
 
+def block_weights(model: ShapesNet, layer: str) -> list[torch.Tensor]:
+    """The convolution weights of block ``layer`` (for mixed3b: its 1x1, bottleneck, 3x3, 5x5 and pool-reduce convs)."""
+    weights = [p for name, p in model.named_parameters() if name.startswith(f"{layer}_") and p.dim() == 4]
+    if not weights:
+        blocks = sorted({name.split("_")[0] for name, p in model.named_parameters() if p.dim() == 4})
+        raise ValueError(f"--l1 {layer!r}: no convolution weights in that block; blocks: {blocks}")
+    return weights
+
+
+def l1_penalty(model: ShapesNet, strengths: dict[str, float]) -> torch.Tensor:
+    """``sum_layer strength * sum |w|`` over the convolution weights of each block (a sparse-wiring prior)."""
+    total = torch.zeros(())
+    for layer, strength in strengths.items():
+        total = total + strength * sum(w.abs().sum() for w in block_weights(model, layer))
+    return total
+
+
 def heads_loss(model: ShapesNet, images: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
     logits = model.split_logits(model(images))
     return F.cross_entropy(logits["shape"], labels["shape"]) + COLOR_LOSS_WEIGHT * F.cross_entropy(
@@ -326,6 +343,7 @@ def train(
     unit_centres: dict[str, float] | None = None,
     aux_start: int = 0,
     weight_decay: float = 0.0,
+    l1: dict[str, float] | None = None,
     mixed3b_bottlenecks: tuple[int, int] = MIXED3B_BOTTLENECKS,
     log=print,
 ) -> dict:
@@ -335,7 +353,8 @@ def train(
     ``local_curves`` of per-position curve-facing heads (:class:`LocalCurveHeads`), ``curve_centres`` of
     per-position whole-curve heads (:class:`LocalCurveHeads` on ``scenes.curve_midpoint_cells``); ``unit_curves``
     and ``unit_centres`` the same two targets read from single units (:class:`UnitCurveHeads`); all are off for the first ``aux_start`` steps and ramped in linearly over the next ``aux_start`` (from the
-    start, the extra loss kept the network at chance for 1000+ steps in our runs).
+    start, the extra loss kept the network at chance for 1000+ steps in our runs). ``l1``: ``{block: strength}``,
+    an L1 penalty on the block's convolution weights (:func:`l1_penalty`), ramped in with the heads.
     Returns the metadata written to the .json file.
     """
     if steps < 1 or batch_size < 1:
@@ -354,6 +373,9 @@ def train(
         labels=scenes.curve_midpoint_cells,
     )
     unit_curves, unit_centres = dict(unit_curves or {}), dict(unit_centres or {})
+    l1 = dict(l1 or {})
+    for layer in l1:
+        block_weights(model, layer)  # fail before training on an unknown block
     unit_heads = UnitCurveHeads(model, unit_curves)
     unit_centre_heads = UnitCurveHeads(model, unit_centres, labels=scenes.curve_midpoint_cells)
     heads_parameters = [
@@ -395,6 +417,8 @@ def train(
             loss = loss + ramp * unit_heads.loss(labels["orientation"], labels["arc"], size)
         if unit_centres and ramp > 0:
             loss = loss + ramp * unit_centre_heads.loss(labels["orientation"], labels["arc"], size)
+        if l1 and ramp > 0:
+            loss = loss + ramp * l1_penalty(model, l1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -431,6 +455,7 @@ def train(
         "optimizer": (f"AdamW (weight decay {weight_decay} on conv and linear weights)" if weight_decay else "Adam")
         + f", linear warm-up {warmup} steps, cosine decay to 5%",
         "weight_decay": weight_decay,
+        "l1": l1,
         "loss": f"cross-entropy(shape) + {COLOR_LOSS_WEIGHT} * cross-entropy(color)"
         + "".join(
             f" + {w} * cross-entropy({layer} object orientation, {ORIENTATION_BINS} bins)" for layer, w in aux.items()
@@ -451,7 +476,8 @@ def train(
             f" + {w} * per-position cross-entropy({layer} curve midpoint cell orientation read from {UNIT_BINS} "
             "single units)"
             for layer, w in unit_centres.items()
-        ),
+        )
+        + "".join(f" + {w} * sum |{layer} convolution weights|" for layer, w in l1.items()),
         "auxiliary_heads": {
             layer: {
                 "weight": w,
@@ -556,6 +582,9 @@ def main(argv: list[str] | None = None) -> None:
         help="decoupled weight decay (AdamW) of the conv and linear weights; 0 = plain Adam",
     )
     parser.add_argument(
+        "--l1", default="", help="L1 penalty on a block's convolution weights (sparse wiring), e.g. mixed3b:3e-5"
+    )
+    parser.add_argument(
         "--mixed3b-bottlenecks",
         default=",".join(map(str, MIXED3B_BOTTLENECKS)),
         help="widths of mixed3b's 3x3 and 5x5 bottlenecks, e.g. 96,48 (the shipped model: 64,32)",
@@ -580,6 +609,7 @@ def main(argv: list[str] | None = None) -> None:
         unit_centres=parse_aux(args.unit_centres),
         aux_start=args.aux_start,
         weight_decay=args.weight_decay,
+        l1=parse_aux(args.l1),
         mixed3b_bottlenecks=parse_widths(args.mixed3b_bottlenecks),
         log=lambda line: print(line, flush=True),
     )

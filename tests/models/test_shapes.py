@@ -258,6 +258,28 @@ def test_weight_decay_shrinks_the_conv_weights_and_is_recorded(tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-2) for k in bias)
 
 
+def test_l1_penalty_reaches_only_its_blocks_weights_and_is_recorded(tmp_path):
+    from circuits_vision.models.train_shapes import block_weights, l1_penalty
+
+    plain = train(steps=1, batch_size=4, heldout=4, out=tmp_path / "plain.pt", log=lambda line: None)
+    sparse = train(steps=1, batch_size=4, heldout=4, out=tmp_path / "l1.pt", l1={"mixed3b": 1e3}, log=lambda line: None)
+    assert (
+        plain["l1"] == {} and sparse["l1"] == {"mixed3b": 1e3} and "sum |mixed3b convolution weights|" in sparse["loss"]
+    )
+    a, b = shapes(tmp_path / "plain.pt"), shapes(tmp_path / "l1.pt")
+    names = {name for name, p in a.named_parameters() if name.startswith("mixed3b_") and p.dim() == 4}
+    assert len(names) == 6  # 1x1, two bottlenecks, 3x3, 5x5, pool reduce
+    sa, sb = a.state_dict(), b.state_dict()
+    # one Adam step moves each weight by about lr against its gradient's sign: the penalty's sign wins in mixed3b
+    assert all(sb[k].abs().sum() < sa[k].abs().sum() for k in names)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa if k not in names)  # the first step leaves the rest alone
+    with torch.no_grad():
+        expected = 0.5 * sum(float(w.abs().sum()) for w in block_weights(a, "mixed3b"))
+        assert float(l1_penalty(a, {"mixed3b": 0.5})) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="no convolution weights in that block"):
+        train(steps=1, batch_size=4, heldout=4, out=tmp_path / "bad.pt", l1={"mixed9z": 1.0}, log=lambda line: None)
+
+
 def test_other_mixed3b_bottleneck_widths_train_and_load_back_with_their_widths(tmp_path):
     from circuits_vision.models.shapes import MIXED3B_BOTTLENECKS
     from circuits_vision.models.train_shapes import parse_widths
