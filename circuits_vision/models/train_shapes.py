@@ -238,17 +238,17 @@ class UnitCurveHeads(_HookedHeads):
         return total
 
 
-def parse_aux(text: str) -> dict[str, float]:
-    """``"mixed3a:0.2,mixed3b:0.5"`` -> ``{"mixed3a": 0.2, "mixed3b": 0.5}`` (empty string -> none)."""
+def parse_aux(text: str, what: str = "auxiliary head") -> dict[str, float]:
+    """``"mixed3a:0.2,mixed3b:0.5"`` -> ``{"mixed3a": 0.2, "mixed3b": 0.5}`` (empty string -> none); errors name ``what``."""
     out = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         layer, sep, weight = item.partition(":")
         try:
             out[layer] = float(weight)
         except ValueError:
-            raise ValueError(f"auxiliary head {item!r}: expected LAYER:WEIGHT, e.g. mixed3b:0.5") from None
+            raise ValueError(f"{what} {item!r}: expected LAYER:WEIGHT, e.g. mixed3b:0.5") from None
         if not sep or out[layer] < 0:
-            raise ValueError(f"auxiliary head {item!r}: expected LAYER:WEIGHT with WEIGHT >= 0")
+            raise ValueError(f"{what} {item!r}: expected LAYER:WEIGHT with WEIGHT >= 0")
     return out
 
 
@@ -609,7 +609,7 @@ def main(argv: list[str] | None = None) -> None:
         unit_centres=parse_aux(args.unit_centres),
         aux_start=args.aux_start,
         weight_decay=args.weight_decay,
-        l1=parse_aux(args.l1),
+        l1=parse_aux(args.l1, "--l1 penalty"),
         mixed3b_bottlenecks=parse_widths(args.mixed3b_bottlenecks),
         log=lambda line: print(line, flush=True),
     )

@@ -259,7 +259,7 @@ def test_weight_decay_shrinks_the_conv_weights_and_is_recorded(tmp_path):
 
 
 def test_l1_penalty_reaches_only_its_blocks_weights_and_is_recorded(tmp_path):
-    from circuits_vision.models.train_shapes import block_weights, l1_penalty
+    from circuits_vision.models.train_shapes import block_weights, l1_penalty, parse_aux
 
     plain = train(steps=1, batch_size=4, heldout=4, out=tmp_path / "plain.pt", log=lambda line: None)
     sparse = train(steps=1, batch_size=4, heldout=4, out=tmp_path / "l1.pt", l1={"mixed3b": 1e3}, log=lambda line: None)
@@ -278,6 +278,8 @@ def test_l1_penalty_reaches_only_its_blocks_weights_and_is_recorded(tmp_path):
         assert float(l1_penalty(a, {"mixed3b": 0.5})) == pytest.approx(expected)
     with pytest.raises(ValueError, match="no convolution weights in that block"):
         train(steps=1, batch_size=4, heldout=4, out=tmp_path / "bad.pt", l1={"mixed9z": 1.0}, log=lambda line: None)
+    with pytest.raises(ValueError, match="--l1 penalty 'mixed3b': expected LAYER:WEIGHT"):
+        parse_aux("mixed3b", "--l1 penalty")
 
 
 def test_other_mixed3b_bottleneck_widths_train_and_load_back_with_their_widths(tmp_path):

@@ -197,21 +197,25 @@ def distinct_values(values: torch.Tensor, period: float | None, resolution: floa
         return 0
     ordered = torch.sort(torch.remainder(values.double(), period) if period is not None else values.double()).values
     points = ordered.tolist()
-    starts = range(len(points)) if period is not None else [0]
-    best = 0
-    for start in starts:  # on a circle the greedy pick depends on where it starts
-        if period is not None:
-            seq = points[start:] + [p + period for p in points[:start]]
-        else:
-            seq = points
-        picked = [seq[0]]
-        for p in seq[1:]:
-            if p - picked[-1] >= resolution - 1e-9:
-                picked.append(p)
-        if period is not None and len(picked) > 1 and picked[0] + period - picked[-1] < resolution - 1e-9:
-            picked.pop()
-        best = max(best, len(picked))
-    return best
+    if period is None:
+        return _greedy_count(points, None, resolution)
+    # on a circle the greedy pick depends on where it starts
+    return max(
+        _greedy_count(points[start:] + [p + period for p in points[:start]], period, resolution)
+        for start in range(len(points))
+    )
+
+
+def _greedy_count(ordered: list[float], period: float | None, resolution: float) -> int:
+    """Values of ``ordered`` (ascending) picked left to right, each ``resolution`` after the last picked; on a
+    circle the last must also sit ``resolution`` before the first plus ``period``."""
+    picked = [ordered[0]]
+    for p in ordered[1:]:
+        if p - picked[-1] >= resolution - 1e-9:
+            picked.append(p)
+    if period is not None and len(picked) > 1 and picked[0] + period - picked[-1] < resolution - 1e-9:
+        picked.pop()
+    return len(picked)
 
 
 def predicted_similarity(
