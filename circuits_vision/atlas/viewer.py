@@ -402,8 +402,8 @@ _UNIT = (
     'src="../../{image}" alt="feature visualization of {name}"></div>'
     "<div><h2>facets</h2>{facets}</div>"
     "<div><h2>polysemanticity</h2>{polysemanticity}</div></div>"
-    '<table class="facts"><tr><th>family</th><td id="family">{family}</td></tr>'
-    '<tr><th>three views</th><td id="views">{views}</td></tr>'
+    '<table class="facts"><tr><th>curve and weight family</th><td id="family">{family}</td></tr>'
+    '<tr><th>rotation families, three views</th><td id="views">{views}</td></tr>'
     '<tr><th>branch</th><td id="branch">{branch}</td></tr>'
     '<tr><th>tuning</th><td id="tuning">{tuning}</td></tr>'
     "<tr><th>final objective</th><td>{loss}{never_active}</td></tr></table>"

@@ -269,4 +269,11 @@ def unit_html(value) -> Safe:
             )
         )
     agree = "; ".join(f"{_e(a['a'])} vs {_e(a['b'])}: Jaccard {a['jaccard']:.2f}" for a in extra.get("agreements", []))
-    return Safe("; ".join(parts) + (f'<br><span class="note">layer agreement: {agree}</span>' if agree else ""))
+    # The row above lists the curve detectors (a classification of single units' tuning); these are families
+    # (groups of units that are rotated copies of one another in that view), which may hold other oriented units.
+    note = (
+        '<br><span class="note">each view\'s rotation families: units that are rotated copies of one another by '
+        "weights, tuning curves or feature visualizations (at its false-discovery rule), curve detectors or "
+        "not; the curve detectors are the row above</span>"
+    )
+    return Safe("; ".join(parts) + (f'<br><span class="note">layer agreement: {agree}</span>' if agree else "") + note)

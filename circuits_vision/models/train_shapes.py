@@ -178,11 +178,15 @@ UNIT_BINS = 8
 """:class:`UnitCurveHeads` ask ``UNIT_BINS`` units of a layer for one 45-degree facing each."""
 
 
-def curve_unit_indices(channels: int) -> list[int]:
+def curve_unit_indices(channels: int, span: tuple[int, int] | None = None) -> list[int]:
     """The ``UNIT_BINS`` channels of a ``channels``-wide layer that :class:`UnitCurveHeads` train, evenly spread
-    over the layer (so over its branches): unit ``i`` of the list is asked for ``curve_unit_facings()[i]``
-    degrees. Opposite facings sit next to each other, so no branch is given a half of the circle."""
-    return [int((k + 0.5) * channels / UNIT_BINS) for k in range(UNIT_BINS)]
+    over the layer (so over its branches), or over the channels ``[start, stop)`` of one branch when ``span``
+    is given: unit ``i`` of the list is asked for ``curve_unit_facings()[i]`` degrees. Opposite facings sit
+    next to each other, so no branch is given a half of the circle."""
+    start, stop = span if span is not None else (0, channels)
+    if stop - start < UNIT_BINS:
+        raise ValueError(f"{UNIT_BINS} curve units need at least {UNIT_BINS} channels, got [{start}, {stop})")
+    return [start + int((k + 0.5) * (stop - start) / UNIT_BINS) for k in range(UNIT_BINS)]
 
 
 def curve_unit_facings() -> list[float]:
@@ -204,7 +208,14 @@ class UnitCurveHeads(_HookedHeads):
     ``labels=scenes.curve_midpoint_cells``). The heads are not part of the shipped checkpoint.
     """
 
-    def __init__(self, model: ShapesNet, weights: dict[str, float], *, labels=scenes.local_curve_facing):
+    def __init__(
+        self,
+        model: ShapesNet,
+        weights: dict[str, float],
+        *,
+        labels=scenes.local_curve_facing,
+        branches: dict[str, str] | None = None,
+    ):
         super().__init__()
         self.weights = dict(weights)
         self.labels = labels
@@ -217,7 +228,7 @@ class UnitCurveHeads(_HookedHeads):
         self.by_bin = [facing_bins.index(k) for k in range(UNIT_BINS)]
         for layer in self.weights:
             channels, self.grids[layer] = _square_grid(model, layer, "unit curve")
-            self.units[layer] = curve_unit_indices(channels)
+            self.units[layer] = curve_unit_indices(channels, branch_span(model, layer, (branches or {}).get(layer)))
             self.gains[layer] = nn.Parameter(torch.zeros(UNIT_BINS))
             self.biases[layer] = nn.Parameter(torch.zeros(UNIT_BINS))
             # The logits read the units before their ReLU: read after it, a unit pushed below zero everywhere by
@@ -236,6 +247,100 @@ class UnitCurveHeads(_HookedHeads):
             logits = torch.cat([logits, torch.zeros_like(logits[:, :1])], dim=1)
             total = total + weight * F.cross_entropy(logits, target, weight=self.class_weights)
         return total
+
+
+def branch_span(model: ShapesNet, layer: str, branch: str | None) -> tuple[int, int] | None:
+    """Channel range ``[start, stop)`` of ``branch`` in block ``layer`` (None: the whole layer)."""
+    if branch is None:
+        return None
+    ranges = model.branch_ranges(layer)
+    if branch not in ranges:
+        raise ValueError(f"--curve-branch {layer}:{branch}: {layer} has branches {sorted(ranges)}")
+    return ranges[branch]
+
+
+def parse_branches(text: str) -> dict[str, str]:
+    """``"mixed3b:5x5"`` -> ``{"mixed3b": "5x5"}`` (empty string -> none)."""
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        layer, sep, branch = item.partition(":")
+        if not sep or not branch:
+            raise ValueError(f"--curve-branch {item!r}: expected LAYER:BRANCH, e.g. mixed3b:5x5")
+        out[layer] = branch
+    return out
+
+
+def rotate_kernels(kernels: torch.Tensor, angle_deg: float) -> torch.Tensor:
+    """``kernels [..., S, S]`` turned ``angle_deg`` counter-clockwise on screen (y up), bilinear; exact at 90s.
+
+    The convention of the toolkit's kernel transforms (a kernel rotated by ``a`` detects its pattern turned by
+    ``a``); kept here because the models package does not depend on the analysis package.
+    """
+    quarter = angle_deg / 90.0
+    if abs(quarter - round(quarter)) < 1e-9:
+        return torch.rot90(kernels, k=int(round(quarter)) % 4, dims=(-2, -1))
+    shape = kernels.shape
+    flat = kernels.reshape(1, -1, shape[-2], shape[-1])
+    a = math.radians(angle_deg)
+    theta = flat.new_tensor([[[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]]])
+    grid = F.affine_grid(theta, list(flat.shape), align_corners=True)
+    return F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=True).reshape(shape)
+
+
+class RotationTie:
+    """A soft weight-sharing prior: the curve units of a mixed3b branch are one kernel, rotated.
+
+    Each of the :func:`curve_unit_indices` units of ``branch`` (3x3 or 5x5, through its bottleneck) has
+    expanded weights ``E_k [C_mixed3a, S, S]`` from mixed3a: ``bottleneck^T`` composed with the branch's
+    kernel, the linear path a ReLU-free reading gives. Unit ``k`` is asked for facing ``f_k``; its canonical
+    form turns ``E_k`` by ``-f_k`` and reads at mixed3a's curve unit of facing ``t`` what ``E_k`` reads at the
+    one of facing ``t + f_k`` (the mixed3a units of :class:`UnitCurveHeads`, which face every 45 degrees), as the
+    rotation of the whole picture would. The loss is the mean ``1 - cos`` between each canonical form and
+    their mean, inside the inscribed disk (corners leave the square when turned by 45 degrees): zero exactly
+    when every unit is the template turned to its facing, which is how Curve Circuits describes mixed3b's
+    curve detectors (the equivariant construction). What the template is, and every other weight, is learned.
+    """
+
+    def __init__(self, model: ShapesNet, branch: str):
+        if branch not in ("3x3", "5x5"):
+            raise ValueError(f"--rotation-tie needs the curve units in mixed3b's 3x3 or 5x5 branch, got {branch!r}")
+        self.model = model
+        self.branch = branch
+        start, stop = model.branch_ranges("mixed3b")[branch]
+        self.units = curve_unit_indices(int(layer_shape(model, "mixed3b", model.input_size)[0]), (start, stop))
+        self.local = [u - start for u in self.units]
+        channels = int(layer_shape(model, "mixed3a", model.input_size)[0])
+        sources = curve_unit_indices(channels)
+        facings = curve_unit_facings()
+        self.facings = facings
+        size = model.layer(f"mixed3b_{branch}_pre_relu_conv").weight.shape[-1]
+        yy, xx = torch.meshgrid(torch.arange(size) - (size - 1) / 2, torch.arange(size) - (size - 1) / 2, indexing="ij")
+        self.disk = ((yy**2 + xx**2) <= ((size - 1) / 2) ** 2 + 1e-6).float()
+        # index[k]: channel map of the canonical form of unit k (channel c reads channel index[k][c])
+        by_facing = {round(f) % 360: u for u, f in zip(sources, facings)}
+        maps = []
+        for f in facings:
+            index = list(range(channels))
+            for u, g in zip(sources, facings):
+                index[u] = by_facing[round(g + f) % 360]
+            maps.append(index)
+        self.index = torch.tensor(maps)
+
+    def kernels(self) -> torch.Tensor:
+        """Expanded weights ``[UNIT_BINS, C_mixed3a, S, S]`` of the tied units from mixed3a (differentiable)."""
+        kernel = self.model.layer(f"mixed3b_{self.branch}_pre_relu_conv").weight[self.local]
+        bottleneck = self.model.layer(f"mixed3b_{self.branch}_bottleneck_pre_relu_conv").weight[:, :, 0, 0]
+        return torch.einsum("ubhw,bc->uchw", kernel, bottleneck)
+
+    def loss(self) -> torch.Tensor:
+        """Mean ``1 - cos(canonical form, their mean)`` over the tied units: a scalar in [0, 2]."""
+        weights = self.kernels()
+        canonical = (
+            torch.stack([rotate_kernels(weights[k], -f)[self.index[k]] for k, f in enumerate(self.facings)]) * self.disk
+        )
+        flat = F.normalize(canonical.flatten(1), dim=1)
+        template = F.normalize(flat.mean(0), dim=0)
+        return (1.0 - flat @ template).mean()
 
 
 def parse_aux(text: str, what: str = "auxiliary head") -> dict[str, float]:
@@ -344,6 +449,8 @@ def train(
     aux_start: int = 0,
     weight_decay: float = 0.0,
     l1: dict[str, float] | None = None,
+    curve_branches: dict[str, str] | None = None,
+    rotation_tie: float = 0.0,
     mixed3b_bottlenecks: tuple[int, int] = MIXED3B_BOTTLENECKS,
     log=print,
 ) -> dict:
@@ -355,6 +462,9 @@ def train(
     and ``unit_centres`` the same two targets read from single units (:class:`UnitCurveHeads`); all are off for the first ``aux_start`` steps and ramped in linearly over the next ``aux_start`` (from the
     start, the extra loss kept the network at chance for 1000+ steps in our runs). ``l1``: ``{block: strength}``,
     an L1 penalty on the block's convolution weights (:func:`l1_penalty`), ramped in with the heads.
+    ``curve_branches``: ``{layer: branch}`` puts that layer's single curve units inside one branch;
+    ``rotation_tie``: weight of :class:`RotationTie` on mixed3b's (needs ``unit_curves`` on mixed3a, single curve
+    units on mixed3b and ``curve_branches["mixed3b"]`` 3x3 or 5x5), ramped in with the heads.
     Returns the metadata written to the .json file.
     """
     if steps < 1 or batch_size < 1:
@@ -376,8 +486,17 @@ def train(
     l1 = dict(l1 or {})
     for layer in l1:
         block_weights(model, layer)  # fail before training on an unknown block
-    unit_heads = UnitCurveHeads(model, unit_curves)
-    unit_centre_heads = UnitCurveHeads(model, unit_centres, labels=scenes.curve_midpoint_cells)
+    curve_branches = dict(curve_branches or {})
+    unit_heads = UnitCurveHeads(model, unit_curves, branches=curve_branches)
+    unit_centre_heads = UnitCurveHeads(model, unit_centres, labels=scenes.curve_midpoint_cells, branches=curve_branches)
+    tie = None
+    if rotation_tie:
+        if "mixed3a" not in unit_curves or not ({"mixed3b"} & (set(unit_curves) | set(unit_centres))):
+            raise ValueError(
+                "--rotation-tie ties mixed3b's single curve units to mixed3a's: pass --unit-curves mixed3a:W and "
+                "--unit-curves or --unit-centres mixed3b:W"
+            )
+        tie = RotationTie(model, curve_branches.get("mixed3b", ""))
     heads_parameters = [
         *heads.parameters(),
         *local_heads.parameters(),
@@ -419,6 +538,8 @@ def train(
             loss = loss + ramp * unit_centre_heads.loss(labels["orientation"], labels["arc"], size)
         if l1 and ramp > 0:
             loss = loss + ramp * l1_penalty(model, l1)
+        if tie is not None and ramp > 0:
+            loss = loss + ramp * rotation_tie * tie.loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -477,7 +598,16 @@ def train(
             "single units)"
             for layer, w in unit_centres.items()
         )
-        + "".join(f" + {w} * sum |{layer} convolution weights|" for layer, w in l1.items()),
+        + "".join(f" + {w} * sum |{layer} convolution weights|" for layer, w in l1.items())
+        + (f" + {rotation_tie} * rotation tie (mixed3b {curve_branches.get('mixed3b')} curve units)" if tie else ""),
+        "curve_branches": curve_branches,
+        "rotation_tie": {
+            "weight": rotation_tie,
+            "units": tie.units,
+            "final_loss": round(float(tie.loss().detach()), 4),
+        }
+        if tie
+        else None,
         "auxiliary_heads": {
             layer: {
                 "weight": w,
@@ -585,6 +715,17 @@ def main(argv: list[str] | None = None) -> None:
         "--l1", default="", help="L1 penalty on a block's convolution weights (sparse wiring), e.g. mixed3b:3e-5"
     )
     parser.add_argument(
+        "--curve-branch",
+        default="",
+        help="put a layer's single curve units (--unit-curves/--unit-centres) in one branch, e.g. mixed3b:5x5",
+    )
+    parser.add_argument(
+        "--rotation-tie",
+        type=float,
+        default=0.0,
+        help="weight of the soft rotation tie of mixed3b's curve units to mixed3a's (needs --curve-branch mixed3b:5x5)",
+    )
+    parser.add_argument(
         "--mixed3b-bottlenecks",
         default=",".join(map(str, MIXED3B_BOTTLENECKS)),
         help="widths of mixed3b's 3x3 and 5x5 bottlenecks, e.g. 96,48 (the shipped model: 64,32)",
@@ -610,6 +751,8 @@ def main(argv: list[str] | None = None) -> None:
         aux_start=args.aux_start,
         weight_decay=args.weight_decay,
         l1=parse_aux(args.l1, "--l1 penalty"),
+        curve_branches=parse_branches(args.curve_branch),
+        rotation_tie=args.rotation_tie,
         mixed3b_bottlenecks=parse_widths(args.mixed3b_bottlenecks),
         log=lambda line: print(line, flush=True),
     )

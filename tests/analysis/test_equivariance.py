@@ -183,6 +183,19 @@ def test_planted_edges_and_curves_families():
     assert not eq.report(pm.model, "curves", source="edges").families
 
 
+def test_source_families_from_the_source_layers_tuning_curves():
+    """``source_families="tuning"``: the edge families found from tuning curves move the curves' inputs as well."""
+    pm = planted.curve_circuit()
+    curves = eq.report(pm.model, "curves", source="edges", source_families="tuning")
+    assert len(curves.families) == 1
+    fam = curves.families[0]
+    p, r = precision_recall(set(fam.members), set(pm.truth["curves"]["units"]))
+    assert p >= 0.95 and r >= 0.95
+    assert eq.orientation_error(fam.values, pm.truth["curves"]["orientation_deg"]) <= 10.0
+    with pytest.raises(ValueError, match="'auto', 'tuning' or None"):
+        eq.report(pm.model, "curves", source="edges", source_families="weights")
+
+
 def test_planted_curves_from_tuning_curves():
     pm = planted.curve_circuit()
     report = eq.report(pm.model, "curves", method="tuning", steps=36)

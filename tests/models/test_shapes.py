@@ -321,3 +321,81 @@ def test_other_mixed3b_bottleneck_widths_train_and_load_back_with_their_widths(t
         parse_widths("64")
     with pytest.raises(ValueError, match=">= 1 channels"):
         ShapesNet(mixed3b_bottlenecks=(0, 4))
+
+
+def test_curve_units_can_sit_in_one_branch():
+    from circuits_vision.models.train_shapes import UnitCurveHeads, curve_unit_indices, parse_branches
+
+    assert curve_unit_indices(160, (112, 144)) == [114, 118, 122, 126, 130, 134, 138, 142]
+    heads = UnitCurveHeads(ShapesNet(), {"mixed3b": 1.0}, branches={"mixed3b": "5x5"})
+    assert heads.units["mixed3b"] == [114, 118, 122, 126, 130, 134, 138, 142]
+    heads.remove()
+    assert parse_branches("mixed3b:5x5, mixed3a:3x3") == {"mixed3b": "5x5", "mixed3a": "3x3"}
+    with pytest.raises(ValueError, match="expected LAYER:BRANCH"):
+        parse_branches("mixed3b")
+    with pytest.raises(ValueError, match="mixed3b has branches"):
+        UnitCurveHeads(ShapesNet(), {"mixed3b": 1.0}, branches={"mixed3b": "7x7"})
+    with pytest.raises(ValueError, match="at least 8 channels"):
+        curve_unit_indices(160, (0, 4))
+
+
+def test_rotate_kernels_turns_counter_clockwise_on_screen():
+    from circuits_vision.models.train_shapes import rotate_kernels
+
+    kernel = torch.zeros(1, 1, 5, 5)
+    kernel[0, 0, 2, 4] = 1.0  # right of the centre
+    assert rotate_kernels(kernel, 90.0)[0, 0, 0, 2] == 1.0  # y up: a quarter turn counter-clockwise is the top
+    turned = rotate_kernels(kernel, 45.0)[0, 0]
+    assert turned[0, 3] > 0 and turned[4, 3] == 0 and turned[0, 1] == 0  # up and right
+    twice = rotate_kernels(rotate_kernels(kernel, 45.0), 45.0)[0, 0]
+    assert divmod(int(twice.argmax()), 5) == (0, 2)  # two eighth turns land where one quarter turn does
+
+
+def _tied_model(tap) -> ShapesNet:
+    """A model whose mixed3b 5x5 curve units read mixed3a's curve units through centre taps only: the unit
+    asked for facing f takes ``tap(g, f)`` from the mixed3a unit asked for facing g."""
+    from circuits_vision.models.train_shapes import curve_unit_facings, curve_unit_indices
+
+    model = ShapesNet()
+    sources, facings = curve_unit_indices(104), curve_unit_facings()
+    bottleneck = model.layer("mixed3b_5x5_bottleneck_pre_relu_conv").weight
+    kernel = model.layer("mixed3b_5x5_pre_relu_conv").weight
+    with torch.no_grad():
+        bottleneck.zero_()
+        kernel.zero_()
+        for j, u in enumerate(sources):
+            bottleneck[j, u] = 1.0
+        for k, unit in enumerate(curve_unit_indices(160, (112, 144))):
+            for j, g in enumerate(facings):
+                kernel[unit - 112, j, 2, 2] = tap(g, facings[k])
+    return model
+
+
+def test_rotation_tie_is_zero_for_rotated_copies_and_drives_training(tmp_path):
+    import math
+
+    from circuits_vision.models.train_shapes import RotationTie
+
+    def template(d):  # not symmetric about 0, so reading it the wrong way round is not a rotation
+        return math.cos(math.radians(d)) + 0.5 * math.sin(math.radians(d))
+
+    # rotated copies: the unit of facing f takes template(g - f) from the mixed3a unit of facing g; zero up to the
+    # blur of turning a centre tap by 45 degrees (bilinear), against the same taps read the wrong way round
+    with torch.no_grad():
+        assert float(RotationTie(_tied_model(lambda g, f: template(g - f)), "5x5").loss()) < 0.01
+        assert float(RotationTie(_tied_model(lambda g, f: template(g + f)), "5x5").loss()) > 0.1
+        random_init = float(RotationTie(ShapesNet(), "5x5").loss())
+    assert 0.4 < random_init < 0.9  # 8 random kernels: cos to their mean about 1/sqrt(8)
+    common = dict(steps=4, batch_size=4, heldout=4, aux_start=1, lr=2e-2, log=lambda line: None)
+    heads = dict(unit_curves={"mixed3a": 0.5}, unit_centres={"mixed3b": 0.5}, curve_branches={"mixed3b": "5x5"})
+    tied = train(out=tmp_path / "tied.pt", rotation_tie=10.0, **heads, **common)
+    free = train(out=tmp_path / "free.pt", **heads, **common)
+    assert tied["rotation_tie"]["units"] == [114, 118, 122, 126, 130, 134, 138, 142]
+    assert free["rotation_tie"] is None and "rotation tie" in tied["loss"]
+    with torch.no_grad():
+        after = {name: float(RotationTie(shapes(tmp_path / f"{name}.pt"), "5x5").loss()) for name in ("tied", "free")}
+    assert after["tied"] < after["free"] - 0.05, after
+    with pytest.raises(ValueError, match="--unit-curves mixed3a"):
+        train(out=tmp_path / "bad.pt", rotation_tie=1.0, curve_branches={"mixed3b": "5x5"}, **common)
+    with pytest.raises(ValueError, match="3x3 or 5x5 branch"):
+        train(out=tmp_path / "bad.pt", rotation_tie=1.0, **{**heads, "curve_branches": {}}, **common)

@@ -55,7 +55,9 @@ def report(
         source_families: rotation families of ``source`` (from a report on it): rotating a unit then
             also moves its inputs from each member of those families to the member rotated by the same
             angle. Needed when ``source`` is not the input and holds oriented units (edges -> curves).
-            ``"auto"``: find them first (rotation families of ``source``, kernels from the input).
+            ``"auto"``: find them first (rotation families of ``source``, kernels from the input);
+            ``"tuning"``: find them from ``source``'s orientation tuning curves (``method="tuning"``), for a
+            source whose oriented units are not rotated copies in their own weights.
         extent: units whose kernels from ``source`` have no spatial extent (1x1 and pool branches) take
             their kernels from the nearest earlier layer (up to 4 back) that gives them a spatial pattern
             through a convolution (a pooling window alone does not count); ``sources`` says which.
@@ -120,9 +122,12 @@ def report(
         result.layer, result.method = layer, "visualization"
         return result
     if isinstance(source_families, str):
-        if source_families != "auto":
-            raise ValueError(f"source_families must be a list of families, 'auto' or None, got {source_families!r}")
-        source_families = report(model, source, kind="rotation").families if source is not None else None
+        if source_families not in ("auto", "tuning"):
+            raise ValueError(
+                f"source_families must be a list of families, 'auto', 'tuning' or None, got {source_families!r}"
+            )
+        how = "weights" if source_families == "auto" else "tuning"
+        source_families = report(model, source, kind="rotation", method=how, seed=seed).families if source else None
     kernels = unit_kernels(model, layer, source, units=unit_list)
     gather = family_gather(source_families, kernels.shape[1], kernels) if source_families else None
     source_name = source or "input"
