@@ -288,7 +288,7 @@ def rotate_kernels(kernels: torch.Tensor, angle_deg: float) -> torch.Tensor:
 
 
 class RotationTie:
-    """A soft weight-sharing prior: the curve units of a mixed3b branch are one kernel, rotated.
+    """A soft weight-sharing prior: the curve units of a mixed3b branch are one kernel on mixed3a's curve units, rotated.
 
     Each of the :func:`curve_unit_indices` units of ``branch`` (3x3 or 5x5, through its bottleneck) has
     expanded weights ``E_k [C_mixed3a, S, S]`` from mixed3a: ``bottleneck^T`` composed with the branch's
@@ -296,9 +296,12 @@ class RotationTie:
     form turns ``E_k`` by ``-f_k`` and reads at mixed3a's curve unit of facing ``t`` what ``E_k`` reads at the
     one of facing ``t + f_k`` (the mixed3a units of :class:`UnitCurveHeads`, which face every 45 degrees), as the
     rotation of the whole picture would. The loss is the mean ``1 - cos`` between each canonical form and
-    their mean, inside the inscribed disk (corners leave the square when turned by 45 degrees): zero exactly
-    when every unit is the template turned to its facing, which is how Curve Circuits describes mixed3b's
-    curve detectors (the equivariant construction). What the template is, and every other weight, is learned.
+    their mean, inside the inscribed disk (corners leave the square when turned by 45 degrees), plus the mean
+    fraction of each ``E_k``'s energy on mixed3a's other channels: zero exactly when every unit is one template
+    on mixed3a's curve units turned to its facing, the equivariant construction of mixed3b's curve detectors
+    from mixed3a's early curves that Curve Circuits describes. (Without the second term the tie is met by
+    kernels that leave the curve units out and share one centre-heavy pattern on the other channels.) What the
+    template is, and every other weight, is learned.
     """
 
     def __init__(self, model: ShapesNet, branch: str):
@@ -325,6 +328,7 @@ class RotationTie:
                 index[u] = by_facing[round(g + f) % 360]
             maps.append(index)
         self.index = torch.tensor(maps)
+        self.sources = sources
 
     def kernels(self) -> torch.Tensor:
         """Expanded weights ``[UNIT_BINS, C_mixed3a, S, S]`` of the tied units from mixed3a (differentiable)."""
@@ -333,14 +337,16 @@ class RotationTie:
         return torch.einsum("ubhw,bc->uchw", kernel, bottleneck)
 
     def loss(self) -> torch.Tensor:
-        """Mean ``1 - cos(canonical form, their mean)`` over the tied units: a scalar in [0, 2]."""
+        """Mean ``1 - cos(canonical form, their mean)`` + mean off-curve-unit energy fraction: a scalar in [0, 3]."""
         weights = self.kernels()
+        energy = weights.pow(2).sum((2, 3))  # [UNIT_BINS, C_mixed3a]
+        off = 1.0 - energy[:, self.sources].sum(1) / energy.sum(1).clamp_min(1e-12)
         canonical = (
             torch.stack([rotate_kernels(weights[k], -f)[self.index[k]] for k, f in enumerate(self.facings)]) * self.disk
         )
         flat = F.normalize(canonical.flatten(1), dim=1)
         template = F.normalize(flat.mean(0), dim=0)
-        return (1.0 - flat @ template).mean()
+        return (1.0 - flat @ template).mean() + off.mean()
 
 
 def parse_aux(text: str, what: str = "auxiliary head") -> dict[str, float]:

@@ -428,3 +428,29 @@ def test_family_figure_orders_members_by_angle():
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == [f"{u} @ {fam.values[u]:.0f}\N{DEGREE SIGN}" for u in sorted(fam.members, key=fam.values.get)]
     matplotlib.pyplot.close(fig)
+
+
+def test_the_null_of_a_gathered_family_breaks_the_channel_correspondence_too():
+    """Units that are one channel pattern moved along the source family, on a blob: the scrambled surrogates keep
+    each kernel's weights per channel at zero frequency, so under the true map surrogates of two members still
+    match in part and the null's tail reaches the members' 45-degree pairs (blurred by the bilinear turn); the
+    null's map from shuffled source angles breaks that correspondence, and the 8 members are one family."""
+    generator = torch.Generator().manual_seed(0)
+    source = eq.Family("rotation", list(range(8)), {j: 45.0 * j for j in range(8)}, 0, 360.0, 0.0)
+    yy, xx = torch.meshgrid(torch.arange(5) - 2.0, torch.arange(5) - 2.0, indexing="ij")
+    blob = torch.exp(-(yy**2 + xx**2) / 2.0)
+    angles = torch.arange(8) * 45.0
+    kernels = torch.zeros(40, 24, 5, 5)
+    for k in range(8):  # unit k reads the source member at g with cos(g - 45 k) + 0.5 sin(g - 45 k)
+        d = torch.deg2rad(angles - 45.0 * k)
+        kernels[k, :8] = (torch.cos(d) + 0.5 * torch.sin(d))[:, None, None] * blob
+    kernels[8:] = torch.randn(32, 24, 5, 5, generator=generator) * blob  # unrelated units
+    gather = eq.family_gather([source], 24, kernels)
+    shuffled = eq.family_gather([source], 24, kernels, shuffle=torch.Generator().manual_seed(2))
+    assert sorted(shuffled(45.0)[:8].tolist()) == list(range(8)) and shuffled(45.0)[8:].tolist() == list(range(8, 24))
+    assert not torch.equal(shuffled(45.0), gather(45.0))
+    plain = eq.families_from_kernels(kernels, gather=gather, steps=8)
+    assert max((len(f) for f in plain.families), default=0) < 8, str(plain)  # measured: two families of 4
+    found = eq.families_from_kernels(kernels, gather=gather, null_gather=shuffled, steps=8)
+    assert len(found.families) == 1 and set(found.families[0].members) == set(range(8)), str(found)
+    assert eq.orientation_error(found.families[0].values, {k: 45.0 * k for k in range(8)}) <= 5.0

@@ -102,6 +102,7 @@ def families_from_kernels(
     min_span: float | None = None,
     units: list[int] | None = None,
     gather=None,
+    null_gather=None,
     center: bool = False,
     null: str = "scramble",
     null_units: int | None = None,
@@ -121,6 +122,10 @@ def families_from_kernels(
         units: the unit index of each row (default ``0..N-1``).
         gather: ``parameter -> [C] long`` input-channel permutation applied with each transformation
             (see :func:`circuits_vision.analysis.equivariance.family_gather`).
+        null_gather: the map the null pairs are compared under (default ``gather``). With ``gather``, the scrambled
+            surrogates keep each kernel's weights per input channel at zero frequency, so two units that read the
+            source family's channels in a rotated way stay rotated copies after scrambling: a map from shuffled
+            source angles breaks that correspondence as well.
         center: subtract each image's mean colour first (for feature visualizations).
         null: "scramble" (default) or "shuffle", see :mod:`circuits_vision.analysis.equivariance.null`;
             None: no null at all (needs ``threshold``; no p-values; families by span only), for timing.
@@ -151,8 +156,8 @@ def families_from_kernels(
     mask = T.disk_mask(kernels.shape[-1], kernels) if kind in ("rotation", "scale") else None
     period = None if kind == "scale" else 360.0
 
-    def similarity(k: torch.Tensor) -> torch.Tensor:
-        return T.transform_similarity(k, params, transform, mask=mask, gather=gather, period=period)
+    def similarity(k: torch.Tensor, channel_map=gather) -> torch.Tensor:
+        return T.transform_similarity(k, params, transform, mask=mask, gather=channel_map, period=period)
 
     sim = similarity(kernels)
     dead = dead_kernels(kernels)
@@ -195,7 +200,7 @@ def families_from_kernels(
     sources = N._sources(len(eligible), count, generator)
     draw = N.scramble_kernels if null == "scramble" else N.shuffle_kernels
     surrogates = draw(kernels[eligible], generator, count, sources=sources)
-    null_sim = similarity(surrogates)
+    null_sim = similarity(surrogates, null_gather if null_gather is not None else gather)
     # Per-unit invariance is tested against a larger pool (one null value per surrogate, BH over units
     # needs resolution), at every 9th angle at most: a minimum over fewer angles is larger, so conservative.
     coarse = params[:: max(1, len(params) // 8)]

@@ -75,11 +75,15 @@ def _crop_to_support(kernels: torch.Tensor) -> torch.Tensor:
     return nn.functional.pad(cropped, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
 
 
-def family_gather(source_families, channels: int, like: torch.Tensor) -> Callable[[float], torch.Tensor]:
+def family_gather(
+    source_families, channels: int, like: torch.Tensor, *, shuffle: torch.Generator | None = None
+) -> Callable[[float], torch.Tensor]:
     """``angle -> [channels] long`` input-channel map for rotating kernels whose source holds these families.
 
     Rotating a unit by ``a`` moves its input from the source member at angle ``t`` to the member at
     ``t + a`` (nearest one), inside each source rotation family; other channels stay put.
+    ``shuffle``: the members' angles permuted within each family first (drawn from this generator): the map
+    of the null in which a layer's kernels bear no relation to its source families' orientations.
     """
     angles = torch.zeros(channels, dtype=torch.float64)
     groups = torch.full((channels,), -1, dtype=torch.long)
@@ -91,6 +95,9 @@ def family_gather(source_families, channels: int, like: torch.Tensor) -> Callabl
             if not 0 <= unit < channels:
                 raise IndexError(f"source family member {unit} is outside the source's {channels} channels")
             angles[unit], groups[unit] = fam.values[unit], g
+        if shuffle is not None:
+            members = torch.tensor(list(fam.members), dtype=torch.long)
+            angles[members] = angles[members][torch.randperm(len(members), generator=shuffle)]
         periods.append(float(fam.period or 360.0))
     periods_t = torch.tensor(periods, dtype=torch.float64)
     cache: dict[float, torch.Tensor] = {}

@@ -130,11 +130,18 @@ def report(
         source_families = report(model, source, kind="rotation", method=how, seed=seed).families if source else None
     kernels = unit_kernels(model, layer, source, units=unit_list)
     gather = family_gather(source_families, kernels.shape[1], kernels) if source_families else None
+    null_gather = None
+    if source_families:  # the null's map: the source members' angles shuffled (a stream of its own)
+        shuffled = torch.Generator().manual_seed(int(seed) + 2)
+        null_gather = family_gather(source_families, kernels.shape[1], kernels, shuffle=shuffled)
     source_name = source or "input"
     groups = [(source_name, unit_list, kernels, gather)]
     if extent and source is not None and kind in ("rotation", "scale", "reflection"):
         groups = _with_extent(model, layer, source, unit_list, kernels, gather)
-    parts = [_detect(k, kind, us, g, steps, invariant_threshold, min_span, False, options) for _, us, k, g in groups]
+    parts = [
+        _detect(k, kind, us, g, steps, invariant_threshold, min_span, False, options, null_gather if g else None)
+        for _, us, k, g in groups
+    ]
     for (name, us, _, _), part in zip(groups, parts):
         part.sources = {u: name for u in us}
         for fam in part.families:
@@ -144,7 +151,9 @@ def report(
     return result
 
 
-def _detect(kernels, kind, units, gather, steps, invariant_threshold, min_span, center, options) -> EquivarianceResult:
+def _detect(
+    kernels, kind, units, gather, steps, invariant_threshold, min_span, center, options, null_gather=None
+) -> EquivarianceResult:
     if kind == "reflection":
         return reflection_pairs_from_kernels(
             kernels,
@@ -163,6 +172,7 @@ def _detect(kernels, kind, units, gather, steps, invariant_threshold, min_span, 
         invariant_threshold=invariant_threshold,
         units=units,
         gather=gather,
+        null_gather=null_gather,
         center=center,
         min_span=min_span,
         **options,

@@ -9,6 +9,10 @@ layer's marginal statistics and breaks the structure being tested:
   between its channels (so it stays inside the subspace a bottleneck confines the layer to) and how its
   energy falls off from the centre; it loses its shape. For random weights (Gaussian fields) the
   surrogates are drawn from the same distribution as the kernels, so the test is calibrated there.
+  When the source layer holds rotation families (``source_families``), a rotation also moves a kernel's
+  inputs between family members; the surrogates keep their weights per input channel at zero frequency,
+  so their pairs are compared under the map of shuffled member angles (``family_gather(shuffle=...)``),
+  which breaks the correspondence between the kernels and the source orientations as well.
 - :func:`shuffle_kernels`: which kernel belongs to which unit shuffled independently per input channel.
   Keeps every channel's kernels exactly; breaks the coherence across channels. It is anti-conservative
   when a bottleneck confines the kernels to a subspace (the surrogates leave it), so it is an option only.
