@@ -304,7 +304,9 @@ class RotationTie:
     template is, and every other weight, is learned.
     """
 
-    def __init__(self, model: ShapesNet, branch: str):
+    def __init__(self, model: ShapesNet, branch: str, sources: list[int] | None = None):
+        """``sources``: mixed3a's curve units in facing order (default :func:`curve_unit_indices` of the whole layer;
+        pass the heads' units when they sit in one branch)."""
         if branch not in ("3x3", "5x5"):
             raise ValueError(f"--rotation-tie needs the curve units in mixed3b's 3x3 or 5x5 branch, got {branch!r}")
         self.model = model
@@ -313,9 +315,8 @@ class RotationTie:
         self.units = curve_unit_indices(int(layer_shape(model, "mixed3b", model.input_size)[0]), (start, stop))
         self.local = [u - start for u in self.units]
         channels = int(layer_shape(model, "mixed3a", model.input_size)[0])
-        sources = curve_unit_indices(channels)
-        facings = curve_unit_facings()
-        self.facings = facings
+        sources = list(sources) if sources is not None else curve_unit_indices(channels)
+        facings = self.facings = curve_unit_facings()
         size = model.layer(f"mixed3b_{branch}_pre_relu_conv").weight.shape[-1]
         yy, xx = torch.meshgrid(torch.arange(size) - (size - 1) / 2, torch.arange(size) - (size - 1) / 2, indexing="ij")
         self.disk = ((yy**2 + xx**2) <= ((size - 1) / 2) ** 2 + 1e-6).float()
@@ -497,12 +498,12 @@ def train(
     unit_centre_heads = UnitCurveHeads(model, unit_centres, labels=scenes.curve_midpoint_cells, branches=curve_branches)
     tie = None
     if rotation_tie:
-        if "mixed3a" not in unit_curves or not ({"mixed3b"} & (set(unit_curves) | set(unit_centres))):
+        if "mixed3a" not in unit_curves or "mixed3b" not in {**unit_curves, **unit_centres}:
             raise ValueError(
                 "--rotation-tie ties mixed3b's single curve units to mixed3a's: pass --unit-curves mixed3a:W and "
                 "--unit-curves or --unit-centres mixed3b:W"
             )
-        tie = RotationTie(model, curve_branches.get("mixed3b", ""))
+        tie = RotationTie(model, curve_branches.get("mixed3b", ""), unit_heads.units["mixed3a"])
     heads_parameters = [
         *heads.parameters(),
         *local_heads.parameters(),
@@ -610,6 +611,7 @@ def train(
         "rotation_tie": {
             "weight": rotation_tie,
             "units": tie.units,
+            "mixed3a_units": tie.sources,
             "final_loss": round(float(tie.loss().detach()), 4),
         }
         if tie

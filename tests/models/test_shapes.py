@@ -349,6 +349,12 @@ def test_rotate_kernels_turns_counter_clockwise_on_screen():
     assert turned[0, 3] > 0 and turned[4, 3] == 0 and turned[0, 1] == 0  # up and right
     twice = rotate_kernels(rotate_kernels(kernel, 45.0), 45.0)[0, 0]
     assert divmod(int(twice.argmax()), 5) == (0, 2)  # two eighth turns land where one quarter turn does
+    # the copy the models package keeps of the analysis package's kernel rotation (models may not import analysis)
+    from circuits_vision.analysis.equivariance import transforms
+
+    random = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(0))
+    for angle in (45.0, -45.0, 90.0, 135.0, 30.0):
+        assert torch.equal(rotate_kernels(random, angle), transforms.rotate(random, angle)), angle
 
 
 def _tied_model(tap) -> ShapesNet:
@@ -396,10 +402,15 @@ def test_rotation_tie_is_zero_for_rotated_copies_and_drives_training(tmp_path):
     tied = train(out=tmp_path / "tied.pt", rotation_tie=10.0, **heads, **common)
     free = train(out=tmp_path / "free.pt", **heads, **common)
     assert tied["rotation_tie"]["units"] == [114, 118, 122, 126, 130, 134, 138, 142]
+    assert tied["rotation_tie"]["mixed3a_units"] == [6, 19, 32, 45, 58, 71, 84, 97]
     assert free["rotation_tie"] is None and "rotation tie" in tied["loss"]
     with torch.no_grad():
         after = {name: float(RotationTie(shapes(tmp_path / f"{name}.pt"), "5x5").loss()) for name in ("tied", "free")}
     assert after["tied"] < after["free"] - 0.05, after
+    # mixed3a's curve units in one branch too: the tie reads the units the heads train
+    both = {**heads, "curve_branches": {"mixed3b": "5x5", "mixed3a": "3x3"}}
+    record = train(out=tmp_path / "both.pt", rotation_tie=1.0, **both, **{**common, "steps": 1})["rotation_tie"]
+    assert record["mixed3a_units"] == [27, 33, 39, 45, 51, 57, 63, 69]
     with pytest.raises(ValueError, match="--unit-curves mixed3a"):
         train(out=tmp_path / "bad.pt", rotation_tie=1.0, curve_branches={"mixed3b": "5x5"}, **common)
     with pytest.raises(ValueError, match="3x3 or 5x5 branch"):
