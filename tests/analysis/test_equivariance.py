@@ -173,25 +173,24 @@ def test_planted_edges_and_curves_families():
         assert {pm.truth["edges"]["polarity"][u] for u in fam.members} in ({"bright"}, {"dark"})
         assert eq.orientation_error(fam.values, truth_orient, period=180.0) <= 10.0
 
-    curves = eq.report(pm.model, "curves", source="edges", source_families="auto")
+    _assert_the_planted_curve_family(pm, eq.report(pm.model, "curves", source="edges", source_families="auto"))
+    # without moving the inputs between edge channels, spatial rotation alone cannot see the family
+    assert not eq.report(pm.model, "curves", source="edges").families
+
+
+def _assert_the_planted_curve_family(pm, curves) -> None:
+    """One family: the planted curves (precision and recall >= 0.95) at their orientations (<= 10 deg)."""
     assert len(curves.families) == 1
     fam = curves.families[0]
     p, r = precision_recall(set(fam.members), set(pm.truth["curves"]["units"]))
     assert p >= 0.95 and r >= 0.95
     assert eq.orientation_error(fam.values, pm.truth["curves"]["orientation_deg"]) <= 10.0
-    # without moving the inputs between edge channels, spatial rotation alone cannot see the family
-    assert not eq.report(pm.model, "curves", source="edges").families
 
 
 def test_source_families_from_the_source_layers_tuning_curves():
     """``source_families="tuning"``: the edge families found from tuning curves move the curves' inputs as well."""
     pm = planted.curve_circuit()
-    curves = eq.report(pm.model, "curves", source="edges", source_families="tuning")
-    assert len(curves.families) == 1
-    fam = curves.families[0]
-    p, r = precision_recall(set(fam.members), set(pm.truth["curves"]["units"]))
-    assert p >= 0.95 and r >= 0.95
-    assert eq.orientation_error(fam.values, pm.truth["curves"]["orientation_deg"]) <= 10.0
+    _assert_the_planted_curve_family(pm, eq.report(pm.model, "curves", source="edges", source_families="tuning"))
     with pytest.raises(ValueError, match="'auto', 'tuning' or None"):
         eq.report(pm.model, "curves", source="edges", source_families="weights")
 

@@ -129,9 +129,9 @@ def report(
         how = "weights" if source_families == "auto" else "tuning"
         source_families = report(model, source, kind="rotation", method=how, seed=seed).families if source else None
     kernels = unit_kernels(model, layer, source, units=unit_list)
-    gather = family_gather(source_families, kernels.shape[1], kernels) if source_families else None
-    null_gather = None
+    gather = null_gather = None
     if source_families:  # the null's map: the source members' angles shuffled (a stream of its own)
+        gather = family_gather(source_families, kernels.shape[1], kernels)
         shuffled = torch.Generator().manual_seed(int(seed) + 2)
         null_gather = family_gather(source_families, kernels.shape[1], kernels, shuffle=shuffled)
     source_name = source or "input"
