@@ -38,6 +38,58 @@ def test_permutation_p_values_count_the_observation_among_the_draws():
     assert torch.allclose(p, torch.tensor([1 / 100, 51 / 100, 1.0], dtype=torch.float64))
 
 
+def test_tail_p_values_go_below_the_permutation_floor_and_stay_calibrated():
+    g = torch.Generator().manual_seed(0)
+    draws = torch.randn(5000, generator=g, dtype=torch.float64)
+    floor = 1 / 5001
+    # the bulk is the plain permutation p-value
+    bulk = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    assert torch.equal(null.tail_p_values(bulk, draws), null.permutation_p_values(bulk, draws))
+    # far beyond every draw: below the floor, falling with distance, and never below the normal tail itself
+    # (1 - Phi(x): 2.9e-7 at 5, 1.0e-9 at 6)
+    far = null.tail_p_values(torch.tensor([5.0, 6.0], dtype=torch.float64), draws)
+    assert float(far[0]) < floor / 3 and float(far[1]) < float(far[0]) / 3
+    assert float(far[0]) > 2.9e-7 and float(far[1]) > 1.0e-9
+    # calibrated: statistics drawn from the null distribution itself reach p < 1e-4 about 1e-4 of the time
+    stat = torch.randn(400_000, generator=g, dtype=torch.float64)
+    p = null.tail_p_values(stat, draws)
+    assert float((p < 1e-4).double().mean()) < 2e-4
+    # a heavier (exponential) tail is not understated either
+    exp_draws = -torch.log(torch.rand(5000, generator=g, dtype=torch.float64))
+    exp_stat = -torch.log(torch.rand(400_000, generator=g, dtype=torch.float64))
+    p = null.tail_p_values(exp_stat, exp_draws)
+    assert float((p < 1e-5).double().mean()) < 3e-5
+    # too few draws for a tail: the permutation p-values
+    few = draws[:500]
+    assert torch.equal(null.tail_p_values(far, few), null.permutation_p_values(far, few))
+
+
+def test_a_small_family_among_many_units_needs_the_modelled_tail(monkeypatch):
+    """Four rotated copies among 250 random kernels: BH over 31 000 pairs asks for p near 1e-5 of the 6 family
+    pairs, below the 3e-5 floor of permutation p-values against 31 000 null pairs. With the tail modelled the
+    family is found; with plain permutation p-values it cannot be."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.arange(11, dtype=torch.float64) - 5
+    xx, yy = x[None, :].expand(11, 11), (-x)[:, None].expand(11, 11)
+
+    def hook(angle):
+        a = math.radians(angle)
+        u, v = xx * math.cos(a) + yy * math.sin(a), -xx * math.sin(a) + yy * math.cos(a)
+        arc = torch.exp(-((torch.hypot(u + 2, v) - 2) ** 2) / 1.5) * torch.exp(-(v**2) / 6)
+        return (arc - 0.8 * torch.exp(-((u + 1) ** 2 + (v - 2) ** 2) / 1.5)) * torch.exp(-(u**2 + v**2) / 20)
+
+    angles = [10.0, 100.0, 190.0, 280.0]
+    family = torch.stack([hook(a) for a in angles])[:, None]
+    kernels = torch.cat([family, torch.randn(250, 1, 11, 11, generator=g, dtype=torch.float64)]).float()
+    found = eq.families_from_kernels(kernels, steps=36)
+    assert [sorted(f.members) for f in found.families] == [[0, 1, 2, 3]], str(found)
+    assert eq.orientation_error(found.families[0].values, dict(enumerate(angles))) <= 5.0
+    assert float(found.p_values[0, 1]) < 1 / (1 + found.null.pairs)
+    monkeypatch.setattr(null, "tail_p_values", null.permutation_p_values)
+    plain = eq.families_from_kernels(kernels, steps=36)
+    assert not plain.families, str(plain)
+
+
 def test_scrambled_kernels_keep_the_radial_energy_profile_and_lose_the_shape():
     g = torch.Generator().manual_seed(0)
     x = torch.arange(11, dtype=torch.float64) - 5

@@ -12,8 +12,8 @@ sure it is:
 - :mod:`.hue`: the input colour space rotated around the grey axis.
 - :mod:`.reflection`: kernels flipped left/right.
 - :mod:`.scale`: the same pattern resampled at growing size.
-- :mod:`.null`: the baselines every decision is tested against, permutation p-values and
-  Benjamini-Hochberg q-values.
+- :mod:`.null`: the baselines every decision is tested against, permutation p-values (their far tail a
+  fitted generalized Pareto distribution) and Benjamini-Hochberg q-values.
 - :mod:`.agreement`: families from weights, tuning curves and feature visualizations side by side.
 - :mod:`.circuits`: equivariant circuits between two layers, against shuffled angles.
 

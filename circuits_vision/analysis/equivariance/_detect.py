@@ -4,7 +4,8 @@ The pipeline, for ``S [P, N, N]`` (similarity of unit ``j`` to unit ``i`` transf
 
 1. pair statistic: ``best[i, j] = max_p S[p, i, j]`` (symmetrised);
 2. structure null: the same statistic among surrogates of the kernels (:mod:`.null`), compared with
-   pairs of the same kernel footprint; permutation p-values, Benjamini-Hochberg q-values over all pairs;
+   pairs of the same kernel footprint; permutation p-values (the far tail a fitted
+   generalized Pareto distribution, :func:`.null.tail_p_values`), Benjamini-Hochberg q-values over all pairs;
 3. candidate groups: average-linkage clusters of the graph of significant pairs (or of ``1 - best``
    cut at ``1 - threshold`` when a cosine threshold is given);
 4. each group's members get angles by angular synchronisation; the group is a family when its values
@@ -479,7 +480,7 @@ def _pair_tests(
         ref = values[(lo == key[0]) & (hi == key[1])]
         if len(ref) < 200:  # too few null pairs with these footprints: the pooled null
             ref = values
-        pv[here] = N.permutation_p_values(stat[here], ref)
+        pv[here] = N.tail_p_values(stat[here], ref)
         ev[here] = N.effect_size(stat[here], ref)
     p[i, j] = p[j, i] = pv
     effect[i, j] = effect[j, i] = ev
