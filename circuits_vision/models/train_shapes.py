@@ -175,24 +175,31 @@ class LocalCurveHeads(_HookedHeads):
 
 
 UNIT_BINS = 8
-""":class:`UnitCurveHeads` ask ``UNIT_BINS`` units of a layer for one 45-degree facing each."""
+""":class:`UnitCurveHeads` ask ``UNIT_BINS`` units of a layer for one 45-degree facing each (by default)."""
 
 
-def curve_unit_indices(channels: int, span: tuple[int, int] | None = None) -> list[int]:
-    """The ``UNIT_BINS`` channels of a ``channels``-wide layer that :class:`UnitCurveHeads` train, evenly spread
+def curve_unit_indices(channels: int, span: tuple[int, int] | None = None, bins: int = UNIT_BINS) -> list[int]:
+    """The ``bins`` channels of a ``channels``-wide layer that :class:`UnitCurveHeads` train, evenly spread
     over the layer (so over its branches), or over the channels ``[start, stop)`` of one branch when ``span``
-    is given: unit ``i`` of the list is asked for ``curve_unit_facings()[i]`` degrees. Opposite facings sit
+    is given: unit ``i`` of the list is asked for ``curve_unit_facings(bins)[i]`` degrees. Opposite facings sit
     next to each other, so no branch is given a half of the circle."""
+    _check_bins(bins)
     start, stop = span if span is not None else (0, channels)
-    if stop - start < UNIT_BINS:
-        raise ValueError(f"{UNIT_BINS} curve units need at least {UNIT_BINS} channels, got [{start}, {stop})")
-    return [start + int((k + 0.5) * (stop - start) / UNIT_BINS) for k in range(UNIT_BINS)]
+    if stop - start < bins:
+        raise ValueError(f"{bins} curve units need at least {bins} channels, got [{start}, {stop})")
+    return [start + int((k + 0.5) * (stop - start) / bins) for k in range(bins)]
 
 
-def curve_unit_facings() -> list[float]:
-    """Degrees asked of the units of :func:`curve_unit_indices`, in their order: 0, 180, 45, 225, ..."""
-    step = 360.0 / UNIT_BINS
-    return [((k // 2) * step + (k % 2) * 180.0) % 360.0 for k in range(UNIT_BINS)]
+def curve_unit_facings(bins: int = UNIT_BINS) -> list[float]:
+    """Degrees asked of the units of :func:`curve_unit_indices`, in their order: 0, 180, 45, 225, ... (8 bins)."""
+    _check_bins(bins)
+    step = 360.0 / bins
+    return [((k // 2) * step + (k % 2) * 180.0) % 360.0 for k in range(bins)]
+
+
+def _check_bins(bins: int) -> None:
+    if bins < 4 or bins % 2:
+        raise ValueError(f"--unit-bins must be an even number of facings >= 4 (8: every 45 degrees), got {bins}")
 
 
 class UnitCurveHeads(_HookedHeads):
@@ -215,34 +222,37 @@ class UnitCurveHeads(_HookedHeads):
         *,
         labels=scenes.local_curve_facing,
         branches: dict[str, str] | None = None,
+        bins: int = UNIT_BINS,
     ):
         super().__init__()
         self.weights = dict(weights)
         self.labels = labels
+        self.bins = bins
         self.grids: dict[str, int] = {}
         self.units: dict[str, list[int]] = {}
         self.gains = nn.ParameterDict()
         self.biases = nn.ParameterDict()
-        facing_bins = [round(f / (360.0 / UNIT_BINS)) % UNIT_BINS for f in curve_unit_facings()]
-        # position in curve_unit_indices() of the unit that reads bin k, for k = 0 .. UNIT_BINS - 1
-        self.by_bin = [facing_bins.index(k) for k in range(UNIT_BINS)]
+        facing_bins = [round(f / (360.0 / bins)) % bins for f in curve_unit_facings(bins)]
+        # position in curve_unit_indices() of the unit that reads bin k, for k = 0 .. bins - 1
+        self.by_bin = [facing_bins.index(k) for k in range(bins)]
         for layer in self.weights:
             channels, self.grids[layer] = _square_grid(model, layer, "unit curve")
-            self.units[layer] = curve_unit_indices(channels, branch_span(model, layer, (branches or {}).get(layer)))
-            self.gains[layer] = nn.Parameter(torch.zeros(UNIT_BINS))
-            self.biases[layer] = nn.Parameter(torch.zeros(UNIT_BINS))
+            span = branch_span(model, layer, (branches or {}).get(layer))
+            self.units[layer] = curve_unit_indices(channels, span, bins)
+            self.gains[layer] = nn.Parameter(torch.zeros(bins))
+            self.biases[layer] = nn.Parameter(torch.zeros(bins))
             # The logits read the units before their ReLU: read after it, a unit pushed below zero everywhere by
             # the many "no curve" cells gets no gradient again (most of the chosen units died that way).
             self._read(model, layer, f"{layer}_pre_relu")
-        self.class_weights = _no_curve_weights(UNIT_BINS)
+        self.class_weights = _no_curve_weights(bins)
 
     def loss(self, orientation: torch.Tensor, arc: torch.Tensor, size: int) -> torch.Tensor:
-        """Weighted per-position cross-entropy over ``UNIT_BINS`` facings + "no curve"."""
+        """Weighted per-position cross-entropy over ``bins`` facings + "no curve"."""
         total = orientation.new_zeros(())
         for layer, weight in self.weights.items():
-            target = _facing_targets(self.labels(orientation, arc, self.grids[layer], size=size), UNIT_BINS)
+            target = _facing_targets(self.labels(orientation, arc, self.grids[layer], size=size), self.bins)
             units = [self.units[layer][i] for i in self.by_bin]
-            act = self.outputs[layer][:, units]  # [N, UNIT_BINS, h, w]: channel k reads facing bin k
+            act = self.outputs[layer][:, units]  # [N, bins, h, w]: channel k reads facing bin k
             logits = F.softplus(self.gains[layer]).view(1, -1, 1, 1) * act + self.biases[layer].view(1, -1, 1, 1)
             logits = torch.cat([logits, torch.zeros_like(logits[:, :1])], dim=1)
             total = total + weight * F.cross_entropy(logits, target, weight=self.class_weights)
@@ -458,6 +468,7 @@ def train(
     l1: dict[str, float] | None = None,
     curve_branches: dict[str, str] | None = None,
     rotation_tie: float = 0.0,
+    unit_bins: int = UNIT_BINS,
     mixed3b_bottlenecks: tuple[int, int] = MIXED3B_BOTTLENECKS,
     log=print,
 ) -> dict:
@@ -471,7 +482,8 @@ def train(
     an L1 penalty on the block's convolution weights (:func:`l1_penalty`), ramped in with the heads.
     ``curve_branches``: ``{layer: branch}`` puts that layer's single curve units inside one branch;
     ``rotation_tie``: weight of :class:`RotationTie` on mixed3b's (needs ``unit_curves`` on mixed3a, single curve
-    units on mixed3b and ``curve_branches["mixed3b"]`` 3x3 or 5x5), ramped in with the heads.
+    units on mixed3b and ``curve_branches["mixed3b"]`` 3x3 or 5x5), ramped in with the heads. ``unit_bins``: how
+    many single curve units (one facing each, ``360 / unit_bins`` degrees apart) the unit targets train per layer.
     Returns the metadata written to the .json file.
     """
     if steps < 1 or batch_size < 1:
@@ -494,10 +506,14 @@ def train(
     for layer in l1:
         block_weights(model, layer)  # fail before training on an unknown block
     curve_branches = dict(curve_branches or {})
-    unit_heads = UnitCurveHeads(model, unit_curves, branches=curve_branches)
-    unit_centre_heads = UnitCurveHeads(model, unit_centres, labels=scenes.curve_midpoint_cells, branches=curve_branches)
+    unit_heads = UnitCurveHeads(model, unit_curves, branches=curve_branches, bins=unit_bins)
+    unit_centre_heads = UnitCurveHeads(
+        model, unit_centres, labels=scenes.curve_midpoint_cells, branches=curve_branches, bins=unit_bins
+    )
     tie = None
     if rotation_tie:
+        if unit_bins != UNIT_BINS:
+            raise ValueError(f"--rotation-tie ties {UNIT_BINS} curve units per layer; drop --unit-bins {unit_bins}")
         if "mixed3a" not in unit_curves or "mixed3b" not in {**unit_curves, **unit_centres}:
             raise ValueError(
                 "--rotation-tie ties mixed3b's single curve units to mixed3a's: pass --unit-curves mixed3a:W and "
@@ -597,11 +613,11 @@ def train(
             for layer, w in curve_centres.items()
         )
         + "".join(
-            f" + {w} * per-position cross-entropy({layer} local curve facing read from {UNIT_BINS} single units)"
+            f" + {w} * per-position cross-entropy({layer} local curve facing read from {unit_bins} single units)"
             for layer, w in unit_curves.items()
         )
         + "".join(
-            f" + {w} * per-position cross-entropy({layer} curve midpoint cell orientation read from {UNIT_BINS} "
+            f" + {w} * per-position cross-entropy({layer} curve midpoint cell orientation read from {unit_bins} "
             "single units)"
             for layer, w in unit_centres.items()
         )
@@ -656,7 +672,7 @@ def train(
                 "weight": w,
                 "labels": "curve midpoint cell" if kind == "centres" else "local curve facing",
                 "units": head.units[layer],
-                "facings_deg": curve_unit_facings(),
+                "facings_deg": curve_unit_facings(unit_bins),
                 "no_curve_weight": NO_CURVE_WEIGHT,
                 "off_steps": aux_start,
                 "ramp_steps": aux_start,
@@ -734,6 +750,12 @@ def main(argv: list[str] | None = None) -> None:
         help="weight of the soft rotation tie of mixed3b's curve units to mixed3a's (needs --curve-branch mixed3b:5x5)",
     )
     parser.add_argument(
+        "--unit-bins",
+        type=int,
+        default=UNIT_BINS,
+        help="single curve units per layer for --unit-curves/--unit-centres, one facing each (8: every 45 degrees)",
+    )
+    parser.add_argument(
         "--mixed3b-bottlenecks",
         default=",".join(map(str, MIXED3B_BOTTLENECKS)),
         help="widths of mixed3b's 3x3 and 5x5 bottlenecks, e.g. 96,48 (the shipped model: 64,32)",
@@ -761,6 +783,7 @@ def main(argv: list[str] | None = None) -> None:
         l1=parse_aux(args.l1, "--l1 penalty"),
         curve_branches=parse_branches(args.curve_branch),
         rotation_tie=args.rotation_tie,
+        unit_bins=args.unit_bins,
         mixed3b_bottlenecks=parse_widths(args.mixed3b_bottlenecks),
         log=lambda line: print(line, flush=True),
     )

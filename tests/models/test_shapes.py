@@ -246,6 +246,56 @@ def test_unit_curve_heads_read_single_units_and_are_recorded(tmp_path):
     assert record["mixed3b"]["weight"] == 0.25
 
 
+def test_unit_bins_train_one_unit_per_finer_facing(tmp_path):
+    from circuits_vision.models.train_shapes import UnitCurveHeads, curve_unit_facings, curve_unit_indices, main
+    from circuits_vision.stimuli import scenes
+
+    facings = curve_unit_facings(16)
+    assert sorted(facings) == [22.5 * k for k in range(16)] and facings[:4] == [0.0, 180.0, 22.5, 202.5]
+    units = curve_unit_indices(48, bins=16)
+    assert units == sorted(set(units)) and len(units) == 16 and units[0] == 1 and units[-1] == 46
+    for bad in (3, 7):
+        with pytest.raises(ValueError, match="--unit-bins"):
+            curve_unit_facings(bad)
+    model = ShapesNet()
+    heads = UnitCurveHeads(
+        model, {"mixed3b": 1.0}, labels=scenes.curve_midpoint_cells, bins=16, branches={"mixed3b": "1x1"}
+    )
+    assert heads.units["mixed3b"] == curve_unit_indices(160, (0, 48), 16)
+    model(torch.rand(1, 3, 64, 64))
+    out = heads.outputs["mixed3b"].detach().requires_grad_(True)
+    heads.outputs["mixed3b"] = out
+    # a curve facing 22.5 degrees is bin 1 of 16: its midpoint cell's target is the unit asked for 22.5 degrees
+    orientation, arc = torch.tensor([22.5]), torch.tensor([[16.0, 120.0, 0.0, 0.0]])
+    (grad,) = torch.autograd.grad(heads.loss(orientation, arc, 64), out)
+    cell = scenes.curve_midpoint_cells(orientation, arc, out.shape[-1], size=64)[0]
+    y, x = (~torch.isnan(cell)).nonzero()[0].tolist()
+    asked = heads.units["mixed3b"][facings.index(22.5)]
+    assert float(grad[0, asked, y, x]) < 0  # raising that unit there lowers the loss
+    others = [u for u in heads.units["mixed3b"] if u != asked]
+    assert bool((grad[0, others, y, x] > 0).all())
+    heads.remove()
+    main(
+        ["--steps", "1", "--batch-size", "2", "--heldout", "2", "--out", str(tmp_path / "u.pt")]
+        + ["--unit-centres", "mixed3b:0.5", "--unit-bins", "16", "--curve-branch", "mixed3b:1x1"]
+    )
+    record = json.loads((tmp_path / "u.json").read_text())["unit_curve_heads"]["mixed3b"]
+    assert record["units"] == curve_unit_indices(160, (0, 48), 16) and record["facings_deg"] == facings
+    with pytest.raises(ValueError, match="--rotation-tie ties 8"):
+        train(
+            steps=1,
+            batch_size=2,
+            heldout=2,
+            out=tmp_path / "t.pt",
+            unit_curves={"mixed3a": 1.0},
+            unit_centres={"mixed3b": 1.0},
+            curve_branches={"mixed3b": "5x5"},
+            rotation_tie=1.0,
+            unit_bins=16,
+            log=lambda line: None,
+        )
+
+
 def test_weight_decay_shrinks_the_conv_weights_and_is_recorded(tmp_path):
     plain = train(steps=2, batch_size=4, heldout=4, out=tmp_path / "plain.pt", log=lambda line: None)
     decayed = train(steps=2, batch_size=4, heldout=4, out=tmp_path / "wd.pt", weight_decay=50.0, log=lambda line: None)
