@@ -195,9 +195,9 @@ def test_echo_experiment_runs_on_the_shipped_model(shapes_model):
     units = [u for u in recorded if u < 24]
     assert len(units) >= 2, recorded
     result = motifs.echo_experiment(
-        shapes_model, "maxpool1", "mixed3a", _family(list(range(48))), _family(units), orientations=12
+        shapes_model, "maxpool1", "mixed3a", _family(list(range(48))), _family(units), orientations=24
     )
-    assert result.before.shape == result.after.shape == (len(units), 12) and result.zeroed > 0
+    assert result.before.shape == result.after.shape == (len(units), 24) and result.zeroed > 0
     assert float(result.before.amax(1).min()) > 1.0
     # zeroing every inhibitory input can only raise a unit's pre-activation
     assert bool((result.after >= result.before - 1e-4).all()) and float((result.after - result.before).max()) > 1.0
