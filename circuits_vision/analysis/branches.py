@@ -250,14 +250,18 @@ def branch_statistics(
     layer_size: int,
     *,
     layer: str = "",
+    population: Iterable[int] | None = None,
 ) -> BranchReport:
     """Counts, enrichment and exact hypergeometric tests of ``categories`` over ``branches`` (no model needed).
 
-    The null hypothesis: a category's units are a uniform random subset of the ``layer_size`` channels.
-    ``p_value = P(X >= count)`` with ``X ~ Hypergeometric(layer_size, branch_size, category_size)``;
-    Bonferroni and Holm corrections run over the tested cells (non-empty categories x branches).
-    When the branches leave channels out, the population is the channels inside them, and a category
-    unit outside every branch is an error.
+    The null hypothesis: a category's units are a uniform random subset of the population, by default
+    the ``layer_size`` channels. ``p_value = P(X >= count)`` with
+    ``X ~ Hypergeometric(population size, branch_size, category_size)``; Bonferroni and Holm corrections run
+    over the tested cells (non-empty categories x branches). When the branches leave channels out, the
+    population is the channels inside them, and a category unit outside every branch is an error.
+    ``population``: the units that were categorised, when that was not the whole layer (e.g. a sample of
+    it); each row's ``branch_size`` and ``layer_size`` then count population units only, since a category
+    drawn from a sample of one branch is no evidence that the branch is special.
     """
     if isinstance(branches, Mapping):
         branch_list = [Branch(str(n), int(a), int(b), "") for n, (a, b) in branches.items()]
@@ -278,7 +282,16 @@ def branch_statistics(
             raise CategoryError(
                 f"units {outside[:10]} lie in no branch of the map {[(b.name, b.start, b.stop) for b in branch_list]}"
             )
-    population = covered
+    population_size = covered
+    width_of = {b.name: b.width for b in branch_list}
+    if population is not None:
+        pool = set(_check_categories({"population": population}, layer_size, layer)["population"])
+        outside = sorted(u for units in checked.values() for u in units if u not in pool)
+        if outside:
+            raise CategoryError(f"category units {outside[:10]} are not in the population the categories came from")
+        pool = {u for u in pool if any(u in b for b in branch_list)}
+        population_size = len(pool)
+        width_of = {b.name: sum(1 for u in pool if u in b) for b in branch_list}
 
     cells = []
     for name, units in checked.items():
@@ -286,14 +299,17 @@ def branch_statistics(
             inside = tuple(u for u in units if u in b)
             cells.append((name, b, inside, len(units)))
     tested = [i for i, (_, _, _, size) in enumerate(cells) if size > 0]
-    raw = {i: hypergeometric_sf(len(cells[i][2]), population, cells[i][1].width, cells[i][3]) for i in tested}
+    raw = {
+        i: hypergeometric_sf(len(cells[i][2]), population_size, width_of[cells[i][1].name], cells[i][3]) for i in tested
+    }
     raw_list = [raw[i] for i in tested]
     bonf = dict(zip(tested, bonferroni(raw_list)))
     holm_adjusted = dict(zip(tested, holm(raw_list)))
 
     rows = []
     for i, (name, b, inside, size) in enumerate(cells):
-        expected = size * b.width / population
+        width = width_of[b.name]
+        expected = size * width / population_size
         if size == 0:
             rows.append(
                 BranchRow(
@@ -301,8 +317,8 @@ def branch_statistics(
                     b.name,
                     0,
                     0,
-                    b.width,
-                    population,
+                    width,
+                    population_size,
                     expected=0.0,
                     enrichment=math.nan,
                     p_value=1.0,
@@ -320,12 +336,12 @@ def branch_statistics(
                 branch=b.name,
                 count=len(inside),
                 category_size=size,
-                branch_size=b.width,
-                layer_size=population,
+                branch_size=width,
+                layer_size=population_size,
                 expected=expected,
-                enrichment=len(inside) / expected,
+                enrichment=len(inside) / expected if expected > 0 else math.inf,
                 p_value=raw[i],
-                log10_p=hypergeometric_log10_sf(len(inside), population, b.width, size),
+                log10_p=hypergeometric_log10_sf(len(inside), population_size, width, size),
                 p_bonferroni=bonf[i],
                 p_holm=holm_adjusted[i],
                 units=inside,
@@ -341,11 +357,12 @@ def specialization(
     categories: Mapping[str, Iterable[int]],
     *,
     branches: BranchMap | Sequence[Branch] | None = None,
+    population: Iterable[int] | None = None,
 ) -> BranchReport:
     """:func:`branch_statistics` for ``layer`` of ``model``, branches found as in :func:`layer_branches`."""
     found = layer_branches(model, layer, branches)
     width = int(layer_shape(model, layer)[0])
-    return branch_statistics(categories, found, width, layer=layer)
+    return branch_statistics(categories, found, width, layer=layer, population=population)
 
 
 def report(
@@ -355,8 +372,12 @@ def report(
     *,
     branches: BranchMap | Sequence[Branch] | None = None,
     downstream: str | None = None,
+    population: Iterable[int] | None = None,
 ) -> BranchReport:
     """Branch specialization of ``layer``, optionally with the weight routing into ``downstream``.
+
+    ``population``: the units the categories were drawn from when that is not the whole layer (see
+    :func:`branch_statistics`).
 
     ``categories``: a mapping ``{name: [units]}``; ``"color"`` to measure colour vs black-and-white units
     with stimuli (:func:`~circuits_vision.analysis.unit_categories.color_categories`), ``"orientation"``
@@ -381,7 +402,7 @@ def report(
                 f"'families'; "
                 f"got {categories!r}"
             )
-    result = specialization(model, layer, categories, branches=branches)
+    result = specialization(model, layer, categories, branches=branches, population=population)
     if downstream is not None:
         result.routing = branch_routing(model, layer, downstream, branches=result.branches)
     return result

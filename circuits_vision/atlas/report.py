@@ -244,16 +244,24 @@ def _branches_section(
     from circuits_vision.viz import branches as viz_branches
 
     parts = [html("<h2>Branch specialization of {target}</h2>", target=target)]
+    width = int(layer_shape(model, target)[0])
     measured = _categories_from_atlas(atlas_dir, target)
+    if any(len({u for units in found.values() for u in units}) < width for found in measured.values()):
+        # The atlas rendered a part of the layer: its categories would test the sample's branches, not the
+        # layer's, so the colour and orientation categories are measured on every unit instead.
+        measured = {}
     kinds = ["color", "orientation"]
+    population = {}
     if curve_detectors:
         units = {d.unit for d in curve_detectors}
-        width = int(layer_shape(model, target)[0])
         pool = range(width) if searched is None else searched
         measured["curve"] = {"curve_detector": sorted(units), "other": [u for u in pool if u not in units]}
+        population["curve"] = sorted(set(pool) | units)
         kinds.append("curve")
     for categories in kinds:
-        found = branches.report(model, target, measured.get(categories, categories))
+        found = branches.report(
+            model, target, measured.get(categories, categories), population=population.get(categories)
+        )
         significant = found.significant(0.01)
         cells = (
             join(

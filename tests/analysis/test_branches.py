@@ -100,6 +100,22 @@ def test_article_results_from_packaged_families_and_branch_ranges():
 # ------------------------------------------------------------------------------------ planted models
 
 
+def test_a_category_from_a_sample_is_tested_against_the_sample():
+    """Units categorised only among the first 32 channels (all inside a 48-channel first branch): against the
+    whole 160-channel layer the sample's branch looks enriched; against the sample it is not."""
+    branch_map = {"1x1": (0, 48), "3x3": (48, 112), "5x5": (112, 144), "pool": (144, 160)}
+    categories = {"color": list(range(0, 32, 3)), "other": [u for u in range(32) if u % 3]}
+    whole = B.branch_statistics(categories, branch_map, 160)
+    row = next(r for r in whole.rows if (r.category, r.branch) == ("color", "1x1"))
+    assert row.p_value == pytest.approx(hypergeometric_sf(11, 160, 48, 11)) and row.p_bonferroni < 1e-3
+    sampled = B.branch_statistics(categories, branch_map, 160, population=range(32))
+    row = next(r for r in sampled.rows if (r.category, r.branch) == ("color", "1x1"))
+    assert (row.branch_size, row.layer_size, row.expected) == (32, 32, 11.0) and row.p_value == pytest.approx(1.0)
+    assert not sampled.significant(0.05)
+    with pytest.raises(B.CategoryError, match="not in the population"):
+        B.branch_statistics({"color": [40]}, branch_map, 160, population=range(32))
+
+
 def test_planted_specialised_block_is_found():
     pm = planted.branch_block(specialized=True)
     report = B.report(pm.model, "block", pm.truth["categories"])
