@@ -81,10 +81,12 @@ def _facing_targets(facing: torch.Tensor, bins: int) -> torch.Tensor:
     return torch.where(torch.isnan(facing), torch.full_like(index, bins), index)
 
 
-def _no_curve_weights(bins: int) -> torch.Tensor:
-    """Class weights ``[bins + 1]``: 1 for every facing, ``NO_CURVE_WEIGHT`` for "no curve"."""
+def _no_curve_weights(bins: int, no_curve: float = NO_CURVE_WEIGHT) -> torch.Tensor:
+    """Class weights ``[bins + 1]``: 1 for every facing, ``no_curve`` for "no curve"."""
+    if not no_curve > 0:
+        raise ValueError(f"the 'no curve' class weight must be > 0, got {no_curve}")
     weights = torch.ones(bins + 1)
-    weights[bins] = NO_CURVE_WEIGHT
+    weights[bins] = no_curve
     return weights
 
 
@@ -223,6 +225,7 @@ class UnitCurveHeads(_HookedHeads):
         labels=scenes.local_curve_facing,
         branches: dict[str, str] | None = None,
         bins: int = UNIT_BINS,
+        no_curve_weight: float = NO_CURVE_WEIGHT,
     ):
         super().__init__()
         self.weights = dict(weights)
@@ -244,7 +247,7 @@ class UnitCurveHeads(_HookedHeads):
             # The logits read the units before their ReLU: read after it, a unit pushed below zero everywhere by
             # the many "no curve" cells gets no gradient again (most of the chosen units died that way).
             self._read(model, layer, f"{layer}_pre_relu")
-        self.class_weights = _no_curve_weights(bins)
+        self.class_weights = _no_curve_weights(bins, no_curve_weight)
 
     def loss(self, orientation: torch.Tensor, arc: torch.Tensor, size: int) -> torch.Tensor:
         """Weighted per-position cross-entropy over ``bins`` facings + "no curve"."""
@@ -469,6 +472,7 @@ def train(
     curve_branches: dict[str, str] | None = None,
     rotation_tie: float = 0.0,
     unit_bins: int = UNIT_BINS,
+    unit_no_curve_weight: float = NO_CURVE_WEIGHT,
     mixed3b_bottlenecks: tuple[int, int] = MIXED3B_BOTTLENECKS,
     log=print,
 ) -> dict:
@@ -483,7 +487,8 @@ def train(
     ``curve_branches``: ``{layer: branch}`` puts that layer's single curve units inside one branch;
     ``rotation_tie``: weight of :class:`RotationTie` on mixed3b's (needs ``unit_curves`` on mixed3a, single curve
     units on mixed3b and ``curve_branches["mixed3b"]`` 3x3 or 5x5), ramped in with the heads. ``unit_bins``: how
-    many single curve units (one facing each, ``360 / unit_bins`` degrees apart) the unit targets train per layer.
+    many single curve units (one facing each, ``360 / unit_bins`` degrees apart) the unit targets train per layer;
+    ``unit_no_curve_weight`` the weight of their "no curve" cells (lower: less push below zero off the curve).
     Returns the metadata written to the .json file.
     """
     if steps < 1 or batch_size < 1:
@@ -506,9 +511,16 @@ def train(
     for layer in l1:
         block_weights(model, layer)  # fail before training on an unknown block
     curve_branches = dict(curve_branches or {})
-    unit_heads = UnitCurveHeads(model, unit_curves, branches=curve_branches, bins=unit_bins)
+    unit_heads = UnitCurveHeads(
+        model, unit_curves, branches=curve_branches, bins=unit_bins, no_curve_weight=unit_no_curve_weight
+    )
     unit_centre_heads = UnitCurveHeads(
-        model, unit_centres, labels=scenes.curve_midpoint_cells, branches=curve_branches, bins=unit_bins
+        model,
+        unit_centres,
+        labels=scenes.curve_midpoint_cells,
+        branches=curve_branches,
+        bins=unit_bins,
+        no_curve_weight=unit_no_curve_weight,
     )
     tie = None
     if rotation_tie:
@@ -673,7 +685,7 @@ def train(
                 "labels": "curve midpoint cell" if kind == "centres" else "local curve facing",
                 "units": head.units[layer],
                 "facings_deg": curve_unit_facings(unit_bins),
-                "no_curve_weight": NO_CURVE_WEIGHT,
+                "no_curve_weight": unit_no_curve_weight,
                 "off_steps": aux_start,
                 "ramp_steps": aux_start,
                 "reads": "softplus(gain) * the unit's pre-ReLU activation + bias per facing bin; 'no curve' has logit 0",
@@ -756,6 +768,12 @@ def main(argv: list[str] | None = None) -> None:
         help="single curve units per layer for --unit-curves/--unit-centres, one facing each (8: every 45 degrees)",
     )
     parser.add_argument(
+        "--unit-no-curve-weight",
+        type=float,
+        default=NO_CURVE_WEIGHT,
+        help="weight of the 'no curve' cells in --unit-curves/--unit-centres (lower: less push below zero)",
+    )
+    parser.add_argument(
         "--mixed3b-bottlenecks",
         default=",".join(map(str, MIXED3B_BOTTLENECKS)),
         help="widths of mixed3b's 3x3 and 5x5 bottlenecks, e.g. 96,48 (the shipped model: 64,32)",
@@ -784,6 +802,7 @@ def main(argv: list[str] | None = None) -> None:
         curve_branches=parse_branches(args.curve_branch),
         rotation_tie=args.rotation_tie,
         unit_bins=args.unit_bins,
+        unit_no_curve_weight=args.unit_no_curve_weight,
         mixed3b_bottlenecks=parse_widths(args.mixed3b_bottlenecks),
         log=lambda line: print(line, flush=True),
     )

@@ -281,6 +281,25 @@ def test_unit_bins_train_one_unit_per_finer_facing(tmp_path):
     )
     record = json.loads((tmp_path / "u.json").read_text())["unit_curve_heads"]["mixed3b"]
     assert record["units"] == curve_unit_indices(160, (0, 48), 16) and record["facings_deg"] == facings
+    assert record["no_curve_weight"] == 0.1
+
+
+def test_unit_no_curve_weight_sets_the_weight_of_cells_without_a_curve(tmp_path):
+    from circuits_vision.models.train_shapes import UnitCurveHeads, main
+    from circuits_vision.stimuli import scenes
+
+    heads = UnitCurveHeads(ShapesNet(), {"mixed3b": 1.0}, labels=scenes.curve_midpoint_cells, no_curve_weight=0.02)
+    assert heads.class_weights.tolist() == pytest.approx([1.0] * 8 + [0.02])
+    heads.remove()
+    with pytest.raises(ValueError, match="'no curve' class weight must be > 0"):
+        UnitCurveHeads(ShapesNet(), {"mixed3b": 1.0}, no_curve_weight=0.0)
+    main(
+        ["--steps", "1", "--batch-size", "2", "--heldout", "2", "--out", str(tmp_path / "n.pt")]
+        + ["--unit-centres", "mixed3b:0.5", "--unit-no-curve-weight", "0.02"]
+    )
+    record = json.loads((tmp_path / "n.json").read_text())
+    assert record["unit_curve_heads"]["mixed3b"]["no_curve_weight"] == 0.02
+    assert record["curve_centre_heads"] == {}
     with pytest.raises(ValueError, match="--rotation-tie ties 8"):
         train(
             steps=1,
