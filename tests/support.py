@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -24,3 +25,20 @@ def one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel coordinates ``(x, y)`` of a ``[size, size]`` kernel about its centre, x right, y up (float64)."""
+    c = (size - 1) / 2
+    idx = torch.arange(size, dtype=torch.float64) - c
+    return idx.view(1, -1).expand(size, size), (-idx).view(-1, 1).expand(size, size)
+
+
+def hook_kernel(size: int, angle_deg: float, scale: float = 1.0) -> torch.Tensor:
+    """An asymmetric analytic pattern (a bright arc plus a dark blob off-axis) turned by ``angle_deg``: [size, size]."""
+    x, y = grid(size)
+    a = math.radians(angle_deg)
+    u, v = (x * math.cos(a) + y * math.sin(a)) / scale, (-x * math.sin(a) + y * math.cos(a)) / scale
+    arc = torch.exp(-((torch.hypot(u + 3, v) - 3) ** 2) / 2.0) * torch.exp(-(v**2) / 8)
+    blob = torch.exp(-((u + 1) ** 2 + (v - 2.5) ** 2) / 2.0)
+    return (arc - 0.8 * blob) * torch.exp(-(u**2 + v**2) / 40)

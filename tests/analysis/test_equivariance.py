@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import grid, hook_kernel
 
 from circuits_vision.analysis import equivariance as eq
 from circuits_vision.analysis.equivariance import transforms as T
@@ -15,22 +16,6 @@ from circuits_vision.models import planted
 
 # Tiny tensors: one thread avoids oversubscription on a shared machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def grid(size: int):
-    c = (size - 1) / 2
-    idx = torch.arange(size, dtype=torch.float64) - c
-    return idx.view(1, -1).expand(size, size), (-idx).view(-1, 1).expand(size, size)  # x right, y up
-
-
-def hook_kernel(size: int, angle_deg: float, scale: float = 1.0) -> torch.Tensor:
-    """An asymmetric analytic pattern (a bright arc plus a dark blob off-axis) turned by ``angle_deg``: [size, size]."""
-    x, y = grid(size)
-    a = math.radians(angle_deg)
-    u, v = (x * math.cos(a) + y * math.sin(a)) / scale, (-x * math.sin(a) + y * math.cos(a)) / scale
-    arc = torch.exp(-((torch.hypot(u + 3, v) - 3) ** 2) / 2.0) * torch.exp(-(v**2) / 8)
-    blob = torch.exp(-((u + 1) ** 2 + (v - 2.5) ** 2) / 2.0)
-    return (arc - 0.8 * blob) * torch.exp(-(u**2 + v**2) / 40)
 
 
 def precision_recall(found: set, truth: set) -> tuple[float, float]:

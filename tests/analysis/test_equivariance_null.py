@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from support import hook_kernel
 
 from circuits_vision.analysis import equivariance as eq
 from circuits_vision.analysis.equivariance import null
@@ -69,17 +70,8 @@ def test_a_small_family_among_many_units_needs_the_modelled_tail(monkeypatch):
     pairs, below the 3e-5 floor of permutation p-values against 31 000 null pairs. With the tail modelled the
     family is found; with plain permutation p-values it cannot be."""
     g = torch.Generator().manual_seed(2)
-    x = torch.arange(11, dtype=torch.float64) - 5
-    xx, yy = x[None, :].expand(11, 11), (-x)[:, None].expand(11, 11)
-
-    def hook(angle):
-        a = math.radians(angle)
-        u, v = xx * math.cos(a) + yy * math.sin(a), -xx * math.sin(a) + yy * math.cos(a)
-        arc = torch.exp(-((torch.hypot(u + 2, v) - 2) ** 2) / 1.5) * torch.exp(-(v**2) / 6)
-        return (arc - 0.8 * torch.exp(-((u + 1) ** 2 + (v - 2) ** 2) / 1.5)) * torch.exp(-(u**2 + v**2) / 20)
-
     angles = [10.0, 100.0, 190.0, 280.0]
-    family = torch.stack([hook(a) for a in angles])[:, None]
+    family = torch.stack([hook_kernel(11, a) for a in angles])[:, None]
     kernels = torch.cat([family, torch.randn(250, 1, 11, 11, generator=g, dtype=torch.float64)]).float()
     found = eq.families_from_kernels(kernels, steps=36)
     assert [sorted(f.members) for f in found.families] == [[0, 1, 2, 3]], str(found)
