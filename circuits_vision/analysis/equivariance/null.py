@@ -216,7 +216,8 @@ def tail_p_values(statistic: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
     exceedances = min(TAIL_EXCEEDANCES, total // 10)
     top = torch.topk(draws, exceedances + 1).values  # descending
     threshold = float(top[-1] + top[-2]) / 2.0
-    fit = _pareto_pwm(top[:-1] - threshold)
+    excess = top[:-1] - threshold
+    fit = _pareto_pwm(excess)
     if fit is None:
         return p
     s = statistic.double()
@@ -225,7 +226,7 @@ def tail_p_values(statistic: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
         return p
     k, sigma = fit
     if k > 0.0:  # the exponential tail, fitted by maximum likelihood (its scale is the mean excess)
-        k, sigma = 0.0, float((top[:-1] - threshold).mean())
+        k, sigma = 0.0, float(excess.mean())
     tail = (exceedances / total) * _pareto_survival(s[far] - threshold, k, sigma)
     out = p.clone()
     out[far] = torch.minimum(tail, p[far]).clamp_min(torch.finfo(torch.float64).tiny)
