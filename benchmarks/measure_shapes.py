@@ -9,7 +9,8 @@ Prints, with the toolkit's default settings:
   edge-orientation-tuned units of mixed3a (the other kind of precursor);
 - the mixed3a -> mixed3b curve circuit (``analysis.curve_circuits.curve_circuit``): correlation of the
   net expanded weight with cos(orientation difference), permutation p, aligned and opposite means;
-- the echo edit and the hand-built replacement of the mixed3b curve detectors (``analysis.curve_experiments``);
+- the echo edit (on the most inhibited detector, and on every detector beside its control) and the
+  hand-built replacement of the mixed3b curve detectors (``analysis.curve_experiments``);
 - branch specialization of mixed3a and mixed3b for colour and orientation categories (best cell,
   Bonferroni p) and for the curve detectors;
 - the checkpoint's size.
@@ -112,6 +113,11 @@ def measure(path: Path, seed: int = 0, heldout: int = 2048, quick: bool = False)
         )
         figures["echo"] = result.summary()
         print(result)
+        survey = curve_experiments.echo_survey(
+            model, source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"]
+        )
+        figures["echo_survey"] = survey.summary()
+        print(survey.title())
         # The report's experiment, on its scenes (disjoint from training and held-out draws).
         replaced = curve_experiments.replace_curve_detectors_on_scenes(
             model, source_detectors=detectors["mixed3a"], target_detectors=detectors["mixed3b"]

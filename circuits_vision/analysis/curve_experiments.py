@@ -2,7 +2,8 @@
 
 - :func:`echo`: remove the inhibition one downstream curve detector receives from upstream curves of
   the opposite orientation and watch a response to the curve facing 180 degrees away (the "echo")
-  appear in its tuning curve.
+  appear in its tuning curve; :func:`echo_survey` makes that edit on every downstream detector, each
+  beside a control edit of as many orthogonal curves, and counts the echoes.
 - :func:`replace_curve_detectors`: the "artificial artificial neural network": replace the downstream
   curve detectors by hand-built units made from one template rotated to each member's orientation,
   and compare the classifier's accuracy original / curve detectors ablated / hand-built in their place
@@ -30,14 +31,17 @@ from torch import nn
 from circuits_vision import stimuli
 from circuits_vision.analysis.ablation import AblationReport, ablate
 from circuits_vision.analysis.curve_circuits import orientation_difference
+from circuits_vision.analysis.stats import sign_test
 from circuits_vision.analysis.tuning import CurveDetector, find_curve_detectors, tuning_curves
 from circuits_vision.hooks import eval_mode, get_layer, model_input_size, resolve_layer
 from circuits_vision.results import Result
 
 __all__ = [
     "EchoReport",
+    "EchoSurvey",
     "ReplacementReport",
     "echo",
+    "echo_survey",
     "replace_curve_detectors",
     "replace_curve_detectors_on_scenes",
     "rotate_kernels",
@@ -50,6 +54,9 @@ REPLACEMENT_SEED = 2_000_003
 
 OPPOSITE = 45.0
 """Upstream units within this many degrees of the opposite orientation count as "opposite"."""
+
+ECHO_GROWTH = 0.1
+"""Echo-ratio growth (a fraction of the preferred response) at which an echo counts as appearing."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -168,7 +175,7 @@ class EchoReport(Result):
     @property
     def echo_appears(self) -> bool:
         """The response 180 deg away grew by at least a tenth of the preferred response."""
-        return self.echo_after - self.echo_before >= 0.1
+        return self.echo_after - self.echo_before >= ECHO_GROWTH
 
     def table(self) -> list[dict]:
         return [
@@ -219,6 +226,58 @@ def _tuning(model, layer, unit, baseline=None, size=None):
     )
 
 
+def _detectors_of(model, source, target, source_detectors, target_detectors, size):
+    src = (
+        list(source_detectors)
+        if source_detectors is not None
+        else find_curve_detectors(model, source, size=size).detectors
+    )
+    tgt = (
+        list(target_detectors)
+        if target_detectors is not None
+        else find_curve_detectors(model, target, size=size).detectors
+    )
+    if not src or not tgt:
+        raise ValueError(
+            f"echo needs curve detectors in both layers; found {len(src)} in {source!r}, {len(tgt)} in {target!r}"
+        )
+    return src, tgt
+
+
+def _opposite_units(det: CurveDetector, src: Sequence[CurveDetector]) -> list[int]:
+    """Source curve detectors facing within :data:`OPPOSITE` deg of the opposite of ``det``'s orientation."""
+    a = torch.tensor([d.preferred_orientation for d in src])
+    delta = orientation_difference(torch.tensor(det.preferred_orientation), a)
+    return [src[i].unit for i in range(len(src)) if abs(float(delta[i])) > 180.0 - OPPOSITE]
+
+
+def _orthogonal_units(det: CurveDetector, src: Sequence[CurveDetector]) -> list[int]:
+    """Source curve detectors facing 45-135 deg away from ``det``'s orientation."""
+    a = torch.tensor([d.preferred_orientation for d in src])
+    delta = orientation_difference(torch.tensor(det.preferred_orientation), a).abs()
+    return [src[i].unit for i in range(len(src)) if OPPOSITE < float(delta[i]) < 180.0 - OPPOSITE]
+
+
+def _remove_inhibition(model, source, target, unit, removed, found, before, size):
+    """``(delta [C_source, kh, kw], tuning after)`` once the negative weights of ``removed`` into ``unit`` are gone.
+
+    ``before``: the unedited unit's tuning, whose baseline normalises the edited one too.
+    """
+    E = found.weights
+    delta = torch.zeros_like(E[unit])
+    if removed:
+        delta[removed] = -E[unit, removed].clamp(max=0)
+    edited = copy.deepcopy(model)
+    with _ExpandedEdit(edited, source, target, {unit: delta}, found.offset):
+        after = _tuning(edited, target, unit, baseline=(before.baseline_mean, before.baseline_std), size=size)
+    return delta, after
+
+
+def _echo_ratio(curve: torch.Tensor, peak: int, scale: float) -> float:
+    """Response 180 deg from ``peak`` over ``scale`` (the unedited preferred response)."""
+    return float(curve[(peak + len(curve) // 2) % len(curve)]) / scale
+
+
 def echo(
     model: nn.Module,
     source: str = "mixed3a",
@@ -234,33 +293,16 @@ def echo(
     Works on a deep copy (``model`` is untouched). ``unit`` defaults to the target curve detector that
     receives the most inhibition from opposite curves. Detectors default to :func:`find_curve_detectors`.
     ``size``: the tuning stimuli's size in px (default the model's ``input_size``, else 224).
+    :func:`echo_survey` makes the same edit on every detector, beside a control edit.
     """
     source = resolve_layer(model, source)[0]
     target = resolve_layer(model, target)[0]
-    src = (
-        list(source_detectors)
-        if source_detectors is not None
-        else find_curve_detectors(model, source, size=size).detectors
-    )
-    tgt = (
-        list(target_detectors)
-        if target_detectors is not None
-        else find_curve_detectors(model, target, size=size).detectors
-    )
-    if not src or not tgt:
-        raise ValueError(
-            f"echo needs curve detectors in both layers; found {len(src)} in {source!r}, {len(tgt)} in {target!r}"
-        )
+    src, tgt = _detectors_of(model, source, target, source_detectors, target_detectors, size)
     found = _expansion(model, source, target)
     E = found.weights
-    a = torch.tensor([d.preferred_orientation for d in src])
-
-    def opposite_of(det):
-        delta = orientation_difference(torch.tensor(det.preferred_orientation), a)
-        return [src[i].unit for i in range(len(src)) if abs(float(delta[i])) > 180.0 - OPPOSITE]
 
     def inhibition(det):
-        units = opposite_of(det)
+        units = _opposite_units(det, src)
         return float(E[det.unit, units].clamp(max=0).sum()) if units else 0.0
 
     if unit is None:
@@ -269,20 +311,14 @@ def echo(
         chosen = next((d for d in tgt if d.unit == unit), None)
         if chosen is None:
             raise ValueError(f"{target}:{unit} is not one of the curve detectors {[d.unit for d in tgt]}")
-    opposite = opposite_of(chosen)
+    opposite = _opposite_units(chosen, src)
     notes = []
-    delta = torch.zeros_like(E[chosen.unit])
-    if opposite:
-        delta[opposite] = -E[chosen.unit, opposite].clamp(max=0)
-    else:
+    if not opposite:
         notes.append(f"no {source} curve detector faces within {OPPOSITE:g} deg of the opposite orientation")
-    edited = copy.deepcopy(model)
     before = _tuning(model, target, chosen.unit, size=size)
-    with _ExpandedEdit(edited, source, target, {chosen.unit: delta}, found.offset):
-        after = _tuning(edited, target, chosen.unit, baseline=(before.baseline_mean, before.baseline_std), size=size)
+    delta, after = _remove_inhibition(model, source, target, chosen.unit, opposite, found, before, size)
     b, aft = before.orientation_curve()[0], after.orientation_curve()[0]
     peak = int(b.argmax())
-    opp = (peak + len(b) // 2) % len(b)
     scale = max(float(b[peak]), 1e-12)
     return EchoReport(
         source,
@@ -294,9 +330,166 @@ def echo(
         before.orientations,
         b,
         aft,
-        float(b[opp]) / scale,
-        float(aft[opp]) / scale,
+        _echo_ratio(b, peak, scale),
+        _echo_ratio(aft, peak, scale),
         notes,
+    )
+
+
+@dataclass(repr=False)
+class EchoSurvey(Result):
+    """The echo edit made on every downstream curve detector, each beside a control edit.
+
+    For each detector the edit removes the negative expanded weights from the upstream curve detectors
+    facing within 45 deg of its opposite orientation. The control removes them from as many upstream
+    curve detectors facing 45-135 deg away (the orthogonal ones; the most inhibitory of them): the same
+    kind of unit and, typically, as much inhibition, from the wrong orientation. An echo appears where
+    the response 180 deg from the preferred orientation grows by a tenth of the preferred response; if
+    it is specific to opposite curves, the edit makes echoes and the control does not.
+
+    Attributes:
+        source, target: the layers.
+        reports: one :class:`EchoReport` per detector (the edit), in the detectors' order.
+        control_echo_after: ``[D]`` echo ratio after the control edit, per detector; ``control_curves``: the
+            ``[A]`` tuning curve after it, per detector (on the ``orientations`` of the reports).
+        control_units: the orthogonal upstream curve detectors whose inhibition the control removed, per
+            detector; ``control_removed_weight``: the summed weight it removed (< 0), per detector.
+        p_value: one-sided exact sign test that the edit grows the echo more than the control does,
+            over the detectors where the two differ.
+    """
+
+    source: str
+    target: str
+    reports: list[EchoReport]
+    control_echo_after: list[float]
+    control_curves: list[torch.Tensor]
+    control_units: list[list[int]]
+    control_removed_weight: list[float]
+    p_value: float
+
+    @property
+    def growth(self) -> list[float]:
+        """Echo-ratio growth of the edit, per detector."""
+        return [r.echo_after - r.echo_before for r in self.reports]
+
+    @property
+    def control_growth(self) -> list[float]:
+        """Echo-ratio growth of the control edit, per detector."""
+        return [c - r.echo_before for r, c in zip(self.reports, self.control_echo_after)]
+
+    @property
+    def n_echo(self) -> int:
+        """Detectors in which the edit makes an echo appear."""
+        return sum(g >= ECHO_GROWTH for g in self.growth)
+
+    @property
+    def n_control_echo(self) -> int:
+        """Detectors in which the control edit makes an echo appear."""
+        return sum(g >= ECHO_GROWTH for g in self.control_growth)
+
+    @property
+    def strongest(self) -> int:
+        """Index (into ``reports``) of the detector whose echo grew most under the edit."""
+        growth = self.growth
+        return max(range(len(growth)), key=growth.__getitem__)
+
+    def table(self) -> list[dict]:
+        return [
+            {
+                "unit": r.unit,
+                "preferred_orientation": round(r.preferred_orientation, 1),
+                "opposite_units": len(r.opposite_units),
+                "removed_weight": round(r.removed_weight, 4),
+                "echo_before": round(r.echo_before, 4),
+                "echo_after": round(r.echo_after, 4),
+                "control_removed_weight": round(w, 4),
+                "control_echo_after": round(c, 4),
+            }
+            for r, c, w in zip(self.reports, self.control_echo_after, self.control_removed_weight)
+        ]
+
+    def summary(self) -> dict:
+        best = self.reports[self.strongest]
+        return {
+            "detectors": len(self.reports),
+            "echo": self.n_echo,
+            "control_echo": self.n_control_echo,
+            "removed_weight": round(sum(r.removed_weight for r in self.reports), 4),
+            "control_removed_weight": round(sum(self.control_removed_weight), 4),
+            "p_value": self.p_value,
+            "median_growth": round(float(torch.tensor(self.growth).median()), 4),
+            "median_control_growth": round(float(torch.tensor(self.control_growth).median()), 4),
+            "strongest": best.summary(),
+        }
+
+    def title(self) -> str:
+        best = self.reports[self.strongest]
+        return (
+            f"echo edit on {len(self.reports)} {self.target} curve detectors: an echo appears in {self.n_echo} "
+            f"(control edit: {self.n_control_echo}); the edit grows the echo more than the control in a sign "
+            f"test at p = {self.p_value:.2g}; strongest {self.target}:{best.unit}, echo ratio "
+            f"{best.echo_before:.2f} -> {best.echo_after:.2f}"
+        )
+
+    def __repr__(self) -> str:
+        return f"EchoSurvey({self.target}: echo in {self.n_echo}/{len(self.reports)}, control {self.n_control_echo})"
+
+
+def echo_survey(
+    model: nn.Module,
+    source: str = "mixed3a",
+    target: str = "mixed3b",
+    *,
+    source_detectors: Sequence[CurveDetector] | None = None,
+    target_detectors: Sequence[CurveDetector] | None = None,
+    size: int | None = None,
+) -> EchoSurvey:
+    """:func:`echo` on every ``target`` curve detector, each beside a control edit (see :class:`EchoSurvey`).
+
+    Three tuning sweeps per detector (before, edit, control) on deep copies; ``model`` is untouched.
+    """
+    source = resolve_layer(model, source)[0]
+    target = resolve_layer(model, target)[0]
+    src, tgt = _detectors_of(model, source, target, source_detectors, target_detectors, size)
+    found = _expansion(model, source, target)
+    E = found.weights
+    reports, control_after, control_curves, control_units, control_removed = [], [], [], [], []
+    wins = losses = 0
+    for det in tgt:
+        opposite = _opposite_units(det, src)
+        before = _tuning(model, target, det.unit, size=size)
+        delta, after = _remove_inhibition(model, source, target, det.unit, opposite, found, before, size)
+        # The control: as many orthogonal curve detectors, the most inhibitory first (summed over the kernel).
+        inhibition = E[det.unit].clamp(max=0).flatten(1).sum(1)
+        others = sorted(_orthogonal_units(det, src), key=lambda u: float(inhibition[u]))[: len(opposite)]
+        control_delta, control = _remove_inhibition(model, source, target, det.unit, others, found, before, size)
+        b, aft, ctl = (t.orientation_curve()[0] for t in (before, after, control))
+        peak = int(b.argmax())
+        scale = max(float(b[peak]), 1e-12)
+        echo_before = _echo_ratio(b, peak, scale)
+        report = EchoReport(
+            source,
+            target,
+            det.unit,
+            float(before.orientations[peak]),
+            opposite,
+            -float(delta.sum()),
+            before.orientations,
+            b,
+            aft,
+            echo_before,
+            _echo_ratio(aft, peak, scale),
+        )
+        reports.append(report)
+        control_after.append(_echo_ratio(ctl, peak, scale))
+        control_curves.append(ctl)
+        control_units.append(others)
+        control_removed.append(-float(control_delta.sum()))
+        edge = (report.echo_after - echo_before) - (control_after[-1] - echo_before)
+        wins += edge > 1e-9
+        losses += edge < -1e-9
+    return EchoSurvey(
+        source, target, reports, control_after, control_curves, control_units, control_removed, sign_test(wins, losses)
     )
 
 

@@ -1,4 +1,4 @@
-"""Exact small-sample statistics used by the analyses: hypergeometric tails and multiple-test corrections.
+"""Exact small-sample statistics used by the analyses: hypergeometric tails, the sign test and multiple-test corrections.
 
 Everything is exact integer arithmetic (``math.comb``) so p-values far below float64's relative
 precision of sums (e.g. 1e-23) are still right; ``log10`` variants stay finite where a float would
@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from fractions import Fraction
 
-__all__ = ["bonferroni", "holm", "hypergeometric_log10_sf", "hypergeometric_pmf", "hypergeometric_sf"]
+__all__ = ["bonferroni", "holm", "hypergeometric_log10_sf", "hypergeometric_pmf", "hypergeometric_sf", "sign_test"]
 
 
 def _check(k: int, population: int, successes: int, draws: int) -> None:
@@ -63,6 +63,19 @@ def hypergeometric_log10_sf(k: int, population: int, successes: int, draws: int)
     if tail == 0:
         return -math.inf
     return math.log10(tail.numerator) - math.log10(tail.denominator)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """One-sided exact sign test: ``P(X >= wins)`` for ``X ~ Binomial(wins + losses, 1/2)`` (ties left out).
+
+    The p-value that paired differences are positive more often than chance: ``wins`` pairs came out
+    positive, ``losses`` negative. 1.0 when there are no untied pairs.
+    """
+    if wins < 0 or losses < 0:
+        raise ValueError(f"wins and losses must be counts >= 0, got {wins} and {losses}")
+    n = wins + losses
+    tail = sum(math.comb(n, i) for i in range(wins, n + 1))
+    return float(Fraction(tail, 2**n))
 
 
 def bonferroni(p_values: Sequence[float], n_tests: int | None = None) -> list[float]:

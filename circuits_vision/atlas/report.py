@@ -22,6 +22,7 @@ from circuits_vision.atlas import views_section
 from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_bytes, atomic_write_text, read_json
 from circuits_vision.atlas.templates import Safe, html, join
+from circuits_vision.results import format_table
 
 MAX_FAMILY_FIGURES = 4
 MAX_CIRCUITS = 12
@@ -415,16 +416,23 @@ def _echo_section(model, source: str, target: str, out: Path, state: dict) -> Sa
     src, tgt = state.get(source), state.get(target)
     if not src or not tgt:
         return head + Safe('<p class="note">not computed: needs curve detectors in both layers.</p>')
-    result = curve_experiments.echo(model, source, target, source_detectors=src, target_detectors=tgt)
+    survey = curve_experiments.echo_survey(model, source, target, source_detectors=src, target_detectors=tgt)
+    best = survey.reports[survey.strongest]
     page = head + html(
-        "<p>On a copy of the model, the negative expanded weights from the source curve detectors facing "
-        "within 45 deg of the opposite orientation into one target curve detector (the most inhibited "
-        "one) are removed; Curve Circuits saw a response to the opposite curve appear.</p>"
-        "<pre>{result}</pre>",
-        result=result,
+        "<p>On a copy of the model, for each target curve detector in turn, the negative expanded weights from "
+        "the source curve detectors facing within 45 deg of its opposite orientation are removed; Curve "
+        "Circuits saw a response to the opposite curve appear (the echo). The control removes the "
+        "inhibition of as many source curve detectors facing 45-135 deg away instead. An echo appears where "
+        "the response 180 deg from the preferred orientation grows by a tenth of the preferred response.</p>"
+        "<p><b>{title}</b></p><pre>{best}</pre>",
+        title=survey.title(),
+        best=best,
     )
-    name = _save_figure(viz_curves.echo_tuning_figure(result), out / "echo.png")
-    return page + _figure_html(name, f"{target}:{result.unit} tuning before and after the edit")
+    rows = [r for r in survey.table() if r["echo_after"] - r["echo_before"] >= curve_experiments.ECHO_GROWTH]
+    if rows:
+        page += html("<p>Detectors where the echo appears:</p><pre>{rows}</pre>", rows=format_table(rows))
+    name = _save_figure(viz_curves.echo_survey_figure(survey), out / "echo.png")
+    return page + _figure_html(name, f"the echo edit on {len(survey.reports)} {target} curve detectors")
 
 
 def _replacement_section(model, source: str, target: str, out: Path, state: dict) -> Safe:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["echo_tuning_figure", "replacement_figure", "weight_vs_orientation_figure"]
+__all__ = ["echo_survey_figure", "echo_tuning_figure", "replacement_figure", "weight_vs_orientation_figure"]
 
 
 def weight_vs_orientation_figure(circuit, *, size: float = 4.0) -> Figure:
@@ -60,6 +60,46 @@ def echo_tuning_figure(report, *, size: float = 4.0) -> Figure:
     ax.set_ylabel("response (baseline std)")
     ax.set_title(f"{report.target}:{report.unit}: echo {report.echo_before:.2f} -> {report.echo_after:.2f}", fontsize=9)
     ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def echo_survey_figure(survey, *, size: float = 4.0) -> Figure:
+    """The echo edit on every detector: the strongest one's tuning, and echo growth per detector.
+
+    ``survey``: an :class:`~circuits_vision.analysis.curve_experiments.EchoSurvey`. Left: the strongest
+    echo's tuning curve original (black), opposite inhibition removed (red) and orthogonal inhibition
+    removed (the control, grey). Right: echo-ratio growth of each detector under the edit and the
+    control, detectors by preferred orientation; the dotted line is where an echo counts as appearing.
+    """
+    from circuits_vision.analysis.curve_experiments import ECHO_GROWTH
+
+    fig = Figure(figsize=(size * 2.6, size))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    best = survey.reports[survey.strongest]
+    angles = best.orientations.numpy()
+    left.plot(angles, best.before.numpy(), color="k", label="original")
+    left.plot(angles, best.after.numpy(), color="tab:red", label="opposite inhibition removed")
+    left.plot(
+        angles, survey.control_curves[survey.strongest].numpy(), color="0.6", label="orthogonal removed (control)"
+    )
+    left.axvline((best.preferred_orientation + 180) % 360, color="tab:red", ls=":", lw=0.8)
+    left.set_xticks(np.arange(0, 361, 90))
+    left.set_xlabel("curve orientation (deg)")
+    left.set_ylabel("response (baseline std)")
+    left.set_title(f"{best.target}:{best.unit}: echo {best.echo_before:.2f} -> {best.echo_after:.2f}", fontsize=9)
+    left.legend(fontsize=7, frameon=False)
+    order = np.argsort([r.preferred_orientation for r in survey.reports], kind="stable")
+    x = np.arange(len(order))
+    growth, control = np.array(survey.growth)[order], np.array(survey.control_growth)[order]
+    right.bar(x - 0.2, growth, width=0.4, color="tab:red", label=f"edit: echo in {survey.n_echo}")
+    right.bar(x + 0.2, control, width=0.4, color="0.6", label=f"control: echo in {survey.n_control_echo}")
+    right.axhline(ECHO_GROWTH, color="k", ls=":", lw=0.8)
+    right.set_xticks(x, [f"{survey.reports[i].unit}" for i in order], rotation=90, fontsize=6)
+    right.set_xlabel(f"{survey.target} curve detector (by preferred orientation)")
+    right.set_ylabel("echo-ratio growth")
+    right.set_title(f"{len(order)} detectors: edit beats control at sign-test p = {survey.p_value:.2g}", fontsize=9)
+    right.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
 

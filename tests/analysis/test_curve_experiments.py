@@ -150,3 +150,45 @@ def test_echo_draws_its_tuning_stimuli_at_the_given_size(monkeypatch):
     assert sizes == [16, 16]
     sized = ce.echo(model, source_detectors=src, target_detectors=tgt, size=40)
     assert sizes[2:] == [40, 40] and len(sized.orientations) == len(default.orientations) == 72
+
+
+def test_sign_test_is_the_binomial_tail():
+    from circuits_vision.analysis.stats import sign_test
+
+    # P(X >= 16), X ~ Binomial(18, 1/2) = (C(18,16) + C(18,17) + C(18,18)) / 2^18
+    assert sign_test(16, 2) == pytest.approx((153 + 18 + 1) / 2**18, rel=1e-12)
+    assert sign_test(1, 0) == 0.5 and sign_test(0, 0) == 1.0 and sign_test(0, 5) == 1.0
+    with pytest.raises(ValueError, match="counts"):
+        sign_test(-1, 2)
+
+
+@pytest.mark.slow
+def test_echo_survey_finds_the_planted_echo_and_not_in_the_control(tmp_path, monkeypatch):
+    # The planted InceptionV1 carries one echo, in 3b:379: an excitatory matched filter for the opposite curve
+    # from 3a:95 cancelled by the same filter, negated, from 3a:145. Removing opposite inhibition must make it
+    # appear there and nowhere else; removing the orthogonal curves' inhibition (the control) must not.
+    from planted_inceptionv1 import ECHO_INHIBITS, ECHO_UNIT, planted_inceptionv1
+
+    from circuits_vision.atlas import report as report_module
+    from circuits_vision.claims.echo import published_detectors
+
+    model = planted_inceptionv1(64)
+    src = published_detectors("mixed3a")
+    tgt = [d for d in published_detectors("mixed3b") if d.unit in (ECHO_UNIT, 406, 343, 324)]
+    survey = ce.echo_survey(model, source_detectors=src, target_detectors=tgt, size=64)
+    assert [r.unit for r in survey.reports] == [d.unit for d in tgt]
+    assert survey.reports[survey.strongest].unit == ECHO_UNIT and survey.n_echo == 1 and survey.n_control_echo == 0
+    best = survey.reports[survey.strongest]
+    assert ECHO_INHIBITS in best.opposite_units and best.echo_before < 0.05 and best.echo_after > 1.0
+    assert survey.control_echo_after[survey.strongest] < 0.05
+    assert not set(survey.control_units[survey.strongest]) & set(best.opposite_units)
+    assert survey.p_value == 0.5  # one detector differs between edit and control: the sign test's floor
+    assert len(survey.table()) == 4 and f"mixed3b:{ECHO_UNIT}" in str(survey) and "1/4" in repr(survey)
+
+    # The circuit report's section shows the survey (this one: the report's own would redo it at 224 px), its
+    # table of echoes and the figure.
+    monkeypatch.setattr(ce, "echo_survey", lambda *args, **kwargs: survey)
+    state = {"mixed3a": src, "mixed3b": tgt}
+    page = str(report_module._echo_section(model, "mixed3a", "mixed3b", tmp_path, state))
+    assert "an echo appears in 1 (control edit: 0)" in page and f"echo of mixed3b:{ECHO_UNIT}" in page
+    assert (tmp_path / "echo.png").stat().st_size > 10_000
