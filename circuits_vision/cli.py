@@ -33,6 +33,7 @@ PARTS = (
     "tuning",
     "examples",
     "polysemanticity",
+    "neuron",
     "facets",
 )  # circuits_vision.atlas.analyses.PARTS
 DICTIONARY_PART = "dictionary"  # circuits_vision.atlas.dictionary_units.PART: features of a sparse autoencoder

@@ -2,8 +2,9 @@
 
 For every chosen layer: the strongest inputs (expanded weights from the previous chosen layer, or
 the RGB kernel for the first layer) and outputs (into the next chosen layer) with weight pictures,
-the rotation family, the branch, a tuning summary and dataset examples (from an image folder, else
-from scenes of the shipped model's training distribution). Each part is stored as
+the rotation family, the branch, a tuning summary, dataset examples (from an image folder, else
+from scenes of the shipped model's training distribution) and the neuron visualization (the unit at the
+centre position, beside the atlas's channel visualization). Each part is stored as
 ``analysis/<layer>.<part>.json`` (atomically), so an interrupted run does not redo it. A part that fails is recorded as ``"not computed: <reason>"`` for its units
 instead of failing the atlas.
 """
@@ -27,7 +28,7 @@ from circuits_vision.atlas.layers import slug
 from circuits_vision.atlas.store import CorruptAtlasFileError, atomic_write_text, png_bytes, read_json, save_png
 from circuits_vision.models.train_shapes import EXAMPLES_SEED_OFFSET
 
-PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples", "polysemanticity", "facets")
+PARTS = ("inputs", "outputs", "family", "branch", "tuning", "examples", "polysemanticity", "neuron", "facets")
 DEFAULT_PARTS = PARTS[:-1]
 """Computed unless ``parts`` says otherwise: all but the facets, which cost ``FACETS`` renders per unit."""
 FACETS = 3
@@ -355,6 +356,53 @@ def facet_strips(
     return result
 
 
+def neuron_renders(
+    model: nn.Module,
+    layer: str,
+    directory: Path,
+    units: list[int] | None,
+    *,
+    steps: int,
+    size: int,
+    seed: int,
+) -> dict[int, dict]:
+    """Neuron visualizations: each unit's activation at the centre position maximised, all units in one
+    batched render, each seeded like the unit's channel image (:func:`~circuits_vision.atlas.plan.unit_seed`).
+
+    A channel objective asks for the unit everywhere at once; a sharply selective unit (a curve detector
+    inhibited by everything but its curve) can stay below zero at every position of every step, so its
+    channel image is the unchanged start. One position needs the feature once, at the centre, as the
+    Circuits articles' visualizations show it. Per unit: ``{"image", "activation", "never_active"}``, the
+    activation at the centre of the final image and whether the render never activated the unit.
+    """
+    from circuits_vision import optvis
+    from circuits_vision.atlas.plan import unit_seed
+
+    units = _all_units(model, layer) if units is None else list(units)
+    found = optvis.render(
+        model,
+        [optvis.objectives.neuron(layer, u) for u in units],
+        steps=steps,
+        size=size,
+        image_seeds=[unit_seed(seed, layer, u) for u in units],
+        progress=False,
+    )
+    images = found.images[:, :3]
+    with torch.no_grad():
+        acts = hooks.run_with_cache(model, images.to(next(model.parameters()).device), [layer])[layer].float().cpu()
+    centre = acts[:, :, acts.shape[2] // 2, acts.shape[3] // 2]
+    result = {}
+    for i, unit in enumerate(units):
+        name = f"img/{slug(layer)}/{unit}_neuron.png"
+        save_png(directory / name, images[i])
+        result[unit] = {
+            "image": name,
+            "activation": round(float(centre[i, unit]), 4),
+            "never_active": bool(found.never_active[i]),
+        }
+    return result
+
+
 def part_file(layer: str, part: str) -> str:
     """Where a layer's part is stored, relative to the atlas directory: ``analysis/<layer>.<part>.json``."""
     return f"{ANALYSIS_DIR}/{slug(layer)}.{part}.json"
@@ -377,7 +425,8 @@ def layer_parts(
 
     ``units``: ``{layer: units}`` the atlas shows (default all): families, RGB kernels, curve tuning and
     dataset examples are computed for these only. ``progress``: a bar of the parts with an ETA.
-    ``render``: ``{"steps", "size", "seed"}`` for the facets (default 64 steps, 64 px, seed 0).
+    ``render``: ``{"steps", "size", "seed"}`` for the neuron visualizations and the facets (default 64 steps,
+    64 px, seed 0).
     """
     directory = Path(directory)
     pairs: dict[tuple[str, str], tuple] = {}
@@ -409,6 +458,7 @@ def layer_parts(
                 "tuning": lambda t=layer, u=chosen: tuning(model, t, u),
                 "examples": lambda t=layer, u=chosen: examples(model, t, images, directory, k, u),
                 "polysemanticity": lambda t=layer, p=previous, u=chosen: polysemanticity(model, t, p, u),
+                "neuron": lambda t=layer, u=chosen: neuron_renders(model, t, directory, u, **facet_settings),
                 "facets": lambda t=layer, u=chosen: facet_strips(model, t, directory, u, **facet_settings),
             }
             result[layer] = {}

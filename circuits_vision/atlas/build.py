@@ -107,7 +107,7 @@ def build(
         model_name: recorded in the settings (default the model's class name).
         k: strongest inputs/outputs (and dataset examples) shown per unit.
         parts: which per-unit analyses to compute, of ``analyses.PARTS`` ("inputs", "outputs", "family",
-            "branch", "tuning", "examples", "polysemanticity", "facets", "dictionary"); default all but
+            "branch", "tuning", "examples", "polysemanticity", "neuron", "facets", "dictionary"); default all but
             "facets", which renders 3 more images per unit, and "dictionary" (sparse-autoencoder features as
             units, :mod:`~circuits_vision.atlas.dictionary_units`; its layers and size: ``config``). The
             others show what an earlier run into ``out`` computed, else "not computed". With ``units_per_layer`` they cover the atlas's units only.

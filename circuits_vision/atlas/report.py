@@ -90,21 +90,14 @@ def _figure_html(name: str, caption: str) -> Safe:
     )
 
 
-def _atlas_pictures(atlas_dir: Path | None, layer: str, units: list[int]) -> dict[int, torch.Tensor] | None:
-    """Feature visualizations of ``units`` from an atlas directory, if all are there."""
-    if atlas_dir is None:
-        return None
-    import numpy as np
-    from PIL import Image
-
-    pictures = {}
-    for unit in units:
-        path = atlas_dir / "img" / slug(layer) / f"{unit}.png"
-        if not path.is_file():
-            return None
-        with Image.open(path) as image:
-            pictures[unit] = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
-    return pictures
+def _atlas_pictures(atlas_dir: Path | None, layer: str, units: list[int]) -> tuple[dict[int, torch.Tensor], str] | None:
+    """``(pictures, kind)``: the atlas's neuron visualizations of ``units`` if all are there, else its channel
+    visualizations if all are there, else None."""
+    for kind in ("neuron", "channel"):
+        shown, images = views_section.atlas_images(atlas_dir, layer, units, kind)
+        if images is not None and shown == list(units):
+            return {u: images[i] for i, u in enumerate(shown)}, f"{kind} visualizations"
+    return None
 
 
 def _families_section(model, layer, source, out: Path, atlas_dir, title: str, detection: dict):
@@ -132,11 +125,12 @@ def _families_section(model, layer, source, out: Path, atlas_dir, title: str, de
     ]
     if found.families:
         members = sorted({m for f in found.families[:MAX_FAMILY_FIGURES] for m in f.members})
-        pictures = _atlas_pictures(atlas_dir, layer, members)
-        kind = "feature visualizations"
-        if pictures is None:
+        found_pictures = _atlas_pictures(atlas_dir, layer, members)
+        if found_pictures is None:
             kernels = equivariance.unit_kernels(model, layer, None, units=members)
             pictures, kind = {m: kernels[i] for i, m in enumerate(members)}, "kernels on the input"
+        else:
+            pictures, kind = found_pictures
         for number, family in enumerate(found.families[:MAX_FAMILY_FIGURES]):
             figure = viz_families.family_figure(family, pictures, title=f"{layer} family {number}")
             name = _save_figure(figure, out / f"{slug(layer)}_family{number}.png")

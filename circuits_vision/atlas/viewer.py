@@ -96,7 +96,7 @@ def _index_html(
         preview = join(
             html(
                 '<img loading="lazy" width="40" height="40" src="{src}" alt="{layer}:{unit}">',
-                src=r["image"],
+                src=grid_image(r)[0],
                 layer=layer,
                 unit=r["unit"],
             )
@@ -177,15 +177,20 @@ def _layer_html(layer: str, records: list[dict], layers: list[str], i: int) -> S
     for r, facet in zip(records, facets):
         label = html('<span class="label">{label}</span>', label=r["label"]) if r.get("label") else ""
         data = join((html('data-{key}="{value}"', key=key, value=value) for key, value in facet.items()), " ")
+        image, is_neuron = grid_image(r)
         cells.append(
             html(
-                '<a class="unit" {data} href="../{page}"><img loading="lazy" decoding="async" width="100" '
-                'height="100" src="../{image}" alt="{layer}:{unit}">{unit}{label}</a>',
+                '<a class="unit{kind}" {data} href="../{page}"><img loading="lazy" decoding="async" width="100" '
+                'height="100" src="../{image}" alt="{layer}:{unit}"{title}>{unit}{label}</a>',
+                kind=" neuron" if is_neuron else "",
                 data=data,
                 page=r["page"],
-                image=r["image"],
+                image=image,
                 layer=layer,
                 unit=r["unit"],
+                title=Safe(' title="neuron visualization: the channel objective never activated this unit"')
+                if is_neuron
+                else "",
                 label=label,
             )
         )
@@ -396,10 +401,45 @@ def _never_active_html(record: dict) -> Safe:
     )
 
 
+def _neuron(record: dict) -> dict | None:
+    """The unit's neuron visualization (the ``neuron`` part), or None where it was not computed."""
+    value = record.get("neuron")
+    return value if isinstance(value, dict) and "image" in value else None
+
+
+def grid_image(record: dict) -> tuple[str, bool]:
+    """``(image, is_neuron)``: what the layer grid shows for a unit. The channel visualization, unless it
+    never activated the unit and the neuron visualization did (a unit too selective for a channel objective
+    would otherwise show its unchanged start image)."""
+    neuron = _neuron(record)
+    if record.get("never_active") and neuron is not None and not neuron.get("never_active"):
+        return neuron["image"], True
+    return record["image"], False
+
+
+def _neuron_html(record: dict) -> Safe:
+    neuron = _neuron(record)
+    if neuron is None:
+        return _note(record.get("neuron"))
+    state = (
+        "never active: the image is the barely changed start"
+        if neuron.get("never_active")
+        else f"activation at the centre {neuron.get('activation')}"
+    )
+    return html(
+        '<img class="vis" id="neuron" src="../../{image}" alt="neuron visualization">'
+        '<p class="note">the unit at the centre position maximised; {state}</p>',
+        image=neuron["image"],
+        state=state,
+    )
+
+
 _UNIT = (
     "<nav>{links}</nav><h1>{name}</h1>{label}"
     '<div class="views"><div><h2>feature visualization</h2><img class="vis" id="vis" '
-    'src="../../{image}" alt="feature visualization of {name}"></div>'
+    'src="../../{image}" alt="feature visualization of {name}"><p class="note">the channel maximised '
+    "at every position</p></div>"
+    "<div><h2>neuron</h2>{neuron}</div>"
     "<div><h2>facets</h2>{facets}</div>"
     "<div><h2>polysemanticity</h2>{polysemanticity}</div></div>"
     '<table class="facts"><tr><th>curve and weight family</th><td id="family">{family}</td></tr>'
@@ -467,6 +507,7 @@ def _unit_html(record: dict, present: set, neighbours) -> Safe:
         name=name,
         label=label,
         image=record["image"],
+        neuron=_neuron_html(record),
         facets=_facets_html(record.get("facets")),
         polysemanticity=_polysemanticity_html(record.get("polysemanticity")),
         family=_family_html(record, present),

@@ -38,16 +38,25 @@ def file_name(layer: str) -> str:
     return f"views_{slug(layer)}.json"
 
 
-def atlas_images(atlas_dir: Path | None, layer: str, units: list[int]) -> tuple[list[int], torch.Tensor | None]:
-    """The atlas's renders of those ``units`` that have one: ``(units, images [n, 3, H, W] in [0, 1])``."""
+def atlas_images(
+    atlas_dir: Path | None, layer: str, units: list[int], kind: str = "channel"
+) -> tuple[list[int], torch.Tensor | None]:
+    """The atlas's renders of those ``units`` that have one: ``(units, images [n, 3, H, W] in [0, 1])``.
+
+    ``kind``: "channel" (the atlas's feature visualizations) or "neuron" (its neuron visualizations, the
+    ``neuron`` part: centred on the unit's receptive field, what rotating about the centre can align).
+    """
+    if kind not in ("channel", "neuron"):
+        raise ValueError(f"kind must be 'channel' or 'neuron', got {kind!r}")
     if atlas_dir is None:
         return [], None
     import numpy as np
     from PIL import Image
 
+    suffix = "_neuron" if kind == "neuron" else ""
     found, images = [], []
     for unit in units:
-        path = Path(atlas_dir) / "img" / slug(layer) / f"{unit}.png"
+        path = Path(atlas_dir) / "img" / slug(layer) / f"{unit}{suffix}.png"
         if path.is_file():
             with Image.open(path) as image:
                 images.append(
@@ -79,9 +88,9 @@ def layer_views(
 
     ``weights``: the weight view's result when already computed (the report's families section);
     ``detection``: more arguments of :func:`~circuits_vision.analysis.equivariance.report` (``units``,
-    ``alpha``, ``threshold``, ``min_members``). The visualization view uses the atlas's renders of the
-    units in ``atlas_dir`` when there are any, else renders neuron visualizations (``render_kwargs``,
-    default :data:`RENDER`).
+    ``alpha``, ``threshold``, ``min_members``). The visualization view uses the atlas's neuron renders of
+    the units in ``atlas_dir`` when there are any (else its channel renders), else renders neuron
+    visualizations (``render_kwargs``, default :data:`RENDER`).
     """
     from circuits_vision.analysis import equivariance
     from circuits_vision.analysis.equivariance import agreement
@@ -95,10 +104,14 @@ def layer_views(
         "weights": weights if weights is not None else families(model, layer, source=source, units=units, **detection),
         "tuning": families(model, layer, method="tuning", units=units, **detection),
     }
-    shown, images = atlas_images(atlas_dir, layer, units)
+    kind = "neuron"
+    shown, images = atlas_images(atlas_dir, layer, units, kind)
+    if images is None:  # an atlas built without its neuron visualizations
+        kind = "channel"
+        shown, images = atlas_images(atlas_dir, layer, units, kind)
     if images is not None:
         origin = (
-            f"the atlas's renders of {len(shown)} units (channel objectives, compared at {IMAGE_SIZE}x{IMAGE_SIZE} px)"
+            f"the atlas's renders of {len(shown)} units ({kind} objectives, compared at {IMAGE_SIZE}x{IMAGE_SIZE} px)"
         )
     else:
         from circuits_vision.optvis import objectives, render

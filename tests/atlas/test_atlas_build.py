@@ -553,6 +553,57 @@ def test_records_and_unit_pages_flag_units_that_never_activate(full_atlas):
         assert ('id="never-active"' in page) == r["never_active"]
 
 
+def test_every_unit_has_a_neuron_visualization_on_its_page(tiny, full_atlas):
+    records = _manifest(full_atlas)
+    for r in records:
+        neuron = r["neuron"]
+        assert neuron["image"] == f"img/{r['layer']}/{r['unit']}_neuron.png" and isinstance(
+            neuron["never_active"], bool
+        )
+        with Image.open(full_atlas / neuron["image"]) as image:
+            picture = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+        assert picture.shape == (3, 32, 32)
+        # the recorded activation is the unit's centre activation on the stored picture (up to 8-bit rounding)
+        with torch.no_grad():
+            act = hooks.run_with_cache(tiny, picture[None], [r["layer"]])[r["layer"]][0, r["unit"]]
+        assert neuron["activation"] == pytest.approx(float(act[act.shape[0] // 2, act.shape[1] // 2]), abs=0.02)
+        page = (Path(full_atlas) / r["page"]).read_text()
+        assert f'id="neuron" src="../../{neuron["image"]}"' in page
+
+
+def test_the_layer_grid_shows_the_neuron_visualization_of_a_unit_no_channel_render_reached():
+    from circuits_vision.atlas.viewer import _layer_html, grid_image
+
+    def record(unit, never_active, neuron_never_active):
+        return {
+            "layer": "mixed3b",
+            "unit": unit,
+            "image": f"img/mixed3b/{unit}.png",
+            "page": f"units/mixed3b/{unit}.html",
+            "never_active": never_active,
+            "neuron": {
+                "image": f"img/mixed3b/{unit}_neuron.png",
+                "activation": 1.0,
+                "never_active": neuron_never_active,
+            },
+        }
+
+    records = [
+        record(0, False, False),
+        record(1, True, False),
+        record(2, True, True),
+        {**record(3, True, False), "neuron": "not computed: x"},
+    ]
+    assert [grid_image(r) for r in records] == [
+        ("img/mixed3b/0.png", False),
+        ("img/mixed3b/1_neuron.png", True),
+        ("img/mixed3b/2.png", False),
+        ("img/mixed3b/3.png", False),
+    ]
+    page = str(_layer_html("mixed3b", records, ["mixed3b"], 0))
+    assert page.count('class="unit neuron"') == 1 and 'src="../img/mixed3b/1_neuron.png"' in page
+
+
 def test_unit_pages_show_polysemanticity_and_facets(tiny, full_atlas, tmp_path):
     from circuits_vision.atlas import analyses
 

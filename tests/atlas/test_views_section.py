@@ -105,3 +105,21 @@ def test_the_atlas_report_and_unit_pages_carry_the_three_views(full_atlas):
     for r in records:
         page = (full_atlas / r["page"]).read_text()
         assert '<td id="views">by weights: ' in page and "by tuning: " in page and "by visualization: " in page
+
+
+def test_the_visualization_view_prefers_the_atlas_neuron_renders(tmp_path):
+    # Channel renders of noise, neuron renders of the planted arcs: only the neuron renders hold the family.
+    pm = planted.curve_circuit()
+    generator = torch.Generator().manual_seed(0)
+    for unit, angle in pm.truth["curves"]["orientation_deg"].items():
+        store.save_png(tmp_path / "img" / "curves" / f"{unit}.png", torch.rand(3, 99, 99, generator=generator))
+        store.save_png(tmp_path / "img" / "curves" / f"{unit}_neuron.png", arc_image(99, angle))
+    units = sorted(pm.truth["curves"]["orientation_deg"])
+    found, origin = views_section.layer_views(pm.model, "curves", source="edges", atlas_dir=tmp_path)
+    assert "neuron objectives" in origin and f"renders of {len(units)} units" in origin
+    assert [len(f) for f in found.views["visualization"].families] == [8]
+
+    shown, channel = views_section.atlas_images(tmp_path, "curves", units, "channel")
+    assert shown == units and channel.shape == (8, 3, 99, 99)
+    with pytest.raises(ValueError, match="'channel' or 'neuron'"):
+        views_section.atlas_images(tmp_path, "curves", units, "facets")

@@ -148,3 +148,27 @@ def test_branch_specialization(model):
     ), found
     assert row.p_bonferroni == pytest.approx(recorded["p_bonferroni"], rel=1e-6)
     assert row.p_bonferroni < 0.01
+
+
+@pytest.mark.slow
+def test_trained_curve_units_no_channel_objective_reaches_have_neuron_visualizations(model, tmp_path):
+    # At the demo's render settings (96 steps, 64 px), the channel objective never activates any of the trained
+    # 1x1 curve units among mixed3b's first 32 channels (measured: 17 of the 32 units, all 11 trained ones); the
+    # neuron objective at the centre activates every trained unit (6 of the 32 stay off).
+    from circuits_vision import optvis
+    from circuits_vision.atlas import analyses
+    from circuits_vision.atlas.plan import unit_seed
+
+    trained = [u for u in json.loads(metadata_path().read_text())["unit_curve_heads"]["mixed3b"]["units"] if u < 32]
+    assert len(trained) == 11, trained
+    channel = optvis.render(
+        model,
+        [optvis.objectives.channel("mixed3b", u) for u in trained],
+        steps=96,
+        size=64,
+        image_seeds=[unit_seed(0, "mixed3b", u) for u in trained],
+        progress=False,
+    )
+    assert int(channel.never_active.sum()) >= 9, channel.never_active
+    neuron = analyses.neuron_renders(model, "mixed3b", tmp_path, trained, steps=96, size=64, seed=0)
+    assert all(not neuron[u]["never_active"] and neuron[u]["activation"] > 1.0 for u in trained), neuron

@@ -166,6 +166,8 @@ def families_from_kernels(
     skip = dead.clone()
     if kind in ("rotation", "scale"):
         trivial = spatially_trivial(kernels) & ~dead
+        if gather is not None and bool(trivial.any()):
+            trivial &= ~moved_by_channel_map(kernels, params, transform, mask, gather)
         skip |= trivial
         excluded.update(
             {
@@ -290,6 +292,27 @@ def spatially_trivial(kernels: torch.Tensor, tolerance: float = 0.01) -> torch.T
     spread = ((kernels - mean) * support).pow(2).sum((1, 2, 3))
     uniform = spread < tolerance**2 * total
     return point | uniform
+
+
+def moved_by_channel_map(
+    kernels: torch.Tensor,
+    params: torch.Tensor,
+    transform,
+    mask: torch.Tensor | None,
+    gather,
+    tolerance: float = 0.01,
+) -> torch.Tensor:
+    """[N] bool: kernels that some transformation changes once the source's channels move with it.
+
+    A 1x1 kernel is its own spatial rotation, but not its own rotation in a circuit: with ``gather`` (the
+    source family's channel map) its weights on rotated source units move to other source units, so its
+    similarity to the other units says which of them it is a rotated copy of (a 1x1 curve detector reading
+    mixed3a's curves of its orientation). Unmoved: similarity to itself >= 1 - ``tolerance`` at every
+    parameter (its weights sit on channels the map leaves in place).
+    """
+    coarse = params[:: max(1, len(params) // 8)]
+    own = T.self_similarity(kernels, coarse, transform, mask=mask, gather=gather)
+    return own.min(0).values < 1 - tolerance
 
 
 def pooled_profile(kernels: torch.Tensor, tolerance: float = 0.01) -> torch.Tensor:

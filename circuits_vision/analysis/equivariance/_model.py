@@ -7,6 +7,7 @@ from torch import nn
 
 from circuits_vision.analysis._arguments import check_family_search
 from circuits_vision.analysis.equivariance import _detect as D
+from circuits_vision.analysis.equivariance import transforms as T
 from circuits_vision.analysis.equivariance._kernels import family_gather, unit_kernels, validate_units
 from circuits_vision.analysis.equivariance._mirror import reflection_pairs_from_kernels
 from circuits_vision.analysis.equivariance._result import EquivarianceResult, Family, Settings
@@ -207,6 +208,10 @@ def earlier_layers(model: nn.Module, source: str) -> list[str]:
 def _with_extent(model, layer, source, units, kernels, gather):
     """Split the units by kernel source: those without spatial extent at ``source`` walk back to earlier layers."""
     trivial = D.spatially_trivial(kernels) & ~D.dead_kernels(kernels)
+    if gather is not None and bool(trivial.any()):  # moved by the source family's map: structure at ``source``
+        params = D.default_parameters("rotation", None, kernels)
+        mask = T.disk_mask(kernels.shape[-1], kernels)
+        trivial &= ~D.moved_by_channel_map(kernels, params, T.rotate, mask, gather)
     groups = []
     keep = [i for i in range(len(units)) if not bool(trivial[i])]
     waiting = [units[i] for i in range(len(units)) if bool(trivial[i])]
