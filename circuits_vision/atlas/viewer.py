@@ -436,7 +436,7 @@ def _neuron_html(record: dict) -> Safe:
 
 _UNIT = (
     "<nav>{links}</nav><h1>{name}</h1>{label}"
-    '<div class="views"><div><h2>feature visualization</h2><img class="vis" id="vis" '
+    '<div class="views"><div><h2>channel</h2><img class="vis" id="vis" '
     'src="../../{image}" alt="feature visualization of {name}"><p class="note">the channel maximised '
     "at every position</p></div>"
     "<div><h2>neuron</h2>{neuron}</div>"

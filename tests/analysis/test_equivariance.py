@@ -412,9 +412,10 @@ def test_family_figure_orders_members_by_angle():
 
 def test_the_null_of_a_gathered_family_breaks_the_channel_correspondence_too():
     """Units that are one channel pattern moved along the source family, on a blob: the scrambled surrogates keep
-    each kernel's weights per channel at zero frequency, so under the true map surrogates of two members still
-    match in part and the null's tail reaches the members' 45-degree pairs (blurred by the bilinear turn); the
-    null's map from shuffled source angles breaks that correspondence, and the 8 members are one family."""
+    each kernel's weights per channel at zero frequency, so under the true map surrogates of two members would
+    still match in part and the null's tail reach the members' 45-degree pairs (blurred by the bilinear turn).
+    Each surrogate's inputs are permuted among the family's members, so the 8 members are one family with the
+    true map alone, and with the null's map from shuffled source angles as well."""
     generator = torch.Generator().manual_seed(0)
     source = eq.Family("rotation", list(range(8)), {j: 45.0 * j for j in range(8)}, 0, 360.0, 0.0)
     yy, xx = torch.meshgrid(torch.arange(5) - 2.0, torch.arange(5) - 2.0, indexing="ij")
@@ -430,7 +431,37 @@ def test_the_null_of_a_gathered_family_breaks_the_channel_correspondence_too():
     assert sorted(shuffled(45.0)[:8].tolist()) == list(range(8)) and shuffled(45.0)[8:].tolist() == list(range(8, 24))
     assert not torch.equal(shuffled(45.0), gather(45.0))
     plain = eq.families_from_kernels(kernels, gather=gather, steps=8)
-    assert max((len(f) for f in plain.families), default=0) < 8, str(plain)  # measured: two families of 4
+    assert len(plain.families) == 1 and set(plain.families[0].members) == set(range(8)), str(plain)
+    # (without the per-surrogate permutation the null's tail reached the members' pairs: measured, two families of 4)
     found = eq.families_from_kernels(kernels, gather=gather, null_gather=shuffled, steps=8)
     assert len(found.families) == 1 and set(found.families[0].members) == set(range(8)), str(found)
     assert eq.orientation_error(found.families[0].values, {k: 45.0 * k for k in range(8)}) <= 5.0
+
+
+def test_units_with_1x1_kernels_are_rotated_copies_through_the_source_family_map():
+    """A 1x1 unit is its own spatial rotation, but with the source family's channel map its weights on the
+    family move to other members: 8 centre-only kernels reading the 8 source members at cos(g - 45 k) form one
+    family at 45 k, beside 32 unrelated centre-only units. Without the map they say nothing and are left out."""
+    generator = torch.Generator().manual_seed(0)
+    source = eq.Family("rotation", list(range(8)), {j: 45.0 * j for j in range(8)}, 0, 360.0, 0.0)
+    angles = torch.arange(8) * 45.0
+    kernels = torch.zeros(40, 24, 5, 5)
+    for k in range(8):
+        d = torch.deg2rad(angles - 45.0 * k)
+        kernels[k, :8, 2, 2] = torch.cos(d) + 0.5 * torch.sin(d)
+    kernels[8:, :, 2, 2] = torch.randn(32, 24, generator=generator)
+    kernels[:8, 8:, 2, 2] = 0.1 * torch.randn(8, 16, generator=generator)  # inputs the map leaves in place
+    gather = eq.family_gather([source], 24, kernels)
+    shuffled = eq.family_gather([source], 24, kernels, shuffle=torch.Generator().manual_seed(2))
+    found = eq.families_from_kernels(kernels, gather=gather, null_gather=shuffled, steps=8)
+    assert len(found.families) == 1 and set(found.families[0].members) == set(range(8)), str(found)
+    assert eq.orientation_error(found.families[0].values, {k: 45.0 * k for k in range(8)}) <= 5.0
+    assert not any(why.startswith("no spatial") for u, why in found.excluded.items() if u < 8)
+
+    without_map = eq.families_from_kernels(kernels, steps=8)
+    assert not without_map.families and all(without_map.excluded[u].startswith("no spatial") for u in range(40))
+    # A centre-only unit whose weights sit off the family is unmoved by the map: still left out.
+    only_off = kernels.clone()
+    only_off[:, :8] = 0
+    unmoved = eq.families_from_kernels(only_off, gather=gather, null_gather=shuffled, steps=8)
+    assert all(unmoved.excluded[u].startswith("no spatial") for u in range(40))

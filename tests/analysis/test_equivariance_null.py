@@ -101,6 +101,23 @@ def test_scrambled_kernels_keep_the_radial_energy_profile_and_lose_the_shape():
     assert float(cos.abs().mean()) < 0.5  # the line itself is gone
 
 
+def test_family_channel_shuffles_keep_each_kernels_weights_and_lose_which_member_carries_them():
+    kernels = torch.randn(200, 10, 3, 3, generator=torch.Generator().manual_seed(0))
+    groups = [torch.tensor([0, 2, 4, 6]), torch.tensor([1, 3])]
+    out = null.shuffle_family_channels(kernels, groups, torch.Generator().manual_seed(1))
+    assert torch.equal(out[:, [5, 7, 8, 9]], kernels[:, [5, 7, 8, 9]])  # channels of no family stay put
+    for group in groups:  # each kernel keeps the multiset of its family weights
+        assert torch.equal(
+            out[:, group].flatten(2).sort(1).values.sort(2).values,
+            kernels[:, group].flatten(2).sort(1).values.sort(2).values,
+        )
+    moved = (out[:, [0, 2, 4, 6]] != kernels[:, [0, 2, 4, 6]]).flatten(2).any(2)  # [200, 4]
+    assert (
+        0.6 < float(moved.float().mean()) < 0.9
+    )  # a uniform permutation of 4 leaves a member in place 1/4 of the time
+    assert len({tuple(row.tolist()) for row in moved}) > 5  # each kernel draws its own permutation
+
+
 def test_pair_p_values_of_random_kernels_are_uniform():
     """Under the null (He-initialised random kernels) about 5 % of pairs have p < 0.05, so q < 0.05 is rare."""
     g = torch.Generator().manual_seed(3)

@@ -203,6 +203,9 @@ def families_from_kernels(
     sources = N._sources(len(eligible), count, generator)
     draw = N.scramble_kernels if null == "scramble" else N.shuffle_kernels
     surrogates = draw(kernels[eligible], generator, count, sources=sources)
+    groups = channel_orbits(gather, params, kernels.shape[1]) if gather is not None else []
+    if groups:
+        surrogates = N.shuffle_family_channels(surrogates, groups, generator)
     null_sim = similarity(surrogates, null_gather if null_gather is not None else gather)
     # Per-unit invariance is tested against a larger pool (one null value per surrogate, BH over units
     # needs resolution), at every 9th angle at most: a minimum over fewer angles is larger, so conservative.
@@ -211,6 +214,8 @@ def families_from_kernels(
     null_self = None
     if candidates:  # the pool is only needed when some unit could be invariant
         pool = draw(kernels[eligible], generator, self_null_units(len(eligible), settings.alpha, count, candidates))
+        if groups:
+            pool = N.shuffle_family_channels(pool, groups, generator)
         null_self = T.self_similarity(pool, coarse, transform, mask=mask, gather=gather).min(0).values
     _calibrate(
         result,
@@ -292,6 +297,29 @@ def spatially_trivial(kernels: torch.Tensor, tolerance: float = 0.01) -> torch.T
     spread = ((kernels - mean) * support).pow(2).sum((1, 2, 3))
     uniform = spread < tolerance**2 * total
     return point | uniform
+
+
+def channel_orbits(gather, params: torch.Tensor, channels: int) -> list[torch.Tensor]:
+    """The groups of input channels a channel map moves among each other (each source family's members):
+    ``[k]`` long indices per group of two or more, from ``gather(p)`` at every parameter ``p``."""
+    parent = list(range(channels))
+
+    def root(c: int) -> int:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    for p in params.tolist():
+        moved = gather(p).cpu().tolist()
+        for c, d in enumerate(moved):
+            a, b = root(c), root(int(d))
+            if a != b:
+                parent[a] = b
+    groups: dict[int, list[int]] = {}
+    for c in range(channels):
+        groups.setdefault(root(c), []).append(c)
+    return [torch.tensor(g, dtype=torch.long) for g in groups.values() if len(g) > 1]
 
 
 def moved_by_channel_map(

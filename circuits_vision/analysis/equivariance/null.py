@@ -11,8 +11,11 @@ layer's marginal statistics and breaks the structure being tested:
   surrogates are drawn from the same distribution as the kernels, so the test is calibrated there.
   When the source layer holds rotation families (``source_families``), a rotation also moves a kernel's
   inputs between family members; the surrogates keep their weights per input channel at zero frequency,
-  so their pairs are compared under the map of shuffled member angles (``family_gather(shuffle=...)``),
-  which breaks the correspondence between the kernels and the source orientations as well.
+  so each surrogate's inputs are also permuted among the members of each family
+  (:func:`shuffle_family_channels`, its own permutation per surrogate) and their pairs are compared under
+  the map of shuffled member angles (``family_gather(shuffle=...)``): both break the correspondence
+  between the kernels and the source orientations (for a 1x1 kernel, which scrambling leaves as it is,
+  the permutation is the whole null).
 - :func:`shuffle_kernels`: which kernel belongs to which unit shuffled independently per input channel.
   Keeps every channel's kernels exactly; breaks the coherence across channels. It is anti-conservative
   when a bottleneck confines the kernels to a subspace (the surrogates leave it), so it is an option only.
@@ -43,6 +46,7 @@ __all__ = [
     "scramble_curves",
     "scramble_kernels",
     "shift_curves",
+    "shuffle_family_channels",
     "shuffle_kernels",
     "shuffle_weights",
     "tail_p_values",
@@ -100,6 +104,24 @@ def shuffle_kernels(
         picks[0] = sources
     pick = torch.stack(picks, 1).to(kernels.device)  # [count, C]
     return kernels[pick, torch.arange(c, device=kernels.device)[None, :]]
+
+
+def shuffle_family_channels(
+    kernels: torch.Tensor, groups: list[torch.Tensor], generator: torch.Generator
+) -> torch.Tensor:
+    """``kernels [M, C, S, S]`` with each kernel's input channels permuted inside every group of ``groups``
+    (``[k]`` long channel indices each: the members of one source family), a permutation of its own per
+    kernel and group. The weights each kernel puts on a family stay; which member carries which is lost."""
+    out = kernels.clone()
+    m = kernels.shape[0]
+    rows = torch.arange(m, device=kernels.device)[:, None]
+    for group in groups:
+        if len(group) < 2:
+            continue
+        group = group.to(kernels.device)
+        order = torch.argsort(torch.rand(m, len(group), generator=generator), dim=1).to(kernels.device)
+        out[:, group] = kernels[rows, group[order]]
+    return out
 
 
 def scramble_curves(
