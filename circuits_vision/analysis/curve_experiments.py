@@ -524,6 +524,10 @@ class ReplacementReport(Result):
         ablated, replaced: :class:`~circuits_vision.analysis.ablation.AblationReport` (``before`` is the
             original model in both).
         curve_classes: class names whose per-class deltas are shown.
+        curve_inputs_only: the control that bounds any hand-built unit reading only the source curve
+            detectors: each unit rebuilt the same way from its *own* expanded weights from those detectors
+            (no template), with ``curve_inputs_r2`` its fit. What the template loses is the gap between
+            ``replaced`` and this; what the curve units alone cannot carry, the gap between this and the original.
     """
 
     source: str
@@ -537,17 +541,28 @@ class ReplacementReport(Result):
     ablated: AblationReport
     replaced: AblationReport
     curve_classes: list[str]
+    curve_inputs_only: AblationReport
+    curve_inputs_r2: list[float]
 
     @property
     def original_accuracy(self) -> float:
         return self.ablated.before
 
     def table(self) -> list[dict]:
-        """Per curve class (then all classes): accuracy original, ablated, hand-built."""
+        """Per curve class (then all classes): accuracy original, ablated, hand-built, own curve weights only."""
         rows = []
         for name in self.curve_classes:
-            a, r = self.ablated.class_delta(name), self.replaced.class_delta(name)
-            rows.append({"class": name, "n": a.n, "original": a.before, "ablated": a.after, "hand_built": r.after})
+            a, r, c = (x.class_delta(name) for x in (self.ablated, self.replaced, self.curve_inputs_only))
+            rows.append(
+                {
+                    "class": name,
+                    "n": a.n,
+                    "original": a.before,
+                    "ablated": a.after,
+                    "hand_built": r.after,
+                    "curve_inputs_only": c.after,
+                }
+            )
         rows.append(
             {
                 "class": "(all)",
@@ -555,6 +570,7 @@ class ReplacementReport(Result):
                 "original": self.ablated.before,
                 "ablated": self.ablated.after,
                 "hand_built": self.replaced.after,
+                "curve_inputs_only": self.curve_inputs_only.after,
             }
         )
         return rows
@@ -567,14 +583,17 @@ class ReplacementReport(Result):
             "template_parameters": self.template_parameters,
             "original_parameters": self.original_parameters,
             "fit_r2": [round(v, 3) for v in self.fit_r2],
+            "curve_inputs_r2": [round(v, 3) for v in self.curve_inputs_r2],
             "n": self.ablated.n,
             "accuracy": {
                 "original": self.ablated.before,
                 "ablated": self.ablated.after,
                 "hand_built": self.replaced.after,
+                "curve_inputs_only": self.curve_inputs_only.after,
             },
             "curve_classes": {
-                r["class"]: {k: r[k] for k in ("original", "ablated", "hand_built")} for r in self.table()[:-1]
+                r["class"]: {k: r[k] for k in ("original", "ablated", "hand_built", "curve_inputs_only")}
+                for r in self.table()[:-1]
             },
         }
 
@@ -586,12 +605,15 @@ class ReplacementReport(Result):
             f"median fit R^2 {sorted(self.fit_r2)[len(self.fit_r2) // 2]:.2f})",
             f"  accuracy on {self.ablated.n} scenes: original {100 * self.ablated.before:.1f}% -> ablated "
             f"{100 * self.ablated.after:.1f}% -> hand-built {100 * self.replaced.after:.1f}%",
-            f"  {'class':<12} {'n':>4} {'original':>9} {'ablated':>8} {'hand-built':>10}",
+            f"  control, each unit from its own weights from the same curve units (no template; median fit R^2 "
+            f"{sorted(self.curve_inputs_r2)[len(self.curve_inputs_r2) // 2]:.2f}): "
+            f"{100 * self.curve_inputs_only.after:.1f}%",
+            f"  {'class':<12} {'n':>4} {'original':>9} {'ablated':>8} {'hand-built':>10} {'own curve weights':>18}",
         ]
         for r in self.table()[:-1]:
             lines.append(
                 f"  {r['class']:<12} {r['n']:>4} {100 * r['original']:>8.1f}% {100 * r['ablated']:>7.1f}% "
-                f"{100 * r['hand_built']:>9.1f}%"
+                f"{100 * r['hand_built']:>9.1f}% {100 * r['curve_inputs_only']:>17.1f}%"
             )
         return "\n".join(lines)
 
@@ -649,7 +671,8 @@ def replace_curve_detectors(
     template (:func:`_template`: a kernel per 45-degree orientation-difference bin, rotated to the
     unit's orientation). Its output is ``ReLU(alpha * conv(source curves, kernels) + beta)`` with the two
     numbers fitted by least squares to the original unit's pre-ReLU value on ``fit_images`` (scenes
-    disjoint from ``data``), as Curve Circuits set the scale of its hand-written weights. ``data`` and
+    disjoint from ``data``), as Curve Circuits set the scale of its hand-written weights. The control
+    ``curve_inputs_only`` rebuilds each unit the same way from its own weights from those detectors. ``data`` and
     ``logits`` are as in :func:`~circuits_vision.analysis.ablation.ablate`; ``curve_classes`` the class
     names to report (default: names starting with ``curve``).
     """
@@ -666,11 +689,15 @@ def replace_curve_detectors(
     E = found.weights[t_units][:, s_units].double()
     built, template = _template(E, tgt, src)
 
-    full = {}
-    for j, unit in enumerate(t_units):
-        kernel = torch.zeros(found.weights.shape[1:], dtype=torch.float64)
-        kernel[s_units] = built[j]
-        full[unit] = kernel.float()
+    def kernels_from(part):  # [T, S, k, k] on the curve units -> {unit: [C_source, k, k]}
+        out = {}
+        for j, unit in enumerate(t_units):
+            kernel = torch.zeros(found.weights.shape[1:], dtype=torch.float64)
+            kernel[s_units] = part[j]
+            out[unit] = kernel.float()
+        return out
+
+    full, own = kernels_from(built), kernels_from(E)
 
     # Fit alpha, beta per unit against the original pre-ReLU values on the fit scenes.
     captured = {}
@@ -688,31 +715,45 @@ def replace_curve_detectors(
     finally:
         for h in hooks:
             h.remove()
-    scale_bias, r2 = {}, []
-    for unit in t_units:
-        x = _delta_conv(captured["src"], full[unit], found.offset)[:, 0].flatten().double()
-        y = captured[unit].flatten().double()
-        design = torch.stack([x, torch.ones_like(x)], 1)
-        coef = torch.linalg.lstsq(design, y[:, None]).solution[:, 0]
-        residual = y - design @ coef
-        r2.append(float(1 - residual.var() / y.var().clamp_min(1e-30)))
-        scale_bias[unit] = (float(coef[0]), float(coef[1]))
+
+    def fit(kernels):  # -> ({unit: (alpha, beta)}, [U] R^2) against the original pre-ReLU values
+        scale_bias, r2 = {}, []
+        for unit in t_units:
+            x = _delta_conv(captured["src"], kernels[unit], found.offset)[:, 0].flatten().double()
+            y = captured[unit].flatten().double()
+            design = torch.stack([x, torch.ones_like(x)], 1)
+            coef = torch.linalg.lstsq(design, y[:, None]).solution[:, 0]
+            residual = y - design @ coef
+            r2.append(float(1 - residual.var() / y.var().clamp_min(1e-30)))
+            scale_bias[unit] = (float(coef[0]), float(coef[1]))
+        return scale_bias, r2
+
+    scale_bias, r2 = fit(full)
+    own_scale_bias, own_r2 = fit(own)
 
     ablated_report = ablate(model, {target: t_units}, data, logits=logits)
 
-    def hand_built(inputs, output):  # -> [N, U, h, w], from the source activations of the same forward
-        act = captured["src"]
-        return torch.stack(
-            [
-                F.relu(a * _delta_conv(act, full[u], found.offset)[:, 0] + b)
-                for u, (a, b) in ((u, scale_bias[u]) for u in t_units)
-            ],
-            1,
-        )
+    def rebuilt(kernels, coefficients):
+        def replacement(inputs, output):  # -> [N, U, h, w], from the source activations of the same forward
+            act = captured["src"]
+            return torch.stack(
+                [
+                    F.relu(a * _delta_conv(act, kernels[u], found.offset)[:, 0] + b)
+                    for u, (a, b) in ((u, coefficients[u]) for u in t_units)
+                ],
+                1,
+            )
+
+        return replacement
 
     hook = get_layer(model, source).register_forward_hook(lambda m, i, o: captured.__setitem__("src", o))
     try:
-        replaced_report = ablate(model, {target: t_units}, data, logits=logits, replacement={target: hand_built})
+        replaced_report = ablate(
+            model, {target: t_units}, data, logits=logits, replacement={target: rebuilt(full, scale_bias)}
+        )
+        own_report = ablate(
+            model, {target: t_units}, data, logits=logits, replacement={target: rebuilt(own, own_scale_bias)}
+        )
     finally:
         hook.remove()
     names = [c.name for c in ablated_report.classes]
@@ -729,6 +770,8 @@ def replace_curve_detectors(
         ablated_report,
         replaced_report,
         classes,
+        own_report,
+        own_r2,
     )
 
 

@@ -451,11 +451,15 @@ def _replacement_section(model, source: str, target: str, out: Path, state: dict
         "detectors, through one template (a kernel per 45-degree orientation difference) rotated to the "
         "unit's orientation, with a fitted gain and offset. Accuracy of the shape head on fresh scenes: "
         "original, curve detectors ablated (set to 0), hand-built units in their place; Curve Circuits "
-        "measured 88.6% &rarr; 86.3% &rarr; 87.6% top-5 on ImageNet.</p><pre>{result}</pre>",
+        "measured 88.6% &rarr; 86.3% &rarr; 87.6% top-5 on ImageNet. The control rebuilds each unit the "
+        "same way from its own weights from the source curve detectors (no template): no unit reading only "
+        "those detectors this way can be expected to do better, so the gap from the hand-built units to it "
+        "is what the template loses, and the gap from it to the original what the curve units alone cannot "
+        "carry.</p><pre>{result}</pre>",
         result=result,
     )
     name = _save_figure(viz_curves.replacement_figure(result), out / "replacement.png")
-    return page + _figure_html(name, "accuracy per curve class: original, ablated, hand-built")
+    return page + _figure_html(name, "accuracy per curve class: original, ablated, hand-built, own curve weights")
 
 
 def circuit_report(

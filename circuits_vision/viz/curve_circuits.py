@@ -105,7 +105,8 @@ def echo_survey_figure(survey, *, size: float = 4.0) -> Figure:
 
 
 def replacement_figure(report, *, size: float = 4.0) -> Figure:
-    """Accuracy per curve class (and overall): original, curve detectors ablated, hand-built ones.
+    """Accuracy per curve class (and overall): original, curve detectors ablated, hand-built ones, and the
+    control rebuilt from each unit's own weights from the source curve detectors.
 
     ``report``: a :class:`~circuits_vision.analysis.curve_experiments.ReplacementReport`.
     """
@@ -113,12 +114,18 @@ def replacement_figure(report, *, size: float = 4.0) -> Figure:
     fig = Figure(figsize=(size * 2, size))
     ax = fig.add_subplot()
     x = np.arange(len(rows))
-    for k, (key, colour) in enumerate((("original", "0.3"), ("ablated", "tab:blue"), ("hand_built", "tab:orange"))):
-        ax.bar(x + (k - 1) * 0.27, [100 * r[key] for r in rows], width=0.27, color=colour, label=key.replace("_", "-"))
+    bars = (
+        ("original", "0.3", "original"),
+        ("ablated", "tab:blue", "ablated"),
+        ("hand_built", "tab:orange", "hand-built"),
+        ("curve_inputs_only", "tab:green", "own curve weights (control)"),
+    )
+    for k, (key, colour, label) in enumerate(bars):
+        ax.bar(x + (k - 1.5) * 0.2, [100 * r[key] for r in rows], width=0.2, color=colour, label=label)
     ax.set_xticks(x, [r["class"] for r in rows], rotation=45, fontsize=7)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, frameon=False, ncols=3, loc="lower left")
-    ax.set_title(f"{report.target} curve detectors: original / ablated / hand-built", fontsize=9)
+    ax.legend(fontsize=7, frameon=False, ncols=4, loc="lower left")
+    ax.set_title(f"{report.target} curve detectors: original / ablated / hand-built / own curve weights", fontsize=9)
     fig.tight_layout()
     return fig

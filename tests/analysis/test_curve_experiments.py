@@ -192,3 +192,40 @@ def test_echo_survey_finds_the_planted_echo_and_not_in_the_control(tmp_path, mon
     page = str(report_module._echo_section(model, "mixed3a", "mixed3b", tmp_path, state))
     assert "an echo appears in 1 (control edit: 0)" in page and f"echo of mixed3b:{ECHO_UNIT}" in page
     assert (tmp_path / "echo.png").stat().st_size > 10_000
+
+
+def test_the_replacement_control_rebuilds_units_that_read_only_the_curve_units_exactly():
+    # mixed3b:1 and :2 (1x1 branch) are rewired to read only mixed3a:0 and :5, the "curve detectors": rebuilt
+    # from their own weights from those two units, they are the original units, so the control changes no
+    # prediction and explains all of their pre-ReLU variance; the template, one kernel per orientation
+    # difference, cannot (both units face 0 deg with different weights, so it averages them).
+    spec = InceptionSpec(
+        stem=(ConvSpec("conv2d0", 6, 3, stride=2),),
+        blocks=(BlockSpec("mixed3a", 4, 3, 4, 2, 3, 3), BlockSpec("mixed3b", 4, 3, 4, 2, 3, 3)),
+        num_classes=3,
+        preprocess=Preprocess(scale=2.0, offset=-1.0),
+        input_size=16,
+    )
+    model = InceptionNet(spec, generator=torch.Generator().manual_seed(0)).eval()
+    conv = model.mixed3b_1x1_pre_relu_conv
+    with torch.no_grad():
+        for unit, (w0, w5) in ((1, (1.5, -0.8)), (2, (-0.6, 1.2))):
+            conv.weight[unit] = 0.0
+            conv.weight[unit, 0, 0, 0], conv.weight[unit, 5, 0, 0] = w0, w5
+    images = torch.rand(64, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    report = ce.replace_curve_detectors(
+        model,
+        (images, labels, ["a", "b", "c"]),
+        fit_images=torch.rand(32, 3, 16, 16, generator=torch.Generator().manual_seed(4)),
+        curve_classes=["a"],
+        source_detectors=[detector(0, 0.0), detector(5, 180.0)],
+        target_detectors=[detector(1, 0.0), detector(2, 0.0)],
+    )
+    assert report.original_accuracy == 1.0 and report.curve_inputs_only.after == 1.0
+    assert min(report.curve_inputs_r2) > 0.999 and min(report.fit_r2) < 0.99
+    rows = report.table()
+    assert rows[-1]["curve_inputs_only"] == 1.0 and set(rows[0]) >= {"hand_built", "curve_inputs_only"}
+    assert "own weights from the same curve units" in str(report)
+    assert report.summary()["accuracy"]["curve_inputs_only"] == 1.0
