@@ -20,6 +20,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -272,6 +273,35 @@ def branch_span(model: ShapesNet, layer: str, branch: str | None) -> tuple[int, 
     return ranges[branch]
 
 
+class ZeroUnitBiases:
+    """Keeps the biases of chosen single curve units at zero (set to zero before training and after every step).
+
+    A unit with a bias can stay below zero off its curve by the bias alone, the cheapest way under an L1
+    penalty on the weights: it then sits far below zero everywhere but on its curve, with no specific
+    inhibition. Without a bias, a 1x1 unit reading a ReLU layer is below zero only where inhibitory inputs
+    are active, so the targets' "not this facing" cells ask for inhibition from the units of the other facings.
+    """
+
+    def __init__(self, model: ShapesNet, units: dict[str, list[int]]):
+        self.entries = []  # (bias parameter, channel inside it)
+        for layer, chosen in units.items():
+            ranges = model.branch_ranges(layer)
+            for unit in chosen:
+                branch, (start, _) = next((b, r) for b, r in ranges.items() if r[0] <= unit < r[1])
+                self.entries.append((model.layer(f"{layer}_{branch}_pre_relu_conv").bias, unit - start))
+        self.apply()
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for bias, channel in self.entries:
+            bias[channel] = 0.0
+
+
+def parse_layers(text: str) -> list[str]:
+    """``"mixed3a,mixed3b"`` -> ``["mixed3a", "mixed3b"]`` (empty string -> none)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def parse_branches(text: str) -> dict[str, str]:
     """``"mixed3b:5x5"`` -> ``{"mixed3b": "5x5"}`` (empty string -> none)."""
     out = {}
@@ -473,6 +503,7 @@ def train(
     rotation_tie: float = 0.0,
     unit_bins: int = UNIT_BINS,
     unit_no_curve_weight: float = NO_CURVE_WEIGHT,
+    unit_zero_bias: Sequence[str] = (),
     mixed3b_bottlenecks: tuple[int, int] = MIXED3B_BOTTLENECKS,
     log=print,
 ) -> dict:
@@ -488,7 +519,8 @@ def train(
     ``rotation_tie``: weight of :class:`RotationTie` on mixed3b's (needs ``unit_curves`` on mixed3a, single curve
     units on mixed3b and ``curve_branches["mixed3b"]`` 3x3 or 5x5), ramped in with the heads. ``unit_bins``: how
     many single curve units (one facing each, ``360 / unit_bins`` degrees apart) the unit targets train per layer;
-    ``unit_no_curve_weight`` the weight of their "no curve" cells (lower: less push below zero off the curve).
+    ``unit_no_curve_weight`` the weight of their "no curve" cells (lower: less push below zero off the curve);
+    ``unit_zero_bias``: layers whose single curve units have no bias (:class:`ZeroUnitBiases`).
     Returns the metadata written to the .json file.
     """
     if steps < 1 or batch_size < 1:
@@ -521,6 +553,15 @@ def train(
         branches=curve_branches,
         bins=unit_bins,
         no_curve_weight=unit_no_curve_weight,
+    )
+    unit_zero_bias = list(unit_zero_bias)
+    for layer in unit_zero_bias:
+        if layer not in unit_heads.units and layer not in unit_centre_heads.units:
+            raise ValueError(
+                f"--unit-zero-bias {layer}: {layer} has no single curve units (--unit-curves/--unit-centres)"
+            )
+    zero_biases = ZeroUnitBiases(
+        model, {layer: {**unit_heads.units, **unit_centre_heads.units}[layer] for layer in unit_zero_bias}
     )
     tie = None
     if rotation_tie:
@@ -578,6 +619,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        zero_biases.apply()
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         if (step + 1) % log_every == 0 or step + 1 == steps:
             log(
@@ -686,6 +728,7 @@ def train(
                 "units": head.units[layer],
                 "facings_deg": curve_unit_facings(unit_bins),
                 "no_curve_weight": unit_no_curve_weight,
+                "zero_bias": layer in unit_zero_bias,
                 "off_steps": aux_start,
                 "ramp_steps": aux_start,
                 "reads": "softplus(gain) * the unit's pre-ReLU activation + bias per facing bin; 'no curve' has logit 0",
@@ -774,6 +817,11 @@ def main(argv: list[str] | None = None) -> None:
         help="weight of the 'no curve' cells in --unit-curves/--unit-centres (lower: less push below zero)",
     )
     parser.add_argument(
+        "--unit-zero-bias",
+        default="",
+        help="layers whose single curve units have no bias, e.g. mixed3b (then only inhibition keeps them off)",
+    )
+    parser.add_argument(
         "--mixed3b-bottlenecks",
         default=",".join(map(str, MIXED3B_BOTTLENECKS)),
         help="widths of mixed3b's 3x3 and 5x5 bottlenecks, e.g. 96,48 (the shipped model: 64,32)",
@@ -803,6 +851,7 @@ def main(argv: list[str] | None = None) -> None:
         rotation_tie=args.rotation_tie,
         unit_bins=args.unit_bins,
         unit_no_curve_weight=args.unit_no_curve_weight,
+        unit_zero_bias=parse_layers(args.unit_zero_bias),
         mixed3b_bottlenecks=parse_widths(args.mixed3b_bottlenecks),
         log=lambda line: print(line, flush=True),
     )

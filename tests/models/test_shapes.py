@@ -315,6 +315,25 @@ def test_unit_no_curve_weight_sets_the_weight_of_cells_without_a_curve(tmp_path)
         )
 
 
+def test_unit_zero_bias_keeps_only_the_chosen_units_biases_at_zero(tmp_path):
+    from circuits_vision.models.shapes import shapes
+    from circuits_vision.models.train_shapes import curve_unit_indices, main
+
+    main(
+        ["--steps", "3", "--batch-size", "2", "--heldout", "2", "--lr", "0.05", "--out", str(tmp_path / "z.pt")]
+        + ["--unit-centres", "mixed3b:0.5", "--curve-branch", "mixed3b:1x1", "--unit-zero-bias", "mixed3b"]
+    )
+    record = json.loads((tmp_path / "z.json").read_text())["unit_curve_heads"]["mixed3b"]
+    assert record["zero_bias"] is True and record["units"] == curve_unit_indices(160, (0, 48))
+    bias = shapes(weights=tmp_path / "z.pt").mixed3b_1x1_pre_relu_conv.bias.detach()
+    others = [u for u in range(48) if u not in record["units"]]
+    assert bool((bias[record["units"]] == 0).all()) and bool((bias[others] != 0).all())
+    with pytest.raises(ValueError, match="--unit-zero-bias mixed3a: mixed3a has no single curve units"):
+        train(
+            steps=1, batch_size=2, heldout=2, out=tmp_path / "y.pt", unit_zero_bias=["mixed3a"], log=lambda line: None
+        )
+
+
 def test_weight_decay_shrinks_the_conv_weights_and_is_recorded(tmp_path):
     plain = train(steps=2, batch_size=4, heldout=4, out=tmp_path / "plain.pt", log=lambda line: None)
     decayed = train(steps=2, batch_size=4, heldout=4, out=tmp_path / "wd.pt", weight_decay=50.0, log=lambda line: None)
