@@ -378,6 +378,12 @@ class EchoSurvey(Result):
         return [c - r.echo_before for r, c in zip(self.reports, self.control_echo_after)]
 
     @property
+    def sign_counts(self) -> tuple[int, int]:
+        """``(wins, losses)``: detectors where the edit grows the echo more / less than the control (ties out)."""
+        edges = [g - c for g, c in zip(self.growth, self.control_growth)]
+        return sum(e > 1e-9 for e in edges), sum(e < -1e-9 for e in edges)
+
+    @property
     def n_echo(self) -> int:
         """Detectors in which the edit makes an echo appear."""
         return sum(g >= ECHO_GROWTH for g in self.growth)
@@ -454,7 +460,6 @@ def echo_survey(
     found = _expansion(model, source, target)
     E = found.weights
     reports, control_after, control_curves, control_units, control_removed = [], [], [], [], []
-    wins = losses = 0
     for det in tgt:
         opposite = _opposite_units(det, src)
         before = _tuning(model, target, det.unit, size=size)
@@ -485,12 +490,9 @@ def echo_survey(
         control_curves.append(ctl)
         control_units.append(others)
         control_removed.append(-float(control_delta.sum()))
-        edge = (report.echo_after - echo_before) - (control_after[-1] - echo_before)
-        wins += edge > 1e-9
-        losses += edge < -1e-9
-    return EchoSurvey(
-        source, target, reports, control_after, control_curves, control_units, control_removed, sign_test(wins, losses)
-    )
+    survey = EchoSurvey(source, target, reports, control_after, control_curves, control_units, control_removed, 1.0)
+    survey.p_value = sign_test(*survey.sign_counts)
+    return survey
 
 
 # --------------------------------------------------------------------------------------------------

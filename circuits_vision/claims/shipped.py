@@ -198,6 +198,61 @@ def shapes_curve_circuit(ctx: Context) -> ClaimResult:
     return with_nulls(ClaimResult("shapes_curve_circuit", CIRCUITS, "", "", measured, verdict, rule, numbers), [null])
 
 
+@claim(
+    "shapes_echo",
+    article=CIRCUITS,
+    figure="the echo: removing inhibition from opposite curves",
+    published="removing a curve detector's inhibition from the early curves facing the other way makes it "
+    "respond to the curve rotated 180 degrees (an 'echo'); recorded in shapes.json (measured.echo_survey)",
+    requires=("mixed3a", "mixed3b"),
+    suite="shapes",
+)
+def shapes_echo(ctx: Context) -> ClaimResult:
+    from circuits_vision.analysis.curve_experiments import echo_survey
+
+    source, target = _need_detectors(ctx)
+    survey = echo_survey(ctx.model, source_detectors=source, target_detectors=target, size=ctx.size)
+    wins, losses = survey.sign_counts
+    untied = max(wins + losses, 1)
+    null = summary_null(
+        wins / untied,
+        survey.p_value,
+        0.5,
+        0.5 / math.sqrt(untied),
+        "fraction of detectors whose echo the edit grows more than the control does",
+        n=untied,
+        description="exact sign test against the control edit, which removes as many orthogonal curves' "
+        "inhibition instead (analysis.curve_experiments.echo_survey)",
+    )
+    verdict = (
+        HOLDS
+        if beats(null, P_CIRCUIT) and survey.n_echo > survey.n_control_echo
+        else PARTLY
+        if survey.n_echo > survey.n_control_echo
+        else FAILS
+    )
+    record = recorded().get("measured", {}).get("echo_survey", {})
+    agrees = record.get("echo") == survey.n_echo and record.get("control_echo") == survey.n_control_echo
+    best = survey.reports[survey.strongest]
+    measured = (
+        f"an echo appears in {survey.n_echo} of {len(survey.reports)} mixed3b detectors, {survey.n_control_echo} "
+        f"under the control; sign test p = {survey.p_value:.2g}; strongest mixed3b:{best.unit}, echo ratio "
+        f"{best.echo_before:.2f} -> {best.echo_after:.2f} (recorded: {record.get('echo')} against "
+        f"{record.get('control_echo')}; {'reproduced' if agrees else 'not the recorded figure'})"
+    )
+    rule = (
+        f"holds: more echoes than under the control and the sign test at p < {P_CIRCUIT}; partly: more echoes "
+        "only; else fails"
+    )
+    numbers = {
+        **survey.summary(),
+        "wins": wins,
+        "losses": losses,
+        "agrees_with_record": agrees,
+    }
+    return with_nulls(ClaimResult("shapes_echo", CIRCUITS, "", "", measured, verdict, rule, numbers), [null])
+
+
 def _branch_claim(layer: str):
     name = f"shapes_branch_curves_{layer}"
 

@@ -18,6 +18,7 @@ SHAPES_CLAIMS = [
     "shapes_curve_family_mixed3a",
     "shapes_curve_family_mixed3b",
     "shapes_curve_circuit",
+    "shapes_echo",
     "shapes_branch_curves_mixed3a",
     "shapes_branch_curves_mixed3b",
     "shapes_equivariant_circuit",
@@ -61,6 +62,15 @@ def test_curve_circuit_reproduces_the_record(report, record):
     holds = recorded["permutation_p"] < 0.01 and recorded["aligned_mean_net"] > 0 > recorded["opposite_mean_net"]
     assert (result.verdict == HOLDS) == holds, str(result)
     assert result.numbers["agrees_with_record"]
+
+
+def test_echo_reproduces_the_record(report, record):
+    result = report["shapes_echo"]
+    recorded = record["measured"]["echo_survey"]
+    assert result.numbers["echo"] == recorded["echo"] and result.numbers["control_echo"] == recorded["control_echo"]
+    assert result.numbers["p_value"] == pytest.approx(recorded["p_value"], rel=1e-9)
+    holds = recorded["p_value"] < 0.01 and recorded["echo"] > recorded["control_echo"]
+    assert (result.verdict == HOLDS) == holds and result.numbers["agrees_with_record"], str(result)
 
 
 @pytest.mark.parametrize("layer", ["mixed3a", "mixed3b"])
