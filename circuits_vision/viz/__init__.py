@@ -13,7 +13,12 @@ Every function returns a picture (a matplotlib ``Figure`` or a PIL image) and ne
 
 from circuits_vision.viz import branches, curve_circuits, families, renders, tuning, weights
 from circuits_vision.viz.branches import plot_report, plot_routing
-from circuits_vision.viz.curve_circuits import echo_tuning_figure, replacement_figure, weight_vs_orientation_figure
+from circuits_vision.viz.curve_circuits import (
+    echo_survey_figure,
+    echo_tuning_figure,
+    replacement_figure,
+    weight_vs_orientation_figure,
+)
 from circuits_vision.viz.families import echo_figure, family_figure, pattern_figure, similarity_figure
 from circuits_vision.viz.renders import render_grid
 from circuits_vision.viz.tuning import radial_tuning_plot, tuning_curve_grid
@@ -23,6 +28,7 @@ __all__ = [
     "branches",
     "curve_circuits",
     "echo_figure",
+    "echo_survey_figure",
     "echo_tuning_figure",
     "families",
     "family_figure",
