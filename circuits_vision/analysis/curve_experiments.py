@@ -244,33 +244,57 @@ def _detectors_of(model, source, target, source_detectors, target_detectors, siz
     return src, tgt
 
 
+def _facing_units(det: CurveDetector, src: Sequence[CurveDetector], low: float, high: float) -> list[int]:
+    """Source curve detectors whose orientation lies more than ``low`` and less than ``high`` deg from ``det``'s."""
+    a = torch.tensor([d.preferred_orientation for d in src])
+    delta = orientation_difference(torch.tensor(det.preferred_orientation), a).abs()
+    return [src[i].unit for i in range(len(src)) if low < float(delta[i]) < high]
+
+
 def _opposite_units(det: CurveDetector, src: Sequence[CurveDetector]) -> list[int]:
     """Source curve detectors facing within :data:`OPPOSITE` deg of the opposite of ``det``'s orientation."""
-    a = torch.tensor([d.preferred_orientation for d in src])
-    delta = orientation_difference(torch.tensor(det.preferred_orientation), a)
-    return [src[i].unit for i in range(len(src)) if abs(float(delta[i])) > 180.0 - OPPOSITE]
+    return _facing_units(det, src, 180.0 - OPPOSITE, math.inf)
 
 
 def _orthogonal_units(det: CurveDetector, src: Sequence[CurveDetector]) -> list[int]:
     """Source curve detectors facing 45-135 deg away from ``det``'s orientation."""
-    a = torch.tensor([d.preferred_orientation for d in src])
-    delta = orientation_difference(torch.tensor(det.preferred_orientation), a).abs()
-    return [src[i].unit for i in range(len(src)) if OPPOSITE < float(delta[i]) < 180.0 - OPPOSITE]
+    return _facing_units(det, src, OPPOSITE, 180.0 - OPPOSITE)
 
 
-def _remove_inhibition(model, source, target, unit, removed, found, before, size):
+def _remove_inhibition(edited, source, target, unit, removed, found, before, size):
     """``(delta [C_source, kh, kw], tuning after)`` once the negative weights of ``removed`` into ``unit`` are gone.
 
-    ``before``: the unedited unit's tuning, whose baseline normalises the edited one too.
+    ``edited``: a copy of the model, which the edit's hooks leave as it was on exit. ``before``: the
+    unedited unit's tuning, whose baseline normalises the edited one too.
     """
     E = found.weights
     delta = torch.zeros_like(E[unit])
     if removed:
         delta[removed] = -E[unit, removed].clamp(max=0)
-    edited = copy.deepcopy(model)
     with _ExpandedEdit(edited, source, target, {unit: delta}, found.offset):
         after = _tuning(edited, target, unit, baseline=(before.baseline_mean, before.baseline_std), size=size)
     return delta, after
+
+
+def _echo_report(source, target, unit, opposite, delta, before, after, notes=()) -> EchoReport:
+    """The :class:`EchoReport` of one edit, from the unit's tunings before and after it."""
+    b, aft = before.orientation_curve()[0], after.orientation_curve()[0]
+    peak = int(b.argmax())
+    scale = max(float(b[peak]), 1e-12)
+    return EchoReport(
+        source,
+        target,
+        unit,
+        float(before.orientations[peak]),
+        opposite,
+        -float(delta.sum()),
+        before.orientations,
+        b,
+        aft,
+        _echo_ratio(b, peak, scale),
+        _echo_ratio(aft, peak, scale),
+        list(notes),
+    )
 
 
 def _echo_ratio(curve: torch.Tensor, peak: int, scale: float) -> float:
@@ -316,24 +340,8 @@ def echo(
     if not opposite:
         notes.append(f"no {source} curve detector faces within {OPPOSITE:g} deg of the opposite orientation")
     before = _tuning(model, target, chosen.unit, size=size)
-    delta, after = _remove_inhibition(model, source, target, chosen.unit, opposite, found, before, size)
-    b, aft = before.orientation_curve()[0], after.orientation_curve()[0]
-    peak = int(b.argmax())
-    scale = max(float(b[peak]), 1e-12)
-    return EchoReport(
-        source,
-        target,
-        chosen.unit,
-        float(before.orientations[peak]),
-        opposite,
-        -float(delta.sum()),
-        before.orientations,
-        b,
-        aft,
-        _echo_ratio(b, peak, scale),
-        _echo_ratio(aft, peak, scale),
-        notes,
-    )
+    delta, after = _remove_inhibition(copy.deepcopy(model), source, target, chosen.unit, opposite, found, before, size)
+    return _echo_report(source, target, chosen.unit, opposite, delta, before, after, notes)
 
 
 @dataclass(repr=False)
@@ -350,22 +358,33 @@ class EchoSurvey(Result):
     Attributes:
         source, target: the layers.
         reports: one :class:`EchoReport` per detector (the edit), in the detectors' order.
-        control_echo_after: ``[D]`` echo ratio after the control edit, per detector; ``control_curves``: the
-            ``[A]`` tuning curve after it, per detector (on the ``orientations`` of the reports).
+        control_curves: the ``[A]`` tuning curve after the control edit, per detector (on the
+            ``orientations`` of the reports).
         control_units: the orthogonal upstream curve detectors whose inhibition the control removed, per
             detector; ``control_removed_weight``: the summed weight it removed (< 0), per detector.
-        p_value: one-sided exact sign test that the edit grows the echo more than the control does,
-            over the detectors where the two differ.
     """
 
     source: str
     target: str
     reports: list[EchoReport]
-    control_echo_after: list[float]
     control_curves: list[torch.Tensor]
     control_units: list[list[int]]
     control_removed_weight: list[float]
-    p_value: float
+
+    @property
+    def control_echo_after(self) -> list[float]:
+        """Echo ratio after the control edit, per detector (scaled like the edit's: the unedited peak)."""
+        ratios = []
+        for report, curve in zip(self.reports, self.control_curves):
+            peak = int(report.before.argmax())
+            ratios.append(_echo_ratio(curve, peak, max(float(report.before[peak]), 1e-12)))
+        return ratios
+
+    @property
+    def p_value(self) -> float:
+        """One-sided exact sign test that the edit grows the echo more than the control does, over the
+        detectors where the two differ."""
+        return sign_test(*self.sign_counts)
 
     @property
     def growth(self) -> list[float]:
@@ -459,40 +478,21 @@ def echo_survey(
     src, tgt = _detectors_of(model, source, target, source_detectors, target_detectors, size)
     found = _expansion(model, source, target)
     E = found.weights
-    reports, control_after, control_curves, control_units, control_removed = [], [], [], [], []
+    edited = copy.deepcopy(model)  # each edit's hooks leave on exit, so one copy serves them all
+    reports, control_curves, control_units, control_removed = [], [], [], []
     for det in tgt:
         opposite = _opposite_units(det, src)
         before = _tuning(model, target, det.unit, size=size)
-        delta, after = _remove_inhibition(model, source, target, det.unit, opposite, found, before, size)
+        delta, after = _remove_inhibition(edited, source, target, det.unit, opposite, found, before, size)
+        reports.append(_echo_report(source, target, det.unit, opposite, delta, before, after))
         # The control: as many orthogonal curve detectors, the most inhibitory first (summed over the kernel).
         inhibition = E[det.unit].clamp(max=0).flatten(1).sum(1)
         others = sorted(_orthogonal_units(det, src), key=lambda u: float(inhibition[u]))[: len(opposite)]
-        control_delta, control = _remove_inhibition(model, source, target, det.unit, others, found, before, size)
-        b, aft, ctl = (t.orientation_curve()[0] for t in (before, after, control))
-        peak = int(b.argmax())
-        scale = max(float(b[peak]), 1e-12)
-        echo_before = _echo_ratio(b, peak, scale)
-        report = EchoReport(
-            source,
-            target,
-            det.unit,
-            float(before.orientations[peak]),
-            opposite,
-            -float(delta.sum()),
-            before.orientations,
-            b,
-            aft,
-            echo_before,
-            _echo_ratio(aft, peak, scale),
-        )
-        reports.append(report)
-        control_after.append(_echo_ratio(ctl, peak, scale))
-        control_curves.append(ctl)
+        control_delta, control = _remove_inhibition(edited, source, target, det.unit, others, found, before, size)
+        control_curves.append(control.orientation_curve()[0])
         control_units.append(others)
         control_removed.append(-float(control_delta.sum()))
-    survey = EchoSurvey(source, target, reports, control_after, control_curves, control_units, control_removed, 1.0)
-    survey.p_value = sign_test(*survey.sign_counts)
-    return survey
+    return EchoSurvey(source, target, reports, control_curves, control_units, control_removed)
 
 
 # --------------------------------------------------------------------------------------------------
