@@ -213,6 +213,8 @@ def section_html(
         '<table class="facts" id="views-summary"><tr><th>view</th><th>families</th><th>sizes</th>'
         f"<th>units</th><th></th></tr>{''.join(rows)}</table>"
     )
+    if source is not None:
+        parts.append(_inherited_html(model, layer, source, found.views["tuning"], detection))
     rows = [
         f"<tr><td>{_e(a['a'])} vs {_e(a['b'])}</td><td>{a['jaccard']:.2f}</td><td>{a['shared']}</td>"
         f"<td>{_deg(a['median_error_deg'])}</td><td>{_deg(a['shuffled_median_deg'])}</td>"
@@ -239,6 +241,34 @@ def section_html(
     else:
         parts.append('<p class="note">no view puts any unit of this layer in a family.</p>')
     return Safe("".join(parts))  # every value in it went through escape
+
+
+def _inherited_html(model: nn.Module, layer: str, source: str, tuning, detection: dict | None) -> Safe:
+    """Whether the tuning view's families are made by ``layer``'s own wiring: the same search against copies
+    with only the weights between ``source`` and ``layer`` shuffled (``tuning_null="layer"``)."""
+    from circuits_vision.analysis import equivariance
+
+    found = equivariance.rotation.families(
+        model, layer, method="tuning", tuning_null="layer", source=source, **dict(detection or {})
+    )
+    null = found.null
+    spread = "" if null is None else f"; null pairs {null.mean:.2f} &plusmn; {null.std:.2f}"
+    sizes = [len(f) for f in found.families]
+    if tuning.families and not sizes:
+        verdict = (
+            f"none of the tuning view's families survives: random wirings of {_e(source)}'s units are as alike, so "
+            f"the likeness of {_e(layer)}'s tuning curves is inherited from {_e(source)} rather than made by "
+            f"{_e(layer)}'s weights"
+        )
+    elif sizes:
+        counted = f"{len(sizes)} {'family' if len(sizes) == 1 else 'families'} ({_e(', '.join(map(str, sizes)))} units)"
+        verdict = f"{counted} made by {_e(layer)}'s own wiring"
+    else:
+        verdict = "no family either"
+    return Safe(
+        f'<p id="views-{_e(slug(layer))}-inherited">Made by this layer? Against copies of the model with only the weights '
+        f"between {_e(source)} and {_e(layer)} shuffled (the real {_e(source)} units kept{spread}): {verdict}.</p>"
+    )
 
 
 def attach(report_index: Path | None, manifest: list[dict]) -> None:

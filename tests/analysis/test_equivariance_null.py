@@ -312,3 +312,82 @@ def test_tuning_families_of_random_controls_are_tested_against_random_units(seed
     assert result.settings.null == "network" and result.null.pairs >= 2000
     with pytest.raises(ValueError, match="tuning_null"):
         eq.report(model, layer, method="tuning", tuning_null="bins")
+
+
+# --------------------------------------------------------------------------------------------------
+# The layer null of the tuning view: only the wiring between a source layer and the layer shuffled
+
+
+def test_layer_parameters_are_the_weights_between_two_layers():
+    pm = planted.curve_circuit()
+    frozen = [p.requires_grad for p in pm.model.parameters()]
+    assert null.layer_parameters(pm.model, "curves", "edges") == [
+        "curves_pre_relu_conv.weight",
+        "curves_pre_relu_conv.bias",
+    ]
+    assert null.layer_parameters(pm.model, "curves", None) == [name for name, _ in pm.model.named_parameters()]
+    assert [p.requires_grad for p in pm.model.parameters()] == frozen  # the probe leaves the flags as they were
+    with pytest.raises(ValueError, match="no parameters lie between 'curves' and 'edges'"):
+        null.layer_parameters(pm.model, "edges", "curves")
+
+
+def test_inception_block_parameters_are_its_branches_and_nothing_before():
+    from circuits_vision.models import inceptionv1
+
+    model = inceptionv1(generator=torch.Generator().manual_seed(0))
+    names = null.layer_parameters(model, "mixed3b", "mixed3a")
+    assert len(names) == 12 and all(name.startswith("mixed3b_") for name in names)  # 6 convolutions, weight + bias
+    assert {name.split("_pre_relu")[0] for name in names} == {
+        f"mixed3b_{branch}" for branch in ("1x1", "3x3_bottleneck", "3x3", "5x5_bottleneck", "5x5", "pool_reduce")
+    }
+
+
+def test_shuffle_weights_only_permutes_the_named_parameters():
+    pm = planted.curve_circuit()
+    only = ["curves_pre_relu_conv.weight"]
+    copy = dict(null.shuffle_weights(pm.model, torch.Generator().manual_seed(0), only).named_parameters())
+    for name, original in pm.model.named_parameters():
+        if name in only:
+            assert not torch.equal(copy[name], original)
+            assert torch.equal(torch.sort(copy[name].flatten()).values, torch.sort(original.flatten()).values)
+        else:
+            assert torch.equal(copy[name], original)
+    with pytest.raises(ValueError, match="does not have"):
+        null.shuffle_weights(pm.model, torch.Generator(), ["curves.weight"])
+
+
+def test_layer_null_keeps_the_planted_family_and_finds_nothing_in_random_controls():
+    """The planted curves are rotated copies through their own wiring from the edges: random wirings of the same
+    edges are no match for them. A random layer is drawn from the same distribution as its null."""
+    pm = planted.curve_circuit()
+    result = eq.report(pm.model, "curves", method="tuning", steps=36, tuning_null="layer")
+    assert result.settings.null == "layer" and result.null.method == "layer"
+    assert [sorted(f.members) for f in result.families] == [list(range(8))], str(result)
+    assert "between edges and curves" in result.explanation
+    for seed, layer in ((0, "edges"), (4, "curves")):
+        control = eq.report(planted.random_control(seed).model, layer, method="tuning", tuning_null="layer")
+        assert not control.families and control.null.pairs >= 2000, str(control)
+
+
+def test_phase_scrambled_surfaces_keep_every_spectrum_and_the_cross_spectra():
+    generator = torch.Generator().manual_seed(0)
+    surfaces = torch.rand(5, 36, 3, generator=generator, dtype=torch.float64)
+    scrambled = null.scramble_curves(surfaces, torch.Generator().manual_seed(1), sources=torch.arange(5))
+    assert scrambled.shape == surfaces.shape and not torch.allclose(scrambled, surfaces)
+    before, after = torch.fft.rfft(surfaces, dim=1), torch.fft.rfft(scrambled, dim=1)
+    torch.testing.assert_close(after.abs(), before.abs())  # each condition's power spectrum
+    cross = lambda s: s[..., 0] * s[..., 1].conj()  # noqa: E731 - one phase per frequency shared by the conditions
+    torch.testing.assert_close(cross(after), cross(before))
+    curves = surfaces[:, :, 0]  # the 2-d form draws the same phases
+    torch.testing.assert_close(
+        null.scramble_curves(curves, torch.Generator().manual_seed(1), sources=torch.arange(5)), scrambled[:, :, 0]
+    )
+    with pytest.raises(ValueError, match="orientations"):
+        null.scramble_curves(surfaces[0, 0], generator)
+
+
+def test_surfaces_without_null_curves_are_tested_against_their_phase_surrogates():
+    pm = planted.curve_circuit()
+    surfaces = eq.orientation_surfaces(pm.model, "curves", list(range(8)), steps=36)
+    result = eq.families_from_tuning(surfaces, threshold=0.8)
+    assert result.settings.null == "phase" and [sorted(f.members) for f in result.families] == [list(range(8))]

@@ -58,6 +58,8 @@ def test_every_view_finds_the_planted_family_and_they_agree(planted_views):
     ]
     assert 'id="views-curves"' in html and "the atlas&#x27;s renders of 8 units" in html
     assert html.count("<td>1.00</td>") == 3 and html.count("family 0 at") == 24
+    # the planted curves are rotated copies through their own wiring: the layer null keeps their family
+    assert "1 family (8 units) made by curves's own wiring" in html
 
 
 def test_unit_pages_say_which_view_puts_the_unit_in_which_family(planted_views):

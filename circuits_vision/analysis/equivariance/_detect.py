@@ -376,6 +376,7 @@ def families_from_tuning(
     angle_draws: int = 999,
     seed: int = 0,
     null_curves: torch.Tensor | None = None,
+    null_name: str = "network",
 ) -> EquivarianceResult:
     """Rotation families from orientation tuning curves ``[N, A]`` (responses at ``k * 360 / A`` degrees), or
     response surfaces ``[N, A, R]`` (every orientation under ``R`` conditions, e.g. curve radii, sharing the shift).
@@ -387,7 +388,7 @@ def families_from_tuning(
     e.g. of copies of the model with shuffled weights, :func:`~circuits_vision.analysis.equivariance.null.
     shuffle_weights`: null pairs are pairs of those), else against phase-randomised curves
     (:func:`~circuits_vision.analysis.equivariance.null.scramble_curves`); families against circularly
-    shifted curves. Units whose curve is flat (max - min below ``min_modulation`` of the max) respond at
+    shifted curves (``null_name`` names how ``null_curves`` were drawn in ``settings.null``). Units whose curve is flat (max - min below ``min_modulation`` of the max) respond at
     every orientation: they are reported as invariant; units that never respond are left out.
     """
     if curves.ndim not in (2, 3) or curves.shape[1] < 4:
@@ -446,7 +447,7 @@ def families_from_tuning(
         if len(null_set) < settings.min_members:
             raise ValueError(f"only {len(null_set)} of the null curves are tuned to orientation; draw more")
         sources = torch.arange(len(null_set))  # every null curve is a unit of its own
-        settings.null, settings.null_units = "network", len(null_set)
+        settings.null, settings.null_units = null_name, len(null_set)
     else:
         count = settings.null_units or max(len(eligible), MIN_NULL_UNITS)
         settings.null_units = count
@@ -486,11 +487,12 @@ def circular_correlation(curves: torch.Tensor, upsample: int = 1) -> torch.Tenso
     flat = curves.reshape(curves.shape[0], curves.shape[1], -1)  # [N, A, R]: R conditions share the shift
     z = flat - flat.mean((1, 2), keepdim=True)
     z = z / z.flatten(1).norm(dim=1)[:, None, None].clamp_min(1e-12)
-    spectrum = torch.fft.rfft(z, dim=1)
-    product = (spectrum.conj()[:, None] * spectrum[None, :]).sum(-1)  # [N, N, A // 2 + 1]
-    cross = torch.fft.irfft(product, n=curves.shape[1] * upsample, dim=2)
+    spectrum = torch.fft.rfft(z, dim=1).permute(1, 0, 2)  # [A // 2 + 1, N, R]
+    # one [N, R] x [R, N] product per frequency (a batched matmul, not an [N, N, F, R] broadcast)
+    product = torch.matmul(spectrum.conj(), spectrum.transpose(1, 2))  # [A // 2 + 1, N, N]
+    cross = torch.fft.irfft(product, n=curves.shape[1] * upsample, dim=0)
     # [A', N, N]: sum_t z_i(t) z_j(t + s); the interpolation can overshoot 1 a little between sharp curves
-    return (cross * upsample).clamp(-1.0, 1.0).permute(2, 0, 1).contiguous()
+    return (cross * upsample).clamp(-1.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -67,7 +67,10 @@ def report(
         tuning_null: the pair null of ``method="tuning"``: "network" (default) compares the units' response
             surfaces (arcs at every orientation x 4 radii, :func:`orientation_surfaces`) with those of units
             of copies of the model with shuffled weights (:func:`~circuits_vision.analysis.equivariance.null.
-            shuffle_weights`); "phase" compares one-radius tuning curves (:func:`orientation_tuning`) with
+            shuffle_weights`); "layer" shuffles only the weights between ``source`` (default: the layer before) and
+            ``layer`` (:func:`~circuits_vision.analysis.equivariance.null.layer_parameters`), so that null units read
+            the real source units through random wiring and a family that passes is made by this layer's wiring,
+            not inherited from tuned inputs; "phase" compares one-radius tuning curves (:func:`orientation_tuning`) with
             their own phase-randomised surrogates (reports families in random-weight networks: kept for comparison).
     Returns:
         An :class:`EquivarianceResult`; empty with an ``explanation`` when the layer has no spatial
@@ -98,9 +101,10 @@ def report(
         return result
     unit_list = validate_units(model, layer, units)
     if method == "tuning":
-        if tuning_null not in ("network", "phase"):
+        if tuning_null not in ("network", "layer", "phase"):
             raise ValueError(
-                f"tuning_null must be 'network' (units of weight-shuffled copies) or 'phase', got {tuning_null!r}"
+                f"tuning_null must be 'network' (units of weight-shuffled copies), 'layer' (only the weights "
+                f"between source and layer shuffled) or 'phase', got {tuning_null!r}"
             )
         options = dict(
             alpha=alpha, threshold=threshold, min_members=min_members, min_span=min_span, units=unit_list, seed=seed
@@ -113,8 +117,22 @@ def report(
             # enough null pairs that BH over all pairs of tuned units has resolution (and the families are
             # stable across seeds: with fewer than ~256 tuned null units the shipped model's groups changed)
             wanted = max(4 * int(D.tuned(curves).sum()), null_units or 0, MIN_NULL_TUNED)
-            null_curves = network_null_curves(model, layer, unit_list, steps=steps or 72, at_least=wanted, seed=seed)
-            result = D.families_from_tuning(curves, null_curves=null_curves, **options)
+            only, note = None, ""
+            if tuning_null == "layer":
+                from circuits_vision.analysis.equivariance import null as N
+
+                upstream = source or next(iter(earlier_layers(model, layer)), None)  # None: the input
+                only = N.layer_parameters(model, layer, upstream)
+                note = (
+                    f"null units: copies with the {len(only)} parameter tensors between "
+                    f"{upstream or 'the input'} and {layer} shuffled"
+                )
+            null_curves = network_null_curves(
+                model, layer, unit_list, steps=steps or 72, at_least=wanted, seed=seed, only=only
+            )
+            result = D.families_from_tuning(curves, null_curves=null_curves, null_name=tuning_null, **options)
+            if note:
+                result.explanation = "; ".join(part for part in (result.explanation, note) if part)
         result.layer = layer
         return result
     if method == "visualization":
@@ -336,17 +354,25 @@ MIN_NULL_TUNED = 256
 
 
 def network_null_curves(
-    model: nn.Module, layer: str, units: list[int], *, steps: int = 72, at_least: int = 128, seed: int = 0
+    model: nn.Module,
+    layer: str,
+    units: list[int],
+    *,
+    steps: int = 72,
+    at_least: int = 128,
+    seed: int = 0,
+    only: list[str] | None = None,
 ) -> torch.Tensor:
     """Response surfaces (:func:`orientation_surfaces`) of ``units`` in copies of ``model`` with shuffled weights
-    (:func:`~circuits_vision.analysis.equivariance.null.shuffle_weights`, one ``torch.Generator(seed)``), copy after
+    (all of them, or the parameters named in ``only``:
+    :func:`~circuits_vision.analysis.equivariance.null.shuffle_weights`, one ``torch.Generator(seed)``), copy after
     copy until ``at_least`` of them are tuned (at least 2 copies, at most ``MAX_NULL_COPIES``): ``[copies * U, steps, 4]``."""
     from circuits_vision.analysis.equivariance import null as N
 
     generator = torch.Generator().manual_seed(int(seed) + 1)  # not the stream the family tests draw from
     found, tuned = [], 0
     while len(found) < MAX_NULL_COPIES and (tuned < at_least or len(found) < 2):
-        surfaces = orientation_surfaces(N.shuffle_weights(model, generator), layer, units, steps=steps)
+        surfaces = orientation_surfaces(N.shuffle_weights(model, generator, only), layer, units, steps=steps)
         found.append(surfaces)
         tuned += int(D.tuned(surfaces).sum())
     return torch.cat(found)

@@ -22,7 +22,10 @@ layer's marginal statistics and breaks the structure being tested:
 - :func:`scramble_curves` (tuning-curve pairs, ``tuning_null="phase"``): each curve's Fourier phases randomised (power spectrum
   kept). A pure cosine keeps its shape under this, so cosine-tuned units cannot reach significance.
 - :func:`shuffle_weights` (tuning-curve pairs, the default of ``method="tuning"``): copies of the model
-  with every parameter tensor's entries permuted; their units' curves are the null pairs.
+  with every parameter tensor's entries permuted; their units' curves are the null pairs. With
+  ``only=`` :func:`layer_parameters` (``tuning_null="layer"``) only the weights between a source layer and
+  the layer are permuted: the null units read the real source units through random wiring, so a family
+  that passes is one the layer's own wiring makes, not one inherited from tuned inputs.
 - :func:`shift_curves`, shuffled angles (families, circuits): each member's angle redrawn uniformly
   over the period, which for tuning curves is each curve shifted circularly.
 
@@ -35,6 +38,7 @@ Randomness comes only from the ``torch.Generator`` passed in.
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection
 
 import torch
 from torch import nn
@@ -127,22 +131,30 @@ def shuffle_family_channels(
 def scramble_curves(
     curves: torch.Tensor, generator: torch.Generator, count: int | None = None, *, sources: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Phase-randomised surrogates ``[count, A]`` of tuning curves ``[N, A]`` (mean and power spectrum kept);
-    surrogate ``m`` from curve ``sources[m]`` (default: every curve once per round, random order)."""
-    if curves.ndim != 2:
-        raise ValueError(f"curves must be [units, orientations], got {tuple(curves.shape)}")
+    """Phase-randomised surrogates ``[count, A]`` of tuning curves ``[N, A]`` (mean and power spectrum kept), or
+    ``[count, A, R]`` of response surfaces ``[N, A, R]`` (one random phase per frequency shared by a surface's
+    ``R`` conditions, so the cross-spectra between them are kept too); surrogate ``m`` from curve
+    ``sources[m]`` (default: every curve once per round, random order)."""
+    if curves.ndim not in (2, 3):
+        raise ValueError(
+            f"curves must be [units, orientations] or [units, orientations, conditions], got {tuple(curves.shape)}"
+        )
     pick = _sources(curves.shape[0], count, generator) if sources is None else sources
     x = curves[pick.to(curves.device)].double()
     spectrum = torch.fft.rfft(x, dim=1)
-    phase = torch.rand(spectrum.shape, generator=generator, dtype=torch.float64).to(x.device) * (2 * torch.pi)
+    shape = spectrum.shape[:2]
+    phase = torch.rand(shape, generator=generator, dtype=torch.float64).to(x.device) * (2 * torch.pi)
     phase[:, 0] = 0.0
     if x.shape[1] % 2 == 0:
         phase[:, -1] = 0.0  # the Nyquist term is real
+    if x.ndim == 3:
+        phase = phase[:, :, None].expand_as(spectrum.real)
     return torch.fft.irfft(spectrum * torch.polar(torch.ones_like(phase), phase), n=x.shape[1], dim=1).to(curves.dtype)
 
 
-def shuffle_weights(model: nn.Module, generator: torch.Generator) -> nn.Module:
-    """A deep copy of ``model`` whose every parameter tensor has its entries permuted (``model`` is untouched).
+def shuffle_weights(model: nn.Module, generator: torch.Generator, only: Collection[str] | None = None) -> nn.Module:
+    """A deep copy of ``model`` whose every parameter tensor (or those named in ``only``, from
+    ``named_parameters()``) has its entries permuted (``model`` is untouched).
 
     Each layer keeps its weights' values (their distribution, scale and sign balance) and loses which
     weight sits where: the units of the copy are those of an untrained network of this architecture.
@@ -152,12 +164,50 @@ def shuffle_weights(model: nn.Module, generator: torch.Generator) -> nn.Module:
     distribution as the model, so the test is calibrated there.
     """
     copy_ = copy.deepcopy(model)
+    if only is not None:
+        unknown = set(only) - {name for name, _ in copy_.named_parameters()}
+        if unknown:
+            raise ValueError(f"only names parameters the model does not have: {sorted(unknown)[:5]}")
     with torch.no_grad():
-        for parameter in copy_.parameters():
+        for name, parameter in copy_.named_parameters():
+            if only is not None and name not in only:
+                continue
             flat = parameter.view(-1)
             order = torch.randperm(flat.numel(), generator=generator).to(flat.device)
             flat.copy_(flat[order])
     return copy_
+
+
+def layer_parameters(model: nn.Module, layer: str, source: str | None) -> list[str]:
+    """Names (``named_parameters()``) of the parameters between ``source`` and ``layer``: those ``layer``'s output
+    depends on and ``source``'s does not (read off the autograd graph of one probe image, so any
+    architecture works; ``source=None``: the input, i.e. every parameter up to ``layer``). Raises ValueError
+    when there are none (``source`` is not before ``layer``)."""
+    from circuits_vision.hooks import eval_mode, layer_names, model_input_size, probe_input, run_with_cache
+
+    named = [(name, p) for name, p in model.named_parameters() if p.is_floating_point()]
+    frozen = [p for _, p in named if not p.requires_grad]  # planted and loaded models may freeze theirs
+    try:
+        for p in frozen:
+            p.requires_grad_(True)
+        with torch.enable_grad(), eval_mode(model):
+            x = probe_input(model, model_input_size(model), torch.Generator().manual_seed(0))
+            acts = run_with_cache(model, x, [name for name in (source, layer) if name is not None])
+            reached = {None: set()}
+            for name in acts:
+                out = acts[name]
+                grads = torch.autograd.grad(out.sum(), [p for _, p in named], allow_unused=True, retain_graph=True)
+                reached[name] = {n for (n, _), g in zip(named, grads) if g is not None}
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+    between = [n for n, _ in named if n in reached[layer] and n not in reached[source]]
+    if not between:
+        raise ValueError(
+            f"no parameters lie between {source!r} and {layer!r}: pass a source layer that comes before "
+            f"{layer!r} (e.g. one of {layer_names(model)[:3]}...)"
+        )
+    return between
 
 
 def shift_curves(curves: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
