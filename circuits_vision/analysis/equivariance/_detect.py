@@ -138,6 +138,7 @@ def families_from_kernels(
         raise ValueError(
             f"kind must be 'rotation', 'hue' or 'scale' here (reflection: reflection_pairs_from_kernels), got {kind!r}"
         )
+    kernels = kernels.detach()  # a kernel read straight off a parameter would drag an autograd graph through every step
     units = list(range(kernels.shape[0])) if units is None else list(units)
     settings = _settings(
         alpha, threshold, invariant_threshold, min_members, min_span, null, null_units, angle_draws, seed, steps
