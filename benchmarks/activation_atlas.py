@@ -12,12 +12,16 @@ from each cell's picture against its scenes' drawn orientation, with a shuffled-
 model's own classification of the rendered picture.
 
 Measured on the shipped checkpoint (mixed3b, 2048 held-out scenes, 2 positions each, t-SNE, 12 x 12 grid,
-64 px, defaults ``--sampling object --objective direction_neuron_cossim``), 256 steps: 123 cells, 24 curve
-cells, median orientation error 22.3 deg (67 % within 45 deg) against 85.9 deg with the pictures shuffled
-among the curve cells (p = 0.0005); the axis, ignoring which way the stroke bends, 20.6 deg against 41.4
-(p = 0.004); the model calls 8 of the 24 pictures curves; the atlas built in 135 s (1 thread).
+64 px, defaults ``--sampling object --objective direction_neuron_cossim``), 256 steps: 117 cells, 31 curve
+cells, median orientation error 13.4 deg (84 % within 45 deg) against 89.7 deg with the pictures shuffled
+among the curve cells (p = 0.0005); the axis, ignoring which way the stroke bends, 13.4 deg against 42.2
+(p = 0.0005); the model calls 15 of the 31 pictures curves; the atlas built in 108 s (1 thread). At
+``--grid 6 --images 512 --steps 32``: 31 cells, 7 curve cells, 14.3 deg against 49.2 shuffled (p = 0.007).
 
-On the checkpoint before it (trained without unit curve targets; 2-core CPU shared with other jobs):
+On the checkpoint shipped before it: 123 cells, 24 curve cells, 22.3 deg (67 % within 45 deg) against 85.9
+shuffled (p = 0.0005); axis 20.6 against 41.4 (p = 0.004); the model called 8 of the 24 pictures curves.
+
+On the checkpoint before that (trained without unit curve targets; 2-core CPU shared with other jobs):
 
 - 128 steps: 114 cells, 19 curve cells, median orientation error 16.3 deg (79 % within 45 deg) against
   80.4 deg shuffled (p = 0.0005); axis 11.3 deg against 39.5 (p = 0.001); the model called 4 of the 19
