@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from circuits_vision.analysis.curve_experiments import ECHO_GROWTH
 from circuits_vision.claims.context import Context
 from circuits_vision.claims.nulls import P_HOLDS, beats, reference_null
 from circuits_vision.claims.registry import claim
@@ -13,7 +14,6 @@ from circuits_vision.models import facts
 
 CIRCUITS = "Curve Circuits (Cammarata et al., Distill 2021)"
 NOISE_Z = 2.0  # the opposite response must clear the unit's noise-image responses by this many SDs
-ECHO_GROWTH = 0.1  # EchoReport.echo_appears: the echo ratio grows by a tenth of the preferred response
 
 
 def published_detectors(layer: str):
