@@ -43,23 +43,30 @@ def weight_vs_orientation_figure(circuit, *, size: float = 4.0) -> Figure:
     return fig
 
 
+def _echo_tuning_panel(ax, report, control=None, *, tick_step: int = 45) -> None:
+    """One detector's tuning curve original (black) and with its opposite inhibition removed (red), plus the
+    control edit's (grey) when given, on ``ax``; dotted lines at the preferred orientation and opposite it."""
+    angles = report.orientations.numpy()
+    ax.plot(angles, report.before.numpy(), color="k", label="original")
+    ax.plot(angles, report.after.numpy(), color="tab:red", label="opposite inhibition removed")
+    if control is not None:
+        ax.plot(angles, control.numpy(), color="0.6", label="orthogonal removed (control)")
+    ax.axvline(report.preferred_orientation, color="k", ls=":", lw=0.8)
+    ax.axvline((report.preferred_orientation + 180) % 360, color="tab:red", ls=":", lw=0.8)
+    ax.set_xticks(np.arange(0, 361, tick_step))
+    ax.set_xlabel("curve orientation (deg)")
+    ax.set_ylabel("response (baseline std)")
+    ax.set_title(f"{report.target}:{report.unit}: echo {report.echo_before:.2f} -> {report.echo_after:.2f}", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+
+
 def echo_tuning_figure(report, *, size: float = 4.0) -> Figure:
     """Tuning curve of the edited unit before (black) and after (red) removing its opposite inhibition.
 
     ``report``: a :class:`~circuits_vision.analysis.curve_experiments.EchoReport`.
     """
     fig = Figure(figsize=(size * 1.5, size))
-    ax = fig.add_subplot()
-    angles = report.orientations.numpy()
-    ax.plot(angles, report.before.numpy(), color="k", label="original")
-    ax.plot(angles, report.after.numpy(), color="tab:red", label="opposite inhibition removed")
-    ax.axvline(report.preferred_orientation, color="k", ls=":", lw=0.8)
-    ax.axvline((report.preferred_orientation + 180) % 360, color="tab:red", ls=":", lw=0.8)
-    ax.set_xticks(np.arange(0, 361, 45))
-    ax.set_xlabel("curve orientation (deg)")
-    ax.set_ylabel("response (baseline std)")
-    ax.set_title(f"{report.target}:{report.unit}: echo {report.echo_before:.2f} -> {report.echo_after:.2f}", fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    _echo_tuning_panel(fig.add_subplot(), report)
     fig.tight_layout()
     return fig
 
@@ -76,19 +83,7 @@ def echo_survey_figure(survey, *, size: float = 4.0) -> Figure:
 
     fig = Figure(figsize=(size * 2.6, size))
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    best = survey.reports[survey.strongest]
-    angles = best.orientations.numpy()
-    left.plot(angles, best.before.numpy(), color="k", label="original")
-    left.plot(angles, best.after.numpy(), color="tab:red", label="opposite inhibition removed")
-    left.plot(
-        angles, survey.control_curves[survey.strongest].numpy(), color="0.6", label="orthogonal removed (control)"
-    )
-    left.axvline((best.preferred_orientation + 180) % 360, color="tab:red", ls=":", lw=0.8)
-    left.set_xticks(np.arange(0, 361, 90))
-    left.set_xlabel("curve orientation (deg)")
-    left.set_ylabel("response (baseline std)")
-    left.set_title(f"{best.target}:{best.unit}: echo {best.echo_before:.2f} -> {best.echo_after:.2f}", fontsize=9)
-    left.legend(fontsize=7, frameon=False)
+    _echo_tuning_panel(left, survey.reports[survey.strongest], survey.control_curves[survey.strongest], tick_step=90)
     order = np.argsort([r.preferred_orientation for r in survey.reports], kind="stable")
     x = np.arange(len(order))
     growth, control = np.array(survey.growth)[order], np.array(survey.control_growth)[order]
