@@ -319,6 +319,13 @@ def polysemanticity(
     }
 
 
+def _layer_activations(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Tensor:
+    """``layer``'s activations ``[N, C, H, W]`` (float32, on the CPU) for rendered ``images`` ``[N, 3, H, W]``:
+    what a render reached, measured again on the final images."""
+    with torch.no_grad():
+        return hooks.run_with_cache(model, images.to(hooks.model_device(model)), [layer])[layer].float().cpu()
+
+
 def facet_strips(
     model: nn.Module,
     layer: str,
@@ -340,8 +347,7 @@ def facet_strips(
     objectives = [optvis.objectives.channel(layer, u) - weight * optvis.objectives.diversity(layer) for u in units]
     found = optvis.render(model, objectives, steps=steps, size=size, seed=seed, images_per_objective=k, progress=False)
     images = found.images[:, :3]
-    with torch.no_grad():
-        acts = hooks.run_with_cache(model, images.to(next(model.parameters()).device), [layer])[layer].float().cpu()
+    acts = _layer_activations(model, layer, images)
     result = {}
     for i, unit in enumerate(units):
         name = f"img/{slug(layer)}/{unit}_facets.png"
@@ -388,8 +394,7 @@ def neuron_renders(
         progress=False,
     )
     images = found.images[:, :3]
-    with torch.no_grad():
-        acts = hooks.run_with_cache(model, images.to(next(model.parameters()).device), [layer])[layer].float().cpu()
+    acts = _layer_activations(model, layer, images)
     centre = acts[:, :, acts.shape[2] // 2, acts.shape[3] // 2]
     result = {}
     for i, unit in enumerate(units):
