@@ -342,6 +342,15 @@ def test_inception_block_parameters_are_its_branches_and_nothing_before():
     }
 
 
+def test_layer_parameters_of_a_residual_block_include_its_shortcut_and_nothing_before():
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet18().eval()
+    names = null.layer_parameters(model, "layer2.0", "layer1.1")
+    assert all(name.startswith("layer2.0.") for name in names)
+    assert {"layer2.0.conv1.weight", "layer2.0.conv2.weight", "layer2.0.downsample.0.weight"} <= set(names)
+    assert len(names) == 9  # 3 convolutions without bias, 3 batch norms with weight and bias
+
+
 def test_shuffle_weights_only_permutes_the_named_parameters():
     pm = planted.curve_circuit()
     only = ["curves_pre_relu_conv.weight"]
