@@ -248,9 +248,12 @@ def _inherited_html(model: nn.Module, layer: str, source: str, tuning, detection
     with only the weights between ``source`` and ``layer`` shuffled (``tuning_null="layer"``)."""
     from circuits_vision.analysis import equivariance
 
-    found = equivariance.rotation.families(
-        model, layer, method="tuning", tuning_null="layer", source=source, **dict(detection or {})
-    )
+    try:
+        found = equivariance.rotation.families(
+            model, layer, method="tuning", tuning_null="layer", source=source, **dict(detection or {})
+        )
+    except ValueError as error:  # e.g. no parameters between the two layers: say so, keep the rest of the section
+        return Safe(f'<p class="note">Made by this layer? Not computed: {_e(error)}</p>')
     null = found.null
     spread = "" if null is None else f"; null pairs {null.mean:.2f} &plusmn; {null.std:.2f}"
     sizes = [len(f) for f in found.families]

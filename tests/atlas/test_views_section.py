@@ -125,3 +125,10 @@ def test_the_visualization_view_prefers_the_atlas_neuron_renders(tmp_path):
     assert shown == units and channel.shape == (8, 3, 99, 99)
     with pytest.raises(ValueError, match="'channel' or 'neuron'"):
         views_section.atlas_images(tmp_path, "curves", units, "facets")
+
+
+def test_the_layer_null_line_says_why_it_was_not_computed():
+    pm = planted.curve_circuit()
+    tuning = eq.report(pm.model, "edges", method="tuning", steps=36)
+    html = views_section._inherited_html(pm.model, "edges", "curves", tuning, None)
+    assert "Not computed: no parameters lie between &#x27;curves&#x27; and &#x27;edges&#x27;" in html
