@@ -210,7 +210,7 @@ def section_html(
             f"<tr><td>{_e(name)}</td><td>{len(sizes)}</td><td>{_e(sizes)}</td><td>{sum(sizes)}</td><td>{note}</td></tr>"
         )
     parts.append(
-        '<table class="facts" id="views-summary"><tr><th>view</th><th>families</th><th>sizes</th>'
+        f'<table class="facts" id="views-{_e(slug(layer))}-summary"><tr><th>view</th><th>families</th><th>sizes</th>'
         f"<th>units</th><th></th></tr>{''.join(rows)}</table>"
     )
     if source is not None:
@@ -222,7 +222,7 @@ def section_html(
         for a in content["agreements"]
     ]
     parts.append(
-        '<table class="facts" id="views-agreement"><tr><th>views</th><th>Jaccard</th><th>shared units</th>'
+        f'<table class="facts" id="views-{_e(slug(layer))}-agreement"><tr><th>views</th><th>Jaccard</th><th>shared units</th>'
         "<th>median orientation error (deg)</th><th>shuffled (deg)</th><th>p</th></tr>"
         f"{''.join(rows)}</table>"
     )
@@ -237,7 +237,9 @@ def section_html(
                 for name in found.views
             )
             rows.append(f"<tr><td>{_e(unit)}</td>{cells}</tr>")
-        parts.append(f'<table class="facts" id="views-units"><tr><th>unit</th>{head}</tr>{"".join(rows)}</table>')
+        parts.append(
+            f'<table class="facts" id="views-{_e(slug(layer))}-units"><tr><th>unit</th>{head}</tr>{"".join(rows)}</table>'
+        )
     else:
         parts.append('<p class="note">no view puts any unit of this layer in a family.</p>')
     return Safe("".join(parts))  # every value in it went through escape
