@@ -309,18 +309,12 @@ def test_shapes_curve_detectors_weights_agree_with_tuning():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHAPES_CHECKPOINT.exists(), reason="the shipped shapes checkpoint is not built yet")
-@pytest.mark.xfail(
-    strict=True,
-    reason="on the checkpoint with 16 unit curve targets the 360-periodic tuning family holding most detectors has 41 "
-    "members, 20 of them among the 40 detectors (needs 70% of its members), at their orientations within 8.3 deg; "
-    "the checkpoint before had 16 of 36 among 24 (the rest oriented units that fail the detectors' bars: most "
-    "respond to lines nearly as much as to curves), the one before that 9 of 21 among 10",
-)
 def test_shapes_mixed3b_curve_family_is_found_from_tuning_curves():
     """At the default rule (pairs against units of weight-shuffled copies, q < 0.05) the tuning view of mixed3b
     holds a 360-periodic family made mostly of the curve detectors the checkpoint's card lists, at their
-    preferred orientations. The checkpoint before the current one met it (10 members, 9 of its 21 detectors);
-    the current one does not (see the mark)."""
+    preferred orientations. Measured: 22 members, all 22 among the card's 40 detectors, within 6.8 deg. With
+    arcs alone (no tangent line in the response surfaces) the family holding most detectors had 41 members,
+    only 20 of them detectors: most of the rest answer lines nearly as much as curves."""
     import json
 
     from circuits_vision import models
@@ -334,16 +328,16 @@ def test_shapes_mixed3b_curve_family_is_found_from_tuning_curves():
     assert best is not None, str(result)
     hits = set(best.members) & set(detectors)
     assert len(hits) >= 6 and len(hits) >= 0.7 * len(best), str(result)
-    # measured 7.6 deg (median 2.9) after the best common offset
+    # measured 6.8 deg after the best common offset
     assert eq.orientation_error({u: best.values[u] for u in hits}, detectors) <= 20.0, str(result)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHAPES_CHECKPOINT.exists(), reason="the shipped shapes checkpoint is not built yet")
 def test_shapes_mixed3b_tuning_family_holds_the_curve_detectors_at_their_orientations():
-    """What the tuning view finds on the current checkpoint at the default rule: one 360-periodic family
-    holds 16 of the 24 curve detectors of the card (measured), with angles matching their preferred
-    orientations to 5.0 deg at most after one common offset (median 2.6)."""
+    """What the tuning view finds on the current checkpoint at the default rule: one 360-periodic family holds
+    22 of the 40 curve detectors of the card (measured), with angles matching their preferred orientations to
+    6.8 deg after one common offset."""
     import json
 
     from circuits_vision import models
@@ -355,25 +349,25 @@ def test_shapes_mixed3b_tuning_family_holds_the_curve_detectors_at_their_orienta
     best = max(curves, key=lambda f: len(set(f.members) & set(detectors)), default=None)
     assert best is not None, str(result)
     hits = set(best.members) & set(detectors)
-    assert len(hits) >= 12, str(result)
+    assert len(hits) >= 18, str(result)
     assert eq.orientation_error({u: best.values[u] for u in hits}, detectors) <= 10.0, str(result)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHAPES_CHECKPOINT.exists(), reason="the shipped shapes checkpoint is not built yet")
 def test_shapes_mixed3b_tuning_family_is_inherited_from_mixed3a():
-    """Measured: against units of fully weight-shuffled copies mixed3b's tuning view holds a 41-unit 360-periodic
-    family (null pairs 0.32 +- 0.13); against copies with only mixed3b's own wiring shuffled (the real mixed3a units
-    kept) nothing reaches q < 0.05 (null pairs 0.51 +- 0.19): random wirings of mixed3a's tuned units look as alike, so the family
+    """Measured: against units of fully weight-shuffled copies mixed3b's tuning view holds a 22-unit 360-periodic
+    family (null pairs 0.31 +- 0.13); against copies with only mixed3b's own wiring shuffled (the real mixed3a units
+    kept) nothing reaches q < 0.05 (null pairs 0.48 +- 0.20): random wirings of mixed3a's tuned units look as alike, so the family
     says more about mixed3a than about mixed3b's weights, whose view finds no family either."""
     from circuits_vision import models
 
     model = models.load("shapes")
     network = eq.report(model, "mixed3b", method="tuning")
-    assert max((len(f) for f in network.families if f.period == 360.0), default=0) >= 20, str(network)
+    assert max((len(f) for f in network.families if f.period == 360.0), default=0) >= 15, str(network)
     layer = eq.report(model, "mixed3b", method="tuning", tuning_null="layer")
     assert layer.settings.null == "layer" and not layer.families, str(layer)
-    assert layer.null.mean > network.null.mean + 0.1, (layer.null, network.null)  # measured 0.51 against 0.32
+    assert layer.null.mean > network.null.mean + 0.1, (layer.null, network.null)  # measured 0.48 against 0.31
 
 
 @pytest.mark.needs_weights

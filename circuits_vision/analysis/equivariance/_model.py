@@ -65,7 +65,7 @@ def report(
             Units of different sources are searched separately (their kernels live in different spaces).
         null, null_units, seed: the structure null (see :mod:`circuits_vision.analysis.equivariance.null`).
         tuning_null: the pair null of ``method="tuning"``: "network" (default) compares the units' response
-            surfaces (arcs at every orientation x 4 radii, :func:`orientation_surfaces`) with those of units
+            surfaces (arcs at every orientation x 4 radii and their tangent line, :func:`orientation_surfaces`) with those of units
             of copies of the model with shuffled weights (:func:`~circuits_vision.analysis.equivariance.null.
             shuffle_weights`); "layer" shuffles only the weights between ``source`` (default: the layer before) and
             ``layer`` (:func:`~circuits_vision.analysis.equivariance.null.layer_parameters`), so that null units read
@@ -326,16 +326,24 @@ def orientation_tuning(
 
 
 def orientation_surfaces(model: nn.Module, layer: str, units: list[int], *, steps: int = 72) -> torch.Tensor:
-    """Responses ``[len(units), steps, 4]`` of the units (centre position) to curves facing ``k * 360 / steps`` at
-    4 radii: the stimuli of :func:`circuits_vision.analysis.tuning.find_curve_detectors` (black 90-degree arcs on
-    white, radii 1/8 to 1/3.5 of the input size, thickness 1/32). Two rotated copies of a unit match at one
-    shift under every radius; two unrelated units with one bump each rarely do."""
+    """Responses ``[len(units), steps, 5]`` of the units (centre position) to the stimuli of
+    :func:`circuits_vision.analysis.tuning.find_curve_detectors` turned to ``k * 360 / steps``: black 90-degree
+    arcs on white facing that way at 4 radii (1/8 to 1/3.5 of the input size, thickness 1/32), and, as the
+    fifth condition, the straight line along the arcs' tangent at their midpoint (as long as the mean arc).
+
+    Two rotated copies of a unit match at one shift under every condition; two unrelated units with one bump
+    each rarely do. The line keeps units that answer an orientation whatever the stroke's curvature (line and
+    edge units, which curves drive too) apart from curve detectors, which answer the line much less."""
+    import math
+
     from circuits_vision import stimuli
     from circuits_vision.analysis.tuning import tuning_curves
 
     size = getattr(model, "input_size", 224)
     radii = [size / 8, size / 6, size / 4.5, size / 3.5]
+    thickness = max(1.5, size / 32)
     ones = torch.ones(len(units))
+    baseline = (torch.zeros_like(ones), ones)
     angles = torch.arange(steps, dtype=torch.float32) * (360.0 / steps)
     curves = tuning_curves(
         model,
@@ -343,10 +351,21 @@ def orientation_surfaces(model: nn.Module, layer: str, units: list[int], *, step
         units,
         stimuli.curves,
         {"orientation": angles, "radius": radii},
-        fixed={"angular_width": 90.0, "thickness": max(1.5, size / 32)},
-        baseline=(torch.zeros_like(ones), ones),
+        fixed={"angular_width": 90.0, "thickness": thickness},
+        baseline=baseline,
     )
-    return curves.responses.double()
+    # a curve facing phi runs along phi + 90 at its midpoint (stimuli.curves puts the midpoint at the centre)
+    tangents = tuning_curves(
+        model,
+        layer,
+        units,
+        stimuli.lines,
+        {"orientation": (angles + 90.0) % 180.0},
+        fixed={"length": sum(radii) / len(radii) * math.radians(90.0), "thickness": thickness},
+        baseline=baseline,
+        period=180.0,
+    )
+    return torch.cat([curves.responses, tangents.responses[:, :, None]], dim=2).double()
 
 
 MAX_NULL_COPIES = 16
