@@ -197,8 +197,8 @@ def section_html(
     parts = [
         f'<h2 id="views-{_e(slug(layer))}">Three views of {_e(layer)}</h2>'
         f"<p>Rotation families of {_e(layer)} found three ways, each at the default false-discovery rule: from the "
-        f"weights (expanded weights from {_e(where)}), from orientation tuning curves (drawn curves at every 5 deg), "
-        f"and from feature visualizations ({_e(origin)}). Agreement per pair of views: Jaccard of the units each puts "
+        f"weights (expanded weights from {_e(where)}), from orientation tuning (arcs at 4 radii and their tangent "
+        f"line, at every 5 deg), and from feature visualizations ({_e(origin)}). Agreement per pair of views: Jaccard of the units each puts "
         "in a family, and over pairs of shared units in one family in both, the median error of their relative angle "
         "against the same with one view's angles shuffled (p: shuffles doing as well).</p>"
     ]
