@@ -14,11 +14,11 @@ the uncalibrated cost for the nulls, i.e. calibrated / uncalibrated <= 4), and w
 
 The tuning view of the shipped model is timed the same way: two uncalibrated searches (pairs at
 ``threshold=0.8``: on one-radius tuning curves, the cheapest, and on the default's own response surfaces at
-4 radii and their tangent line, the same statistic without its null) against the default ``report(method="tuning")`` (the
-surfaces and, as their null, the surfaces of the same units in weight-shuffled copies of the model, tested at
-q < 0.05), and against ``tuning_null="layer"`` (only the weights between mixed3a and mixed3b shuffled). The
-null costs one forward sweep of the stimuli per copy, and copies are drawn until 4x as many null units as
-tuned units are tuned (at least 256).
+4 radii and their tangent line, the same statistic without its null) against the default
+``report(method="tuning")`` (the surfaces and, as their null, the surfaces of the same units in weight-shuffled
+copies of the model, tested at q < 0.05), and against ``tuning_null="layer"`` (only the weights between mixed3a
+and mixed3b shuffled). The null costs one forward sweep of the stimuli per copy, and copies are drawn until 4x
+as many null units as tuned units are tuned (at least 256).
 """
 
 from __future__ import annotations

@@ -194,13 +194,15 @@ def section_html(
 
     atomic_write_text(Path(out) / file_name(layer), json.dumps(content, indent=1) + "\n")
     where = "the input" if source is None else source
+    key = f"views-{_e(slug(layer))}"  # the prefix of this section's element ids
     parts = [
-        f'<h2 id="views-{_e(slug(layer))}">Three views of {_e(layer)}</h2>'
+        f'<h2 id="{key}">Three views of {_e(layer)}</h2>'
         f"<p>Rotation families of {_e(layer)} found three ways, each at the default false-discovery rule: from the "
         f"weights (expanded weights from {_e(where)}), from orientation tuning (arcs at 4 radii and their tangent "
-        f"line, at every 5 deg), and from feature visualizations ({_e(origin)}). Agreement per pair of views: Jaccard of the units each puts "
-        "in a family, and over pairs of shared units in one family in both, the median error of their relative angle "
-        "against the same with one view's angles shuffled (p: shuffles doing as well).</p>"
+        f"line, at every 5 deg), and from feature visualizations ({_e(origin)}). Agreement per pair of views: "
+        "Jaccard of the units each puts in a family, and over pairs of shared units in one family in both, the "
+        "median error of their relative angle against the same with one view's angles shuffled (p: shuffles doing "
+        "as well).</p>"
     ]
     rows = []
     for name, result in found.views.items():
@@ -210,7 +212,7 @@ def section_html(
             f"<tr><td>{_e(name)}</td><td>{len(sizes)}</td><td>{_e(sizes)}</td><td>{sum(sizes)}</td><td>{note}</td></tr>"
         )
     parts.append(
-        f'<table class="facts" id="views-{_e(slug(layer))}-summary"><tr><th>view</th><th>families</th><th>sizes</th>'
+        f'<table class="facts" id="{key}-summary"><tr><th>view</th><th>families</th><th>sizes</th>'
         f"<th>units</th><th></th></tr>{''.join(rows)}</table>"
     )
     if source is not None:
@@ -222,7 +224,7 @@ def section_html(
         for a in content["agreements"]
     ]
     parts.append(
-        f'<table class="facts" id="views-{_e(slug(layer))}-agreement"><tr><th>views</th><th>Jaccard</th><th>shared units</th>'
+        f'<table class="facts" id="{key}-agreement"><tr><th>views</th><th>Jaccard</th><th>shared units</th>'
         "<th>median orientation error (deg)</th><th>shuffled (deg)</th><th>p</th></tr>"
         f"{''.join(rows)}</table>"
     )
@@ -237,9 +239,7 @@ def section_html(
                 for name in found.views
             )
             rows.append(f"<tr><td>{_e(unit)}</td>{cells}</tr>")
-        parts.append(
-            f'<table class="facts" id="views-{_e(slug(layer))}-units"><tr><th>unit</th>{head}</tr>{"".join(rows)}</table>'
-        )
+        parts.append(f'<table class="facts" id="{key}-units"><tr><th>unit</th>{head}</tr>{"".join(rows)}</table>')
     else:
         parts.append('<p class="note">no view puts any unit of this layer in a family.</p>')
     return Safe("".join(parts))  # every value in it went through escape
@@ -271,8 +271,9 @@ def _inherited_html(model: nn.Module, layer: str, source: str, tuning, detection
     else:
         verdict = "no family either"
     return Safe(
-        f'<p id="views-{_e(slug(layer))}-inherited">Made by this layer? Against copies of the model with only the weights '
-        f"between {_e(source)} and {_e(layer)} shuffled (the real {_e(source)} units kept{spread}): {verdict}.</p>"
+        f'<p id="views-{_e(slug(layer))}-inherited">Made by this layer? Against copies of the model with only the '
+        f"weights between {_e(source)} and {_e(layer)} shuffled (the real {_e(source)} units kept{spread}): "
+        f"{verdict}.</p>"
     )
 
 

@@ -26,10 +26,10 @@ angular synchronisation; a group is a family when its angles spread over at leas
 (narrower groups are look-alike units) and its members fit each other better at their angles than
 at random ones (the shuffled-angle test, q < 0.05 over the candidate groups). For tuning curves the pair
 null is the units of copies of the model with shuffled weights (their responses to arcs at every
-orientation x 4 radii and to the arcs' tangent line), not phase surrogates of the units' own curves: a ReLU gives units of random
-networks single bumps too, and a bump's phase surrogate is a bump, so that null found families in random
-controls and random-weight InceptionV1 (``tuning_null="phase"`` keeps it for comparison). ``threshold=`` replaces
-the pair test by a fixed cosine, for comparison with older searches. Angles are degrees
+orientation x 4 radii and to the arcs' tangent line), not phase surrogates of the units' own curves: a ReLU
+gives units of random networks single bumps too, and a bump's phase surrogate is a bump, so that null found
+families in random controls and random-weight InceptionV1 (``tuning_null="phase"`` keeps it for comparison).
+``threshold=`` replaces the pair test by a fixed cosine, for comparison with older searches. Angles are degrees
 counter-clockwise with y up, as in :mod:`circuits_vision.stimuli`; a member's angle is relative to
 its family's reference member.
 

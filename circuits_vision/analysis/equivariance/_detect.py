@@ -389,8 +389,9 @@ def families_from_tuning(
     e.g. of copies of the model with shuffled weights, :func:`~circuits_vision.analysis.equivariance.null.
     shuffle_weights`: null pairs are pairs of those), else against phase-randomised curves
     (:func:`~circuits_vision.analysis.equivariance.null.scramble_curves`); families against circularly
-    shifted curves (``null_name`` names how ``null_curves`` were drawn in ``settings.null``). Units whose curve is flat (max - min below ``min_modulation`` of the max) respond at
-    every orientation: they are reported as invariant; units that never respond are left out.
+    shifted curves (``null_name`` names how ``null_curves`` were drawn in ``settings.null``). Units whose curve is
+    flat (max - min below ``min_modulation`` of the max) respond at every orientation: they are reported as
+    invariant; units that never respond are left out.
     """
     if curves.ndim not in (2, 3) or curves.shape[1] < 4:
         raise ValueError(

@@ -65,12 +65,13 @@ def report(
             Units of different sources are searched separately (their kernels live in different spaces).
         null, null_units, seed: the structure null (see :mod:`circuits_vision.analysis.equivariance.null`).
         tuning_null: the pair null of ``method="tuning"``: "network" (default) compares the units' response
-            surfaces (arcs at every orientation x 4 radii and their tangent line, :func:`orientation_surfaces`) with those of units
-            of copies of the model with shuffled weights (:func:`~circuits_vision.analysis.equivariance.null.
-            shuffle_weights`); "layer" shuffles only the weights between ``source`` (default: the layer before) and
-            ``layer`` (:func:`~circuits_vision.analysis.equivariance.null.layer_parameters`), so that null units read
-            the real source units through random wiring and a family that passes is made by this layer's wiring,
-            not inherited from tuned inputs; "phase" compares one-radius tuning curves (:func:`orientation_tuning`) with
+            surfaces (arcs at every orientation x 4 radii and their tangent line, :func:`orientation_surfaces`)
+            with those of units of copies of the model with shuffled weights
+            (:func:`~circuits_vision.analysis.equivariance.null.shuffle_weights`); "layer" shuffles only the
+            weights between ``source`` (default: the layer before) and ``layer``
+            (:func:`~circuits_vision.analysis.equivariance.null.layer_parameters`), so that null units read the
+            real source units through random wiring and a family that passes is made by this layer's wiring, not
+            inherited from tuned inputs; "phase" compares one-radius tuning curves (:func:`orientation_tuning`) with
             their own phase-randomised surrogates (reports families in random-weight networks: kept for comparison).
     Returns:
         An :class:`EquivarianceResult`; empty with an ``explanation`` when the layer has no spatial
@@ -385,7 +386,8 @@ def network_null_curves(
     """Response surfaces (:func:`orientation_surfaces`) of ``units`` in copies of ``model`` with shuffled weights
     (all of them, or the parameters named in ``only``:
     :func:`~circuits_vision.analysis.equivariance.null.shuffle_weights`, one ``torch.Generator(seed)``), copy after
-    copy until ``at_least`` of them are tuned (at least 2 copies, at most ``MAX_NULL_COPIES``): ``[copies * U, steps, 4]``."""
+    copy until ``at_least`` of them are tuned (at least 2 copies, at most ``MAX_NULL_COPIES``):
+    ``[copies * U, steps, 5]``."""
     from circuits_vision.analysis.equivariance import null as N
 
     generator = torch.Generator().manual_seed(int(seed) + 1)  # not the stream the family tests draw from
