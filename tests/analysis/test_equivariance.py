@@ -357,9 +357,10 @@ def test_shapes_mixed3b_tuning_family_holds_the_curve_detectors_at_their_orienta
 @pytest.mark.skipif(not SHAPES_CHECKPOINT.exists(), reason="the shipped shapes checkpoint is not built yet")
 def test_shapes_mixed3b_tuning_family_is_inherited_from_mixed3a():
     """Measured: against units of fully weight-shuffled copies mixed3b's tuning view holds a 22-unit 360-periodic
-    family (null pairs 0.31 +- 0.13); against copies with only mixed3b's own wiring shuffled (the real mixed3a units
-    kept) nothing reaches q < 0.05 (null pairs 0.48 +- 0.20): random wirings of mixed3a's tuned units look as alike, so the family
-    says more about mixed3a than about mixed3b's weights, whose view finds no family either."""
+    family (null pairs 0.31 +- 0.13); against copies with only mixed3b's own wiring shuffled (the real mixed3a
+    units kept) nothing reaches q < 0.05 (null pairs 0.48 +- 0.20): random wirings of mixed3a's tuned units look
+    as alike, so the family says more about mixed3a than about mixed3b's weights, whose view finds no family
+    either."""
     from circuits_vision import models
 
     model = models.load("shapes")
